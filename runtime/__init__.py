@@ -1,0 +1,1 @@
+"""Shoal's model server: a paged-KV, continuous-batching engine behind gRPC (`shoal runtime`)."""

@@ -1,0 +1,121 @@
+"""Assembles an engine from an EngineConfig: model, tokenizer, KV pool, scheduler."""
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from shoal.runtime.config import EngineConfig
+from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.llm_engine import LLMEngine
+from shoal.runtime.engine.output_processor import OutputProcessor
+from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
+from shoal.runtime.layers.attention_torch import TorchAttentionBackend
+from shoal.runtime.model.arch_config import ModelArchConfig
+from shoal.runtime.model.kv_cache_sizing import kv_cache_budget, num_kv_blocks
+from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
+from shoal.runtime.model.model_runner import ModelRunner
+from shoal.runtime.sampling.sampler import Sampler
+from shoal.runtime.tokenization.tokenizer import eos_token_ids, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    served_model_name: str
+    source: str
+    architecture: str
+    dtype: str
+    device: str
+    max_model_len: int
+    vocab_size: int
+    block_size: int
+    eos_token_ids: tuple[int, ...]
+    has_tokenizer: bool
+    has_chat_template: bool
+    kv_cache_tokens: int
+
+
+@dataclass
+class BuiltEngine:
+    engine: LLMEngine
+    tokenizer: PreTrainedTokenizerBase | None
+    info: ModelInfo
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but CUDA is not available")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, arch: ModelArchConfig, device: torch.device) -> torch.dtype:
+    """auto: float32 on CPU; on a GPU the checkpoint's half type, bfloat16 for float32 checkpoints."""
+    if name != "auto":
+        return getattr(torch, name)
+    if device.type == "cpu":
+        return torch.float32
+    return torch.float16 if arch.torch_dtype == "float16" else torch.bfloat16
+
+
+def build_engine(config: EngineConfig) -> BuiltEngine:
+    source = materialize(resolve_model_source(config.model, config.load_format))
+    arch = ModelArchConfig.from_hf(load_hf_config(source))
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, arch, device)
+    max_model_len = _context_window(config, arch)
+    tokenizer = load_tokenizer(source.directory)
+    model = build_model(arch, source, TorchAttentionBackend(), max_model_len, dtype, device, config.seed)
+
+    budget = kv_cache_budget(device, config.kv_cache_memory, config.gpu_memory_utilization)
+    num_blocks = num_kv_blocks(arch, dtype, config.block_size, budget)
+    capacity = num_blocks * config.block_size
+    if max_model_len > capacity:
+        if config.max_model_len is not None:
+            raise ValueError(
+                f"--max-model-len {max_model_len} does not fit in the KV cache ({capacity} tokens); "
+                "raise --kv-cache-memory or lower --max-model-len"
+            )
+        log.warning("context window capped at the KV cache's %d tokens (the model allows %d)", capacity, max_model_len)
+        max_model_len = capacity
+    log.info("KV cache: %d blocks of %d tokens (%d tokens), %s on %s", num_blocks, config.block_size, capacity, dtype, device)
+
+    runner = ModelRunner(model, Sampler(device, config.seed), num_blocks, config.block_size, dtype, device)
+    scheduler = Scheduler(
+        SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens),
+        BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
+    )
+    eos = eos_token_ids(tokenizer, arch.eos_token_ids)
+    engine = LLMEngine(runner, scheduler, OutputProcessor(tokenizer, eos, max_model_len), max_model_len, arch.vocab_size)
+    info = ModelInfo(
+        served_model_name=config.served_model_name or source.name,
+        source=source.describe(),
+        architecture=arch.model_type,
+        dtype=str(dtype).removeprefix("torch."),
+        device=str(device),
+        max_model_len=max_model_len,
+        vocab_size=arch.vocab_size,
+        block_size=config.block_size,
+        eos_token_ids=eos,
+        has_tokenizer=tokenizer is not None,
+        has_chat_template=bool(tokenizer is not None and tokenizer.chat_template),
+        kv_cache_tokens=capacity,
+    )
+    return BuiltEngine(engine, tokenizer, info)
+
+
+def _context_window(config: EngineConfig, arch: ModelArchConfig) -> int:
+    """The model's window, lowered by --max-model-len; sliding-window attention is not implemented,
+    so a model with one is served only up to its window, where full attention is exact."""
+    limit = arch.max_position_embeddings
+    if arch.sliding_window is not None:
+        limit = min(limit, arch.sliding_window)
+    if config.max_model_len is None:
+        return limit
+    if config.max_model_len > limit:
+        raise ValueError(f"--max-model-len {config.max_model_len} exceeds what this model supports ({limit})")
+    return config.max_model_len

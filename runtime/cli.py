@@ -1,0 +1,90 @@
+"""`shoal runtime` flags, named as vLLM's `vllm serve` names them where the two overlap."""
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+
+from shoal.runtime.config import DEVICES, DTYPES, LOAD_FORMATS, EngineConfig, ServerConfig
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '4GiB', '512MiB', '2G', '1000000'."""
+    match = _SIZE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4GiB, 512MiB, 1000000)")
+    number, prefix, binary = float(match[1]), match[2].upper(), match[3]
+    return int(number * (1024 if binary else 1000) ** "_KMGT".index(prefix or "_"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="default", help="'default' (the embedded SmolLM2-135M-Instruct), a .gguf file, or an HF model directory")
+    model.add_argument("--load-format", default="auto", choices=LOAD_FORMATS, help="'dummy': random weights from the directory's config.json")
+    model.add_argument("--served-model-name", default=None, help="name reported to clients and in metrics (default: from the model)")
+    model.add_argument("--dtype", default="auto", choices=DTYPES, help="auto: float32 on CPU, bfloat16/float16 on GPU")
+    model.add_argument("--device", default="auto", choices=DEVICES)
+    model.add_argument("--max-model-len", type=int, default=None, help="context window in tokens (default: the model's)")
+    model.add_argument("--seed", type=int, default=0, help="seed for requests that bring none")
+
+    cache = parser.add_argument_group("KV cache")
+    cache.add_argument("--block-size", type=int, default=16, help="tokens per KV block")
+    cache.add_argument("--kv-cache-memory", type=parse_size, default=None, help="KV pool size, e.g. 4GiB (default: 1GiB on CPU; on GPU see --gpu-memory-utilization)")
+    cache.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="fraction of GPU memory for weights, activations and KV cache")
+    cache.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True, help="share KV blocks of common prompt prefixes")
+
+    sched = parser.add_argument_group("scheduler")
+    sched.add_argument("--max-num-seqs", type=int, default=256, help="most requests in one batch")
+    sched.add_argument("--max-num-batched-tokens", type=int, default=8192, help="token budget per step (prefill chunks + decodes)")
+    sched.add_argument("--max-waiting", type=int, default=1024, help="queued requests beyond which new ones get RESOURCE_EXHAUSTED")
+
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="0.0.0.0")
+    server.add_argument("--port", type=int, default=50051, help="gRPC port")
+    server.add_argument("--metrics-port", type=int, default=8001, help="HTTP port for /metrics, /health, /ready")
+    server.add_argument("--pool", default=os.environ.get("SHOAL_POOL", ""), help="pool label on metrics (env SHOAL_POOL)")
+    server.add_argument("--revision", default=os.environ.get("SHOAL_REVISION", ""), help="revision label on metrics (env SHOAL_REVISION)")
+    server.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds to let requests finish on SIGTERM")
+    server.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerConfig]:
+    engine = EngineConfig(
+        model=args.model,
+        load_format=args.load_format,
+        served_model_name=args.served_model_name,
+        dtype=args.dtype,
+        device=args.device,
+        max_model_len=args.max_model_len,
+        block_size=args.block_size,
+        kv_cache_memory=args.kv_cache_memory,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        enable_prefix_caching=args.enable_prefix_caching,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        seed=args.seed,
+    )
+    server = ServerConfig(
+        host=args.host,
+        port=args.port,
+        metrics_port=args.metrics_port,
+        max_waiting=args.max_waiting,
+        pool=args.pool,
+        revision=args.revision,
+        shutdown_grace_s=args.shutdown_grace,
+    )
+    return engine, server
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shoal.runtime.serve import serve
+
+    try:
+        asyncio.run(serve(*configs_from_args(args)))
+    except (ValueError, FileNotFoundError) as error:  # bad flags or model: a message, not a traceback
+        raise SystemExit(f"shoal runtime: {error}") from None
+    return 0

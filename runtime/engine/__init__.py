@@ -1,0 +1,1 @@
+"""The engine: request state, KV blocks, scheduling, and the step loop."""

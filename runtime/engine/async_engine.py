@@ -1,0 +1,216 @@
+"""Runs the engine's step loop in its own thread and streams each request's outputs to asyncio.
+
+The event loop never waits on the model: new requests and aborts go to the engine thread through a
+queue, drained before every step, and outputs come back with call_soon_threadsafe. A consumer that
+stops iterating (a cancelled gRPC stream, say) aborts its request, and the engine frees its KV
+blocks before the next step.
+"""
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from shoal.runtime.engine.admission import AdmissionControl
+from shoal.runtime.engine.llm_engine import EngineStats, LLMEngine, StepResult
+from shoal.runtime.engine.output_processor import RequestOutput
+from shoal.runtime.engine.request import Request
+from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError
+from shoal.runtime.sampling.params import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+class EngineObserver(Protocol):
+    """Told about request timings and steps (the metrics implement it)."""
+
+    def on_first_token(self, ttft_s: float, num_prompt_tokens: int) -> None: ...
+
+    def on_tokens(self, num_tokens: int, inter_token_s: float | None) -> None: ...
+
+    def on_finished(self, finish_reason: str, e2e_s: float, num_prompt_tokens: int, num_output_tokens: int) -> None: ...
+
+    def on_step(self, num_batched_tokens: int, duration_s: float) -> None: ...
+
+
+@dataclass
+class _Stream:
+    queue: asyncio.Queue
+    arrival: float
+    num_prompt_tokens: int
+    num_output_tokens: int = 0
+    last_token_at: float | None = None
+    finished: bool = False  # the engine has sent the final output (maybe not yet read)
+
+
+_STOP = object()
+
+
+class AsyncEngine:
+    def __init__(self, engine: LLMEngine, admission: AdmissionControl, observer: EngineObserver | None = None):
+        self.engine = engine
+        self.admission = admission
+        self.observer = observer
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._streams: dict[str, _Stream] = {}
+        self._stats: EngineStats = engine.stats()
+        self._submitted = 0  # written by the event loop only
+        self._drained = 0  # written by the engine thread only
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self.accepting = True
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="shoal-engine", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Aborts whatever is left and ends the engine thread."""
+        self.accepting = False
+        self._inbox.put(_STOP)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+
+    @property
+    def healthy(self) -> bool:
+        return self._failure is None and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def num_in_flight(self) -> int:
+        return len(self._streams)
+
+    def stats(self) -> EngineStats:
+        return self._stats
+
+    def num_waiting(self) -> int:
+        return self._stats.num_waiting + (self._submitted - self._drained)
+
+    async def generate(
+        self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int = 0
+    ) -> AsyncIterator[RequestOutput]:
+        """Streams the request's outputs; raises InvalidRequestError, QueueFullError or
+        EngineUnavailableError before the first one if the request cannot be taken."""
+        request = self._admit(request_id, prompt_token_ids, sampling, priority)
+        stream = _Stream(asyncio.Queue(), arrival=time.monotonic(), num_prompt_tokens=request.num_prompt_tokens)
+        self._streams[request_id] = stream
+        self._submitted += 1
+        self._inbox.put(request)
+        failed = False
+        try:
+            while True:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    failed = True
+                    raise item
+                yield item
+                if item.finished:
+                    return
+        finally:
+            del self._streams[request_id]
+            if not stream.finished and not failed:
+                # The consumer left (a cancelled stream): abort, which frees the blocks before the next step.
+                self._inbox.put(("abort", request_id))
+                if self.observer is not None:
+                    self.observer.on_finished(
+                        "abort", time.monotonic() - stream.arrival, stream.num_prompt_tokens, stream.num_output_tokens
+                    )
+
+    def _admit(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int) -> Request:
+        if not self.accepting or not self.healthy:
+            raise EngineUnavailableError("the runtime is shutting down" if not self.accepting else "the engine has failed")
+        request = self.engine.make_request(request_id, prompt_token_ids, sampling, priority)
+        if request_id in self._streams:
+            raise InvalidRequestError("request_id", f"{request_id!r} is already in use")
+        self.admission.check(self.num_waiting())
+        return request
+
+    # --- engine thread ---
+
+    def _run(self) -> None:
+        try:
+            while self._handle_commands(block=not self.engine.has_unfinished()):
+                self._stats = self.engine.stats()
+                if not self.engine.has_unfinished():
+                    continue
+                result = self.engine.step()
+                self._stats = self.engine.stats()
+                self._loop.call_soon_threadsafe(self._deliver, result)
+        except BaseException as error:  # the engine is broken: fail every request, report unhealthy
+            log.exception("engine step failed")
+            self._failure = error
+            self._loop.call_soon_threadsafe(self._fail_all, EngineUnavailableError(f"the engine failed: {error!r}"))
+            return
+        for request_id in list(self._streams):
+            output = self.engine.abort_request(request_id)
+            if output is not None:
+                self._loop.call_soon_threadsafe(self._deliver, StepResult([output], 0, 0.0))
+
+    def _handle_commands(self, block: bool) -> bool:
+        """Applies queued adds and aborts; False once told to stop."""
+        command = self._inbox.get() if block else self._next_command()
+        while command is not None:
+            if command is _STOP:
+                return False
+            if isinstance(command, Request):
+                self._drained += 1
+                try:
+                    self.engine.add(command)
+                except InvalidRequestError as error:
+                    self._loop.call_soon_threadsafe(self._fail_one, command.request_id, error)
+            else:
+                self.engine.abort_request(command[1])
+            command = self._next_command()
+        return True
+
+    def _next_command(self):
+        try:
+            return self._inbox.get_nowait()
+        except queue.Empty:
+            return None
+
+    # --- event loop ---
+
+    def _deliver(self, result: StepResult) -> None:
+        now = time.monotonic()
+        if self.observer is not None and result.num_batched_tokens:
+            self.observer.on_step(result.num_batched_tokens, result.duration_s)
+        for output in result.outputs:
+            stream = self._streams.get(output.request_id)
+            if stream is None:
+                continue  # the consumer has gone; its abort is on the way
+            self._observe(stream, output, now)
+            stream.queue.put_nowait(output)
+
+    def _observe(self, stream: _Stream, output: RequestOutput, now: float) -> None:
+        stream.num_output_tokens = output.num_output_tokens
+        if output.finished:
+            stream.finished = True
+            self.admission.record_finish(now)
+        if self.observer is None:
+            return
+        if output.new_token_ids:
+            if stream.last_token_at is None:
+                self.observer.on_first_token(now - stream.arrival, output.num_prompt_tokens)
+                self.observer.on_tokens(len(output.new_token_ids), None)
+            else:
+                self.observer.on_tokens(len(output.new_token_ids), now - stream.last_token_at)
+            stream.last_token_at = now
+        if output.finished:
+            self.observer.on_finished(
+                output.finish_reason.value, now - stream.arrival, output.num_prompt_tokens, output.num_output_tokens
+            )
+
+    def _fail_one(self, request_id: str, error: BaseException) -> None:
+        stream = self._streams.get(request_id)
+        if stream is not None:
+            stream.queue.put_nowait(error)
+
+    def _fail_all(self, error: BaseException) -> None:
+        for stream in self._streams.values():
+            stream.queue.put_nowait(error)

@@ -1,0 +1,160 @@
+"""The synchronous engine: add and abort requests, and step. One step schedules a batch, runs the
+model once over it, appends the sampled tokens, and reports what each request produced.
+
+It owns no thread; `AsyncEngine` drives it from one.
+"""
+
+import time
+from dataclasses import dataclass
+
+from shoal.runtime.engine.output_processor import OutputProcessor, RequestOutput
+from shoal.runtime.engine.request import FinishReason, Request
+from shoal.runtime.engine.scheduler import Scheduler
+from shoal.runtime.errors import InvalidRequestError
+from shoal.runtime.model.model_runner import ModelRunner
+from shoal.runtime.sampling.params import SamplingParams
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    num_running: int
+    num_waiting: int
+    kv_blocks_total: int
+    kv_blocks_free: int
+    kv_blocks_cached: int
+    kv_cache_usage: float
+    num_preemptions: int
+    prefix_cache_queries: int
+    prefix_cache_hits: int
+
+    @property
+    def prefix_cache_hit_rate(self) -> float:
+        return self.prefix_cache_hits / self.prefix_cache_queries if self.prefix_cache_queries else 0.0
+
+
+@dataclass(frozen=True)
+class StepResult:
+    outputs: list[RequestOutput]
+    num_batched_tokens: int
+    duration_s: float
+
+
+class LLMEngine:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        scheduler: Scheduler,
+        output_processor: OutputProcessor,
+        max_model_len: int,
+        vocab_size: int,
+    ):
+        self.runner = runner
+        self.scheduler = scheduler
+        self.output_processor = output_processor
+        self.max_model_len = max_model_len
+        self.vocab_size = vocab_size
+
+    def make_request(
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        sampling: SamplingParams,
+        priority: int = 0,
+        arrival_time: float | None = None,
+    ) -> Request:
+        """Checks a request against this model; raises InvalidRequestError. Touches no engine state,
+        so any thread may call it."""
+        max_tokens = self._check_lengths(prompt_token_ids, sampling)
+        if sampling.stop and self.output_processor.tokenizer is None:
+            raise InvalidRequestError("sampling.stop", "stop strings need a tokenizer; this model has none")
+        return Request(
+            request_id=request_id,
+            prompt_token_ids=list(prompt_token_ids),
+            sampling=sampling,
+            max_tokens=max_tokens,
+            priority=priority,
+            arrival_time=time.monotonic() if arrival_time is None else arrival_time,
+        )
+
+    def add(self, request: Request) -> None:
+        if self.scheduler.get(request.request_id) is not None:
+            raise InvalidRequestError("request_id", f"{request.request_id!r} is already in use")
+        self.scheduler.add(request)
+        self.output_processor.add(request)
+
+    def add_request(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int = 0) -> Request:
+        request = self.make_request(request_id, prompt_token_ids, sampling, priority)
+        self.add(request)
+        return request
+
+    def abort_request(self, request_id: str) -> RequestOutput | None:
+        """Ends the request and frees its KV blocks now; None if it is not (or no longer) here."""
+        request = self.scheduler.get(request_id)
+        if request is None:
+            return None
+        self.scheduler.finish(request, FinishReason.ABORT)
+        return self.output_processor.finish_aborted(request)
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def step(self) -> StepResult:
+        started = time.perf_counter()
+        scheduled = self.scheduler.schedule()
+        if scheduled.is_empty:
+            return StepResult([], 0, 0.0)
+        sampled = self.runner.execute(scheduled)
+        outputs = []
+        for item, token in zip(scheduled.scheduled, sampled):
+            request = item.request
+            request.num_computed_tokens += item.num_new_tokens
+            if token is None:
+                continue
+            request.token_ids.append(token.token_id)
+            output = self.output_processor.process(request, token)
+            if output.finished:
+                self.scheduler.finish(request, output.finish_reason)
+            outputs.append(output)
+        return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started)
+
+    def stats(self) -> EngineStats:
+        blocks = self.scheduler.block_manager
+        return EngineStats(
+            num_running=self.scheduler.num_running,
+            num_waiting=self.scheduler.num_waiting,
+            kv_blocks_total=blocks.num_blocks,
+            kv_blocks_free=blocks.num_free_blocks,
+            kv_blocks_cached=blocks.num_cached_blocks,
+            kv_cache_usage=blocks.usage,
+            num_preemptions=self.scheduler.num_preemptions,
+            prefix_cache_queries=blocks.prefix_cache_queries,
+            prefix_cache_hits=blocks.prefix_cache_hits,
+        )
+
+    def _check_lengths(self, prompt_token_ids: list[int], sampling: SamplingParams) -> int:
+        """Returns the request's effective max_tokens."""
+        if not prompt_token_ids:
+            raise InvalidRequestError("prompt", "must not be empty")
+        bad = next((t for t in prompt_token_ids if not 0 <= t < self.vocab_size), None)
+        if bad is not None:
+            raise InvalidRequestError("prompt.token_ids", f"token id {bad} is outside the vocabulary [0, {self.vocab_size})")
+        bad = next((t for t in sampling.stop_token_ids if t >= self.vocab_size), None)
+        if bad is not None:
+            raise InvalidRequestError("sampling.stop_token_ids", f"token id {bad} is outside the vocabulary")
+        prompt_len = len(prompt_token_ids)
+        if prompt_len >= self.max_model_len:
+            raise InvalidRequestError(
+                "prompt",
+                f"the prompt has {prompt_len} tokens; this model's context window is {self.max_model_len} "
+                "tokens, and at least one must be left to generate",
+            )
+        room = self.max_model_len - prompt_len
+        if sampling.max_tokens is None:
+            return room
+        if sampling.max_tokens > room:
+            raise InvalidRequestError(
+                "sampling.max_tokens",
+                f"this model's context window is {self.max_model_len} tokens; the prompt has {prompt_len} "
+                f"and max_tokens asks for {sampling.max_tokens} more (at most {room})",
+            )
+        return sampling.max_tokens

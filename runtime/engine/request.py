@@ -1,0 +1,73 @@
+"""One request's state inside the engine: its tokens, how far the KV cache has computed them, its blocks."""
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from shoal.runtime.sampling.params import SamplingParams
+
+
+class RequestStatus(enum.Enum):
+    WAITING = "waiting"  # queued, or preempted and queued again
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class FinishReason(enum.Enum):
+    STOP = "stop"  # EOS, stop token or stop string
+    LENGTH = "length"  # max_tokens or the context window
+    ABORT = "abort"  # cancelled by the client or the server
+
+
+@dataclass(eq=False)
+class Request:
+    request_id: str
+    prompt_token_ids: list[int]
+    sampling: SamplingParams
+    max_tokens: int  # resolved from sampling.max_tokens and the context window
+    priority: int = 0  # lower is served first and preempted last
+    arrival_time: float = 0.0
+    # Prompt followed by the generated tokens; after a preemption all of it is recomputed.
+    token_ids: list[int] = field(default_factory=list)
+    num_computed_tokens: int = 0  # tokens whose K/V sit in the cache
+    num_cached_tokens: int = 0  # of the prompt, found in the prefix cache at admission
+    block_ids: list[int] = field(default_factory=list)  # the block table, in token order
+    block_hashes: list[bytes] = field(default_factory=list)  # hashes of the full blocks so far
+    status: RequestStatus = RequestStatus.WAITING
+    finish_reason: FinishReason | None = None
+    stop_reason: str | int | None = None
+    num_preemptions: int = 0
+    # The request's own random generator when it has a seed (a torch.Generator, made by the sampler).
+    generator: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.token_ids:
+            self.token_ids = list(self.prompt_token_ids)
+
+    @property
+    def num_prompt_tokens(self) -> int:
+        return len(self.prompt_token_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def num_output_tokens(self) -> int:
+        return len(self.token_ids) - len(self.prompt_token_ids)
+
+    @property
+    def output_token_ids(self) -> list[int]:
+        return self.token_ids[len(self.prompt_token_ids) :]
+
+    @property
+    def num_uncomputed_tokens(self) -> int:
+        return len(self.token_ids) - self.num_computed_tokens
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status is RequestStatus.FINISHED
+
+    def sort_key(self) -> tuple[int, float]:
+        """Order of service: priority first, then arrival."""
+        return (self.priority, self.arrival_time)

@@ -1,0 +1,21 @@
+"""Errors a request can meet, each mapped to one gRPC status by the server."""
+
+
+class InvalidRequestError(ValueError):
+    """A request field is out of range or inconsistent (gRPC INVALID_ARGUMENT); names the field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class QueueFullError(RuntimeError):
+    """The waiting queue is full (gRPC RESOURCE_EXHAUSTED); the client should retry after a while."""
+
+    def __init__(self, num_waiting: int, retry_after_s: int):
+        super().__init__(f"the waiting queue is full ({num_waiting} requests); retry after {retry_after_s}s")
+        self.retry_after_s = retry_after_s
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine is draining for shutdown or has failed (gRPC UNAVAILABLE)."""

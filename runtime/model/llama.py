@@ -1,0 +1,143 @@
+"""The Llama family (Llama, SmolLM, Mistral, Qwen2): RMSNorm, RoPE, GQA attention, SwiGLU MLP.
+
+Tokens of all sequences in a step are flattened into one [num_tokens, hidden] batch; only attention
+needs to know where one sequence ends (AttentionMetadata). Parameter names follow HF checkpoints,
+except q/k/v and gate/up, which are merged into one matmul each.
+"""
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from shoal.runtime.layers.activation import silu_and_mul
+from shoal.runtime.layers.attention import AttentionBackend, AttentionMetadata, PagedAttention
+from shoal.runtime.layers.layernorm import RMSNorm
+from shoal.runtime.layers.linear import MergedLinear
+from shoal.runtime.layers.rotary_embedding import RotaryEmbedding
+from shoal.runtime.model.arch_config import ModelArchConfig
+
+# checkpoint name fragment -> (merged module name fragment, shard index)
+_MERGED_SHARDS = {
+    ".q_proj.": (".qkv_proj.", 0),
+    ".k_proj.": (".qkv_proj.", 1),
+    ".v_proj.": (".qkv_proj.", 2),
+    ".gate_proj.": (".gate_up_proj.", 0),
+    ".up_proj.": (".gate_up_proj.", 1),
+}
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, arch: ModelArchConfig, rotary: RotaryEmbedding, backend: AttentionBackend):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = (
+            arch.num_attention_heads,
+            arch.num_key_value_heads,
+            arch.head_dim,
+        )
+        self.qkv_proj = MergedLinear(arch.hidden_size, [arch.q_size, arch.kv_size, arch.kv_size], bias=arch.qkv_bias)
+        self.o_proj = nn.Linear(arch.q_size, arch.hidden_size, bias=arch.o_bias)
+        self.rotary = rotary
+        self.attn = PagedAttention(self.num_heads, self.num_kv_heads, self.head_dim, backend)
+
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        num_tokens = hidden.shape[0]
+        q, k, v = self.qkv_proj(hidden).split(self.qkv_proj.output_sizes, dim=-1)
+        q = q.view(num_tokens, self.num_heads, self.head_dim)
+        k = k.view(num_tokens, self.num_kv_heads, self.head_dim)
+        v = v.view(num_tokens, self.num_kv_heads, self.head_dim)
+        q, k = self.rotary(positions, q, k)
+        out = self.attn(q, k, v, meta)
+        return self.o_proj(out.reshape(num_tokens, self.num_heads * self.head_dim))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, arch: ModelArchConfig):
+        super().__init__()
+        size = arch.intermediate_size
+        self.gate_up_proj = MergedLinear(arch.hidden_size, [size, size], bias=arch.mlp_bias)
+        self.down_proj = nn.Linear(size, arch.hidden_size, bias=arch.mlp_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, arch: ModelArchConfig, rotary: RotaryEmbedding, backend: AttentionBackend):
+        super().__init__()
+        self.input_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
+        self.self_attn = LlamaAttention(arch, rotary, backend)
+        self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
+        self.mlp = LlamaMLP(arch)
+
+    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        hidden = hidden + self.self_attn(positions, self.input_layernorm(hidden), meta)
+        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+
+
+class LlamaModel(nn.Module):
+    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, max_position: int):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
+        rotary = RotaryEmbedding(arch.rope, arch.head_dim, max_position)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(arch, rotary, backend) for _ in range(arch.num_hidden_layers))
+        self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        hidden = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            hidden = layer(positions, hidden, meta)
+        return self.norm(hidden)
+
+
+class LlamaForCausalLM(nn.Module):
+    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, max_position: int):
+        super().__init__()
+        self.arch = arch
+        self.model = LlamaModel(arch, backend, max_position)
+        self.lm_head = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
+        if arch.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+        """Hidden states of every token: [num_tokens, hidden]."""
+        return self.model(input_ids, positions, meta)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(hidden).float()
+
+    def attention_layers(self) -> list[PagedAttention]:
+        return [layer.self_attn.attn for layer in self.model.layers]
+
+    @torch.no_grad()
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy checkpoint tensors (HF names) into the model; every parameter must be covered."""
+        params = dict(self.named_parameters())
+        missing = set()
+        for name in params:
+            module = self.get_submodule(name.rsplit(".", 1)[0])
+            if isinstance(module, MergedLinear):
+                missing.update(f"{name}#{shard}" for shard in range(len(module.output_sizes)))
+            else:
+                missing.add(name)
+        if self.arch.tie_word_embeddings:
+            missing.discard("lm_head.weight")
+        for name, tensor in weights:
+            if "rotary_emb.inv_freq" in name or (name == "lm_head.weight" and self.arch.tie_word_embeddings):
+                continue
+            for fragment, (merged, shard) in _MERGED_SHARDS.items():
+                if fragment in name:
+                    target = name.replace(fragment, merged)
+                    module = self.get_submodule(target.rsplit(".", 1)[0])
+                    module.load_shard(shard, tensor, is_bias=name.endswith(".bias"))
+                    missing.discard(f"{target}#{shard}")
+                    break
+            else:
+                if name not in params:
+                    raise ValueError(f"checkpoint tensor {name!r} has no place in the model")
+                if params[name].shape != tensor.shape:
+                    raise ValueError(f"{name}: expected shape {tuple(params[name].shape)}, got {tuple(tensor.shape)}")
+                params[name].copy_(tensor)
+                missing.discard(name)
+        if missing:
+            raise ValueError(f"the checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")

@@ -1,0 +1,1 @@
+"""The runtime's network edges: gRPC service, /metrics and /health over HTTP."""

@@ -1,0 +1,98 @@
+"""The shoal.v1.Runtime gRPC service: requests in, token streams out, errors as gRPC status codes.
+
+INVALID_ARGUMENT names the offending field; RESOURCE_EXHAUSTED (the waiting queue is full) carries a
+`retry-after` trailer in seconds, as HTTP's Retry-After; UNAVAILABLE means the runtime is draining
+or broken. A client that cancels its stream aborts the request (see AsyncEngine.generate).
+"""
+
+import asyncio
+import uuid
+
+import grpc
+
+from shoal.runtime.build import ModelInfo
+from shoal.runtime.engine.async_engine import AsyncEngine
+from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError
+from shoal.runtime.server.metrics import RuntimeMetrics
+from shoal.runtime.server.proto_mapping import (
+    chat_messages_from_proto,
+    response_from_output,
+    sampling_from_proto,
+    stats_to_proto,
+)
+from shoal.runtime.tokenization.tokenizer import encode_chat, encode_text
+from shoal.v1 import runtime_pb2 as pb
+from shoal.v1 import runtime_pb2_grpc
+
+RETRY_AFTER_KEY = "retry-after"
+
+
+class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
+    def __init__(self, engine: AsyncEngine, tokenizer, info: ModelInfo, metrics: RuntimeMetrics, pool: str, revision: str):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.info = info
+        self.metrics = metrics
+        self.pool = pool
+        self.revision = revision
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
+        try:
+            prompt_ids = await self._prompt_token_ids(request)
+            sampling = sampling_from_proto(request.sampling)
+            request_id = request.request_id or uuid.uuid4().hex
+            async for output in self.engine.generate(request_id, prompt_ids, sampling, request.priority):
+                yield response_from_output(output, self.tokenizer)
+        except InvalidRequestError as error:
+            await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except QueueFullError as error:
+            retry_after = ((RETRY_AFTER_KEY, str(error.retry_after_s)),)
+            await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), retry_after)
+        except EngineUnavailableError as error:
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
+
+    async def Health(self, request: pb.HealthRequest, context) -> pb.HealthResponse:
+        if not self.engine.healthy:
+            return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message="the engine has failed")
+        if not self.engine.accepting:
+            return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message="draining for shutdown")
+        return pb.HealthResponse(status=pb.HealthResponse.SERVING)
+
+    async def GetStats(self, request: pb.GetStatsRequest, context) -> pb.RuntimeStats:
+        return stats_to_proto(self.engine.stats(), self.engine.num_waiting())
+
+    async def GetModelInfo(self, request: pb.GetModelInfoRequest, context) -> pb.ModelInfo:
+        i = self.info
+        return pb.ModelInfo(
+            served_model_name=i.served_model_name,
+            source=i.source,
+            architecture=i.architecture,
+            dtype=i.dtype,
+            device=i.device,
+            max_model_len=i.max_model_len,
+            vocab_size=i.vocab_size,
+            block_size=i.block_size,
+            eos_token_ids=i.eos_token_ids,
+            has_tokenizer=i.has_tokenizer,
+            has_chat_template=i.has_chat_template,
+            pool=self.pool,
+            revision=self.revision,
+            kv_cache_tokens=i.kv_cache_tokens,
+        )
+
+    async def _prompt_token_ids(self, request: pb.GenerateRequest) -> list[int]:
+        kind = request.WhichOneof("prompt")
+        if kind == "token_ids":
+            return list(request.token_ids.ids)
+        if kind == "text":
+            return await asyncio.to_thread(encode_text, self.tokenizer, request.text)
+        if kind == "chat":
+            messages = chat_messages_from_proto(request.chat)
+            return await asyncio.to_thread(encode_chat, self.tokenizer, messages)
+        raise InvalidRequestError("prompt", "one of text, token_ids or chat is required")
+
+    async def _abort(
+        self, context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, trailers: tuple = ()
+    ) -> None:
+        self.metrics.record_error(code.name)
+        await context.abort(code, message, trailing_metadata=trailers)

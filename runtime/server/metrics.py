@@ -1,0 +1,112 @@
+"""The runtime's Prometheus metrics, with vLLM's names under the `shoal:` prefix (shoal.metric_names).
+
+Request latencies and token counts are observed as outputs reach the event loop (this class is the
+AsyncEngine's observer); scheduler and KV-cache state is read from the engine at scrape time, so
+gauges are never stale and counters never double-count. Each server has its own registry.
+"""
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from shoal import metric_names as names
+from shoal.runtime.engine.llm_engine import EngineStats
+
+# vLLM's buckets, with finer steps at the fast end for GPU decode latencies.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12)
+TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
+
+
+class RuntimeMetrics:
+    def __init__(self, registry: CollectorRegistry, model_name: str, pool: str, revision: str):
+        self.registry = registry
+        self.label_values = (model_name, pool, revision)
+        labels = list(names.RUNTIME_LABELS)
+
+        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, labels + list(extra), registry=registry)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=registry)
+
+        self.prompt_tokens = counter(names.PROMPT_TOKENS, "Prompt tokens processed.").labels(*self.label_values)
+        self.generation_tokens = counter(names.GENERATION_TOKENS, "Tokens generated.").labels(*self.label_values)
+        self.request_success = counter(
+            names.REQUEST_SUCCESS, "Finished requests, by finish reason.", (names.LABEL_FINISHED_REASON,)
+        )
+        self.request_errors = counter(
+            names.REQUEST_ERRORS, "Requests refused or failed, by gRPC status code.", (names.LABEL_CODE,)
+        )
+        self.ttft = histogram(names.TIME_TO_FIRST_TOKEN, "Time to first token, seconds.", TTFT_BUCKETS).labels(*self.label_values)
+        self.itl = histogram(names.INTER_TOKEN_LATENCY, "Time between output tokens, seconds.", ITL_BUCKETS).labels(*self.label_values)
+        self.e2e = histogram(names.E2E_REQUEST_LATENCY, "Request latency, arrival to last token, seconds.", E2E_BUCKETS).labels(*self.label_values)
+        self.request_prompt_tokens = histogram(
+            names.REQUEST_PROMPT_TOKENS, "Prompt length of finished requests.", TOKEN_BUCKETS
+        ).labels(*self.label_values)
+        self.request_generation_tokens = histogram(
+            names.REQUEST_GENERATION_TOKENS, "Generated length of finished requests.", TOKEN_BUCKETS
+        ).labels(*self.label_values)
+        self.iteration_tokens = histogram(names.ITERATION_TOKENS, "Tokens per engine step.", TOKEN_BUCKETS).labels(*self.label_values)
+        self.step_duration = histogram(names.ENGINE_STEP_DURATION, "Engine step wall time, seconds.", STEP_BUCKETS).labels(*self.label_values)
+
+    def watch_engine(self, stats: Callable[[], EngineStats], num_waiting: Callable[[], int]) -> None:
+        """Reads scheduler and KV-cache state at every scrape."""
+        self.registry.register(_EngineStateCollector(stats, num_waiting, self.label_values))
+
+    def record_error(self, code: str) -> None:
+        self.request_errors.labels(*self.label_values, code).inc()
+
+    # EngineObserver
+
+    def on_first_token(self, ttft_s: float, num_prompt_tokens: int) -> None:
+        self.ttft.observe(ttft_s)
+        self.prompt_tokens.inc(num_prompt_tokens)
+
+    def on_tokens(self, num_tokens: int, inter_token_s: float | None) -> None:
+        self.generation_tokens.inc(num_tokens)
+        if inter_token_s is not None:
+            self.itl.observe(inter_token_s)
+
+    def on_finished(self, finish_reason: str, e2e_s: float, num_prompt_tokens: int, num_output_tokens: int) -> None:
+        self.request_success.labels(*self.label_values, finish_reason).inc()
+        self.e2e.observe(e2e_s)
+        self.request_prompt_tokens.observe(num_prompt_tokens)
+        self.request_generation_tokens.observe(num_output_tokens)
+
+    def on_step(self, num_batched_tokens: int, duration_s: float) -> None:
+        self.iteration_tokens.observe(num_batched_tokens)
+        self.step_duration.observe(duration_s)
+
+
+class _EngineStateCollector(Collector):
+    def __init__(self, stats: Callable[[], EngineStats], num_waiting: Callable[[], int], label_values: tuple[str, ...]):
+        self._stats = stats
+        self._num_waiting = num_waiting
+        self._label_values = list(label_values)
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats()
+        labels = list(names.RUNTIME_LABELS)
+        for name, doc, value in (
+            (names.NUM_REQUESTS_RUNNING, "Requests in the running batch.", s.num_running),
+            (names.NUM_REQUESTS_WAITING, "Requests waiting to be scheduled.", self._num_waiting()),
+            (names.KV_CACHE_USAGE_PERC, "Fraction of KV blocks in use (1 = full).", s.kv_cache_usage),
+            (names.KV_CACHE_FREE_BLOCKS, "KV blocks no request holds (cached prefixes included).", s.kv_blocks_free),
+            (names.KV_CACHE_TOTAL_BLOCKS, "KV blocks in the pool.", s.kv_blocks_total),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            family.add_metric(self._label_values, value)
+            yield family
+        for name, doc, value in (
+            (names.NUM_PREEMPTIONS, "Requests preempted to free KV blocks.", s.num_preemptions),
+            (names.PREFIX_CACHE_QUERIES, "Prompt tokens looked up in the prefix cache.", s.prefix_cache_queries),
+            (names.PREFIX_CACHE_HITS, "Prompt tokens found in the prefix cache.", s.prefix_cache_hits),
+        ):
+            family = CounterMetricFamily(name, doc, labels=labels)
+            family.add_metric(self._label_values, value)
+            yield family

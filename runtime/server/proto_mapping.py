@@ -1,0 +1,97 @@
+"""Between the gRPC messages of shoal.v1 and the engine's own types."""
+
+from transformers import PreTrainedTokenizerBase
+
+from shoal.runtime.engine.llm_engine import EngineStats
+from shoal.runtime.engine.output_processor import RequestOutput
+from shoal.runtime.engine.request import FinishReason
+from shoal.runtime.errors import InvalidRequestError
+from shoal.runtime.sampling.params import SamplingParams
+from shoal.v1 import runtime_pb2 as pb
+
+_FINISH_REASONS = {
+    FinishReason.STOP: pb.FINISH_REASON_STOP,
+    FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
+    FinishReason.ABORT: pb.FINISH_REASON_ABORT,
+}
+_OPTIONAL_SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "max_tokens",
+    "logprobs",
+    "skip_special_tokens",
+)
+
+
+def sampling_from_proto(message: pb.SamplingParams) -> SamplingParams:
+    """Unset optional fields keep SamplingParams' defaults; raises InvalidRequestError."""
+    values = {name: getattr(message, name) for name in _OPTIONAL_SAMPLING_FIELDS if message.HasField(name)}
+    return SamplingParams(
+        stop=tuple(message.stop),
+        stop_token_ids=tuple(message.stop_token_ids),
+        ignore_eos=message.ignore_eos,
+        **values,
+    )
+
+
+def chat_messages_from_proto(message: pb.ChatMessages) -> list[dict[str, str]]:
+    messages = []
+    for index, m in enumerate(message.messages):
+        if not m.role:
+            raise InvalidRequestError(f"prompt.chat.messages[{index}].role", "must not be empty")
+        messages.append({"role": m.role, "content": m.content})
+    return messages
+
+
+def response_from_output(output: RequestOutput, tokenizer: PreTrainedTokenizerBase | None) -> pb.GenerateResponse:
+    response = pb.GenerateResponse(request_id=output.request_id, token_ids=output.new_token_ids, text=output.new_text)
+    if output.logprobs is not None:
+        for token in output.logprobs:
+            response.logprobs.append(
+                pb.TokenLogprob(
+                    token_id=token.token_id,
+                    token=_token_text(tokenizer, token.token_id),
+                    logprob=token.logprob,
+                    top_logprobs=[
+                        pb.TopLogprob(token_id=t, token=_token_text(tokenizer, t), logprob=lp)
+                        for t, lp in token.top_logprobs or ()
+                    ],
+                )
+            )
+    if output.finished:
+        response.finish_reason = _FINISH_REASONS[output.finish_reason]
+        if output.stop_reason is not None:
+            response.stop_reason = str(output.stop_reason)
+        response.usage.CopyFrom(
+            pb.Usage(
+                prompt_tokens=output.num_prompt_tokens,
+                completion_tokens=output.num_output_tokens,
+                cached_prompt_tokens=output.num_cached_tokens,
+            )
+        )
+    return response
+
+
+def stats_to_proto(stats: EngineStats, num_waiting: int) -> pb.RuntimeStats:
+    return pb.RuntimeStats(
+        num_requests_waiting=num_waiting,
+        num_requests_running=stats.num_running,
+        kv_blocks_total=stats.kv_blocks_total,
+        kv_blocks_free=stats.kv_blocks_free,
+        kv_blocks_cached=stats.kv_blocks_cached,
+        kv_cache_usage=stats.kv_cache_usage,
+        prefix_cache_hit_rate=stats.prefix_cache_hit_rate,
+        num_preemptions=stats.num_preemptions,
+        prefix_cache_queries=stats.prefix_cache_queries,
+        prefix_cache_hits=stats.prefix_cache_hits,
+    )
+
+
+def _token_text(tokenizer: PreTrainedTokenizerBase | None, token_id: int) -> str:
+    return tokenizer.decode([token_id]) if tokenizer is not None else ""

@@ -1,0 +1,53 @@
+"""Prometheus metric names shared by the runtime, the router, dashboards and alerts.
+
+They are vLLM's names (vllm/v1/metrics) under our own `shoal:` prefix, so dashboards and autoscalers
+written for vLLM carry over by changing the prefix. Units are base units (seconds); counters end in
+`_total`.
+"""
+
+PREFIX = "shoal:"
+
+# Labels every runtime series carries. `model_name` is vLLM's label for the served model.
+LABEL_MODEL = "model_name"
+LABEL_POOL = "pool"
+LABEL_REVISION = "revision"
+RUNTIME_LABELS = (LABEL_MODEL, LABEL_POOL, LABEL_REVISION)
+
+# Scheduler state (gauges).
+NUM_REQUESTS_RUNNING = PREFIX + "num_requests_running"
+NUM_REQUESTS_WAITING = PREFIX + "num_requests_waiting"
+
+# KV cache (gauges, and the preemptions counter).
+KV_CACHE_USAGE_PERC = PREFIX + "kv_cache_usage_perc"
+KV_CACHE_FREE_BLOCKS = PREFIX + "kv_cache_free_blocks"
+KV_CACHE_TOTAL_BLOCKS = PREFIX + "kv_cache_total_blocks"
+NUM_PREEMPTIONS = PREFIX + "num_preemptions"  # counter; exposed with the _total suffix
+
+# Prefix cache, counted in tokens as vLLM does (counters; exposed with the _total suffix).
+PREFIX_CACHE_QUERIES = PREFIX + "prefix_cache_queries"
+PREFIX_CACHE_HITS = PREFIX + "prefix_cache_hits"
+
+# Tokens (counters; exposed with the _total suffix).
+PROMPT_TOKENS = PREFIX + "prompt_tokens"
+GENERATION_TOKENS = PREFIX + "generation_tokens"
+
+# Request latencies (histograms, seconds).
+TIME_TO_FIRST_TOKEN = PREFIX + "time_to_first_token_seconds"
+INTER_TOKEN_LATENCY = PREFIX + "inter_token_latency_seconds"
+E2E_REQUEST_LATENCY = PREFIX + "e2e_request_latency_seconds"
+
+# Request sizes (histograms, tokens).
+REQUEST_PROMPT_TOKENS = PREFIX + "request_prompt_tokens"
+REQUEST_GENERATION_TOKENS = PREFIX + "request_generation_tokens"
+
+# Engine steps: tokens per step (a histogram, under vLLM's name) and step wall time.
+ITERATION_TOKENS = PREFIX + "iteration_tokens_total"
+ENGINE_STEP_DURATION = PREFIX + "engine_step_duration_seconds"
+
+# Request outcomes (counters; exposed with the _total suffix).
+# Finished requests by reason: stop, length, abort (vLLM's request_success with finished_reason).
+REQUEST_SUCCESS = PREFIX + "request_success"
+LABEL_FINISHED_REASON = "finished_reason"
+# Requests refused or failed, by gRPC status code name (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...).
+REQUEST_ERRORS = PREFIX + "request_errors"
+LABEL_CODE = "code"
