@@ -1,0 +1,200 @@
+"""gRPC end to end against a real `shoal runtime` process: streaming, cancellation, error codes,
+concurrent clients, and a draining shutdown."""
+
+import asyncio
+import time
+
+import grpc
+import pytest
+
+from shoal.v1 import runtime_pb2 as pb
+from shoal.v1 import runtime_pb2_grpc
+from tests.runtime.conftest import SERVER_KV_BLOCKS, SERVER_POOL, SERVER_REVISION
+from tests.runtime.server_process import RuntimeProcess
+
+pytestmark = pytest.mark.integration
+
+
+def chat_request(content: str, **sampling) -> pb.GenerateRequest:
+    sampling.setdefault("temperature", 0.0)
+    return pb.GenerateRequest(
+        chat=pb.ChatMessages(messages=[pb.ChatMessage(role="user", content=content)]),
+        sampling=pb.SamplingParams(**sampling),
+    )
+
+
+def wait_until_idle(server: RuntimeProcess, timeout_s: float = 10.0) -> pb.RuntimeStats:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = server.stats()
+        idle = stats.num_requests_running == 0 and stats.num_requests_waiting == 0
+        if (idle and stats.kv_blocks_free == stats.kv_blocks_total) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.02)
+
+
+def test_streams_text_deltas_then_usage_and_finish_reason(runtime_server):
+    responses = list(runtime_server.stub().Generate(chat_request("What is the capital of France?", max_tokens=32)))
+    assert len(responses) > 2
+    text = "".join(r.text for r in responses)
+    assert "Paris" in text
+    final = responses[-1]
+    assert final.finish_reason == pb.FINISH_REASON_STOP
+    assert all(r.finish_reason == pb.FINISH_REASON_UNSPECIFIED for r in responses[:-1])
+    assert final.usage.completion_tokens == sum(len(r.token_ids) for r in responses)
+    assert final.usage.prompt_tokens > 10
+    assert len({r.request_id for r in responses}) == 1
+
+
+def test_text_and_token_id_prompts_with_logprobs(runtime_server):
+    stub = runtime_server.stub()
+    by_text = list(stub.Generate(pb.GenerateRequest(text="The quick brown fox", sampling=pb.SamplingParams(temperature=0, max_tokens=6, logprobs=2))))
+    tokens = [t for r in by_text for t in r.token_ids]
+    assert by_text[-1].finish_reason == pb.FINISH_REASON_LENGTH
+    logprobs = [lp for r in by_text for lp in r.logprobs]
+    assert [lp.token_id for lp in logprobs] == tokens
+    assert all(lp.logprob <= 0 and len(lp.top_logprobs) == 2 for lp in logprobs)
+    assert all(lp.top_logprobs[0].token_id == lp.token_id for lp in logprobs)  # greedy picks the best
+    prompt_ids = list(range(1000, 1010))
+    by_ids = list(stub.Generate(pb.GenerateRequest(token_ids=pb.TokenIds(ids=prompt_ids), sampling=pb.SamplingParams(temperature=0, max_tokens=3))))
+    assert by_ids[-1].usage.prompt_tokens == 10
+
+
+def test_seeded_sampling_is_reproducible(runtime_server):
+    stub = runtime_server.stub()
+    request = chat_request("Tell me a story.", temperature=1.0, seed=7, max_tokens=16)
+    first = [t for r in stub.Generate(request) for t in r.token_ids]
+    second = [t for r in stub.Generate(request) for t in r.token_ids]
+    assert first == second
+
+
+def test_concurrent_clients_get_the_same_greedy_outputs_as_alone(runtime_server):
+    questions = ["Name a color.", "What is 2+2?", "Say hello.", "Name a fruit.", "Count to five.", "What is water?"]
+
+    async def one(stub, question: str) -> list[int]:
+        return [t async for r in stub.Generate(chat_request(question, max_tokens=12)) for t in r.token_ids]
+
+    async def main():
+        async with grpc.aio.insecure_channel(runtime_server.target) as channel:
+            stub = runtime_pb2_grpc.RuntimeStub(channel)
+            alone = [await one(stub, q) for q in questions]
+            together = await asyncio.gather(*(one(stub, q) for q in questions * 2))
+            return alone, together
+
+    alone, together = asyncio.run(main())
+    assert together == alone + alone
+
+
+def test_cancelled_stream_frees_its_kv_blocks_at_once(runtime_server):
+    async def main():
+        async with grpc.aio.insecure_channel(runtime_server.target) as channel:
+            stub = runtime_pb2_grpc.RuntimeStub(channel)
+            call = stub.Generate(chat_request("Write a very long essay.", max_tokens=1000, ignore_eos=True))
+            received = 0
+            async for _ in call:
+                received += 1
+                if received == 3:
+                    break
+            busy = await stub.GetStats(pb.GetStatsRequest())
+            call.cancel()
+            cancelled_at = time.monotonic()
+            while True:
+                stats = await stub.GetStats(pb.GetStatsRequest())
+                if stats.kv_blocks_free == stats.kv_blocks_total:
+                    return busy, stats, time.monotonic() - cancelled_at
+                assert time.monotonic() - cancelled_at < 5, stats
+                await asyncio.sleep(0.005)
+
+    busy, freed, seconds = asyncio.run(main())
+    assert busy.num_requests_running == 1 and busy.kv_blocks_free < busy.kv_blocks_total
+    assert freed.num_requests_running == 0
+    assert seconds < 1.0  # one engine step at most
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "field"),
+    [
+        ({"text": "hi", "sampling": pb.SamplingParams(temperature=-1)}, "sampling.temperature"),
+        ({"text": "hi", "sampling": pb.SamplingParams(top_p=1.5)}, "sampling.top_p"),
+        ({"text": "hi", "sampling": pb.SamplingParams(logprobs=50)}, "sampling.logprobs"),
+        ({"sampling": pb.SamplingParams()}, "prompt"),
+        ({"token_ids": pb.TokenIds(ids=[1, 10**6])}, "prompt.token_ids"),
+        ({"token_ids": pb.TokenIds(ids=[])}, "prompt"),
+        ({"chat": pb.ChatMessages()}, "prompt.chat.messages"),
+        ({"text": "hi", "sampling": pb.SamplingParams(max_tokens=10**6)}, "sampling.max_tokens"),
+    ],
+)
+def test_invalid_arguments_are_refused_naming_the_field(runtime_server, request_kwargs, field):
+    with pytest.raises(grpc.RpcError) as error:
+        list(runtime_server.stub().Generate(pb.GenerateRequest(**request_kwargs)))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.value.details().startswith(field + ":")
+
+
+def test_prompt_longer_than_the_context_window_is_invalid(runtime_server):
+    too_long = pb.TokenIds(ids=[100] * (SERVER_KV_BLOCKS * 16 + 1))
+    with pytest.raises(grpc.RpcError) as error:
+        list(runtime_server.stub().Generate(pb.GenerateRequest(token_ids=too_long)))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "context window" in error.value.details()
+
+
+def test_health_and_model_info(runtime_server):
+    stub = runtime_server.stub()
+    assert stub.Health(pb.HealthRequest()).status == pb.HealthResponse.SERVING
+    info = stub.GetModelInfo(pb.GetModelInfoRequest())
+    assert info.served_model_name == "SmolLM2-135M-Instruct"
+    assert (info.architecture, info.block_size, info.max_model_len) == ("llama", 16, SERVER_KV_BLOCKS * 16)
+    assert (info.pool, info.revision) == (SERVER_POOL, SERVER_REVISION)
+    assert info.has_chat_template and list(info.eos_token_ids) == [2]
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    standard = health_pb2_grpc.HealthStub(grpc.insecure_channel(runtime_server.target))
+    assert standard.Check(health_pb2.HealthCheckRequest(service="shoal.v1.Runtime")).status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture(scope="module")
+def tiny_queue_server():
+    server = RuntimeProcess("--max-num-seqs", "1", "--max-waiting", "1", "--kv-cache-memory", "64MiB", "--shutdown-grace", "30")
+    yield server.wait_ready()
+    server.stop()
+
+
+def test_full_waiting_queue_gives_resource_exhausted_with_retry_after(tiny_queue_server):
+    async def main():
+        async with grpc.aio.insecure_channel(tiny_queue_server.target) as channel:
+            stub = runtime_pb2_grpc.RuntimeStub(channel)
+            running = stub.Generate(chat_request("Write a long essay.", max_tokens=500, ignore_eos=True))
+            await running.read()  # running now, holding the only sequence slot
+            queued = stub.Generate(chat_request("Hi", max_tokens=4))
+            while (await stub.GetStats(pb.GetStatsRequest())).num_requests_waiting < 1:
+                await asyncio.sleep(0.01)
+            refused = stub.Generate(chat_request("Hi", max_tokens=4))
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await refused.read()
+            trailers = dict(await refused.trailing_metadata())
+            running.cancel()
+            queued_text = "".join([r.text async for r in queued])
+            return error.value, trailers, queued_text
+
+    error, trailers, queued_text = asyncio.run(main())
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "queue is full" in error.details()
+    assert int(trailers["retry-after"]) >= 1
+    assert queued_text  # the queued request was not lost
+
+
+def test_sigterm_drains_in_flight_requests_then_exits(tiny_queue_server):
+    stub = tiny_queue_server.stub()
+    stream = stub.Generate(chat_request("Count from one to twenty.", max_tokens=40, ignore_eos=True))
+    first = next(stream)
+    tiny_queue_server.process.terminate()
+    time.sleep(0.5)
+    assert stub.Health(pb.HealthRequest()).status == pb.HealthResponse.NOT_SERVING
+    with pytest.raises(grpc.RpcError) as refused:
+        list(stub.Generate(chat_request("Hi", max_tokens=2)))
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    rest = list(stream)
+    assert rest[-1].finish_reason == pb.FINISH_REASON_LENGTH
+    assert len(first.token_ids) + sum(len(r.token_ids) for r in rest) == 40
+    assert tiny_queue_server.process.wait(timeout=30) == 0

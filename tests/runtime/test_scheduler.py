@@ -1,0 +1,144 @@
+"""Scheduler decisions: token budget, decode-first order, chunked prefill, admission, preemption, priority."""
+
+from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.request import FinishReason, RequestStatus
+from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
+from tests.runtime.helpers import make_request
+
+
+def make_scheduler(num_blocks=100, block_size=4, max_num_seqs=8, budget=32) -> Scheduler:
+    return Scheduler(SchedulerConfig(max_num_seqs, budget), BlockManager(num_blocks, block_size))
+
+
+def run_step(scheduler: Scheduler) -> dict[str, int]:
+    """Schedules, then plays the model: advances computed tokens and appends a token where sampled."""
+    output = scheduler.schedule()
+    for item in output.scheduled:
+        completes = item.completes_prompt
+        item.request.num_computed_tokens += item.num_new_tokens
+        if completes:
+            item.request.token_ids.append(7)
+    return {item.request.request_id: item.num_new_tokens for item in output.scheduled}
+
+
+def test_long_prompt_is_prefilled_in_chunks_of_the_budget():
+    scheduler = make_scheduler(budget=16)
+    scheduler.add(make_request("a", num_prompt_tokens=40))
+    assert run_step(scheduler) == {"a": 16}
+    assert run_step(scheduler) == {"a": 16}
+    assert run_step(scheduler) == {"a": 8}
+    assert run_step(scheduler) == {"a": 1}  # now decoding
+
+
+def test_decodes_come_first_then_prefill_chunks_then_new_requests():
+    scheduler = make_scheduler(budget=20)
+    scheduler.add(make_request("decoding", num_prompt_tokens=4, arrival_time=0))
+    run_step(scheduler)
+    scheduler.add(make_request("long", num_prompt_tokens=30, arrival_time=1))
+    assert run_step(scheduler) == {"decoding": 1, "long": 19}
+    scheduler.add(make_request("late", num_prompt_tokens=5, arrival_time=2))
+    # decoding: 1; long: its remaining 11; late: admitted mid-flight with what is left of the budget.
+    output = scheduler.schedule()
+    assert [(s.request.request_id, s.num_new_tokens) for s in output.scheduled] == [
+        ("decoding", 1),
+        ("long", 11),
+        ("late", 5),
+    ]
+    assert output.num_batched_tokens == 17
+
+
+def test_running_sequences_are_capped_by_max_num_seqs():
+    scheduler = make_scheduler(max_num_seqs=2)
+    for name in "abc":
+        scheduler.add(make_request(name, num_prompt_tokens=3))
+    assert set(run_step(scheduler)) == {"a", "b"}
+    assert scheduler.num_waiting == 1
+    scheduler.finish(scheduler.get("a"), FinishReason.STOP)
+    assert "c" in run_step(scheduler)
+
+
+def test_when_blocks_run_out_the_latest_request_is_preempted_and_requeued():
+    scheduler = make_scheduler(num_blocks=4, block_size=4, budget=64)
+    first = make_request("first", num_prompt_tokens=8, arrival_time=0)
+    second = make_request("second", num_prompt_tokens=8, arrival_time=1)
+    scheduler.add(first)
+    scheduler.add(second)
+    run_step(scheduler)  # both prefilled: 2 blocks each, pool full; each holds 9 tokens now
+    output = scheduler.schedule()  # both need a third block
+    assert output.preempted == [second]
+    assert [s.request for s in output.scheduled] == [first]
+    assert second.status is RequestStatus.WAITING
+    assert second.num_computed_tokens == 0 and second.block_ids == []
+    assert second.token_ids[-1] == 7  # generated tokens are kept and recomputed later
+    assert scheduler.num_preemptions == 1
+
+
+def test_lower_priority_request_is_preempted_before_an_earlier_higher_priority_one():
+    scheduler = make_scheduler(num_blocks=4, block_size=4, budget=64)
+    batch = make_request("batch", num_prompt_tokens=8, priority=1, arrival_time=0)
+    realtime = make_request("realtime", num_prompt_tokens=8, priority=0, arrival_time=1)
+    scheduler.add(batch)
+    scheduler.add(realtime)
+    run_step(scheduler)
+    output = scheduler.schedule()
+    assert output.preempted == [batch]
+    assert [s.request.request_id for s in output.scheduled] == ["realtime"]
+
+
+def test_waiting_requests_are_admitted_by_priority_then_arrival():
+    scheduler = make_scheduler(max_num_seqs=1)
+    scheduler.add(make_request("batch-early", priority=1, arrival_time=0))
+    scheduler.add(make_request("realtime-late", priority=0, arrival_time=5))
+    scheduler.add(make_request("realtime-later", priority=0, arrival_time=6))
+    assert list(run_step(scheduler)) == ["realtime-late"]
+
+
+def test_waiting_realtime_request_preempts_running_batch_work_when_the_pool_is_full():
+    scheduler = make_scheduler(num_blocks=4, block_size=4, budget=64)
+    scheduler.add(make_request("batch", num_prompt_tokens=15, priority=1, arrival_time=0))
+    run_step(scheduler)  # holds all 4 blocks
+    scheduler.add(make_request("realtime", num_prompt_tokens=6, priority=0, arrival_time=1))
+    output = scheduler.schedule()
+    assert [r.request_id for r in output.preempted] == ["batch"]
+    assert [s.request.request_id for s in output.scheduled] == ["realtime"]
+    assert output.num_batched_tokens == 6  # the batch decode scheduled earlier was refunded
+
+
+def test_waiting_request_of_equal_priority_does_not_preempt():
+    scheduler = make_scheduler(num_blocks=4, block_size=4, budget=64)
+    scheduler.add(make_request("first", num_prompt_tokens=15, arrival_time=0))
+    run_step(scheduler)
+    scheduler.add(make_request("second", num_prompt_tokens=6, arrival_time=1))
+    output = scheduler.schedule()
+    assert output.preempted == []
+    assert scheduler.num_waiting == 1
+
+
+def test_preempted_request_resumes_from_the_prefix_cache():
+    scheduler = make_scheduler(num_blocks=5, block_size=4, budget=64)
+    a = make_request("a", num_prompt_tokens=8, arrival_time=0)
+    b = make_request("b", num_prompt_tokens=8, arrival_time=1)
+    scheduler.add(a)
+    scheduler.add(b)
+    run_step(scheduler)  # 2 blocks each; 9 tokens known each
+    output = scheduler.schedule()  # one free block: a gets it, b is preempted
+    assert output.preempted == [b]
+    scheduler.finish(a, FinishReason.STOP)
+    output = scheduler.schedule()
+    # b's two full prompt blocks stayed cached: only its last token is computed again.
+    assert [(s.request.request_id, s.num_new_tokens) for s in output.scheduled] == [("b", 1)]
+    assert b.num_computed_tokens == 8
+    assert b.num_cached_tokens == 0  # usage reports the cache hit of the first admission only
+
+
+def test_abort_of_a_waiting_request_removes_it():
+    scheduler = make_scheduler(max_num_seqs=1)
+    scheduler.add(make_request("running"))
+    scheduler.add(make_request("queued"))
+    run_step(scheduler)
+    scheduler.finish(scheduler.get("queued"), FinishReason.ABORT)
+    assert scheduler.num_waiting == 0
+    assert scheduler.get("queued") is None
+    scheduler.finish(scheduler.get("running"), FinishReason.ABORT)
+    assert not scheduler.has_unfinished()
+    assert scheduler.block_manager.num_free_blocks == 100
