@@ -6,6 +6,7 @@ or broken. A client that cancels its stream aborts the request (see AsyncEngine.
 """
 
 import asyncio
+import logging
 import uuid
 
 import grpc
@@ -25,6 +26,7 @@ from shoal.v1 import runtime_pb2 as pb
 from shoal.v1 import runtime_pb2_grpc
 
 RETRY_AFTER_KEY = "retry-after"
+log = logging.getLogger(__name__)
 
 
 class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
@@ -50,6 +52,9 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
             await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), retry_after)
         except EngineUnavailableError as error:
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
+        except Exception:  # a bug: the client gets INTERNAL, the log gets the traceback
+            log.exception("Generate failed")
+            await self._abort(context, grpc.StatusCode.INTERNAL, "internal error")
 
     async def Health(self, request: pb.HealthRequest, context) -> pb.HealthResponse:
         if not self.engine.healthy:

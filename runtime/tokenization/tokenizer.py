@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from jinja2 import TemplateError
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from shoal.runtime.errors import InvalidRequestError
@@ -28,7 +29,10 @@ def encode_chat(tokenizer: PreTrainedTokenizerBase | None, messages: list[dict[s
         raise InvalidRequestError("prompt.chat", "this model has no chat template; send text or token_ids")
     if not messages:
         raise InvalidRequestError("prompt.chat.messages", "must not be empty")
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    try:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    except (TemplateError, ValueError) as error:  # the template rejects these messages (roles, order)
+        raise InvalidRequestError("prompt.chat.messages", f"the chat template refused them: {error}") from None
     # The template already holds the special tokens; encoding must not add a second BOS.
     return tokenizer.encode(text, add_special_tokens=False)
 
