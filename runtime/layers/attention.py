@@ -25,6 +25,7 @@ class AttentionMetadata:
     # Host copies, so that backends need no device-to-host sync to plan their work.
     query_start_loc_host: list[int]
     seq_lens_host: list[int]
+    max_decode_seq_len: int = 0
 
     @property
     def num_seqs(self) -> int:

@@ -100,6 +100,7 @@ class ModelRunner:
             num_decodes=batch.num_decodes,
             query_start_loc_host=batch.query_start_loc,
             seq_lens_host=batch.seq_lens,
+            max_decode_seq_len=max(batch.seq_lens[: batch.num_decodes], default=0),
         )
 
     def _tensor(self, values: list[int], dtype: torch.dtype = torch.int64) -> torch.Tensor:
