@@ -36,6 +36,9 @@ def describe_machine() -> dict:
 
 
 def git_commit() -> str:
+    """HEAD's short hash; SHOAL_GIT_COMMIT where the tree travelled without its .git (a lent GPU)."""
+    if os.environ.get("SHOAL_GIT_COMMIT"):
+        return os.environ["SHOAL_GIT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

@@ -12,8 +12,10 @@ its longest output; only the requested tokens count as useful output, as in vLLM
 
 import argparse
 import gc
+import json
 import random
 import re
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import markdown_table, write_report  # noqa: E402
-from shoal.runtime.build import BuiltEngine, build_engine, resolve_device, resolve_dtype  # noqa: E402
+from shoal.runtime.build import BuiltEngine, build_engine, freeze_long_lived_objects, resolve_device, resolve_dtype  # noqa: E402
 from shoal.runtime.config import EngineConfig  # noqa: E402
 from shoal.runtime.model.arch_config import ModelArchConfig  # noqa: E402
 from shoal.runtime.model.loader import load_hf_config, materialize, resolve_model_source  # noqa: E402
@@ -124,15 +126,40 @@ def run_hf_static(model, workload: Workload, batch_size: int, device: torch.devi
     return RunResult(f"HF transformers static batching (batch {batch_size})", elapsed, len(workload.prompts), workload.prompt_tokens, workload.output_tokens)
 
 
+def run_hf_continuous(model, workload: Workload, device: torch.device) -> RunResult:
+    """HF's own continuous batching (generate_batch): one call, every request to the longest output."""
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(max_new_tokens=max(workload.output_lens), do_sample=False, eos_token_id=None, pad_token_id=0)
+    started = time.perf_counter()
+    outputs = model.generate_batch(inputs=workload.prompts, generation_config=config)
+    _sync(str(device))
+    elapsed = time.perf_counter() - started
+    generated = sum(len(o.generated_tokens) for o in outputs.values())
+    return RunResult("HF transformers generate_batch (continuous batching)", elapsed, len(workload.prompts), workload.prompt_tokens, min(generated, workload.output_tokens))
+
+
+def run_hf_continuous_with_timeout(argv: list[str], timeout_s: float) -> RunResult | str:
+    """Runs the continuous-batching anchor in a child process, which is killed after timeout_s."""
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--anchor-child"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout_s:.0f} s"
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return f"failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+    return RunResult(**json.loads(lines[-1]))
+
+
 def load_hf_model(args: argparse.Namespace, source, dtype: torch.dtype, device: torch.device):
     from transformers import AutoModelForCausalLM
 
     if source.kind == "dummy":
         torch.manual_seed(args.seed)
-        model = AutoModelForCausalLM.from_config(load_hf_config(source), dtype=dtype)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(source.directory), dtype=dtype)
-    return model.to(device).eval()
+        with torch.device(device):  # initialise on the device: random init of 8B weights on a CPU takes minutes
+            return AutoModelForCausalLM.from_config(load_hf_config(source), dtype=dtype).eval()
+    return AutoModelForCausalLM.from_pretrained(str(source.directory), dtype=dtype).to(device).eval()
 
 
 def warm_up_workload() -> Workload:
@@ -161,6 +188,8 @@ def main() -> None:
     parser.add_argument("--kv-cache-memory", type=int, default=None, help="bytes")
     parser.add_argument("--hf-batch-size", type=int, default=64)
     parser.add_argument("--skip-hf", action="store_true", help="no anchor (the report says so)")
+    parser.add_argument("--hf-continuous-timeout", type=float, default=0, help="also run HF generate_batch, killed after this many seconds (0: skip)")
+    parser.add_argument("--anchor-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", default=None, help="result file name (default: from model, device, workload)")
     args = parser.parse_args()
     if (args.input_len is None) != (args.output_len is None):
@@ -171,6 +200,11 @@ def main() -> None:
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, arch, device)
     workload = make_workload(args, arch.vocab_size)
+    if args.anchor_child:
+        model = load_hf_model(args, source, dtype, device)
+        run_hf_continuous(model, warm_up_workload(), device)
+        print(json.dumps(asdict(run_hf_continuous(model, workload, device))))
+        return
     print(f"workload: {workload.description}; model {source.name} ({source.kind}), {dtype} on {device}", flush=True)
 
     results = []
@@ -183,6 +217,16 @@ def main() -> None:
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    notes = []
+    if args.hf_continuous_timeout:
+        child_argv = [a for a in sys.argv[1:] if a != "--anchor-child"]
+        outcome = run_hf_continuous_with_timeout(child_argv, args.hf_continuous_timeout)
+        if isinstance(outcome, RunResult):
+            results.append(outcome)
+            print(f"  {outcome.system}: {outcome.output_tokens_per_s:,.0f} output tok/s", flush=True)
+        else:
+            notes.append(f"HF transformers generate_batch (continuous batching): {outcome}.")
+            print(f"  HF generate_batch: {outcome}", flush=True)
 
     config = EngineConfig(
         model=args.model,
@@ -195,15 +239,17 @@ def main() -> None:
         seed=args.seed,
     )
     built = build_engine(config)
+    freeze_long_lived_objects()
     run_shoal(built, warm_up_workload())
     results.insert(0, run_shoal(built, workload))
     print(f"  shoal: {results[0].output_tokens_per_s:,.0f} output tok/s", flush=True)
 
     headers = ["system", "requests", "seconds", "req/s", "output tok/s", "total tok/s"]
     table = markdown_table(headers, [r.row() for r in results])
-    speedup = ""
-    if len(results) == 2:
-        speedup = f"\n\nShoal / HF static: {results[0].output_tokens_per_s / results[1].output_tokens_per_s:.2f}x output tokens/s.\n"
+    speedup = "".join(
+        f"\n\nShoal / {r.system}: {results[0].output_tokens_per_s / r.output_tokens_per_s:.2f}x output tokens/s." for r in results[1:]
+    )
+    speedup += "".join(f"\n\n{note}" for note in notes) + "\n"
     print("\n" + table + speedup)
 
     slug = re.sub(r"[^a-z0-9.]+", "-", source.name.lower()).strip("-")
@@ -216,7 +262,8 @@ def main() -> None:
         "workload": workload.description,
         "settings": settings,
         "engine": {"kv_cache_tokens": built.info.kv_cache_tokens, "max_model_len": built.info.max_model_len},
-        "anchor": None if args.skip_hf else results[1].system,
+        "anchors": [r.system for r in results[1:]],
+        "notes": notes,
         "results": [{**asdict(r), "output_tokens_per_s": r.output_tokens_per_s, "total_tokens_per_s": r.total_tokens_per_s} for r in results],
     }
     title = f"# Throughput: {source.name}, {workload.description}\n\n{dtype} on {device}.\n\n"

@@ -1,5 +1,6 @@
 """Assembles an engine from an EngineConfig: model, tokenizer, KV pool, scheduler."""
 
+import gc
 import logging
 from dataclasses import dataclass
 
@@ -11,9 +12,16 @@ from shoal.runtime.engine.block_manager import BlockManager
 from shoal.runtime.engine.llm_engine import LLMEngine
 from shoal.runtime.engine.output_processor import OutputProcessor
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
+from shoal.runtime.layers.attention import AttentionBackend
 from shoal.runtime.layers.attention_torch import TorchAttentionBackend
+from shoal.runtime.layers.ops import LayerOps, TorchOps, TritonOps
 from shoal.runtime.model.arch_config import ModelArchConfig
-from shoal.runtime.model.kv_cache_sizing import kv_cache_budget, num_kv_blocks
+from shoal.runtime.model.kv_cache_sizing import (
+    CPU_DEFAULT_KV_CACHE_BYTES,
+    gpu_kv_budget,
+    num_kv_blocks,
+    profile_activation_bytes,
+)
 from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.model_runner import ModelRunner
 from shoal.runtime.sampling.sampler import Sampler
@@ -36,6 +44,7 @@ class ModelInfo:
     has_tokenizer: bool
     has_chat_template: bool
     kv_cache_tokens: int
+    free_memory_tokens: int | None  # on a GPU: what the memory free after loading the weights would hold
 
 
 @dataclass
@@ -62,6 +71,19 @@ def resolve_dtype(name: str, arch: ModelArchConfig, device: torch.device) -> tor
     return torch.float16 if arch.torch_dtype == "float16" else torch.bfloat16
 
 
+def select_kernels(
+    name: str, arch: ModelArchConfig, block_size: int, dtype: torch.dtype, device: torch.device
+) -> tuple[AttentionBackend, LayerOps]:
+    if name == "torch" or (name == "auto" and device.type != "cuda"):
+        return TorchAttentionBackend(), TorchOps()
+    if device.type != "cuda":
+        raise ValueError("--kernels triton needs a CUDA device")
+    from shoal.runtime.layers.attention_triton import TritonAttentionBackend
+
+    attention = TritonAttentionBackend(arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim, block_size, dtype, device)
+    return attention, TritonOps()
+
+
 def build_engine(config: EngineConfig) -> BuiltEngine:
     source = materialize(resolve_model_source(config.model, config.load_format))
     arch = ModelArchConfig.from_hf(load_hf_config(source))
@@ -69,9 +91,21 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     dtype = resolve_dtype(config.dtype, arch, device)
     max_model_len = _context_window(config, arch)
     tokenizer = load_tokenizer(source.directory)
-    model = build_model(arch, source, TorchAttentionBackend(), max_model_len, dtype, device, config.seed)
+    attention, ops = select_kernels(config.kernels, arch, config.block_size, dtype, device)
+    model = build_model(arch, source, attention, ops, max_model_len, dtype, device, config.seed)
 
-    budget = kv_cache_budget(device, config.kv_cache_memory, config.gpu_memory_utilization)
+    free_memory_tokens = None
+    if config.kv_cache_memory is not None:
+        budget = config.kv_cache_memory
+    elif device.type == "cuda":
+        activations = profile_activation_bytes(
+            model, config.max_num_batched_tokens, config.max_num_seqs, max_model_len, config.block_size, dtype, device
+        )
+        budget, free = gpu_kv_budget(device, config.gpu_memory_utilization, activations)
+        free_memory_tokens = free // arch.kv_bytes_per_token(dtype.itemsize)
+        log.info("profiled step peak: %.2f GiB of activations; %.2f GiB free after the weights", activations / 2**30, free / 2**30)
+    else:
+        budget = CPU_DEFAULT_KV_CACHE_BYTES
     num_blocks = num_kv_blocks(arch, dtype, config.block_size, budget)
     capacity = num_blocks * config.block_size
     if max_model_len > capacity:
@@ -85,12 +119,17 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     log.info("KV cache: %d blocks of %d tokens (%d tokens), %s on %s", num_blocks, config.block_size, capacity, dtype, device)
 
     runner = ModelRunner(model, Sampler(device, config.seed), num_blocks, config.block_size, dtype, device)
+    if device.type == "cuda" and not config.enforce_eager:
+        runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
     scheduler = Scheduler(
         SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens),
         BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
     )
     eos = eos_token_ids(tokenizer, arch.eos_token_ids)
-    engine = LLMEngine(runner, scheduler, OutputProcessor(tokenizer, eos, max_model_len), max_model_len, arch.vocab_size)
+    async_scheduling = device.type == "cuda" if config.async_scheduling is None else config.async_scheduling
+    engine = LLMEngine(
+        runner, scheduler, OutputProcessor(tokenizer, eos, max_model_len), max_model_len, arch.vocab_size, async_scheduling
+    )
     info = ModelInfo(
         served_model_name=config.served_model_name or source.name,
         source=source.describe(),
@@ -104,8 +143,17 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         has_tokenizer=tokenizer is not None,
         has_chat_template=bool(tokenizer is not None and tokenizer.chat_template),
         kv_cache_tokens=capacity,
+        free_memory_tokens=free_memory_tokens,
     )
     return BuiltEngine(engine, tokenizer, info)
+
+
+def freeze_long_lived_objects() -> None:
+    """For a process that serves until it exits, called once the engine is built: the model, tokenizer
+    and libraries then stay out of Python's full garbage collections, which otherwise walk all of
+    them and cost milliseconds per engine step."""
+    gc.collect()
+    gc.freeze()
 
 
 def _context_window(config: EngineConfig, arch: ModelArchConfig) -> int:

@@ -6,7 +6,7 @@ import logging
 import os
 import re
 
-from shoal.runtime.config import DEVICES, DTYPES, LOAD_FORMATS, EngineConfig, ServerConfig
+from shoal.runtime.config import DEVICES, DTYPES, KERNELS, LOAD_FORMATS, EngineConfig, ServerConfig
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
 
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--device", default="auto", choices=DEVICES)
     model.add_argument("--max-model-len", type=int, default=None, help="context window in tokens (default: the model's)")
     model.add_argument("--seed", type=int, default=0, help="seed for requests that bring none")
+    model.add_argument("--kernels", default="auto", choices=KERNELS, help="attention and fused layer kernels; auto: Triton on CUDA, torch elsewhere")
+    model.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs for decode steps")
+    model.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None, help="schedule step N+1 while the GPU runs step N (default: on with CUDA)")
 
     cache = parser.add_argument_group("KV cache")
     cache.add_argument("--block-size", type=int, default=16, help="tokens per KV block")
@@ -66,6 +69,9 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
         seed=args.seed,
+        kernels=args.kernels,
+        enforce_eager=args.enforce_eager,
+        async_scheduling=args.async_scheduling,
     )
     server = ServerConfig(
         host=args.host,

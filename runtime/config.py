@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOAD_FORMATS = ("auto", "gguf", "safetensors", "dummy")
+KERNELS = ("auto", "torch", "triton")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -24,9 +25,13 @@ class EngineConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     seed: int = 0
+    kernels: str = "auto"  # auto: Triton on CUDA, torch elsewhere
+    enforce_eager: bool = False  # no CUDA graphs
+    async_scheduling: bool | None = None  # overlap step N+1's scheduling with step N's; None: on CUDA only
 
     def __post_init__(self) -> None:
         _choice("load_format", self.load_format, LOAD_FORMATS)
+        _choice("kernels", self.kernels, KERNELS)
         _choice("dtype", self.dtype, DTYPES)
         _choice("device", self.device, DEVICES)
         _at_least("block_size", self.block_size, 1)

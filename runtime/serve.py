@@ -14,7 +14,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from shoal.runtime.build import build_engine
+from shoal.runtime.build import build_engine, freeze_long_lived_objects
 from shoal.runtime.config import EngineConfig, ServerConfig
 from shoal.runtime.engine.admission import AdmissionControl
 from shoal.runtime.engine.async_engine import AsyncEngine
@@ -29,6 +29,7 @@ SERVICE_NAME = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].full_name
 
 async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> None:
     built = await asyncio.to_thread(build_engine, engine_config)
+    freeze_long_lived_objects()
     registry = CollectorRegistry()
     metrics = RuntimeMetrics(registry, built.info.served_model_name, server_config.pool, server_config.revision)
     engine = AsyncEngine(built.engine, AdmissionControl(server_config.max_waiting), observer=metrics)

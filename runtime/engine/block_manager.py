@@ -92,8 +92,8 @@ class BlockManager:
         for _ in range(max(num_new_blocks, 0)):
             request.block_ids.append(self._take(self._pop_free_block()))
         if self.enable_prefix_caching:
-            first_new_block = (request.num_computed_tokens + num_cached_tokens) // self.block_size
-            self._cache_full_blocks(request, first_new_block, total_tokens // self.block_size)
+            # A block is offered to the cache once full of known tokens (an in-flight one is not known yet).
+            self._cache_full_blocks(request, min(total_tokens, request.num_tokens) // self.block_size)
         return True
 
     def free(self, request: Request) -> None:
@@ -106,6 +106,7 @@ class BlockManager:
                 else:
                     self._evictable[block_id] = None
         request.block_ids.clear()
+        request.num_registered_blocks = 0
 
     def _take(self, block_id: int) -> int:
         if self._ref_counts[block_id] == 0:
@@ -128,13 +129,15 @@ class BlockManager:
             start = index * self.block_size
             hashes.append(hash_block(parent, request.token_ids[start : start + self.block_size]))
 
-    def _cache_full_blocks(self, request: Request, first_block: int, num_full_blocks: int) -> None:
+    def _cache_full_blocks(self, request: Request, num_full_blocks: int) -> None:
         """Register the request's full blocks so later requests can share them.
 
         Blocks are registered when scheduled, before their K/V are written; that is safe because a
         later reader in the same step runs after the writer within each layer.
         """
         self._hash_full_blocks(request, num_full_blocks)
+        first_block = request.num_registered_blocks
+        request.num_registered_blocks = max(first_block, num_full_blocks)
         for index in range(first_block, num_full_blocks):
             block_id = request.block_ids[index]
             block_hash = request.block_hashes[index]

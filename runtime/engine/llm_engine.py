@@ -1,5 +1,9 @@
-"""The synchronous engine: add and abort requests, and step. One step schedules a batch, runs the
-model once over it, appends the sampled tokens, and reports what each request produced.
+"""The engine: add and abort requests, and step. One step schedules a batch, runs the model once
+over it, appends the sampled tokens, and reports what each request produced.
+
+With async scheduling (on a GPU) a step launches step N+1 before reading step N's draws: the host's
+scheduling and input preparation overlap the device's work, and outputs come one step later. A
+request that stopped in step N has already been scheduled in N+1; that extra token is dropped.
 
 It owns no thread; `AsyncEngine` drives it from one.
 """
@@ -9,9 +13,9 @@ from dataclasses import dataclass
 
 from shoal.runtime.engine.output_processor import OutputProcessor, RequestOutput
 from shoal.runtime.engine.request import FinishReason, Request
-from shoal.runtime.engine.scheduler import Scheduler
+from shoal.runtime.engine.scheduler import Scheduler, SchedulerOutput
 from shoal.runtime.errors import InvalidRequestError
-from shoal.runtime.model.model_runner import ModelRunner
+from shoal.runtime.model.model_runner import LaunchedStep, ModelRunner
 from shoal.runtime.sampling.params import SamplingParams
 
 
@@ -47,12 +51,15 @@ class LLMEngine:
         output_processor: OutputProcessor,
         max_model_len: int,
         vocab_size: int,
+        async_scheduling: bool = False,
     ):
         self.runner = runner
         self.scheduler = scheduler
         self.output_processor = output_processor
         self.max_model_len = max_model_len
         self.vocab_size = vocab_size
+        self.async_scheduling = async_scheduling
+        self._in_flight: tuple[SchedulerOutput, LaunchedStep] | None = None
 
     def make_request(
         self,
@@ -96,26 +103,51 @@ class LLMEngine:
         return self.output_processor.finish_aborted(request)
 
     def has_unfinished(self) -> bool:
-        return self.scheduler.has_unfinished()
+        return self.scheduler.has_unfinished() or self._in_flight is not None
 
     def step(self) -> StepResult:
         started = time.perf_counter()
-        scheduled = self.scheduler.schedule()
-        if scheduled.is_empty:
-            return StepResult([], 0, 0.0)
-        sampled = self.runner.execute(scheduled)
         outputs = []
-        for item, token in zip(scheduled.scheduled, sampled):
-            request = item.request
-            request.num_computed_tokens += item.num_new_tokens
+        if self._in_flight is not None and not self._can_overlap():
+            outputs += self._finish_in_flight()
+        scheduled = self.scheduler.schedule()
+        launched = None
+        if not scheduled.is_empty:
+            launched = self.runner.launch(scheduled)
+            for item in scheduled.scheduled:
+                if item.completes_prompt:
+                    item.request.num_pending_tokens += 1
+                item.request.num_computed_tokens += item.num_new_tokens
+        outputs += self._finish_in_flight()
+        self._in_flight = (scheduled, launched) if launched is not None else None
+        if not self.async_scheduling:
+            outputs += self._finish_in_flight()
+        return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started)
+
+    def _can_overlap(self) -> bool:
+        """Penalties count a request's output tokens on the host, so they need last step's draws read."""
+        return not any(r.sampling.needs_penalties for r in self.scheduler.running)
+
+    def _finish_in_flight(self) -> list[RequestOutput]:
+        """Waits for the launched step's draws, appends them, and applies the stop conditions."""
+        if self._in_flight is None:
+            return []
+        scheduled, launched = self._in_flight
+        self._in_flight = None
+        outputs = []
+        for item, token in zip(scheduled.scheduled, self.runner.finish(launched)):
             if token is None:
                 continue
+            request = item.request
+            request.num_pending_tokens -= 1
+            if request.is_finished:
+                continue  # aborted, or stopped, while this draw was in flight
             request.token_ids.append(token.token_id)
             output = self.output_processor.process(request, token)
             if output.finished:
                 self.scheduler.finish(request, output.finish_reason)
             outputs.append(output)
-        return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started)
+        return outputs
 
     def stats(self) -> EngineStats:
         blocks = self.scheduler.block_manager

@@ -29,10 +29,13 @@ class Request:
     arrival_time: float = 0.0
     # Prompt followed by the generated tokens; after a preemption all of it is recomputed.
     token_ids: list[int] = field(default_factory=list)
-    num_computed_tokens: int = 0  # tokens whose K/V sit in the cache
+    num_computed_tokens: int = 0  # tokens whose K/V sit in the cache (or are being computed)
+    # Tokens sampled on the device whose ids the host has not read yet (async scheduling: at most 1).
+    num_pending_tokens: int = 0
     num_cached_tokens: int = 0  # of the prompt, found in the prefix cache at admission
     block_ids: list[int] = field(default_factory=list)  # the block table, in token order
     block_hashes: list[bytes] = field(default_factory=list)  # hashes of the full blocks so far
+    num_registered_blocks: int = 0  # leading blocks already offered to the prefix cache
     status: RequestStatus = RequestStatus.WAITING
     finish_reason: FinishReason | None = None
     stop_reason: str | int | None = None
@@ -62,7 +65,13 @@ class Request:
 
     @property
     def num_uncomputed_tokens(self) -> int:
-        return len(self.token_ids) - self.num_computed_tokens
+        """Tokens to feed the model: known ones not yet computed, plus any still in flight."""
+        return len(self.token_ids) + self.num_pending_tokens - self.num_computed_tokens
+
+    @property
+    def is_generation_done(self) -> bool:
+        """Every token it may produce is known or in flight; its last output is on its way."""
+        return self.num_output_tokens + self.num_pending_tokens >= self.max_tokens
 
     @property
     def is_finished(self) -> bool:

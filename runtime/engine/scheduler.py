@@ -37,7 +37,7 @@ class ScheduledRequest:
     @property
     def completes_prompt(self) -> bool:
         """After this step every token is computed, so the step samples the next token."""
-        return self.request.num_computed_tokens + self.num_new_tokens == self.request.num_tokens
+        return self.num_new_tokens == self.request.num_uncomputed_tokens
 
 
 @dataclass
@@ -112,8 +112,8 @@ class Scheduler:
         for request in sorted(self.running, key=lambda r: (r.num_uncomputed_tokens > 1, r.sort_key())):
             if budget == 0:
                 break
-            if request.status is not RequestStatus.RUNNING:
-                continue  # preempted earlier in this loop
+            if request.status is not RequestStatus.RUNNING or request.is_generation_done:
+                continue  # preempted earlier in this loop, or only its last token is still in flight
             num_new = min(request.num_uncomputed_tokens, budget)
             while not self.block_manager.allocate(request, num_new):
                 victim = max(self.running, key=Request.sort_key)
@@ -126,11 +126,11 @@ class Scheduler:
 
         # Waiting requests, admitted mid-flight.
         while budget > 0 and (request := self._peek_waiting()) is not None:
-            if request in preempted:
-                break  # never re-admit in the step that preempted it
+            if request in preempted or request.num_pending_tokens:
+                break  # never re-admit in the step that preempted it, nor before its last draw is read
             hits = self.block_manager.find_cached_prefix(request)
             num_hit_tokens = len(hits) * self.block_manager.block_size
-            num_new = min(request.num_tokens - num_hit_tokens, budget)
+            num_new = min(request.num_uncomputed_tokens - num_hit_tokens, budget)
             room = len(self.running) < self.config.max_num_seqs
             if room and self.block_manager.allocate(request, num_new, hits):
                 heapq.heappop(self._waiting)

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from shoal.runtime.layers.ops import LayerOps
 from shoal.runtime.model.arch_config import RopeConfig
 
 
@@ -69,25 +70,19 @@ def _yarn_inv_freq(rope: RopeConfig, head_dim: int) -> tuple[torch.Tensor, float
 
 
 class RotaryEmbedding(nn.Module):
-    """Rotates q and k by their positions; cos/sin are precomputed for every position."""
+    """Rotates q and k by their positions; cos/sin are precomputed (float32) for every position."""
 
-    def __init__(self, rope: RopeConfig, head_dim: int, max_position: int):
+    def __init__(self, rope: RopeConfig, head_dim: int, max_position: int, ops: LayerOps):
         super().__init__()
         inv_freq, scale = rope_inv_freq(rope, head_dim)
         freqs = torch.arange(max_position, dtype=torch.float32)[:, None] * inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         self.register_buffer("cos", emb.cos() * scale, persistent=False)
         self.register_buffer("sin", emb.sin() * scale, persistent=False)
+        self.ops = ops
 
     def forward(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """q: [tokens, heads, head_dim], k: [tokens, kv_heads, head_dim]."""
-        cos = self.cos[positions].unsqueeze(1).to(q.dtype)
-        sin = self.sin[positions].unsqueeze(1).to(q.dtype)
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return self.ops.rotary(positions, q, k, self.cos, self.sin)

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from shoal.runtime.layers.activation import silu_and_mul
 from shoal.runtime.layers.attention import AttentionBackend, AttentionMetadata, PagedAttention
 from shoal.runtime.layers.layernorm import RMSNorm
 from shoal.runtime.layers.linear import MergedLinear
+from shoal.runtime.layers.ops import LayerOps
 from shoal.runtime.layers.rotary_embedding import RotaryEmbedding
 from shoal.runtime.model.arch_config import ModelArchConfig
 
@@ -52,49 +52,61 @@ class LlamaAttention(nn.Module):
 
 
 class LlamaMLP(nn.Module):
-    def __init__(self, arch: ModelArchConfig):
+    def __init__(self, arch: ModelArchConfig, ops: LayerOps):
         super().__init__()
         size = arch.intermediate_size
         self.gate_up_proj = MergedLinear(arch.hidden_size, [size, size], bias=arch.mlp_bias)
         self.down_proj = nn.Linear(size, arch.hidden_size, bias=arch.mlp_bias)
+        self.ops = ops
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(silu_and_mul(self.gate_up_proj(x)))
+        return self.down_proj(self.ops.silu_and_mul(self.gate_up_proj(x)))
 
 
 class LlamaDecoderLayer(nn.Module):
-    def __init__(self, arch: ModelArchConfig, rotary: RotaryEmbedding, backend: AttentionBackend):
-        super().__init__()
-        self.input_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
-        self.self_attn = LlamaAttention(arch, rotary, backend)
-        self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
-        self.mlp = LlamaMLP(arch)
+    """Carries the residual stream beside the hidden state, so each residual add fuses with the
+    norm after it (HF: h = x + attn(norm(x)); out = h + mlp(norm(h)), the same arithmetic)."""
 
-    def forward(self, positions: torch.Tensor, hidden: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        hidden = hidden + self.self_attn(positions, self.input_layernorm(hidden), meta)
-        return hidden + self.mlp(self.post_attention_layernorm(hidden))
+    def __init__(self, arch: ModelArchConfig, rotary: RotaryEmbedding, backend: AttentionBackend, ops: LayerOps):
+        super().__init__()
+        self.input_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
+        self.self_attn = LlamaAttention(arch, rotary, backend)
+        self.post_attention_layernorm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
+        self.mlp = LlamaMLP(arch, ops)
+
+    def forward(
+        self, positions: torch.Tensor, hidden: torch.Tensor, residual: torch.Tensor | None, meta: AttentionMetadata
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if residual is None:
+            residual, hidden = hidden, self.input_layernorm(hidden)
+        else:
+            hidden, residual = self.input_layernorm(hidden, residual)
+        hidden = self.self_attn(positions, hidden, meta)
+        hidden, residual = self.post_attention_layernorm(hidden, residual)
+        return self.mlp(hidden), residual
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, max_position: int):
+    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, ops: LayerOps, max_position: int):
         super().__init__()
         self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
-        rotary = RotaryEmbedding(arch.rope, arch.head_dim, max_position)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(arch, rotary, backend) for _ in range(arch.num_hidden_layers))
-        self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps)
+        rotary = RotaryEmbedding(arch.rope, arch.head_dim, max_position, ops)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(arch, rotary, backend, ops) for _ in range(arch.num_hidden_layers))
+        self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        hidden = self.embed_tokens(input_ids)
+        hidden, residual = self.embed_tokens(input_ids), None
         for layer in self.layers:
-            hidden = layer(positions, hidden, meta)
-        return self.norm(hidden)
+            hidden, residual = layer(positions, hidden, residual, meta)
+        hidden, _ = self.norm(hidden, residual)
+        return hidden
 
 
 class LlamaForCausalLM(nn.Module):
-    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, max_position: int):
+    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, ops: LayerOps, max_position: int):
         super().__init__()
         self.arch = arch
-        self.model = LlamaModel(arch, backend, max_position)
+        self.model = LlamaModel(arch, backend, ops, max_position)
         self.lm_head = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
         if arch.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight

@@ -16,6 +16,7 @@ from transformers import AutoConfig, PretrainedConfig
 from shoal.embedded_model import EMBEDDED_MODEL_NAME, embedded_gguf_path
 from shoal.runtime.config import LOAD_FORMATS
 from shoal.runtime.layers.attention import AttentionBackend
+from shoal.runtime.layers.ops import LayerOps
 from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.gguf_conversion import converted_gguf_dir
 from shoal.runtime.model.llama import LlamaForCausalLM
@@ -75,14 +76,15 @@ def load_hf_config(source: ModelSource) -> PretrainedConfig:
 def build_model(
     arch: ModelArchConfig,
     source: ModelSource,
-    backend: AttentionBackend,
+    attention: AttentionBackend,
+    ops: LayerOps,
     max_position: int,
     dtype: torch.dtype,
     device: torch.device,
     seed: int = 0,
 ) -> LlamaForCausalLM:
     with _default_dtype(dtype), torch.device(device):
-        model = LlamaForCausalLM(arch, backend, max_position)
+        model = LlamaForCausalLM(arch, attention, ops, max_position)
     if source.kind == "dummy":
         _init_random(model, seed)
     else:

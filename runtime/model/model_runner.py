@@ -1,56 +1,31 @@
-"""Tensors in, tokens out: flattens a scheduled batch, runs the model over the paged KV cache, samples.
+"""Tensors in, tokens out: runs the model over the paged KV cache for one scheduled batch, and samples.
 
-Each scheduled request contributes its next `num_new_tokens` tokens; a request whose step reaches
-the end of its known tokens (a decode, or the last chunk of a prompt) also gets a token sampled from
-the logits of its last position. No padding: one flat token batch plus per-sequence metadata.
+Each scheduled request contributes its next `num_new_tokens` tokens (batch_inputs.py flattens them:
+no padding, one token batch plus per-sequence metadata); a request whose step reaches the end of
+its known tokens (a decode, or the last chunk of a prompt) gets a token sampled from the logits of
+its last position. Decode-only batches replay CUDA graphs where they were captured.
+
+`launch` only queues the work: the draws stay on the device, and a decode in the next step reads
+its input token from them there, so the host can schedule and launch step N+1 while the device
+still runs step N (async scheduling). `finish` waits for a step's draws.
 """
 
 from dataclasses import dataclass
 
 import torch
 
-from shoal.runtime.engine.request import Request
 from shoal.runtime.engine.scheduler import SchedulerOutput
-from shoal.runtime.layers.attention import AttentionMetadata
+from shoal.runtime.model.batch_inputs import BatchInputs, build_batch
+from shoal.runtime.model.cuda_graphs import DecodeGraphs
 from shoal.runtime.model.llama import LlamaForCausalLM
-from shoal.runtime.sampling.sampler import SampledToken, Sampler
+from shoal.runtime.sampling.sampler import SampledBatch, SampledToken, Sampler, to_device
 
 
 @dataclass
-class BatchInputs:
-    """Host-side lists for one step, built without touching the device."""
-
-    input_ids: list[int]
-    positions: list[int]
-    slot_mapping: list[int]
-    query_start_loc: list[int]
-    seq_lens: list[int]
-    block_tables: list[list[int]]
-    num_decodes: int
-    sample_token_indices: list[int]  # flat index of the last token of each sampling request
-    sample_requests: list[Request]
-    sample_slots: list[int]  # index into the scheduled list of each sampling request
-
-
-def build_batch(output: SchedulerOutput, block_size: int) -> BatchInputs:
-    batch = BatchInputs([], [], [], [0], [], [], 0, [], [], [])
-    for slot, item in enumerate(output.scheduled):
-        request, start = item.request, item.request.num_computed_tokens
-        end = start + item.num_new_tokens
-        batch.input_ids.extend(request.token_ids[start:end])
-        batch.positions.extend(range(start, end))
-        blocks = request.block_ids
-        batch.slot_mapping.extend(blocks[p // block_size] * block_size + p % block_size for p in range(start, end))
-        batch.query_start_loc.append(batch.query_start_loc[-1] + item.num_new_tokens)
-        batch.seq_lens.append(end)
-        batch.block_tables.append(blocks)
-        if item.num_new_tokens == 1:
-            batch.num_decodes += 1
-        if item.completes_prompt:
-            batch.sample_token_indices.append(batch.query_start_loc[-1] - 1)
-            batch.sample_requests.append(request)
-            batch.sample_slots.append(slot)
-    return batch
+class LaunchedStep:
+    num_scheduled: int
+    sample_slots: list[int]  # index into the scheduled list of each draw
+    sampled: SampledBatch | None
 
 
 class ModelRunner:
@@ -68,40 +43,59 @@ class ModelRunner:
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.device = device
+        self.decode_graphs: DecodeGraphs | None = None
         arch = model.arch
         shape = (2, num_blocks, block_size, arch.num_key_value_heads, arch.head_dim)
         self.kv_caches = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(arch.num_hidden_layers)]
         for attention, cache in zip(model.attention_layers(), self.kv_caches):
             attention.kv_cache = cache
+        # The last launched step's draws, by request: where in-flight input tokens come from.
+        self._last_draws: torch.Tensor | None = None
+        self._last_draw_rows: dict[str, int] = {}
+
+    def capture_decode_graphs(self, max_batch_size: int, max_seq_len: int) -> None:
+        graphs = DecodeGraphs(self.model, max_batch_size, max_seq_len, self.block_size, self.device)
+        graphs.capture()
+        self.decode_graphs = graphs
+
+    def execute(self, output: SchedulerOutput) -> list[SampledToken | None]:
+        """One step, waited for: a token for each request that completed its known tokens, None for
+        a prompt chunk that did not."""
+        return self.finish(self.launch(output))
 
     @torch.inference_mode()
-    def execute(self, output: SchedulerOutput) -> list[SampledToken | None]:
-        """One forward step; returns a sampled token for each scheduled request that completed its
-        known tokens, None for a prompt chunk that did not."""
+    def launch(self, output: SchedulerOutput) -> LaunchedStep:
         batch = build_batch(output, self.block_size)
-        hidden = self.model(self._tensor(batch.input_ids), self._tensor(batch.positions), self._metadata(batch))
-        results: list[SampledToken | None] = [None] * len(output.scheduled)
-        if batch.sample_requests:
-            logits = self.model.compute_logits(hidden[self._tensor(batch.sample_token_indices)])
-            for slot, token in zip(batch.sample_slots, self.sampler.sample(logits, batch.sample_requests)):
+        in_flight = self._in_flight_inputs(batch)
+        if self.decode_graphs is not None and self.decode_graphs.fits(batch):
+            hidden = self.decode_graphs.run(batch, in_flight)
+        else:
+            input_ids, positions, meta = batch.to_device(self.device)
+            if in_flight is not None:
+                input_ids.index_copy_(0, *in_flight)
+            hidden = self.model(input_ids, positions, meta)
+        self._last_draws, self._last_draw_rows = None, {}
+        if not batch.sample_requests:
+            return LaunchedStep(len(output.scheduled), [], None)
+        rows = batch.sample_token_indices
+        if len(rows) != batch.num_tokens:
+            hidden = hidden[to_device(rows, torch.int64, self.device)]
+        sampled = self.sampler.sample(self.model.compute_logits(hidden), batch.sample_requests)
+        self._last_draws = sampled.token_ids
+        self._last_draw_rows = {r.request_id: row for row, r in enumerate(batch.sample_requests)}
+        return LaunchedStep(len(output.scheduled), batch.sample_slots, sampled)
+
+    def finish(self, step: LaunchedStep) -> list[SampledToken | None]:
+        results: list[SampledToken | None] = [None] * step.num_scheduled
+        if step.sampled is not None:
+            for slot, token in zip(step.sample_slots, step.sampled.to_host()):
                 results[slot] = token
         return results
 
-    def _metadata(self, batch: BatchInputs) -> AttentionMetadata:
-        width = max(len(t) for t in batch.block_tables)
-        tables = torch.zeros((len(batch.block_tables), width), dtype=torch.int32)
-        for row, blocks in enumerate(batch.block_tables):
-            tables[row, : len(blocks)] = torch.tensor(blocks, dtype=torch.int32)
-        return AttentionMetadata(
-            slot_mapping=self._tensor(batch.slot_mapping),
-            query_start_loc=self._tensor(batch.query_start_loc, torch.int32),
-            seq_lens=self._tensor(batch.seq_lens, torch.int32),
-            block_tables=tables.to(self.device),
-            num_decodes=batch.num_decodes,
-            query_start_loc_host=batch.query_start_loc,
-            seq_lens_host=batch.seq_lens,
-            max_decode_seq_len=max(batch.seq_lens[: batch.num_decodes], default=0),
-        )
-
-    def _tensor(self, values: list[int], dtype: torch.dtype = torch.int64) -> torch.Tensor:
-        return torch.tensor(values, dtype=dtype).to(self.device, non_blocking=True)
+    def _in_flight_inputs(self, batch: BatchInputs) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(flat positions, token ids) of input tokens that are last step's draws, still on the device."""
+        if not batch.pending_requests:
+            return None
+        rows = [self._last_draw_rows[r.request_id] for r in batch.pending_requests]
+        draws = self._last_draws[to_device(rows, torch.int64, self.device)]
+        return to_device(batch.pending_token_indices, torch.int64, self.device), draws

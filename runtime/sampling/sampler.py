@@ -21,40 +21,72 @@ class SampledToken:
     top_logprobs: list[tuple[int, float]] | None = None
 
 
+class SampledBatch:
+    """One step's draws. They stay on the device, copied to the host in the background, until
+    `to_host` reads them: the engine can launch the next step first (async scheduling)."""
+
+    def __init__(self, token_ids: torch.Tensor, logprob_counts: list[int | None], logprobs: tuple[torch.Tensor, ...] = ()):
+        self.token_ids = token_ids
+        self.logprob_counts = logprob_counts
+        self._on_host = [t.to("cpu", non_blocking=True) for t in (token_ids, *logprobs)]
+        self._ready = None
+        if token_ids.is_cuda:
+            self._ready = torch.cuda.Event()
+            self._ready.record()
+
+    def to_host(self) -> list[SampledToken]:
+        if self._ready is not None:
+            self._ready.synchronize()
+        token_ids = self._on_host[0].tolist()
+        if len(self._on_host) == 1:
+            return [SampledToken(t) for t in token_ids]
+        chosen, top_values, top_ids = (t.tolist() for t in self._on_host[1:])
+        out = []
+        for row, n in enumerate(self.logprob_counts):
+            if n is None:
+                out.append(SampledToken(token_ids[row]))
+            else:
+                out.append(SampledToken(token_ids[row], chosen[row], list(zip(top_ids[row][:n], top_values[row][:n]))))
+        return out
+
+
 class Sampler:
     def __init__(self, device: torch.device, seed: int = 0):
         self.device = device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
 
-    def sample(self, logits: torch.Tensor, requests: list[Request]) -> list[SampledToken]:
-        """logits: [len(requests), vocab] float32, one row per request, in order."""
+    def sample(self, logits: torch.Tensor, requests: list[Request]) -> SampledBatch:
+        """logits: [len(requests), vocab] float32, one row per request, in order. Does not wait for
+        the device."""
         params = [r.sampling for r in requests]
-        wants_logprobs = [p.logprobs is not None for p in params]
-        raw_logprobs = logits.log_softmax(dim=-1) if any(wants_logprobs) else None
+        counts = [p.logprobs for p in params]
+        raw_logprobs = logits.log_softmax(dim=-1) if any(n is not None for n in counts) else None
         if any(p.needs_penalties for p in params):
             logits = apply_penalties(logits, requests)
         if all(p.greedy for p in params):
             tokens = logits.argmax(dim=-1)
         else:
             tokens = self._draw(logits, requests)
-        token_ids = tokens.tolist()
         if raw_logprobs is None:
-            return [SampledToken(t) for t in token_ids]
-        return self._with_logprobs(raw_logprobs, tokens, token_ids, requests)
+            return SampledBatch(tokens, counts)
+        chosen = raw_logprobs.gather(1, tokens[:, None]).squeeze(1)
+        top_values, top_ids = raw_logprobs.topk(max(n or 0 for n in counts), dim=-1)
+        return SampledBatch(tokens, counts, (chosen, top_values, top_ids))
 
     def _draw(self, logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
         params = [r.sampling for r in requests]
-        greedy = torch.tensor([p.greedy for p in params], device=logits.device)
-        temperature = torch.tensor([1.0 if p.greedy else p.temperature for p in params], device=logits.device)
+        device = logits.device
+        greedy = to_device([p.greedy for p in params], torch.bool, device)
+        temperature = to_device([1.0 if p.greedy else p.temperature for p in params], torch.float32, device)
         scaled = logits / temperature[:, None]
         if any(p.top_k_enabled or p.top_p < 1.0 for p in params):
             vocab = logits.shape[-1]
-            top_k = torch.tensor([min(p.top_k, vocab) if p.top_k_enabled else vocab for p in params], device=logits.device)
-            top_p = torch.tensor([p.top_p for p in params], device=logits.device)
+            top_k = to_device([min(p.top_k, vocab) if p.top_k_enabled else vocab for p in params], torch.int64, device)
+            top_p = to_device([p.top_p for p in params], torch.float32, device)
             scaled = apply_top_k_top_p(scaled, top_k, top_p)
         if any(p.min_p > 0 for p in params):
-            scaled = apply_min_p(scaled, torch.tensor([p.min_p for p in params], device=logits.device))
+            scaled = apply_min_p(scaled, to_device([p.min_p for p in params], torch.float32, device))
         probs = scaled.softmax(dim=-1)
         noise = torch.empty_like(probs).exponential_(generator=self.generator)
         for row, request in enumerate(requests):
@@ -69,25 +101,11 @@ class Sampler:
             request.generator.manual_seed(request.sampling.seed)
         return request.generator
 
-    @staticmethod
-    def _with_logprobs(
-        raw_logprobs: torch.Tensor, tokens: torch.Tensor, token_ids: list[int], requests: list[Request]
-    ) -> list[SampledToken]:
-        chosen = raw_logprobs.gather(1, tokens[:, None]).squeeze(1).tolist()
-        max_top = max(r.sampling.logprobs or 0 for r in requests)
-        top_values = top_ids = None
-        if max_top:
-            values, ids = raw_logprobs.topk(max_top, dim=-1)
-            top_values, top_ids = values.tolist(), ids.tolist()
-        out = []
-        for row, request in enumerate(requests):
-            n = request.sampling.logprobs
-            if n is None:
-                out.append(SampledToken(token_ids[row]))
-                continue
-            top = list(zip(top_ids[row][:n], top_values[row][:n])) if n else []
-            out.append(SampledToken(token_ids[row], chosen[row], top))
-        return out
+
+def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A small host list on the device without waiting for the work queued there (a blocking copy
+    would stall the host until the device drains, which async scheduling cannot afford)."""
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
 
 
 def apply_penalties(logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
@@ -96,9 +114,9 @@ def apply_penalties(logits: torch.Tensor, requests: list[Request]) -> torch.Tens
     device = logits.device
     output_counts = _token_counts([r.output_token_ids for r in requests], vocab, device)
     in_prompt = _token_counts([r.prompt_token_ids for r in requests], vocab, device) > 0
-    repetition = torch.tensor([r.sampling.repetition_penalty for r in requests], device=device)[:, None]
-    presence = torch.tensor([r.sampling.presence_penalty for r in requests], device=device)[:, None]
-    frequency = torch.tensor([r.sampling.frequency_penalty for r in requests], device=device)[:, None]
+    repetition = to_device([r.sampling.repetition_penalty for r in requests], torch.float32, device)[:, None]
+    presence = to_device([r.sampling.presence_penalty for r in requests], torch.float32, device)[:, None]
+    frequency = to_device([r.sampling.frequency_penalty for r in requests], torch.float32, device)[:, None]
     seen = in_prompt | (output_counts > 0)
     penalized = torch.where(logits > 0, logits / repetition, logits * repetition)
     logits = torch.where(seen, penalized, logits)
@@ -112,7 +130,7 @@ def _token_counts(token_lists: list[list[int]], vocab: int, device: torch.device
     for row, tokens in enumerate(token_lists):
         padded[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
     counts = torch.zeros(len(token_lists), vocab + 1, device=device)
-    counts.scatter_add_(1, padded.to(device), torch.ones(padded.shape, device=device))
+    counts.scatter_add_(1, padded.to(device, non_blocking=True), torch.ones(padded.shape, device=device))
     return counts[:, :vocab]
 
 

@@ -40,10 +40,11 @@ def run_to_completion(
 
 def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id: int) -> list[int]:
     """HF generate on one prompt alone (no padding): the reference output."""
+    device = next(model.parameters()).device
     with torch.no_grad():
         out = model.generate(
-            torch.tensor([prompt]),
-            attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+            torch.tensor([prompt], device=device),
+            attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=eos_token_id,

@@ -15,9 +15,9 @@ from tests.runtime.engine_harness import build
 LONG = SamplingParams(temperature=0, max_tokens=400, ignore_eos=True)
 
 
-@pytest.fixture
-def tiny_engine(tiny_config_dir):
-    return build(tiny_config_dir, load_format="dummy", kv_cache_memory=1 << 20).engine
+@pytest.fixture(params=[False, True], ids=["sync", "async-scheduling"])
+def tiny_engine(tiny_config_dir, request):
+    return build(tiny_config_dir, load_format="dummy", kv_cache_memory=1 << 20, async_scheduling=request.param).engine
 
 
 def run(coroutine_factory, engine, max_waiting: int = 16):
@@ -83,7 +83,7 @@ def test_engine_failure_fails_requests_and_turns_unhealthy(tiny_engine, monkeypa
     def broken(_):
         raise RuntimeError("device lost")
 
-    monkeypatch.setattr(tiny_engine.runner, "execute", broken)
+    monkeypatch.setattr(tiny_engine.runner, "launch", broken)
 
     async def scenario(engine):
         with pytest.raises(EngineUnavailableError, match="device lost"):

@@ -53,8 +53,9 @@ def smollm_prompts(smollm_tokenizer) -> list[list[int]]:
     return prompts
 
 
-def test_smollm2_greedy_matches_hf_with_staggered_chunked_and_shared_prefill(smollm_dir, smollm_hf, smollm_prompts):
-    built = build(smollm_dir, max_num_batched_tokens=32, max_num_seqs=16)
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async-scheduling"])
+def test_smollm2_greedy_matches_hf_with_staggered_chunked_and_shared_prefill(smollm_dir, smollm_hf, smollm_prompts, async_scheduling):
+    built = build(smollm_dir, max_num_batched_tokens=32, max_num_seqs=16, async_scheduling=async_scheduling)
     engine = built.engine
     outputs = run_to_completion(
         engine, smollm_prompts, SamplingParams(temperature=0, max_tokens=MAX_NEW_TOKENS), [3 * i for i in range(16)]
@@ -115,8 +116,9 @@ def tiny_qwen2(path):
     return model
 
 
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async-scheduling"])
 @pytest.mark.parametrize("make_model", [tiny_llama, tiny_qwen2], ids=["llama-gqa-llama3-rope", "qwen2-gqa-bias-yarn"])
-def test_random_weight_gqa_models_match_hf(tmp_path, make_model):
+def test_random_weight_gqa_models_match_hf(tmp_path, make_model, async_scheduling):
     torch.manual_seed(0)
     hf_model = make_model(tmp_path).eval()
     hf_model.save_pretrained(tmp_path)
@@ -124,7 +126,7 @@ def test_random_weight_gqa_models_match_hf(tmp_path, make_model):
     shared = torch.randint(3, 512, (40,), generator=generator).tolist()
     prompts = [shared + torch.randint(3, 512, (n,), generator=generator).tolist() for n in (1, 7, 20, 60)]
     prompts += [torch.randint(3, 512, (n,), generator=generator).tolist() for n in (2, 5, 33, 90, 130, 17, 64, 9)]
-    built = build(tmp_path, block_size=4, max_num_batched_tokens=24)
+    built = build(tmp_path, block_size=4, max_num_batched_tokens=24, async_scheduling=async_scheduling)
     outputs = run_to_completion(built.engine, prompts, SamplingParams(temperature=0, max_tokens=16), [2 * i for i in range(12)])
     for prompt, output in zip(prompts, outputs):
         assert output == hf_greedy(hf_model, prompt, 16, eos_token_id=2)

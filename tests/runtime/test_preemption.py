@@ -25,7 +25,8 @@ def counter_value(registry: CollectorRegistry, name: str) -> float:
     raise AssertionError(f"{name} not exported")
 
 
-def test_preempted_requests_finish_with_the_unpressured_outputs(smollm_dir, smollm_tokenizer):
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async-scheduling"])
+def test_preempted_requests_finish_with_the_unpressured_outputs(smollm_dir, smollm_tokenizer, async_scheduling):
     prompts = [chat(smollm_tokenizer, q) for q in QUESTIONS]
     sampling = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
 
@@ -34,7 +35,9 @@ def test_preempted_requests_finish_with_the_unpressured_outputs(smollm_dir, smol
     assert relaxed.engine.stats().num_preemptions == 0
 
     block_bytes = relaxed.engine.runner.kv_caches[0][:, 0].numel() * 4 * len(relaxed.engine.runner.kv_caches)
-    pressured = build(smollm_dir, max_model_len=POOL_BLOCKS * BLOCK_SIZE, kv_cache_memory=POOL_BLOCKS * block_bytes)
+    pressured = build(
+        smollm_dir, max_model_len=POOL_BLOCKS * BLOCK_SIZE, kv_cache_memory=POOL_BLOCKS * block_bytes, async_scheduling=async_scheduling
+    )
     assert pressured.engine.stats().kv_blocks_total == POOL_BLOCKS
     registry = CollectorRegistry()
     metrics = RuntimeMetrics(registry, "smollm", "pool", "rev")

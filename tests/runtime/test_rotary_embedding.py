@@ -5,6 +5,7 @@ import torch
 from transformers import LlamaConfig, MistralConfig, Qwen2Config
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
+from shoal.runtime.layers.ops import TorchOps
 from shoal.runtime.layers.rotary_embedding import RotaryEmbedding, rope_inv_freq
 from shoal.runtime.model.arch_config import ModelArchConfig
 
@@ -42,7 +43,7 @@ def test_inverse_frequencies_and_attention_scale_match_transformers(rope_paramet
 
 def test_rotation_preserves_norms_and_position_zero_is_identity():
     arch = ModelArchConfig.from_hf(LlamaConfig(hidden_size=64, num_attention_heads=4, max_position_embeddings=64))
-    rotary = RotaryEmbedding(arch.rope, arch.head_dim, 64)
+    rotary = RotaryEmbedding(arch.rope, arch.head_dim, 64, TorchOps())
     q, k = torch.randn(3, 4, 16), torch.randn(3, 4, 16)
     rq, rk = rotary(torch.tensor([0, 5, 63]), q, k)
     torch.testing.assert_close(rq[0], q[0])

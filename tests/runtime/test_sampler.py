@@ -21,7 +21,7 @@ def request(sampling: SamplingParams, prompt=(1, 2, 3), output=(), request_id="r
 
 def test_greedy_picks_the_argmax():
     logits = torch.tensor([[0.1, 3.0, 0.2], [5.0, 1.0, 0.0]])
-    tokens = Sampler(CPU).sample(logits, [request(SamplingParams(temperature=0)), request(SamplingParams(temperature=0))])
+    tokens = Sampler(CPU).sample(logits, [request(SamplingParams(temperature=0)), request(SamplingParams(temperature=0))]).to_host()
     assert [t.token_id for t in tokens] == [1, 0]
 
 
@@ -30,7 +30,7 @@ def test_temperature_draws_follow_the_softmax():
     sampler = Sampler(CPU, seed=1)
     counts = [0, 0, 0]
     for _ in range(7000):
-        counts[sampler.sample(logits, [request(SamplingParams(temperature=1.0))])[0].token_id] += 1
+        counts[sampler.sample(logits, [request(SamplingParams(temperature=1.0))]).to_host()[0].token_id] += 1
     for count, expected in zip(counts, (1 / 7, 2 / 7, 4 / 7)):
         assert abs(count / 7000 - expected) < 0.025
 
@@ -39,7 +39,7 @@ def test_top_k_one_and_tiny_top_p_are_greedy_even_at_high_temperature():
     logits = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
     sampler = Sampler(CPU)
     for params in (SamplingParams(temperature=5.0, top_k=1), SamplingParams(temperature=5.0, top_p=1e-6)):
-        tokens = sampler.sample(logits, [request(params) for _ in range(4)])
+        tokens = sampler.sample(logits, [request(params) for _ in range(4)]).to_host()
         assert [t.token_id for t in tokens] == logits.argmax(-1).tolist()
 
 
@@ -83,7 +83,7 @@ def test_seeded_request_draws_the_same_tokens_whatever_else_is_in_the_batch():
         out = []
         for _ in range(5):
             batch = others[:position] + [r] + others[position:]
-            out.append(sampler.sample(logits.expand(batch_size, vocab).clone(), batch)[position].token_id)
+            out.append(sampler.sample(logits.expand(batch_size, vocab).clone(), batch).to_host()[position].token_id)
         return out
 
     alone = draws(1, 0)
@@ -94,7 +94,7 @@ def test_seeded_request_draws_the_same_tokens_whatever_else_is_in_the_batch():
 
 def test_logprobs_are_of_the_raw_distribution_with_sorted_alternatives():
     logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
-    token = Sampler(CPU).sample(logits, [request(SamplingParams(temperature=0, logprobs=2, repetition_penalty=1.5))])[0]
+    token = Sampler(CPU).sample(logits, [request(SamplingParams(temperature=0, logprobs=2, repetition_penalty=1.5))]).to_host()[0]
     expected = torch.log_softmax(logits, -1)[0]
     assert token.token_id == 1
     assert math.isclose(token.logprob, expected[1].item(), rel_tol=1e-6)
@@ -104,7 +104,7 @@ def test_logprobs_are_of_the_raw_distribution_with_sorted_alternatives():
 
 def test_rows_without_logprobs_get_none_in_a_mixed_batch():
     logits = torch.randn(2, 8)
-    out = Sampler(CPU).sample(logits, [request(SamplingParams(temperature=0)), request(SamplingParams(temperature=0, logprobs=0))])
+    out = Sampler(CPU).sample(logits, [request(SamplingParams(temperature=0)), request(SamplingParams(temperature=0, logprobs=0))]).to_host()
     assert out[0].logprob is None
     assert out[1].logprob is not None and out[1].top_logprobs == []
 

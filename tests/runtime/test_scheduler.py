@@ -142,3 +142,19 @@ def test_abort_of_a_waiting_request_removes_it():
     scheduler.finish(scheduler.get("running"), FinishReason.ABORT)
     assert not scheduler.has_unfinished()
     assert scheduler.block_manager.num_free_blocks == 100
+
+
+def test_a_token_in_flight_makes_a_decode_and_the_last_one_stops_scheduling():
+    scheduler = make_scheduler()
+    request = make_request("a", num_prompt_tokens=5, max_tokens=2)
+    scheduler.add(request)
+    output = scheduler.schedule()
+    assert output.scheduled[0].completes_prompt
+    request.num_computed_tokens, request.num_pending_tokens = 5, 1  # step 1 launched; its draw not yet read
+    output = scheduler.schedule()
+    assert [(s.request.request_id, s.num_new_tokens) for s in output.scheduled] == [("a", 1)]
+    assert output.scheduled[0].completes_prompt
+    request.num_computed_tokens = 6  # step 2 launched...
+    request.token_ids.append(7)  # ...step 1's draw read; step 2's, its last (max_tokens=2), in flight
+    assert request.num_pending_tokens == 1 and request.is_generation_done
+    assert scheduler.schedule().is_empty

@@ -1,9 +1,0 @@
-"""SwiGLU's gate: silu(gate) * up, on the output of the merged gate/up projection."""
-
-import torch
-import torch.nn.functional as F
-
-
-def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
-    gate, up = gate_up.chunk(2, dim=-1)
-    return F.silu(gate) * up

@@ -1,0 +1,90 @@
+"""One step's model inputs, built on the host from the scheduler's decision, then moved in three
+copies (token data, sequence data, block tables) to the device."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from shoal.runtime.engine.request import Request
+from shoal.runtime.engine.scheduler import SchedulerOutput
+from shoal.runtime.layers.attention import AttentionMetadata
+
+
+@dataclass
+class BatchInputs:
+    input_ids: list[int]
+    positions: list[int]
+    slot_mapping: list[int]
+    query_start_loc: list[int]
+    seq_lens: list[int]
+    block_tables: list[list[int]]
+    num_decodes: int  # leading single-token sequences
+    sample_token_indices: list[int]  # flat index of the last token of each sampling request
+    sample_requests: list[Request]
+    sample_slots: list[int]  # index into the scheduled list of each sampling request
+    # Tokens still in flight from the previous step (async scheduling): their flat index here, and
+    # the request whose previous draw fills it on the device.
+    pending_token_indices: list[int] = field(default_factory=list)
+    pending_requests: list[Request] = field(default_factory=list)
+
+    @property
+    def num_seqs(self) -> int:
+        return len(self.seq_lens)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.input_ids)
+
+    def block_table_array(self, rows: int | None = None, width: int | None = None) -> np.ndarray:
+        """[rows, width] int32, zero-padded (rows and width default to what the batch needs)."""
+        width = width or max(len(t) for t in self.block_tables)
+        table = np.zeros((rows or self.num_seqs, width), dtype=np.int32)
+        for row, blocks in enumerate(self.block_tables):
+            table[row, : len(blocks)] = blocks
+        return table
+
+    def to_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
+        """input_ids, positions and attention metadata on the device."""
+        tokens = torch.from_numpy(np.array([self.input_ids, self.positions, self.slot_mapping], dtype=np.int64)).to(device, non_blocking=True)
+        sequences = torch.from_numpy(np.array(self.query_start_loc + self.seq_lens, dtype=np.int32)).to(device, non_blocking=True)
+        meta = AttentionMetadata(
+            slot_mapping=tokens[2],
+            query_start_loc=sequences[: self.num_seqs + 1],
+            seq_lens=sequences[self.num_seqs + 1 :],
+            block_tables=torch.from_numpy(self.block_table_array()).to(device, non_blocking=True),
+            num_decodes=self.num_decodes,
+            query_start_loc_host=self.query_start_loc,
+            seq_lens_host=self.seq_lens,
+            max_decode_seq_len=max(self.seq_lens[: self.num_decodes], default=0),
+        )
+        return tokens[0], tokens[1], meta
+
+
+def build_batch(output: SchedulerOutput, block_size: int) -> BatchInputs:
+    batch = BatchInputs([], [], [], [0], [], [], 0, [], [], [])
+    for slot, item in enumerate(output.scheduled):
+        request, start = item.request, item.request.num_computed_tokens
+        end = start + item.num_new_tokens
+        blocks = request.block_ids
+        known = request.token_ids[start:end]
+        batch.input_ids.extend(known)
+        if len(known) < item.num_new_tokens:  # the last token is the previous step's draw, not yet on the host
+            batch.pending_token_indices.append(len(batch.input_ids))
+            batch.pending_requests.append(request)
+            batch.input_ids.append(0)
+        if item.num_new_tokens == 1:
+            batch.num_decodes += 1
+            batch.positions.append(start)
+            batch.slot_mapping.append(blocks[start // block_size] * block_size + start % block_size)
+        else:
+            batch.positions.extend(range(start, end))
+            batch.slot_mapping.extend(blocks[p // block_size] * block_size + p % block_size for p in range(start, end))
+        batch.query_start_loc.append(batch.query_start_loc[-1] + item.num_new_tokens)
+        batch.seq_lens.append(end)
+        batch.block_tables.append(blocks)
+        if item.completes_prompt:
+            batch.sample_token_indices.append(batch.query_start_loc[-1] - 1)
+            batch.sample_requests.append(request)
+            batch.sample_slots.append(slot)
+    return batch
