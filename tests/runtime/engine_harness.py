@@ -38,7 +38,7 @@ def run_to_completion(
     return [outputs[str(i)] for i in range(len(prompts))]
 
 
-def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id: int) -> list[int]:
+def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id: int | list[int]) -> list[int]:
     """HF generate on one prompt alone (no padding): the reference output."""
     device = next(model.parameters()).device
     with torch.no_grad():
@@ -48,6 +48,6 @@ def hf_greedy(model, prompt: list[int], max_new_tokens: int, eos_token_id: int) 
             max_new_tokens=max_new_tokens,
             do_sample=False,
             eos_token_id=eos_token_id,
-            pad_token_id=eos_token_id,
+            pad_token_id=eos_token_id if isinstance(eos_token_id, int) else eos_token_id[0],
         )
     return out[0, len(prompt) :].tolist()

@@ -60,7 +60,7 @@ def test_smollm2_greedy_matches_hf_with_staggered_chunked_and_shared_prefill(smo
     outputs = run_to_completion(
         engine, smollm_prompts, SamplingParams(temperature=0, max_tokens=MAX_NEW_TOKENS), [3 * i for i in range(16)]
     )
-    eos = built.info.eos_token_ids[0]
+    eos = list(built.info.eos_token_ids)
     for prompt, output in zip(smollm_prompts, outputs):
         assert output == hf_greedy(smollm_hf, prompt, MAX_NEW_TOKENS, eos)
     stats = engine.stats()
