@@ -40,6 +40,42 @@ def _find_sequence(query_start_loc_ptr, q_block, seq_begin, num_seqs, first_toke
 
 
 @triton.jit
+def _attend(
+    q, q_pos, key_begin, key_end, seq, kv_head, cache_ptr, v_offset, block_tables_ptr, bt_stride,
+    c_stride_block, c_stride_slot, c_stride_head, scale_log2, d, d_ok,
+    ROWS: tl.constexpr, HEAD_DIM_PAD: tl.constexpr, PAGE: tl.constexpr, TILE_N: tl.constexpr,
+    CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Online softmax of q's rows over keys [key_begin, key_end) of one sequence and KV head, read
+    through its block table; returns (running max, running sum, unnormalised output), log2 domain.
+    CAUSAL: row i sees keys up to q_pos[i] only."""
+    m = tl.full([ROWS], float("-inf"), tl.float32)
+    l = tl.zeros([ROWS], tl.float32)
+    acc = tl.zeros([ROWS, HEAD_DIM_PAD], tl.float32)
+    for start in range(key_begin, key_end, TILE_N):
+        k_pos = start + tl.arange(0, TILE_N)
+        k_ok = k_pos < key_end
+        page = tl.load(block_tables_ptr + seq * bt_stride + k_pos // PAGE, mask=k_ok, other=0)
+        base = page.to(tl.int64) * c_stride_block + (k_pos % PAGE) * c_stride_slot + kv_head * c_stride_head
+        kv_mask = k_ok[:, None] & d_ok[None, :]
+        k = tl.load(cache_ptr + base[:, None] + d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(cache_ptr + v_offset + base[:, None] + d[None, :], mask=kv_mask, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+        visible = k_ok[None, :]
+        if CAUSAL:
+            visible = visible & (k_pos[None, :] <= q_pos[:, None])
+        s = tl.where(visible, s, float("-inf"))
+        m_new = tl.maximum(m, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.exp2(s - m_safe[:, None])
+        alpha = tl.exp2(m - m_safe)
+        l = l * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m = m_new
+    return m, l, acc
+
+
+@triton.jit
 def _prefill_kernel(
     out_ptr,
     q_ptr,
@@ -90,30 +126,12 @@ def _prefill_kernel(
     d_ok = d < HEAD_DIM
     q_offsets = (q_start + q_idx)[:, None] * q_stride_token + head[:, None] * q_stride_head + d[None, :]
     q = tl.load(q_ptr + q_offsets, mask=row_ok[:, None] & d_ok[None, :], other=0.0)
-    q_pos = context + q_idx
-
-    m = tl.full([BLOCK_M], float("-inf"), tl.float32)
-    l = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, HEAD_DIM_PAD], tl.float32)
     key_end = tl.minimum(seq_len, context + (local + 1) * BLOCK_Q)
-    for start in range(0, key_end, TILE_N):
-        k_pos = start + tl.arange(0, TILE_N)
-        k_ok = k_pos < key_end
-        page = tl.load(block_tables_ptr + seq * bt_stride + k_pos // PAGE, mask=k_ok, other=0)
-        base = page.to(tl.int64) * c_stride_block + (k_pos % PAGE) * c_stride_slot + kv_head * c_stride_head
-        kv_mask = k_ok[:, None] & d_ok[None, :]
-        k = tl.load(cache_ptr + base[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(cache_ptr + v_offset + base[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
-        visible = (k_pos[None, :] <= q_pos[:, None]) & k_ok[None, :]
-        s = tl.where(visible, s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp2(s - m_safe[:, None])
-        alpha = tl.exp2(m - m_safe)
-        l = l * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m = m_new
+    m, l, acc = _attend(
+        q, context + q_idx, 0, key_end, seq, kv_head, cache_ptr, v_offset, block_tables_ptr, bt_stride,
+        c_stride_block, c_stride_slot, c_stride_head, scale_log2, d, d_ok,
+        BLOCK_M, HEAD_DIM_PAD, PAGE, TILE_N, True, PRECISION,
+    )  # fmt: skip
     out = acc / tl.where(l == 0.0, 1.0, l)[:, None]
     o_offsets = (q_start + q_idx)[:, None] * o_stride_token + head[:, None] * o_stride_head + d[None, :]
     tl.store(out_ptr + o_offsets, out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
@@ -164,27 +182,11 @@ def _decode_kernel(
     q_mask = row_ok[:, None] & d_ok[None, :]
     q = tl.load(q_ptr + seq * q_stride_token + head[:, None] * q_stride_head + d[None, :], mask=q_mask, other=0.0)
 
-    m = tl.full([GROUP_PAD], float("-inf"), tl.float32)
-    l = tl.zeros([GROUP_PAD], tl.float32)
-    acc = tl.zeros([GROUP_PAD, HEAD_DIM_PAD], tl.float32)
-    for start in range(key_begin, key_end, TILE_N):
-        k_pos = start + tl.arange(0, TILE_N)
-        k_ok = k_pos < key_end
-        page = tl.load(block_tables_ptr + seq * bt_stride + k_pos // PAGE, mask=k_ok, other=0)
-        base = page.to(tl.int64) * c_stride_block + (k_pos % PAGE) * c_stride_slot + kv_head * c_stride_head
-        kv_mask = k_ok[:, None] & d_ok[None, :]
-        k = tl.load(cache_ptr + base[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(cache_ptr + v_offset + base[:, None] + d[None, :], mask=kv_mask, other=0.0)
-        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
-        s = tl.where(k_ok[None, :], s, float("-inf"))
-        m_new = tl.maximum(m, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        p = tl.exp2(s - m_safe[:, None])
-        alpha = tl.exp2(m - m_safe)
-        l = l * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m = m_new
-
+    m, l, acc = _attend(
+        q, rows, key_begin, key_end, seq, kv_head, cache_ptr, v_offset, block_tables_ptr, bt_stride,
+        c_stride_block, c_stride_slot, c_stride_head, scale_log2, d, d_ok,
+        GROUP_PAD, HEAD_DIM_PAD, PAGE, TILE_N, False, PRECISION,
+    )  # fmt: skip
     out = acc / tl.where(l == 0.0, 1.0, l)[:, None]
     if SPLITS == 1:
         o_offsets = seq * o_stride_token + head[:, None] * o_stride_head + d[None, :]

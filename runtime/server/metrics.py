@@ -91,22 +91,16 @@ class _EngineStateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats()
-        labels = list(names.RUNTIME_LABELS)
-        for name, doc, value in (
-            (names.NUM_REQUESTS_RUNNING, "Requests in the running batch.", s.num_running),
-            (names.NUM_REQUESTS_WAITING, "Requests waiting to be scheduled.", self._num_waiting()),
-            (names.KV_CACHE_USAGE_PERC, "Fraction of KV blocks in use (1 = full).", s.kv_cache_usage),
-            (names.KV_CACHE_FREE_BLOCKS, "KV blocks no request holds (cached prefixes included).", s.kv_blocks_free),
-            (names.KV_CACHE_TOTAL_BLOCKS, "KV blocks in the pool.", s.kv_blocks_total),
+        for kind, name, doc, value in (
+            (GaugeMetricFamily, names.NUM_REQUESTS_RUNNING, "Requests in the running batch.", s.num_running),
+            (GaugeMetricFamily, names.NUM_REQUESTS_WAITING, "Requests waiting to be scheduled.", self._num_waiting()),
+            (GaugeMetricFamily, names.KV_CACHE_USAGE_PERC, "Fraction of KV blocks in use (1 = full).", s.kv_cache_usage),
+            (GaugeMetricFamily, names.KV_CACHE_FREE_BLOCKS, "KV blocks no request holds (cached prefixes included).", s.kv_blocks_free),
+            (GaugeMetricFamily, names.KV_CACHE_TOTAL_BLOCKS, "KV blocks in the pool.", s.kv_blocks_total),
+            (CounterMetricFamily, names.NUM_PREEMPTIONS, "Requests preempted to free KV blocks.", s.num_preemptions),
+            (CounterMetricFamily, names.PREFIX_CACHE_QUERIES, "Prompt tokens looked up in the prefix cache.", s.prefix_cache_queries),
+            (CounterMetricFamily, names.PREFIX_CACHE_HITS, "Prompt tokens found in the prefix cache.", s.prefix_cache_hits),
         ):
-            family = GaugeMetricFamily(name, doc, labels=labels)
-            family.add_metric(self._label_values, value)
-            yield family
-        for name, doc, value in (
-            (names.NUM_PREEMPTIONS, "Requests preempted to free KV blocks.", s.num_preemptions),
-            (names.PREFIX_CACHE_QUERIES, "Prompt tokens looked up in the prefix cache.", s.prefix_cache_queries),
-            (names.PREFIX_CACHE_HITS, "Prompt tokens found in the prefix cache.", s.prefix_cache_hits),
-        ):
-            family = CounterMetricFamily(name, doc, labels=labels)
+            family = kind(name, doc, labels=list(names.RUNTIME_LABELS))
             family.add_metric(self._label_values, value)
             yield family

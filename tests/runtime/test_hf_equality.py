@@ -72,16 +72,22 @@ def test_smollm2_greedy_matches_hf_with_staggered_chunked_and_shared_prefill(smo
     assert "Paris" in built.tokenizer.decode(outputs[0])
 
 
+# Small but real: GQA (4 query heads on 2 KV heads), two layers, decisive random logits.
+TINY_SHAPE = dict(
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=1024,
+    initializer_range=0.2,
+)
+
+
 def tiny_llama(path):
     config = LlamaConfig(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=0.2,
+        **TINY_SHAPE,
         tie_word_embeddings=True,
         rope_parameters={
             "rope_type": "llama3",
@@ -97,14 +103,7 @@ def tiny_llama(path):
 
 def tiny_qwen2(path):
     config = Qwen2Config(
-        vocab_size=512,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=0.2,
+        **TINY_SHAPE,
         tie_word_embeddings=False,
         rope_parameters={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256, "rope_theta": 10000.0},
     )
