@@ -1,0 +1,90 @@
+"""`shoal dev` (what `make run` starts): a runtime on the embedded model and the router in front of it.
+
+The runtime runs as a child process (`shoal runtime`); once it is ready the router serves the
+OpenAI API with the given config (by default router/examples/local.yaml, which points at that
+runtime). Ctrl-C (or SIGTERM) stops both: the router drains, then the runtime does.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+LOCAL_CONFIG = Path(__file__).resolve().parent / "examples" / "local.yaml"
+log = logging.getLogger("shoal.router.dev")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(LOCAL_CONFIG), help="router config (default: the local example, which points at this runtime)")
+    parser.add_argument("--model", default="default", help="the runtime's --model (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--runtime-port", type=int, default=50051, help="the runtime's gRPC port (the config must point at it)")
+    parser.add_argument("--runtime-metrics-port", type=int, default=8001)
+    parser.add_argument("--port", type=int, default=None, help="override the router's listen.port (default 8000)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shoal.router.cli import load
+    from shoal.router.config import ConfigError
+    from shoal.router.serve import serve
+
+    try:
+        config = load(argparse.Namespace(config=args.config, host=None, port=args.port, admin_port=None, grpc_port=None))
+    except ConfigError as error:
+        raise SystemExit(f"shoal dev: {args.config}: {error}") from None
+    runtime = _start_runtime(args)
+    try:
+        if not _wait_ready(runtime, args.runtime_metrics_port):
+            return 1
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(runtime)
+    return 0
+
+
+def _start_runtime(args: argparse.Namespace) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "shoal", "runtime", "--model", args.model, "--host", "127.0.0.1",
+        "--port", str(args.runtime_port), "--metrics-port", str(args.runtime_metrics_port),
+        "--pool", "local", "--revision", "stable", "--log-level", args.log_level,
+    ]  # fmt: skip
+    log.info("starting the runtime: %s", " ".join(command[1:]))
+    # Its own process group: Ctrl-C reaches the router only, which then stops the runtime in order.
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def _wait_ready(runtime: subprocess.Popen, metrics_port: int, timeout_s: float = 600) -> bool:
+    log.info("waiting for the runtime to load the model (the first start converts it, about 25 s)")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if runtime.poll() is not None:
+            log.error("the runtime exited with %s", runtime.returncode)
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/ready", timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    log.error("the runtime was not ready after %.0fs", timeout_s)
+    return False
+
+
+def _stop(runtime: subprocess.Popen) -> None:
+    if runtime.poll() is None:
+        runtime.send_signal(signal.SIGTERM)
+        try:
+            runtime.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(runtime.pid, signal.SIGKILL)
+            runtime.wait()
