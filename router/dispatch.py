@@ -172,6 +172,8 @@ class Generation:
             return
         self._closed = True
         now = self.d.clock()
+        if isinstance(error, RouterError) and self.backend is not None:
+            error.headers.setdefault("x-shoal-revision", self.revision)
         if self.call is not None and not self.call.done():
             self.call.cancel()
         if self.backend is not None:
