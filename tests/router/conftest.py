@@ -27,3 +27,30 @@ def start_fake(loop_thread):
     yield start
     for fake in started:
         loop_thread.run(fake.stop())
+
+
+MODEL = "SmolLM2-135M-Instruct"
+RUNTIME_FLAGS = ("--kv-cache-memory", "128MiB", "--max-num-batched-tokens", "512", "--pool", "chat")
+
+
+def start_runtimes(*revision_flags: tuple[str, ...]) -> list:
+    """Real `shoal runtime` processes on the embedded model, started together, returned ready."""
+    from shoal.runtime.model.loader import materialize, resolve_model_source
+    from tests.runtime.server_process import RuntimeProcess
+
+    materialize(resolve_model_source("default"))  # convert once, before several processes want it
+    processes = [RuntimeProcess(*RUNTIME_FLAGS, *flags) for flags in revision_flags]
+    try:
+        return [p.wait_ready() for p in processes]
+    except BaseException:
+        for p in processes:
+            p.stop()
+        raise
+
+
+@pytest.fixture(scope="session")
+def stable_runtime():
+    """One runtime serving revision r1 of pool `chat`, shared by the end-to-end router tests."""
+    (runtime,) = start_runtimes(("--revision", "r1"))
+    yield runtime
+    runtime.stop()
