@@ -90,25 +90,26 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
             await context.abort(self.error, self.error_message, trailing_metadata=self.error_trailers)
         tokens = request.sampling.max_tokens if request.sampling.HasField("max_tokens") else self.tokens
         c.in_flight += 1
+        ended = False  # finished, or failed on purpose
         try:
             if self.first_delay_s:
                 await asyncio.sleep(self.first_delay_s)
             for i in range(tokens - 1):
                 if self.fail_after_tokens is not None and i >= self.fail_after_tokens:
                     c.failed += 1
+                    ended = True
                     await context.abort(grpc.StatusCode.INTERNAL, self.error_message)
                 yield pb.GenerateResponse(request_id=request.request_id, token_ids=[100 + i % 100], text=self.text)
                 c.sent += 1
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
-            usage = pb.Usage(prompt_tokens=5, completion_tokens=tokens)
+            usage = pb.Usage(prompt_tokens=_prompt_tokens(request), completion_tokens=tokens)
             yield pb.GenerateResponse(request_id=request.request_id, token_ids=[7], text=self.text, finish_reason=pb.FINISH_REASON_LENGTH, usage=usage)  # fmt: skip
             c.sent += 1
             c.finished += 1
-        except asyncio.CancelledError:
-            c.cancelled += 1
-            raise
-        finally:
+            ended = True
+        finally:  # a client that cancels shows up as CancelledError, or as a failed write while blocked
+            c.cancelled += not ended
             c.in_flight -= 1
 
     async def Health(self, request, context) -> pb.HealthResponse:
@@ -136,6 +137,14 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
             ]
         )
         return web.Response(text=text, content_type="text/plain")
+
+
+def _prompt_tokens(request: pb.GenerateRequest) -> int:
+    """About what a tokenizer would say: a token per 4 characters, at least 5."""
+    if request.WhichOneof("prompt") == "token_ids":
+        return len(request.token_ids.ids)
+    chars = len(request.text) + sum(len(m.content) for m in request.chat.messages)
+    return max(5, chars // 4)
 
 
 async def _main(args: argparse.Namespace) -> None:
