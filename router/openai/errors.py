@@ -30,7 +30,7 @@ async def openai_errors(request: web.Request, handler) -> web.StreamResponse:
     except RouterError as error:
         return error_response(error)
     except web.HTTPRequestEntityTooLarge as error:
-        message = f"The request body is too large ({error.actual_size} bytes; the limit is {error.max_size})."
+        message = f"The request body is too large. {error.text}"
         return web.json_response(http_error_body(413, message, "request_too_large"), status=413)
     except web.HTTPException as error:
         if error.status < 400:
