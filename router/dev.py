@@ -1,12 +1,14 @@
 """`shoal dev` (what `make run` starts): a runtime on the embedded model and the router in front of it.
 
 The runtime runs as a child process (`shoal runtime`); once it is ready the router serves the
-OpenAI API with the given config (by default router/examples/local.yaml, which points at that
-runtime). Ctrl-C (or SIGTERM) stops both: the router drains, then the runtime does.
+OpenAI API with the given config (by default router/examples/local.yaml), whose one pool's stable
+revision is pointed at that runtime. Ctrl-C (or SIGTERM) stops both: the router drains, then the
+runtime does.
 """
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -21,9 +23,9 @@ log = logging.getLogger("shoal.router.dev")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(LOCAL_CONFIG), help="router config (default: the local example, which points at this runtime)")
+    parser.add_argument("--config", default=str(LOCAL_CONFIG), help="router config with one pool (default: router/examples/local.yaml)")
     parser.add_argument("--model", default="default", help="the runtime's --model (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--runtime-port", type=int, default=50051, help="the runtime's gRPC port (the config must point at it)")
+    parser.add_argument("--runtime-port", type=int, default=50051, help="the runtime's gRPC port")
     parser.add_argument("--runtime-metrics-port", type=int, default=8001)
     parser.add_argument("--port", type=int, default=None, help="override the router's listen.port (default 8000)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -39,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
         config = load(argparse.Namespace(config=args.config, host=None, port=args.port, admin_port=None, grpc_port=None))
     except ConfigError as error:
         raise SystemExit(f"shoal dev: {args.config}: {error}") from None
-    runtime = _start_runtime(args)
+    if len(config.pools) != 1:
+        raise SystemExit(f"shoal dev: {args.config}: needs exactly one pool, has {len(config.pools)}")
+    config = with_local_runtime(config, args.runtime_port, args.runtime_metrics_port)
+    runtime = _start_runtime(args, config.pools[0])
     try:
         if not _wait_ready(runtime, args.runtime_metrics_port):
             return 1
@@ -51,11 +56,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_runtime(args: argparse.Namespace) -> subprocess.Popen:
+def with_local_runtime(config, port: int, metrics_port: int):
+    """The config with its one pool served by the local runtime alone (as the stable revision)."""
+    from shoal.router.config import EndpointConfig
+
+    pool = config.pools[0]
+    endpoint = EndpointConfig(f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
+    pool = dataclasses.replace(pool, canary=None, canary_weight=0.0, revisions={pool.stable: (endpoint,)})
+    return dataclasses.replace(config, pools=(pool,))
+
+
+def _start_runtime(args: argparse.Namespace, pool) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "shoal", "runtime", "--model", args.model, "--host", "127.0.0.1",
         "--port", str(args.runtime_port), "--metrics-port", str(args.runtime_metrics_port),
-        "--pool", "local", "--revision", "stable", "--log-level", args.log_level,
+        "--pool", pool.name, "--revision", pool.stable, "--log-level", args.log_level,
     ]  # fmt: skip
     log.info("starting the runtime: %s", " ".join(command[1:]))
     # Its own process group: Ctrl-C reaches the router only, which then stops the runtime in order.
