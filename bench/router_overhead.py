@@ -21,12 +21,10 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -35,29 +33,18 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.report import markdown_table, write_report  # noqa: E402
+from shoal.router.dev import wait_until_ready  # noqa: E402
 from shoal.v1 import router_pb2, router_pb2_grpc, runtime_pb2, runtime_pb2_grpc  # noqa: E402
+from tests.runtime.server_process import free_port  # noqa: E402
 
 MODEL = "fake-model"
 KEY = "sk-bench"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} not up after {timeout_s}s")
+def wait_for(url: str, process: subprocess.Popen) -> None:
+    failure = wait_until_ready(url, process, timeout_s=60, poll_s=0.1)
+    if failure is not None:
+        raise SystemExit(failure)
 
 
 def start_processes(args: argparse.Namespace, workdir: Path) -> tuple[list[subprocess.Popen], dict]:

@@ -46,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
     config = with_local_runtime(config, args.runtime_port, args.runtime_metrics_port)
     runtime = _start_runtime(args, config.pools[0])
     try:
-        if not _wait_ready(runtime, args.runtime_metrics_port):
+        log.info("waiting for the runtime to load the model (the first start converts it, about 25 s)")
+        failure = wait_until_ready(f"http://127.0.0.1:{args.runtime_metrics_port}/ready", runtime, timeout_s=600)
+        if failure is not None:
+            log.error("the runtime did not come up: %s", failure)
             return 1
         asyncio.run(serve(config))
     except KeyboardInterrupt:
@@ -77,22 +80,20 @@ def _start_runtime(args: argparse.Namespace, pool) -> subprocess.Popen:
     return subprocess.Popen(command, start_new_session=True)
 
 
-def _wait_ready(runtime: subprocess.Popen, metrics_port: int, timeout_s: float = 600) -> bool:
-    log.info("waiting for the runtime to load the model (the first start converts it, about 25 s)")
+def wait_until_ready(url: str, process: subprocess.Popen, timeout_s: float, poll_s: float = 0.2) -> str | None:
+    """Polls `url` until it answers 200. None once it does; otherwise why not (the process exited or time ran out)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if runtime.poll() is not None:
-            log.error("the runtime exited with %s", runtime.returncode)
-            return False
+        if process.poll() is not None:
+            return f"the process exited with {process.returncode}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/ready", timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
-                    return True
+                    return None
         except OSError:
             pass
-        time.sleep(0.5)
-    log.error("the runtime was not ready after %.0fs", timeout_s)
-    return False
+        time.sleep(poll_s)
+    return f"{url} did not answer 200 within {timeout_s:.0f}s"
 
 
 def _stop(runtime: subprocess.Popen) -> None:

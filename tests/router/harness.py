@@ -10,12 +10,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from shoal.router.app import Router
 from shoal.router.config import RouterConfig, hash_api_key, parse_config
+from shoal.router.dev import wait_until_ready
 from tests.runtime.server_process import free_port
 
 KEYS = {"sk-test-quiet": "quiet", "sk-test-noisy": "noisy", "sk-test-batch": "batchy"}
@@ -132,18 +133,10 @@ class RouterProcess:
         return (self.dir / "router.log").read_text()
 
     def wait_ready(self, timeout_s: float = 60) -> "RouterProcess":
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"router exited with {self.process.returncode}:\n{self.logs()}")
-            try:
-                with urllib.request.urlopen(f"{self.base_url}/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"router not ready after {timeout_s}s:\n{self.logs()}")
+        failure = wait_until_ready(f"{self.base_url}/ready", self.process, timeout_s, poll_s=0.1)
+        if failure is not None:
+            raise RuntimeError(f"{failure}:\n{self.logs()}")
+        return self
 
     def rss_bytes(self) -> int:
         with open(f"/proc/{self.process.pid}/status") as f:
