@@ -61,6 +61,7 @@ def build_admin_app(
                         "outstanding": b.outstanding,
                         "kv_cache_usage": b.scraped.kv_usage if b.scraped else None,
                         "num_requests_waiting": b.scraped.waiting if b.scraped else None,
+                        "num_requests_running": b.scraped.running if b.scraped else None,
                     }
                     for b in sorted(backends.backends(pool.name, revision), key=lambda b: b.endpoint.target)
                 ],

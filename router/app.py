@@ -73,9 +73,9 @@ class Router:
         return build_admin_app(self.pools, self.backends, self.measurements, self.limiter, tenants, self.config.admin_token)
 
     async def start(self) -> None:
-        self._tasks.append(asyncio.create_task(self.source.run(self.backends.apply), name="endpoint-source"))
-        self._tasks.append(asyncio.create_task(self.scraper.run(), name="scraper"))
-        self._tasks.append(asyncio.create_task(self._control_loop(), name="control-loop"))
+        self._spawn(self.source.run(self.backends.apply), "endpoint-source")
+        self._spawn(self.scraper.run(), "scraper")
+        self._spawn(self._control_loop(), "control-loop")
         await asyncio.sleep(0)  # a static source publishes at once
         # handler_cancellation: a client that disconnects cancels its handler, and so its runtime call.
         self.http_port = await self._serve_http(self.http_app(), self.config.listen.host, self.config.listen.port, handler_cancellation=True)  # fmt: skip
@@ -123,13 +123,23 @@ class Router:
         self._runners.append(runner)
         return site._server.sockets[0].getsockname()[1]
 
+    def _spawn(self, coroutine, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(_log_unexpected_end)
+        self._tasks.append(task)
+
     async def _control_loop(self) -> None:
         while True:
             now, wall_now = time.monotonic(), time.time()
             for pool in self.pools.values():
-                verdict = pool.control(self.measurements, self.backends, now, wall_now)
+                try:
+                    verdict = pool.control(self.measurements, self.backends, now, wall_now)
+                except Exception:  # a bug must not stop the other pools' rollback checks for good
+                    log.exception("control step of pool %s failed", pool.name)
+                    continue
                 if verdict is not None:
                     self.metrics.rollbacks.labels(pool.name, verdict.revision, verdict.breaches[0].rule).inc()
+            self.measurements.prune(now)
             await asyncio.sleep(self.config.control_interval_s)
 
     def _refresh_capacity(self) -> None:
@@ -147,3 +157,8 @@ class Router:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _log_unexpected_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s stopped", task.get_name(), exc_info=task.exception())

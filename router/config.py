@@ -164,12 +164,6 @@ class RouterConfig:
     control_interval_s: float = 0.5  # how often rollback rules and the batch share are evaluated
     realtime: RealtimeConfig = RealtimeConfig()
 
-    def pool_for_model(self, model: str) -> PoolConfig | None:
-        return next((p for p in self.pools if p.model == model), None)
-
-    def tenant(self, name: str) -> TenantConfig:
-        return next(t for t in self.tenants if t.name == name)
-
 
 def hash_api_key(key: str) -> str:
     """Keys are held and compared only as hashes, so no key sits in memory dumps or logs."""

@@ -56,7 +56,10 @@ class Scraper:
     async def run(self) -> None:
         async with aiohttp.ClientSession(timeout=self.timeout) as session:
             while True:
-                await self.scrape_once(session)
+                try:
+                    await self.scrape_once(session)
+                except Exception:  # a bug must not end scraping for good
+                    log.exception("scrape failed")
                 await asyncio.sleep(self.interval_s)
 
     async def scrape_once(self, session: aiohttp.ClientSession) -> None:

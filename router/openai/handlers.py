@@ -7,6 +7,7 @@ a streamed response reports a failure as an SSE `error` event. Every response ca
 tenant's x-ratelimit-* headers, x-request-id and x-shoal-revision (which revision served it).
 """
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class _Endpoint:
     first_delta: dict | None  # chat opens the stream with the assistant role
     chunk: Callable  # (meta, text, include_usage, finish_reason, logprobs) -> dict
     chunk_text: Callable[[str], object]
+    finish_delta: object  # what the chunk that carries finish_reason holds
     logprobs: Callable  # (messages, text_offset) -> dict
     prompt_param: str  # what the runtime's `prompt` field is called here
 
@@ -47,6 +49,7 @@ CHAT = _Endpoint(
     {"role": "assistant", "content": ""},
     responses.chat_chunk,
     lambda text: {"content": text},
+    {},
     lambda messages, offset: responses.chat_logprobs(messages),
     "messages",
 )
@@ -58,6 +61,7 @@ COMPLETIONS = _Endpoint(
     None,
     responses.completion_chunk,
     lambda text: text,
+    "",
     responses.completion_logprobs,
     "prompt",
 )
@@ -139,13 +143,13 @@ class OpenAIHandlers:
                     await sse.send(endpoint.chunk(meta, endpoint.chunk_text(message.text), usage, None, logprobs))
                 text_offset += len(message.text)
                 if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
-                    empty = endpoint.chunk_text("") if endpoint.first_delta is None else {}
-                    await sse.send(endpoint.chunk(meta, empty, usage, responses.FINISH_REASONS[message.finish_reason]))
+                    await sse.send(endpoint.chunk(meta, endpoint.finish_delta, usage, responses.FINISH_REASONS[message.finish_reason]))
                     if usage:
                         await sse.send(responses.usage_chunk(meta, endpoint.chunk_object, message))
             await sse.done()
         except RouterError as error:  # mid-stream: the status is sent already
-            await sse.send(error.body())
+            with contextlib.suppress(ConnectionResetError):
+                await sse.send(error.body())
         except ConnectionResetError:
             pass  # the client left; closing the generation cancels the runtime call
         return sse.response

@@ -84,11 +84,12 @@ class Session:
             idle_s = None if busy else self.config.idle_timeout_s
             left_s = deadline - time.monotonic()
             try:
-                message = await asyncio.wait_for(self.ws.receive(), min(left_s, idle_s or left_s))
+                message = await self.ws.receive(timeout=min(left_s, idle_s or left_s))
             except asyncio.TimeoutError:
                 expired = time.monotonic() >= deadline
                 code, text = ("session_expired", "the session reached its maximum lifetime") if expired else ("idle_timeout", "the session was idle too long")
                 await self._goodbye(code, text)
+                await self.close(WSCloseCode.OK, code)
                 break
             if message.type == WSMsgType.TEXT:
                 await self._on_event(message.data)

@@ -63,8 +63,13 @@ class RevisionStats:
 
 class _RequestWindows:
     def __init__(self, retention_s: float):
+        self.retention_s = retention_s
         self.latencies = {name: SampleWindow(retention_s) for name in LATENCIES}
         self.counts = CountWindow(retention_s, _COUNTS)
+
+    def empty(self, now: float) -> bool:
+        no_samples = not any(window.values(now) for window in self.latencies.values())
+        return no_samples and not any(self.counts.totals(now, self.retention_s).values())
 
 
 class _ScrapeWindows:
@@ -145,11 +150,14 @@ class Measurements:
     def revisions(self, pool: str) -> list[str]:
         return sorted({r for p, r, _ in self._requests if p == pool} | {r for p, r in self._scrapes if p == pool})
 
-    def forget(self, pool: str, revision: str) -> None:
-        """Drops a revision's windows (it no longer has endpoints and its data has aged out)."""
-        for key in [k for k in self._requests if k[:2] == (pool, revision)]:
-            del self._requests[key]
-        self._scrapes.pop((pool, revision), None)
+    def prune(self, now: float) -> None:
+        """Drops the windows of revisions that have seen nothing for the whole retention (gone revisions)."""
+        for key, windows in list(self._requests.items()):
+            if windows.empty(now):
+                del self._requests[key]
+        for key, windows in list(self._scrapes.items()):
+            if not windows.kv_free.values(now) and not windows.preemptions.totals(now, self.retention_s)["preemptions"]:
+                del self._scrapes[key]
 
 
 def _round(value: float | None) -> float | None:

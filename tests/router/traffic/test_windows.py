@@ -36,3 +36,14 @@ def test_counts_sum_the_seconds_inside_the_window():
     assert counts.totals(now=29.9, window_s=10) == {"requests": 20, "errors": 1}
     assert counts.totals(now=29.9, window_s=60) == {"requests": 60, "errors": 3}
     assert counts.totals(now=200.0, window_s=60) == {"requests": 0, "errors": 0}
+
+
+def test_measurements_forget_revisions_that_went_quiet():
+    from shoal.router.traffic.measurements import Measurements
+
+    m = Measurements(retention_s=60)
+    m.record_finish("p", "old", "realtime", 0.0, error=False, e2e_s=0.1)
+    m.record_scrape("p", "old", 0.0, kv_free=0.5, preemptions=0)
+    m.record_finish("p", "new", "realtime", 100.0, error=False, e2e_s=0.1)
+    m.prune(now=100.0)
+    assert m.keys() == [("p", "new", "realtime")] and m.revisions("p") == ["new"]
