@@ -143,3 +143,36 @@ async def _text(url: str) -> str:
     async with aiohttp.ClientSession() as session:
         async with session.get(url) as response:
             return await response.text()
+
+
+def test_a_session_key_keeps_a_conversation_on_one_revision(loop_thread, start_fake):
+    router, stable, canary = two_revisions(loop_thread, start_fake, canary_weight=50)
+
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            url = router.base_url + "/v1/chat/completions"
+            by_header = {}
+            for conversation in range(20):
+                replies = [await post(session, url, chat(MODEL, max_tokens=1), **{"x-session-id": f"conv-{conversation}"}) for _ in range(5)]
+                by_header[conversation] = {r.headers["x-shoal-revision"] for r in replies}
+            by_user = [await post(session, url, chat(MODEL, max_tokens=1, user="ada")) for _ in range(5)]
+            return by_header, {r.headers["x-shoal-revision"] for r in by_user}
+
+    try:
+        by_header, by_user = asyncio.run(main())
+        assert all(len(revisions) == 1 for revisions in by_header.values()) and len(by_user) == 1
+        assert {r for revisions in by_header.values() for r in revisions} == {"v1", "v2"}  # both revisions get sessions
+    finally:
+        router.stop()
+
+
+def test_prefix_affinity_keeps_a_prompt_on_one_replica(loop_thread, start_fake):
+    replicas = [start_fake(tokens=1, revision="v1") for _ in range(3)]
+    config = make_config([pool("fake", {"v1": replicas}, model=MODEL, prefix_affinity={"enabled": True, "prefix_chars": 64})])
+    router = RouterInThread(loop_thread, config)
+    try:
+        asyncio.run(send(router.base_url, 30, concurrency=1))  # one prompt: one replica
+        counts = sorted(r.counters.requests for r in replicas)
+        assert counts == [0, 0, 30]
+    finally:
+        router.stop()

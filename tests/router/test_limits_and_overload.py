@@ -101,13 +101,15 @@ def test_a_flood_is_answered_quickly_and_memory_stays_bounded(router, fake):
         ok, shed = statuses.count(200), statuses.count(429)
         assert 8 <= ok <= 200 and shed >= FLOOD - 200
         shed_seconds = sorted(seconds for seconds, reply in replies if reply.status == 429)
-        assert shed_seconds[int(0.99 * len(shed_seconds))] < 2.0  # answered at once, not after a wait
+        assert shed_seconds[int(0.99 * len(shed_seconds))] < 3.0  # answered at once, not after max_queue_wait_s
         assert all(int(reply.headers["Retry-After"]) >= 1 for _, reply in replies if reply.status == 429)
         assert all(reply.error["code"] == "overloaded" for _, reply in replies if reply.status == 429)
     mib = [r / 2**20 for r in rss]
+    shed_seconds = sorted(s for s, r in floods[-1] if r.status == 429)
     print(
-        f"\nflood of {FLOOD} x 3: {[sum(r.status == 200 for _, r in f) for f in floods]} served, "
-        f"429 p50 {statistics.median(s for s, r in floods[-1] if r.status == 429) * 1000:.0f} ms; router RSS MiB {[round(m) for m in mib]}"
+        f"\nflood of {FLOOD} x 3: {[sum(r.status == 200 for _, r in f) for f in floods]} served, the rest 429; "
+        f"last flood's 429s answered in p50 {statistics.median(shed_seconds) * 1000:.0f} ms, "
+        f"p99 {shed_seconds[int(0.99 * len(shed_seconds))] * 1000:.0f} ms; router RSS MiB before and after each: {[round(m) for m in mib]}"
     )
     assert mib[3] - mib[1] < 16  # the second and third floods add nothing that stays
     assert fake.counters.in_flight == 0
