@@ -20,6 +20,7 @@ from tests.router.http_client import auth
 
 pytestmark = pytest.mark.integration
 TTFT_FACTOR = 3.0  # loaded realtime p99 TTFT may be at most this times the unloaded p99
+MEDIAN_FACTOR = 4.0  # and at most this times the unloaded median, so one slow unloaded sample cannot loosen the bound
 BATCH_CLIENTS = 16
 REALTIME_SAMPLES = 30
 QOS = {"max_concurrency_per_endpoint": 8, "batch_share_max": 0.5, "batch_share_min": 0.125, "realtime_ttft_target_s": 0.5, "max_queue_wait_s": 60}  # fmt: skip
@@ -68,7 +69,7 @@ def test_realtime_ttft_holds_under_batch_saturation(router):
     chat_url, completions_url = router.base_url + "/v1/chat/completions", router.base_url + "/v1/completions"
 
     async def main():
-        await realtime_ttfts(chat_url, 3)  # warm up
+        await realtime_ttfts(chat_url, 5)  # warm up
         unloaded = await realtime_ttfts(chat_url, REALTIME_SAMPLES)
         stop, done, shed = asyncio.Event(), [], []
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -89,10 +90,11 @@ def test_realtime_ttft_holds_under_batch_saturation(router):
     p50_u, p99_u, p50_l, p99_l = quantile(unloaded, 0.5), quantile(unloaded, 0.99), quantile(loaded, 0.5), quantile(loaded, 0.99)
     print(
         f"\nrealtime TTFT unloaded: p50 {p50_u * 1000:.0f} ms, p99 {p99_u * 1000:.0f} ms; "
-        f"under batch load: p50 {p50_l * 1000:.0f} ms, p99 {p99_l * 1000:.0f} ms; p99 factor {p99_l / p99_u:.2f} (limit {TTFT_FACTOR})\n"
+        f"under batch load: p50 {p50_l * 1000:.0f} ms, p99 {p99_l * 1000:.0f} ms; loaded p99 / unloaded p99 {p99_l / p99_u:.2f} "
+        f"(limit {TTFT_FACTOR}), / unloaded p50 {p99_l / p50_u:.2f} (limit {MEDIAN_FACTOR})\n"
         f"batch while measuring: {batch_during} requests finished in {measured_s:.1f}s ({batch_during / measured_s:.2f}/s); "
         f"pool state under load: {state}; batch requests shed: {shed}"
     )
     assert state["queued"]["batch"] > 0 and state["in_flight"]["batch"] <= state["batch_limit"]  # saturated, held to its share
-    assert p99_l <= TTFT_FACTOR * p99_u
+    assert p99_l <= TTFT_FACTOR * p99_u and p99_l <= MEDIAN_FACTOR * p50_u
     assert batch_during > 0
