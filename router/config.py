@@ -146,6 +146,7 @@ class RealtimeConfig:
     idle_timeout_s: float = 300.0  # no client event and no response in progress
     max_lifetime_s: float = 3600.0
     max_message_bytes: int = 1 << 20
+    max_conversation_chars: int = 1_000_000  # what one session may accumulate (far past any context window)
     send_buffer_bytes: int = 64 << 10  # past this, the session stops pulling tokens until the client reads
 
 
@@ -342,6 +343,7 @@ def _realtime(f: "_Fields") -> RealtimeConfig:
         idle_timeout_s=f.get("idle_timeout_s", float, d.idle_timeout_s, minimum=0.1),
         max_lifetime_s=f.get("max_lifetime_s", float, d.max_lifetime_s, minimum=0.1),
         max_message_bytes=f.get("max_message_bytes", int, d.max_message_bytes, minimum=1024),
+        max_conversation_chars=f.get("max_conversation_chars", int, d.max_conversation_chars, minimum=1),
         send_buffer_bytes=f.get("send_buffer_bytes", int, d.send_buffer_bytes, minimum=1024),
     )
     f.done()

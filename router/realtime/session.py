@@ -115,6 +115,8 @@ class Session:
                 await self.send(events.event("session.updated", session=self._public()))
             elif event_type == "conversation.item.create":
                 role, content = events.parse_item(data.get("item"))
+                if sum(len(c) for _, c in self.conversation) + len(content) > self.config.max_conversation_chars:
+                    raise InvalidRequest("item", "The conversation is too long for this session; start a new one.", "conversation_too_long")  # fmt: skip
                 self.conversation.append((role, content))
                 item_id = events.new_id("item")
                 await self.send(events.event("conversation.item.created", item=events.item_object(item_id, role, content)))

@@ -20,7 +20,7 @@ from tests.router.conftest import MODEL
 from tests.router.harness import RouterProcess, pool
 
 pytestmark = pytest.mark.integration
-REALTIME = {"idle_timeout_s": 3.0, "max_lifetime_s": 120.0, "send_buffer_bytes": 16384}
+REALTIME = {"idle_timeout_s": 3.0, "max_lifetime_s": 120.0, "send_buffer_bytes": 16384, "max_conversation_chars": 5000}
 
 
 @pytest.fixture(scope="module")
@@ -176,17 +176,20 @@ def test_errors_timeouts_and_close_codes(router):
                 bad_value = await client.receive()
                 await client.send("dance")
                 unknown_event = await client.receive()
+                await client.say("x" * 6000)
+                too_long = await client.receive()
                 started = time.monotonic()
                 goodbye = await client.receive(timeout_s=10)  # idle for idle_timeout_s
                 closing = await ws.receive(timeout=10)
-                return no_key, no_model, bad_json, empty, bad_value, unknown_event, goodbye, closing, time.monotonic() - started
+                return no_key, no_model, bad_json, empty, bad_value, unknown_event, too_long, goodbye, closing, time.monotonic() - started
 
-    no_key, no_model, bad_json, empty, bad_value, unknown_event, goodbye, closing, idle_s = asyncio.run(main())
+    no_key, no_model, bad_json, empty, bad_value, unknown_event, too_long, goodbye, closing, idle_s = asyncio.run(main())
     assert no_key == 401 and no_model == (404, "model_not_found")
     assert bad_json["type"] == "error" and bad_json["error"]["code"] == "invalid_json"
     assert empty["error"]["code"] == "empty_conversation"
     assert bad_value["error"]["param"] == "temperature"
     assert unknown_event["error"]["param"] == "type"
+    assert too_long["error"]["code"] == "conversation_too_long"
     assert goodbye["error"]["code"] == "idle_timeout" and 2.5 < idle_s < 6
     assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1000
 
