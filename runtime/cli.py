@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     server.add_argument("--shutdown-grace", type=float, default=30.0, help="seconds to let requests finish on SIGTERM")
     server.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
+    testing = parser.add_argument_group("fault injection (for testing only)")
+    testing.add_argument("--fault-latency-ms", type=float, default=0.0, help="delay every request by this much before it starts")
+    testing.add_argument("--fault-error-rate", type=float, default=0.0, help="fraction of requests refused with INTERNAL")
+
 
 def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerConfig]:
     engine = EngineConfig(
@@ -81,6 +85,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         pool=args.pool,
         revision=args.revision,
         shutdown_grace_s=args.shutdown_grace,
+        fault_latency_s=args.fault_latency_ms / 1000,
+        fault_error_rate=args.fault_error_rate,
     )
     return engine, server
 

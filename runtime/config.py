@@ -56,6 +56,9 @@ class ServerConfig:
     pool: str = ""
     revision: str = ""
     shutdown_grace_s: float = 30.0
+    # For testing only (runtime/server/fault_injection.py): a deliberately slow or failing runtime.
+    fault_latency_s: float = 0.0
+    fault_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("port", "metrics_port"):
@@ -65,6 +68,10 @@ class ServerConfig:
         _at_least("max_waiting", self.max_waiting, 0)
         if self.shutdown_grace_s < 0:
             raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s}")
+        if self.fault_latency_s < 0:
+            raise ValueError(f"fault_latency_s must be >= 0, got {self.fault_latency_s}")
+        if not 0 <= self.fault_error_rate <= 1:
+            raise ValueError(f"fault_error_rate must be in [0, 1], got {self.fault_error_rate}")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

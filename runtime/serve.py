@@ -18,6 +18,7 @@ from shoal.runtime.build import build_engine, freeze_long_lived_objects
 from shoal.runtime.config import EngineConfig, ServerConfig
 from shoal.runtime.engine.admission import AdmissionControl
 from shoal.runtime.engine.async_engine import AsyncEngine
+from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.grpc_service import RuntimeService
 from shoal.runtime.server.http_server import build_http_app
 from shoal.runtime.server.metrics import RuntimeMetrics
@@ -37,8 +38,11 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     engine.start()
 
     grpc_server = grpc.aio.server()
+    faults = FaultInjection.from_settings(server_config.fault_latency_s, server_config.fault_error_rate)
+    if faults is not None:
+        log.warning("fault injection is on (for testing only): %s", faults)
     runtime_pb2_grpc.add_RuntimeServicer_to_server(
-        RuntimeService(engine, built.tokenizer, built.info, metrics, server_config.pool, server_config.revision),
+        RuntimeService(engine, built.tokenizer, built.info, metrics, server_config.pool, server_config.revision, faults),
         grpc_server,
     )
     health_servicer = health.aio.HealthServicer()

@@ -8,6 +8,8 @@ import importlib
 SUBCOMMANDS = {
     "runtime": ("shoal.runtime.cli", "serve a model over gRPC (the engine every pool pod runs)"),
     "generate": ("shoal.runtime.client", "stream one completion from a runtime"),
+    "router": ("shoal.router.cli", "serve the OpenAI-compatible API in front of runtime pools"),
+    "dev": ("shoal.router.dev", "run a runtime on the embedded model and the router in front of it (local use)"),
 }
 
 

@@ -51,3 +51,46 @@ LABEL_FINISHED_REASON = "finished_reason"
 # Requests refused or failed, by gRPC status code name (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...).
 REQUEST_ERRORS = PREFIX + "request_errors"
 LABEL_CODE = "code"
+
+# --- The router (shoal.router) ---
+# Its own series carry pool, revision, qos_class and tenant (all bounded: from config and endpoints).
+ROUTER_PREFIX = PREFIX + "router_"
+LABEL_QOS_CLASS = "qos_class"
+LABEL_TENANT = "tenant"
+LABEL_STATUS = "status"  # the HTTP status the client got (gRPC clients: its HTTP equivalent)
+LABEL_REASON = "reason"
+LABEL_LIMIT = "limit"  # requests (concurrency) or tokens
+LABEL_RULE = "rule"
+LABEL_METRIC = "metric"  # ttft, itl, e2e
+LABEL_QUANTILE = "quantile"
+
+# Requests and tokens (counters; exposed with the _total suffix).
+ROUTER_REQUESTS = ROUTER_PREFIX + "requests"
+ROUTER_PROMPT_TOKENS = ROUTER_PREFIX + "prompt_tokens"
+ROUTER_GENERATION_TOKENS = ROUTER_PREFIX + "generation_tokens"
+ROUTER_UPSTREAM_ERRORS = ROUTER_PREFIX + "upstream_errors"  # by gRPC code
+ROUTER_SHED = ROUTER_PREFIX + "shed"  # refused by QoS admission, by reason
+ROUTER_RATE_LIMITED = ROUTER_PREFIX + "rate_limited"  # refused by a tenant limit
+ROUTER_ROLLBACKS = ROUTER_PREFIX + "rollbacks"  # canaries pulled out, by the first rule broken
+
+# Latencies as clients see them (histograms, seconds).
+ROUTER_TIME_TO_FIRST_TOKEN = ROUTER_PREFIX + "time_to_first_token_seconds"
+ROUTER_INTER_TOKEN_LATENCY = ROUTER_PREFIX + "inter_token_latency_seconds"
+ROUTER_E2E_REQUEST_LATENCY = ROUTER_PREFIX + "e2e_request_latency_seconds"
+ROUTER_QUEUE_TIME = ROUTER_PREFIX + "queue_time_seconds"
+
+# Live state (gauges).
+ROUTER_REQUESTS_RUNNING = ROUTER_PREFIX + "num_requests_running"
+ROUTER_REQUESTS_WAITING = ROUTER_PREFIX + "num_requests_waiting"
+ROUTER_BATCH_CONCURRENCY_LIMIT = ROUTER_PREFIX + "batch_concurrency_limit"
+ROUTER_REVISION_WEIGHT = ROUTER_PREFIX + "revision_weight_percent"
+ROUTER_REVISION_ROLLED_BACK = ROUTER_PREFIX + "revision_rolled_back"
+ROUTER_BACKENDS_READY = ROUTER_PREFIX + "backends_ready"
+ROUTER_REALTIME_SESSIONS = ROUTER_PREFIX + "realtime_sessions"
+
+# The rolling windows the rollback rules read (gauges, recomputed at every scrape).
+ROUTER_WINDOW_LATENCY = ROUTER_PREFIX + "window_latency_seconds"
+ROUTER_WINDOW_ERROR_RATIO = ROUTER_PREFIX + "window_error_ratio"
+ROUTER_WINDOW_TOKENS_PER_SECOND = ROUTER_PREFIX + "window_generation_tokens_per_second"
+ROUTER_WINDOW_KV_FREE = ROUTER_PREFIX + "window_kv_cache_free_perc"  # the revision's fullest runtime
+ROUTER_WINDOW_PREEMPTIONS = ROUTER_PREFIX + "window_preemptions"

@@ -14,6 +14,7 @@ import grpc
 from shoal.runtime.build import ModelInfo
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError
+from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.metrics import RuntimeMetrics
 from shoal.runtime.server.proto_mapping import (
     chat_messages_from_proto,
@@ -30,15 +31,27 @@ log = logging.getLogger(__name__)
 
 
 class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
-    def __init__(self, engine: AsyncEngine, tokenizer, info: ModelInfo, metrics: RuntimeMetrics, pool: str, revision: str):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tokenizer,
+        info: ModelInfo,
+        metrics: RuntimeMetrics,
+        pool: str,
+        revision: str,
+        faults: FaultInjection | None = None,
+    ):
         self.engine = engine
         self.tokenizer = tokenizer
         self.info = info
         self.metrics = metrics
         self.pool = pool
         self.revision = revision
+        self.faults = faults  # for testing only; None unless --fault-* flags are given
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
+        if self.faults is not None and (fault := await self.faults.next_fault()) is not None:
+            await self._abort(context, grpc.StatusCode.INTERNAL, fault)
         try:
             prompt_ids = await self._prompt_token_ids(request)
             sampling = sampling_from_proto(request.sampling)

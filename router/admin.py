@@ -1,0 +1,173 @@
+"""The admin HTTP API, on its own port (keep it inside the cluster); the operator drives rollouts
+through it. With `admin.token_file` set, every call needs `Authorization: Bearer <token>`.
+
+    GET  /admin/pools                                    every pool: split, verdicts, endpoints, QoS
+    GET  /admin/pools/{pool}                             one pool
+    GET  /admin/pools/{pool}/weights                     {"stable", "canary", "canary_weight", "stable_weight"}
+    PUT  /admin/pools/{pool}/weights                     body {"stable"?, "canary", "canary_weight"};
+                                                         409 if it would send traffic to a rolled-back revision
+    GET  /admin/pools/{pool}/rollback                    verdicts: revision, rules broken, observed values, time
+    POST /admin/pools/{pool}/revisions/{revision}/reset  forget a verdict (its weight stays 0 until set)
+    GET  /admin/measurements?window_s=60                 windows per pool x revision x QoS class
+    GET  /admin/tenants                                  in-flight requests and token buckets
+
+Changing weights affects new requests only; requests in flight finish where they are.
+"""
+
+import hmac
+import json
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from shoal.router.backends.registry import BackendRegistry
+from shoal.router.pools import PoolState
+from shoal.router.request import QOS_CLASSES
+from shoal.router.traffic.measurements import Measurements
+from shoal.router.traffic.rollout import RolloutConflict
+from shoal.router.traffic.tenants import TenantLimiter
+
+
+def build_admin_app(
+    pools: dict[str, PoolState],
+    backends: BackendRegistry,
+    measurements: Measurements,
+    limiter: TenantLimiter,
+    tenants: list[str],
+    token: str | None,
+    clock: Callable[[], float] = time.monotonic,
+) -> web.Application:
+    def pool_or_404(request: web.Request) -> PoolState:
+        pool = pools.get(request.match_info["pool"])
+        if pool is None:
+            raise _error(404, f"no pool named {request.match_info['pool']!r}; have {sorted(pools)}")
+        return pool
+
+    def weights(pool: PoolState) -> dict:
+        split = pool.rollout.split
+        return {"stable": split.stable, "canary": split.canary, "canary_weight": split.effective_canary_weight, "stable_weight": split.stable_weight}  # fmt: skip
+
+    def describe(pool: PoolState) -> dict:
+        revisions = {}
+        for revision in sorted(backends.revisions(pool.name) | set(filter(None, [pool.rollout.split.stable, pool.rollout.split.canary]))):  # fmt: skip
+            verdict = pool.rollout.rolled_back.get(revision)
+            revisions[revision] = {
+                "rolled_back": verdict.summary() if verdict else None,
+                "endpoints": [
+                    {
+                        "target": b.endpoint.target,
+                        "ready": b.ready,
+                        "outstanding": b.outstanding,
+                        "kv_cache_usage": b.scraped.kv_usage if b.scraped else None,
+                        "num_requests_waiting": b.scraped.waiting if b.scraped else None,
+                        "num_requests_running": b.scraped.running if b.scraped else None,
+                    }
+                    for b in sorted(backends.backends(pool.name, revision), key=lambda b: b.endpoint.target)
+                ],
+            }
+        gate = pool.gate
+        return {
+            "name": pool.name,
+            "model": pool.config.model,
+            "weights": weights(pool),
+            "revisions": revisions,
+            "qos": {
+                "capacity": gate.policy.capacity,
+                "batch_limit": gate.policy.batch_limit,
+                "batch_share": round(pool.batch_share.share, 4),
+                "in_flight": {q: gate.in_flight(q) for q in QOS_CLASSES},
+                "queued": {q: gate.queued(q) for q in QOS_CLASSES},
+            },
+        }
+
+    async def list_pools(request: web.Request) -> web.Response:
+        return web.json_response({"pools": [describe(p) for p in pools.values()]})
+
+    async def get_pool(request: web.Request) -> web.Response:
+        return web.json_response(describe(pool_or_404(request)))
+
+    async def get_weights(request: web.Request) -> web.Response:
+        return web.json_response(weights(pool_or_404(request)))
+
+    async def put_weights(request: web.Request) -> web.Response:
+        pool = pool_or_404(request)
+        try:
+            body = json.loads(await request.read())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise _error(400, "the body must be JSON: {\"stable\"?, \"canary\", \"canary_weight\"}") from None
+        if not isinstance(body, dict) or set(body) - {"stable", "canary", "canary_weight"}:
+            raise _error(400, "expected an object with stable (optional), canary and canary_weight")
+        split = pool.rollout.split
+        stable = body.get("stable", split.stable)
+        canary = body.get("canary", split.canary)
+        weight = body.get("canary_weight", split.canary_weight if canary == split.canary else 0.0)
+        if not isinstance(stable, str) or not (canary is None or isinstance(canary, str)):
+            raise _error(400, "stable and canary must be revision names (canary may be null)")
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool):
+            raise _error(400, "canary_weight must be a number in [0, 100]")
+        try:
+            pool.rollout.set_weights(stable, canary, float(weight))
+        except RolloutConflict as conflict:
+            raise _error(409, f"{conflict}: POST /admin/pools/{pool.name}/revisions/{canary}/reset") from None
+        except ValueError as error:
+            raise _error(400, str(error)) from None
+        pool.refresh_capacity(backends)
+        return web.json_response(weights(pool))
+
+    async def get_rollback(request: web.Request) -> web.Response:
+        pool = pool_or_404(request)
+        return web.json_response({"pool": pool.name, "rolled_back": [v.summary() for v in pool.rollout.rolled_back.values()]})
+
+    async def reset(request: web.Request) -> web.Response:
+        pool = pool_or_404(request)
+        revision = request.match_info["revision"]
+        if not pool.rollout.reset(revision):
+            raise _error(404, f"revision {revision!r} of pool {pool.name!r} is not rolled back")
+        return web.json_response({"pool": pool.name, "revision": revision, "reset": True, "weights": weights(pool)})
+
+    async def get_measurements(request: web.Request) -> web.Response:
+        try:
+            window_s = float(request.query.get("window_s", "60"))
+        except ValueError:
+            raise _error(400, "window_s must be a number of seconds") from None
+        now = clock()
+        out = []
+        for pool in pools.values():
+            for revision in measurements.revisions(pool.name):
+                entry = {"pool": pool.name, "revision": revision, "window_s": window_s}
+                entry["all"] = measurements.stats(pool.name, revision, window_s, now).summary()
+                for qos in QOS_CLASSES:
+                    entry[qos] = measurements.stats(pool.name, revision, window_s, now, qos).summary()
+                out.append(entry)
+        return web.json_response({"measurements": out})
+
+    async def get_tenants(request: web.Request) -> web.Response:
+        now = clock()
+        return web.json_response({"tenants": {t: {"in_flight": limiter.in_flight(t), **vars(limiter.status(t, now))} for t in tenants}})
+
+    @web.middleware
+    async def require_token(request: web.Request, handler):
+        if token is not None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+                raise _error(401, "the admin API needs Authorization: Bearer <admin token>")
+        return await handler(request)
+
+    app = web.Application(middlewares=[require_token])
+    app.router.add_get("/admin/pools", list_pools)
+    app.router.add_get("/admin/pools/{pool}", get_pool)
+    app.router.add_get("/admin/pools/{pool}/weights", get_weights)
+    app.router.add_put("/admin/pools/{pool}/weights", put_weights)
+    app.router.add_get("/admin/pools/{pool}/rollback", get_rollback)
+    app.router.add_post("/admin/pools/{pool}/revisions/{revision}/reset", reset)
+    app.router.add_get("/admin/measurements", get_measurements)
+    app.router.add_get("/admin/tenants", get_tenants)
+    return app
+
+
+_ERRORS = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 404: web.HTTPNotFound, 409: web.HTTPConflict}
+
+
+def _error(status: int, message: str) -> web.HTTPException:
+    return _ERRORS[status](text=json.dumps({"error": message}), content_type="application/json")

@@ -1,0 +1,164 @@
+"""The router assembled from its config: every part built once, wired, started and stopped here.
+
+Public HTTP (OpenAI API, /v1/realtime, /health, /ready, /metrics), the admin API on its own port,
+the public gRPC API, and three background tasks: the endpoint source (static file or Kubernetes),
+the scraper, and the control loop that evaluates rollback rules and the batch share.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+
+import grpc
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from shoal.router.admin import build_admin_app
+from shoal.router.backends.endpoints import EndpointSource, StaticEndpointSource
+from shoal.router.backends.registry import BackendRegistry
+from shoal.router.config import RouterConfig
+from shoal.router.dispatch import Dispatcher
+from shoal.router.grpc_api.service import InferenceService
+from shoal.router.identity import Authenticator
+from shoal.router.metrics import RouterMetrics
+from shoal.router.openai.errors import openai_errors
+from shoal.router.openai.handlers import OpenAIHandlers
+from shoal.router.pools import PoolState
+from shoal.router.realtime.session import RealtimeSessions
+from shoal.router.scraper import Scraper
+from shoal.router.traffic.measurements import Measurements
+from shoal.router.traffic.tenants import TenantLimiter
+from shoal.v1 import router_pb2_grpc
+
+log = logging.getLogger(__name__)
+MIN_RETENTION_S = 300.0
+
+
+class Router:
+    def __init__(self, config: RouterConfig, source: EndpointSource | None = None, rng: random.Random | None = None):
+        self.config = config
+        self.registry = CollectorRegistry()
+        self.metrics = RouterMetrics(self.registry)
+        windows = [rule.window_s for pool in config.pools for rule in pool.rollback_rules]
+        self.measurements = Measurements(retention_s=max([MIN_RETENTION_S, *windows]))
+        self.backends = BackendRegistry(rng)
+        self.pools = {p.name: PoolState(p) for p in config.pools}
+        self.limiter = TenantLimiter(config.tenants, time.monotonic())
+        self.dispatcher = Dispatcher(self.pools, self.backends, self.limiter, self.measurements, self.metrics, rng=rng)
+        self.auth = Authenticator(config)
+        self.realtime = RealtimeSessions(self.dispatcher, self.auth, config.realtime)
+        self.source = source or StaticEndpointSource(config.pools)
+        self.scraper = Scraper(self.backends, self.measurements, config.scrape_interval_s)
+        self.backends.on_change.append(self._refresh_capacity)
+        self.metrics.watch(self.pools, self.measurements, self.backends, lambda: len(self.realtime.open))
+        self.draining = False
+        self.http_port = self.admin_port = self.grpc_port = 0
+        self._runners: list[web.AppRunner] = []
+        self._grpc_server: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    def http_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[openai_errors])
+        app.add_routes(OpenAIHandlers(self.dispatcher, self.auth).routes())
+        app.router.add_get("/v1/realtime", self.realtime.handle)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/ready", self._ready)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    def admin_app(self) -> web.Application:
+        tenants = [t.name for t in self.config.tenants]
+        return build_admin_app(self.pools, self.backends, self.measurements, self.limiter, tenants, self.config.admin_token)
+
+    async def start(self) -> None:
+        self._spawn(self.source.run(self.backends.apply), "endpoint-source")
+        self._spawn(self.scraper.run(), "scraper")
+        self._spawn(self._control_loop(), "control-loop")
+        await asyncio.sleep(0)  # a static source publishes at once
+        # handler_cancellation: a client that disconnects cancels its handler, and so its runtime call.
+        self.http_port = await self._serve_http(self.http_app(), self.config.listen.host, self.config.listen.port, handler_cancellation=True)  # fmt: skip
+        self.admin_port = await self._serve_http(self.admin_app(), self.config.admin.host, self.config.admin.port)
+        if self.config.grpc is not None:
+            self._grpc_server = grpc.aio.server()
+            router_pb2_grpc.add_InferenceServicer_to_server(InferenceService(self.dispatcher, self.auth), self._grpc_server)
+            self.grpc_port = self._grpc_server.add_insecure_port(f"{self.config.grpc.host}:{self.config.grpc.port}")
+            await self._grpc_server.start()
+        log.info(
+            "router serving %s: OpenAI API on http://%s:%d/v1, admin on :%d, gRPC on :%s",
+            ", ".join(p.config.model for p in self.pools.values()),
+            self.config.listen.host,
+            self.http_port,
+            self.admin_port,
+            self.grpc_port or "off",
+        )
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Turns /ready 503, lets requests in flight finish for up to grace_s, then stops."""
+        self.draining = True
+        deadline = time.monotonic() + grace_s
+        while self.in_flight() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.realtime.close_all()
+        if self._grpc_server is not None:
+            await self._grpc_server.stop(grace=1.0)
+        for runner in self._runners:
+            await runner.cleanup()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.backends.close_all()
+
+    def in_flight(self) -> int:
+        return sum(p.gate.in_flight(q) + p.gate.queued(q) for p in self.pools.values() for q in ("realtime", "batch"))
+
+    async def _serve_http(self, app: web.Application, host: str, port: int, **runner_options) -> int:
+        runner = web.AppRunner(app, access_log=None, **runner_options)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runners.append(runner)
+        return site._server.sockets[0].getsockname()[1]
+
+    def _spawn(self, coroutine, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(_log_unexpected_end)
+        self._tasks.append(task)
+
+    async def _control_loop(self) -> None:
+        while True:
+            now, wall_now = time.monotonic(), time.time()
+            for pool in self.pools.values():
+                try:
+                    verdict = pool.control(self.measurements, self.backends, now, wall_now)
+                except Exception:  # a bug must not stop the other pools' rollback checks for good
+                    log.exception("control step of pool %s failed", pool.name)
+                    continue
+                if verdict is not None:
+                    self.metrics.rollbacks.labels(pool.name, verdict.revision, verdict.breaches[0].rule).inc()
+            self.measurements.prune(now)
+            await asyncio.sleep(self.config.control_interval_s)
+
+    def _refresh_capacity(self) -> None:
+        for pool in self.pools.values():
+            pool.refresh_capacity(self.backends)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        routable = any(self.backends.backends(p.name, r) for p in self.pools.values() for r in p.routable_revisions())
+        if self.draining or not routable:
+            return web.Response(status=503, text="draining" if self.draining else "no runtime endpoints")
+        return web.Response(text="ready")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _log_unexpected_end(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task %s stopped", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,42 @@
+"""Where runtime endpoints come from. A source publishes the whole set of endpoints each time it
+changes; the registry turns the difference into channels. The static source reads the config file
+(local use); the Kubernetes source (kubernetes.py) follows EndpointSlices."""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from shoal.router.config import PoolConfig
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    pool: str
+    revision: str
+    target: str  # host:port of the runtime's gRPC server
+    metrics_url: str | None = None
+
+
+Publish = Callable[[frozenset[Endpoint]], None]
+
+
+class EndpointSource(Protocol):
+    async def run(self, publish: Publish) -> None:
+        """Publishes the full endpoint set now and on every change, until cancelled."""
+
+
+class StaticEndpointSource:
+    """The endpoints listed under each pool's revisions in the config file; they never change."""
+
+    def __init__(self, pools: tuple[PoolConfig, ...]):
+        self.endpoints = frozenset(
+            Endpoint(pool.name, revision, e.target, e.metrics_url)
+            for pool in pools
+            for revision, endpoints in pool.revisions.items()
+            for e in endpoints
+        )
+
+    async def run(self, publish: Publish) -> None:
+        publish(self.endpoints)
+        await asyncio.Event().wait()

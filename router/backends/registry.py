@@ -1,0 +1,113 @@
+"""The runtime endpoints the router knows, one gRPC channel each, with their live load.
+
+A source publishes endpoint sets; `apply` opens channels for new endpoints and retires removed
+ones (their channel closes once the requests still in flight there have finished, so a weight or
+endpoint change never drops a request). The scraper writes each backend's scraped load; the
+dispatcher picks backends through the balancer and counts its outstanding requests.
+"""
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+import grpc
+
+from shoal.router.backends import balancer
+from shoal.router.backends.endpoints import Endpoint
+from shoal.v1 import runtime_pb2_grpc
+
+log = logging.getLogger(__name__)
+UNREADY_AFTER_FAILED_SCRAPES = 3
+
+
+@dataclass
+class ScrapedLoad:
+    kv_usage: float = 0.0
+    waiting: int = 0
+    running: int = 0
+    preemptions_total: int = 0
+
+
+@dataclass
+class Backend:
+    endpoint: Endpoint
+    channel: grpc.aio.Channel
+    stub: runtime_pb2_grpc.RuntimeStub
+    outstanding: int = 0
+    scraped: ScrapedLoad | None = None
+    failed_scrapes: int = 0
+    retired: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """Not retired, and its /metrics answered lately (or it has none to scrape)."""
+        return not self.retired and self.failed_scrapes < UNREADY_AFTER_FAILED_SCRAPES
+
+    def load(self) -> balancer.Load:
+        scraped = self.scraped or ScrapedLoad()
+        return balancer.Load(self.endpoint.target, self.outstanding, scraped.waiting, scraped.kv_usage)
+
+
+class BackendRegistry:
+    def __init__(self, rng: random.Random | None = None):
+        self.rng = rng or random.Random()
+        self._backends: dict[Endpoint, Backend] = {}
+        self._retiring: list[Backend] = []  # removed, closing once their requests have finished
+        self._closing: set[asyncio.Task] = set()
+        self.on_change = []  # callables run after every apply (pools refresh their capacity)
+
+    def apply(self, endpoints: frozenset[Endpoint]) -> None:
+        for endpoint in endpoints - self._backends.keys():
+            channel = grpc.aio.insecure_channel(endpoint.target)
+            self._backends[endpoint] = Backend(endpoint, channel, runtime_pb2_grpc.RuntimeStub(channel))
+            log.info("backend added: pool=%s revision=%s target=%s", endpoint.pool, endpoint.revision, endpoint.target)
+        for endpoint in self._backends.keys() - endpoints:
+            backend = self._backends.pop(endpoint)
+            backend.retired = True
+            self._retiring.append(backend)
+            log.info("backend removed: pool=%s revision=%s target=%s", endpoint.pool, endpoint.revision, endpoint.target)
+        self.close_idle_retired()
+        for callback in self.on_change:
+            callback()
+
+    def backends(self, pool: str | None = None, revision: str | None = None) -> list[Backend]:
+        return [
+            b
+            for b in self._backends.values()
+            if (pool is None or b.endpoint.pool == pool) and (revision is None or b.endpoint.revision == revision)
+        ]
+
+    def revisions(self, pool: str) -> set[str]:
+        return {b.endpoint.revision for b in self._backends.values() if b.endpoint.pool == pool}
+
+    def pick(self, pool: str, revision: str, affinity_key: str | None = None, max_load_factor: float = 1.5) -> Backend | None:
+        """A backend of that revision (ready ones first; all if none is ready), or None if it has none."""
+        candidates = self.backends(pool, revision)
+        ready = [b for b in candidates if b.ready]
+        candidates = ready or candidates
+        if not candidates:
+            return None
+        candidates.sort(key=lambda b: b.endpoint.target)  # stable order: affinity must not depend on dict order
+        index = balancer.pick([b.load() for b in candidates], self.rng, affinity_key, max_load_factor)
+        return candidates[index]
+
+    def release(self, backend: Backend) -> None:
+        backend.outstanding -= 1
+        if backend.retired:
+            self.close_idle_retired()
+
+    def close_idle_retired(self) -> None:
+        for backend in [b for b in self._retiring if b.outstanding == 0]:
+            self._retiring.remove(backend)
+            task = asyncio.get_running_loop().create_task(backend.channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def close_all(self) -> None:
+        for backend in list(self._backends.values()) + self._retiring:
+            await backend.channel.close()
+        self._backends.clear()
+        self._retiring.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing)

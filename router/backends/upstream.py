@@ -1,0 +1,46 @@
+"""The call to one runtime: the router's request as a GenerateRequest, and the runtime's gRPC
+status codes as router errors (INVALID_ARGUMENT keeps the field it names)."""
+
+import grpc
+
+from shoal.router.errors import InvalidRequest, Overloaded, RouterError, Unavailable, UpstreamFailure
+from shoal.router.request import InferenceRequest
+from shoal.v1 import runtime_pb2 as pb
+
+RETRY_AFTER_KEY = "retry-after"  # the runtime's trailer (shoal.runtime.server.grpc_service)
+
+
+def generate_request(request: InferenceRequest, priority: int) -> pb.GenerateRequest:
+    message = pb.GenerateRequest(request_id=request.request_id, priority=priority)
+    message.sampling.CopyFrom(request.sampling)
+    request.prompt.to_proto(message)
+    return message
+
+
+def error_from_rpc(error: grpc.aio.AioRpcError) -> RouterError:
+    routed = _error_from_rpc(error)
+    routed.upstream_code = error.code().name
+    return routed
+
+
+def _error_from_rpc(error: grpc.aio.AioRpcError) -> RouterError:
+    code, details = error.code(), error.details() or ""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        field, _, _ = details.partition(":")
+        return InvalidRequest(runtime_field_param(field.strip()), details)
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        trailers = dict(error.trailing_metadata() or ())
+        retry_after = trailers.get(RETRY_AFTER_KEY, "1")
+        return Overloaded(f"The model server is overloaded: {details}", int(retry_after) if retry_after.isdigit() else 1)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable(f"The model server is unavailable: {details}")
+    return UpstreamFailure(f"The model server failed the request: {code.name}: {details}")
+
+
+def runtime_field_param(field: str) -> str | None:
+    """`sampling.temperature` -> `temperature`; `prompt...` -> `prompt`; the API layers rename further."""
+    if field.startswith("sampling."):
+        return field.removeprefix("sampling.").split(".")[0].split("[")[0]
+    if field.startswith("prompt"):
+        return "prompt"
+    return field or None

@@ -1,0 +1,106 @@
+"""`shoal dev` (what `make run` starts): a runtime on the embedded model and the router in front of it.
+
+The runtime runs as a child process (`shoal runtime`); once it is ready the router serves the
+OpenAI API with the given config (by default router/examples/local.yaml), whose one pool's stable
+revision is pointed at that runtime. Ctrl-C (or SIGTERM) stops both: the router drains, then the
+runtime does.
+"""
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+LOCAL_CONFIG = Path(__file__).resolve().parent / "examples" / "local.yaml"
+log = logging.getLogger("shoal.router.dev")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=str(LOCAL_CONFIG), help="router config with one pool (default: router/examples/local.yaml)")
+    parser.add_argument("--model", default="default", help="the runtime's --model (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--runtime-port", type=int, default=50051, help="the runtime's gRPC port")
+    parser.add_argument("--runtime-metrics-port", type=int, default=8001)
+    parser.add_argument("--port", type=int, default=None, help="override the router's listen.port (default 8000)")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from shoal.router.cli import load
+    from shoal.router.config import ConfigError
+    from shoal.router.serve import serve
+
+    try:
+        config = load(argparse.Namespace(config=args.config, host=None, port=args.port, admin_port=None, grpc_port=None))
+    except ConfigError as error:
+        raise SystemExit(f"shoal dev: {args.config}: {error}") from None
+    if len(config.pools) != 1:
+        raise SystemExit(f"shoal dev: {args.config}: needs exactly one pool, has {len(config.pools)}")
+    config = with_local_runtime(config, args.runtime_port, args.runtime_metrics_port)
+    runtime = _start_runtime(args, config.pools[0])
+    try:
+        log.info("waiting for the runtime to load the model (the first start converts it, about 25 s)")
+        failure = wait_until_ready(f"http://127.0.0.1:{args.runtime_metrics_port}/ready", runtime, timeout_s=600)
+        if failure is not None:
+            log.error("the runtime did not come up: %s", failure)
+            return 1
+        asyncio.run(serve(config))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop(runtime)
+    return 0
+
+
+def with_local_runtime(config, port: int, metrics_port: int):
+    """The config with its one pool served by the local runtime alone (as the stable revision)."""
+    from shoal.router.config import EndpointConfig
+
+    pool = config.pools[0]
+    endpoint = EndpointConfig(f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
+    pool = dataclasses.replace(pool, canary=None, canary_weight=0.0, revisions={pool.stable: (endpoint,)})
+    return dataclasses.replace(config, pools=(pool,))
+
+
+def _start_runtime(args: argparse.Namespace, pool) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "shoal", "runtime", "--model", args.model, "--host", "127.0.0.1",
+        "--port", str(args.runtime_port), "--metrics-port", str(args.runtime_metrics_port),
+        "--pool", pool.name, "--revision", pool.stable, "--log-level", args.log_level,
+    ]  # fmt: skip
+    log.info("starting the runtime: %s", " ".join(command[1:]))
+    # Its own process group: Ctrl-C reaches the router only, which then stops the runtime in order.
+    return subprocess.Popen(command, start_new_session=True)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout_s: float, poll_s: float = 0.2) -> str | None:
+    """Polls `url` until it answers 200. None once it does; otherwise why not (the process exited or time ran out)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return f"the process exited with {process.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return None
+        except OSError:
+            pass
+        time.sleep(poll_s)
+    return f"{url} did not answer 200 within {timeout_s:.0f}s"
+
+
+def _stop(runtime: subprocess.Popen) -> None:
+    if runtime.poll() is None:
+        runtime.send_signal(signal.SIGTERM)
+        try:
+            runtime.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(runtime.pid, signal.SIGKILL)
+            runtime.wait()

@@ -1,0 +1,76 @@
+"""shoal.v1.Inference: the router's public gRPC API, the HTTP API's twin.
+
+The API key comes in the `authorization` metadata; errors are the same RouterErrors as over HTTP,
+sent as their gRPC status with the message, and for RESOURCE_EXHAUSTED the `retry-after` and
+`x-ratelimit-*` values as trailers. A client that cancels its stream cancels the runtime call.
+"""
+
+import grpc
+
+from shoal.router.dispatch import Dispatcher
+from shoal.router.errors import InvalidRequest, RouterError
+from shoal.router.identity import Authenticator, qos_class
+from shoal.router.request import InferenceRequest, Prompt
+from shoal.v1 import router_pb2 as rpb
+from shoal.v1 import router_pb2_grpc
+
+_QOS = {rpb.QOS_CLASS_REALTIME: "realtime", rpb.QOS_CLASS_BATCH: "batch"}
+
+
+class InferenceService(router_pb2_grpc.InferenceServicer):
+    def __init__(self, dispatcher: Dispatcher, auth: Authenticator):
+        self.dispatcher = dispatcher
+        self.auth = auth
+
+    async def Generate(self, request: rpb.InferenceRequest, context: grpc.aio.ServicerContext):
+        try:
+            tenant = self.auth.tenant(_metadata(context).get("authorization"))
+            inference = InferenceRequest(
+                model=request.model,
+                prompt=_prompt(request),
+                sampling=request.sampling,
+                tenant=tenant,
+                qos=qos_class(self.auth.default_qos(tenant), _QOS.get(request.qos_class)),
+                session_key=request.session_id or None,
+            )
+            generation = await self.dispatcher.start(inference)
+            await context.send_initial_metadata((("x-shoal-revision", generation.revision),))
+            try:
+                async for message in generation.messages():
+                    yield rpb.InferenceResponse(
+                        id=inference.request_id,
+                        model=request.model,
+                        text=message.text,
+                        token_ids=message.token_ids,
+                        logprobs=message.logprobs,
+                        finish_reason=message.finish_reason,
+                        stop_reason=message.stop_reason,
+                        usage=message.usage if message.HasField("usage") else None,
+                    )
+            finally:
+                await generation.close()
+        except RouterError as error:
+            trailers = tuple((k.lower(), v) for k, v in error.headers.items())
+            await context.abort(error.grpc_code, error.message, trailing_metadata=trailers)
+
+    async def ListModels(self, request: rpb.ListModelsRequest, context: grpc.aio.ServicerContext) -> rpb.ListModelsResponse:
+        try:
+            self.auth.tenant(_metadata(context).get("authorization"))
+        except RouterError as error:
+            await context.abort(error.grpc_code, error.message)
+        return rpb.ListModelsResponse(models=self.dispatcher.models())
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+
+
+def _prompt(request: rpb.InferenceRequest) -> Prompt:
+    kind = request.WhichOneof("prompt")
+    if kind == "text":
+        return Prompt(text=request.text)
+    if kind == "token_ids":
+        return Prompt(token_ids=tuple(request.token_ids.ids))
+    if kind == "chat":
+        return Prompt(messages=tuple((m.role, m.content) for m in request.chat.messages))
+    raise InvalidRequest("prompt", "prompt: one of text, token_ids or chat is required")

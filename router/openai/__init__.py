@@ -1,0 +1,1 @@
+"""OpenAI-compatible HTTP API: request parsing, error shapes, chat/completions/models handlers, SSE."""

@@ -1,0 +1,63 @@
+"""Every HTTP error as OpenAI shapes it: `{"error": {"message", "type", "param", "code"}}`.
+
+The middleware renders RouterErrors (with their headers: Retry-After, x-ratelimit-*), aiohttp's own
+HTTP errors (404 route, 405 method, 413 body too large) and anything unexpected (500, logged).
+"""
+
+import json
+import logging
+
+from aiohttp import web
+
+from shoal.router.errors import InvalidRequest, RouterError
+
+log = logging.getLogger(__name__)
+_HTTP_TYPES = {404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error"}
+
+
+def error_response(error: RouterError, extra_headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(error.body(), status=error.http_status, headers={**(extra_headers or {}), **error.headers})
+
+
+def http_error_body(status: int, message: str, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": _HTTP_TYPES.get(status, "server_error"), "param": None, "code": code}}
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RouterError as error:
+        return error_response(error)
+    except web.HTTPRequestEntityTooLarge as error:
+        message = f"The request body is too large. {error.text}"
+        return web.json_response(http_error_body(413, message, "request_too_large"), status=413)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        if error.status == 404:
+            message = f"Invalid URL ({request.method} {request.path})"
+        else:
+            message = error.reason
+        return web.json_response(http_error_body(error.status, message), status=error.status, headers=_allow(error))
+    except Exception:
+        log.exception("unexpected error handling %s %s", request.method, request.path)
+        return web.json_response(http_error_body(500, "The server had an error while processing your request."), status=500)
+
+
+async def read_json(request: web.Request) -> object:
+    """The parsed body; 400 with OpenAI's message when it is not JSON (413 comes from aiohttp)."""
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InvalidRequest(
+            None,
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+            "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+        ) from None
+
+
+def _allow(error: web.HTTPException) -> dict[str, str]:
+    allow = error.headers.get("Allow")
+    return {"Allow": allow} if allow else {}

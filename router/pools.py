@@ -1,0 +1,70 @@
+"""One pool's live state: its rollout (split and verdicts), its QoS gate and batch share, and the
+decisions that need them: which revision and replica a request goes to, and the periodic control
+step (rollback rules, batch share, capacity)."""
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from shoal.router.admission import QosGate
+from shoal.router.backends.registry import Backend, BackendRegistry
+from shoal.router.config import PoolConfig
+from shoal.router.traffic import rollback
+from shoal.router.traffic.measurements import Measurements
+from shoal.router.traffic.qos import REALTIME, BatchShare
+from shoal.router.traffic.rollout import PoolRollout, Verdict
+from shoal.router.traffic.split import Split
+
+log = logging.getLogger(__name__)
+QOS_CONTROL_WINDOW_S = 5.0  # realtime TTFT samples the batch share reacts to
+
+
+class PoolState:
+    def __init__(self, config: PoolConfig, clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.name = config.name
+        self.rollout = PoolRollout(Split(config.stable, config.canary, config.canary_weight))
+        self.gate = QosGate(config.qos, clock)
+        self.batch_share = BatchShare(config.qos)
+
+    def routable_revisions(self) -> list[str]:
+        split = self.rollout.split
+        return [split.stable] + ([split.canary] if self.rollout.canary_active else [])
+
+    def choose(self, registry: BackendRegistry, session_key: str | None, prompt_head: str, rng: random.Random) -> Backend | None:
+        """The revision by the split (stable if the canary has no endpoints), then the replica."""
+        sticky_key = session_key if self.config.sticky else None
+        revision = self.rollout.split.choose(sticky_key, rng)
+        if revision in self.rollout.rolled_back:  # weights are 0 then; belt and braces
+            revision = self.rollout.split.stable
+        affinity = self.config.prefix_affinity
+        affinity_key = (session_key or prompt_head) if affinity.enabled else None
+        for candidate in dict.fromkeys([revision] + self.routable_revisions()):
+            backend = registry.pick(self.name, candidate, affinity_key, affinity.max_load_factor)
+            if backend is not None:
+                return backend
+        return None
+
+    def refresh_capacity(self, registry: BackendRegistry) -> None:
+        endpoints = sum(len(registry.backends(self.name, revision)) for revision in self.routable_revisions())
+        self.gate.set_capacity(endpoints * self.config.qos.max_concurrency_per_endpoint, self.batch_share.share)
+
+    def control(self, measurements: Measurements, registry: BackendRegistry, now: float, wall_now: float) -> Verdict | None:
+        """Rollback rules, then the batch share and capacity; returns a new verdict if one was reached."""
+        verdict = None
+        split = self.rollout.split
+        if self.rollout.canary_active:
+            breaches = rollback.evaluate(
+                self.config.rollback_rules,
+                split.canary,
+                split.stable,
+                lambda revision, window_s: measurements.stats(self.name, revision, window_s, now),
+            )
+            verdict = self.rollout.roll_back(breaches, wall_now)
+            if verdict is not None:
+                log.warning("pool %s: canary %s rolled back: %s", self.name, verdict.revision, verdict.reason)
+        realtime = measurements.stats(self.name, None, QOS_CONTROL_WINDOW_S, now, qos=REALTIME)
+        self.batch_share.update(realtime.quantile("ttft", 0.95))
+        self.refresh_capacity(registry)
+        return verdict

@@ -1,0 +1,1 @@
+"""WebSocket realtime sessions (/v1/realtime): several turns per connection, cancel, backpressure."""

@@ -1,0 +1,1 @@
+"""Traffic decisions as pure logic: canary split, rollback rules, measurement windows, QoS admission, tenant limits."""

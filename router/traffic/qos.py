@@ -1,0 +1,138 @@
+"""QoS admission for one pool: realtime first, batch within a share that shrinks under pressure.
+
+The pool has a concurrency capacity (requests the router keeps in flight to its runtimes). Realtime
+requests may use all of it; batch requests at most `batch_limit`, which BatchShare moves between
+the configured min and max shares as realtime TTFT nears its target. Waiting requests queue per
+class in bounded queues; realtime is always admitted before batch. Under overload batch is shed
+first: while realtime requests wait, new batch requests are refused at once; realtime is refused
+only when its own queue is full.
+
+Pure logic: waiters are opaque tickets (the async gate in shoal.router.admission wraps them in
+futures) and time is an argument.
+"""
+
+import collections
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from shoal.router.config import QosConfig
+
+REALTIME, BATCH = "realtime", "batch"
+MIN_RETRY_AFTER_S, MAX_RETRY_AFTER_S = 1, 60
+
+
+class Decision(Enum):
+    ADMITTED = "admitted"
+    QUEUED = "queued"
+    SHED = "shed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    decision: Decision
+    reason: str = ""  # why shed: "queue_full" or "overload"
+
+
+class QosAdmission:
+    def __init__(self, config: QosConfig, capacity: int = 0):
+        self.config = config
+        self.capacity = capacity
+        self.batch_limit = max(1, math.floor(config.batch_share_max * capacity)) if capacity else 0
+        self.in_flight = {REALTIME: 0, BATCH: 0}
+        self.waiting: dict[str, collections.deque] = {REALTIME: collections.deque(), BATCH: collections.deque()}
+        self._finishes: collections.deque[float] = collections.deque()
+
+    # --- decisions ---
+
+    def arrive(self, qos: str, ticket) -> Outcome:
+        if qos == REALTIME:
+            if self._total_in_flight() < self.capacity and not self.waiting[REALTIME]:
+                self.in_flight[REALTIME] += 1
+                return Outcome(Decision.ADMITTED)
+            if len(self.waiting[REALTIME]) >= self.config.realtime_queue:
+                return Outcome(Decision.SHED, "queue_full")
+        else:
+            if self.waiting[REALTIME]:
+                return Outcome(Decision.SHED, "overload")  # realtime is queueing: batch goes first
+            if self._batch_may_start() and not self.waiting[BATCH]:
+                self.in_flight[BATCH] += 1
+                return Outcome(Decision.ADMITTED)
+            if len(self.waiting[BATCH]) >= self.config.batch_queue:
+                return Outcome(Decision.SHED, "queue_full")
+        self.waiting[qos].append(ticket)
+        return Outcome(Decision.QUEUED)
+
+    def depart(self, qos: str, now: float) -> list[tuple[str, object]]:
+        """A request finished; returns the (class, ticket) pairs admitted in its place."""
+        self.in_flight[qos] -= 1
+        self._finishes.append(now)
+        self._forget_finishes(now)
+        return self.pump()
+
+    def withdraw(self, qos: str, ticket) -> bool:
+        """A waiter gave up (timeout or client gone); False if it was not waiting."""
+        try:
+            self.waiting[qos].remove(ticket)
+        except ValueError:
+            return False
+        return True
+
+    def pump(self) -> list[tuple[str, object]]:
+        admitted = []
+        while self.waiting[REALTIME] and self._total_in_flight() < self.capacity:
+            self.in_flight[REALTIME] += 1
+            admitted.append((REALTIME, self.waiting[REALTIME].popleft()))
+        while self.waiting[BATCH] and not self.waiting[REALTIME] and self._batch_may_start():
+            self.in_flight[BATCH] += 1
+            admitted.append((BATCH, self.waiting[BATCH].popleft()))
+        return admitted
+
+    # --- capacity ---
+
+    def set_capacity(self, capacity: int, batch_share: float) -> list[tuple[str, object]]:
+        """New endpoint count or batch share; returns waiters that may start now."""
+        self.capacity = capacity
+        self.batch_limit = max(1, math.floor(batch_share * capacity)) if capacity else 0
+        return self.pump()
+
+    def retry_after_s(self, now: float) -> int:
+        """How long the queue ahead takes to drain at the recent completion rate."""
+        self._forget_finishes(now)
+        queued = len(self.waiting[REALTIME]) + len(self.waiting[BATCH]) + 1
+        if not self._finishes:
+            return MIN_RETRY_AFTER_S
+        rate = len(self._finishes) / _RATE_WINDOW_S
+        return max(MIN_RETRY_AFTER_S, min(MAX_RETRY_AFTER_S, math.ceil(queued / rate)))
+
+    def _batch_may_start(self) -> bool:
+        return self.in_flight[BATCH] < self.batch_limit and self._total_in_flight() < self.capacity
+
+    def _total_in_flight(self) -> int:
+        return self.in_flight[REALTIME] + self.in_flight[BATCH]
+
+    def _forget_finishes(self, now: float) -> None:
+        while self._finishes and self._finishes[0] < now - _RATE_WINDOW_S:
+            self._finishes.popleft()
+
+
+_RATE_WINDOW_S = 10.0
+
+
+class BatchShare:
+    """AIMD on batch's share of the pool: halve it (down to min) while realtime p95 TTFT is above
+    `near` x target; add `step` (up to max) while it is below `relax` x target or there is no
+    realtime traffic; hold in between."""
+
+    def __init__(self, config: QosConfig, near: float = 0.8, relax: float = 0.5, step: float = 0.05, decrease: float = 0.5):
+        self.config = config
+        self.share = config.batch_share_max
+        self.near, self.relax, self.step, self.decrease = near, relax, step, decrease
+
+    def update(self, realtime_ttft_p95_s: float | None) -> float:
+        target = self.config.realtime_ttft_target_s
+        if realtime_ttft_p95_s is not None and realtime_ttft_p95_s > self.near * target:
+            self.share = max(self.config.batch_share_min, self.share * self.decrease)
+        elif realtime_ttft_p95_s is None or realtime_ttft_p95_s < self.relax * target:
+            self.share = min(self.config.batch_share_max, self.share + self.step)
+        return self.share

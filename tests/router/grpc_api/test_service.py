@@ -1,0 +1,92 @@
+"""The public gRPC API in front of a fake runtime: the same semantics and status codes as HTTP."""
+
+import asyncio
+
+import grpc
+import pytest
+
+from shoal.v1 import router_pb2 as rpb
+from shoal.v1 import router_pb2_grpc
+from shoal.v1 import runtime_pb2 as pb
+from tests.router.harness import RouterInThread, make_config, pool
+
+pytestmark = pytest.mark.integration
+KEY = (("authorization", "Bearer sk-test-quiet"),)
+
+
+@pytest.fixture
+def router(loop_thread, start_fake):
+    fake = start_fake(tokens=3, text="hi")
+    router = RouterInThread(loop_thread, make_config([pool("fake", {"v1": [fake]}, model="fake-model")]))
+    router.fake = fake
+    yield router
+    router.stop()
+
+
+def request(**fields) -> rpb.InferenceRequest:
+    fields.setdefault("model", "fake-model")
+    fields.setdefault("chat", pb.ChatMessages(messages=[pb.ChatMessage(role="user", content="Hi")]))
+    return rpb.InferenceRequest(**fields)
+
+
+async def generate(target: str, message: rpb.InferenceRequest, metadata=KEY):
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = router_pb2_grpc.InferenceStub(channel).Generate(message, metadata=metadata)
+        try:
+            responses = [r async for r in call]
+            return responses, dict(await call.initial_metadata()), None
+        except grpc.aio.AioRpcError as error:
+            return None, dict(await call.trailing_metadata() or ()), error
+
+
+def test_streams_text_then_finish_and_usage(router):
+    responses, metadata, _ = asyncio.run(generate(router.grpc_target, request(qos_class=rpb.QOS_CLASS_BATCH, session_id="s1")))
+    assert "".join(r.text for r in responses) == "hihihi"
+    assert responses[-1].finish_reason == pb.FINISH_REASON_LENGTH and responses[-1].usage.completion_tokens == 3
+    assert len({r.id for r in responses}) == 1 and responses[0].model == "fake-model"
+    assert metadata["x-shoal-revision"] == "v1"
+    assert router.fake.counters.priorities == [1]  # batch
+
+
+@pytest.mark.parametrize(
+    ("message", "metadata", "code"),
+    [
+        (request(), (), grpc.StatusCode.UNAUTHENTICATED),
+        (request(), (("authorization", "Bearer sk-wrong"),), grpc.StatusCode.UNAUTHENTICATED),
+        (request(model="nope"), KEY, grpc.StatusCode.NOT_FOUND),
+        (rpb.InferenceRequest(model="fake-model"), KEY, grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_refusals_use_the_matching_status(router, message, metadata, code):
+    _, _, error = asyncio.run(generate(router.grpc_target, message, metadata))
+    assert error.code() == code
+
+
+def test_runtime_errors_pass_through_with_retry_after(router):
+    router.fake.error, router.fake.error_message = grpc.StatusCode.INVALID_ARGUMENT, "sampling.top_p: must be in (0, 1]"
+    _, _, invalid = asyncio.run(generate(router.grpc_target, request()))
+    assert invalid.code() == grpc.StatusCode.INVALID_ARGUMENT and invalid.details().startswith("sampling.top_p:")
+    router.fake.error, router.fake.error_trailers = grpc.StatusCode.RESOURCE_EXHAUSTED, (("retry-after", "9"),)
+    _, trailers, full = asyncio.run(generate(router.grpc_target, request()))
+    assert full.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and trailers["retry-after"] == "9"
+
+
+def test_list_models_and_cancel(router):
+    router.fake.delay_s = 0.05
+
+    async def main():
+        async with grpc.aio.insecure_channel(router.grpc_target) as channel:
+            stub = router_pb2_grpc.InferenceStub(channel)
+            models = await stub.ListModels(rpb.ListModelsRequest(), metadata=KEY)
+            call = stub.Generate(request(sampling=pb.SamplingParams(max_tokens=500)), metadata=KEY)
+            await call.read()
+            call.cancel()
+            for _ in range(200):
+                if router.fake.counters.in_flight == 0:
+                    break
+                await asyncio.sleep(0.01)
+            return models
+
+    models = asyncio.run(main())
+    assert list(models.models) == ["fake-model"]
+    assert router.fake.counters.cancelled == 1 and router.fake.counters.in_flight == 0

@@ -1,0 +1,67 @@
+"""The config file: the local example loads; every mistake is refused naming the field."""
+
+import json
+
+import pytest
+
+from shoal.router.config import DEFAULT_RULES, ConfigError, ErrorRateRule, LatencyRatioRule, load_config, parse_config
+from shoal.router.dev import LOCAL_CONFIG
+
+
+def minimal(**pool) -> dict:
+    return {"pools": [{"name": "chat", "stable": "v1", "revisions": {"v1": {"endpoints": [{"target": "10.0.0.1:50051"}]}}, **pool}]}
+
+
+def test_the_local_example_loads_with_its_key_file():
+    config = load_config(LOCAL_CONFIG)
+    (pool,) = config.pools
+    assert pool.model == "SmolLM2-135M-Instruct" and pool.stable == "stable"
+    assert pool.revisions["stable"][0].target == "127.0.0.1:50051"
+    assert len(pool.rollback_rules) == 4 and config.listen.port == 8000
+    assert list(config.api_keys.values()) == ["local"]
+    assert "sk-shoal-local" not in repr(config)  # keys are held hashed and never printed
+
+
+def test_defaults_fill_in():
+    config = parse_config(minimal())
+    pool = config.pools[0]
+    assert pool.model == "chat" and pool.canary is None and pool.rollback_rules == DEFAULT_RULES
+    assert config.grpc is not None and config.anonymous_tenant is None
+
+
+def test_rules_parse_with_their_settings():
+    config = parse_config(minimal(rollback_rules=[{"latency_ratio": {"metric": "ttft", "max_ratio": 2}}, {"error_rate": {"max_over_stable": 0.01, "max_rate": None}}]))  # fmt: skip
+    assert config.pools[0].rollback_rules == (LatencyRatioRule(metric="ttft", max_ratio=2.0), ErrorRateRule(max_rate=None, max_over_stable=0.01))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "pools: required"),
+        (minimal(colour="blue"), "pools[0].colour: unknown field"),
+        (minimal(canary_weight="ten"), "pools[0].canary_weight: must be float"),
+        (minimal(canary_weight=120), "pools[0].canary_weight: must be <= 100"),
+        (minimal(canary="v1"), "pools[0].canary: must differ from stable"),
+        (minimal(revisions={"v1": {"endpoints": [{"target": "nohost"}]}}), "pools[0].revisions.v1.endpoints[0].target: must be host:port"),
+        (minimal(rollback_rules=[{"vibes": {}}]), "pools[0].rollback_rules[0]: unknown rule 'vibes'"),
+        (minimal(rollback_rules=[{"latency_ratio": {"metric": "speed"}}]), "pools[0].rollback_rules[0].latency_ratio.metric: must be one of ttft, itl, e2e"),  # fmt: skip
+        (minimal(rollback_rules=[{"error_rate": {"max_rate": None}}]), "set max_rate, max_over_stable or both"),
+        (minimal(qos={"batch_share_min": 0.9, "batch_share_max": 0.5}), "pools[0].qos.batch_share_min: must be <= batch_share_max"),  # fmt: skip
+        ({**minimal(), "tenants": [{"name": "a", "default_qos": "vip"}]}, "tenants[0].default_qos: must be one of realtime, batch"),
+        ({**minimal(), "auth": {"anonymous_tenant": "ghost"}}, "tenant 'ghost' has keys but is not listed"),
+        ({"pools": [minimal()["pools"][0], minimal()["pools"][0]]}, "pools[1].name: 'chat' is used twice"),
+    ],
+)
+def test_mistakes_name_the_field(data, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(json.loads(json.dumps(data)))
+    assert message in str(error.value)
+
+
+def test_key_file_problems_are_config_errors(tmp_path):
+    (tmp_path / "keys.yaml").write_text("keys:\n  - {key: sk-1, tenant: a}\n  - {key: sk-1, tenant: a}\n")
+    (tmp_path / "router.yaml").write_text(json.dumps({**minimal(), "tenants": [{"name": "a"}], "auth": {"api_keys_file": "keys.yaml"}}))
+    with pytest.raises(ConfigError, match="the same key is listed twice"):
+        load_config(tmp_path / "router.yaml")
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")

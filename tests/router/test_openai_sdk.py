@@ -1,0 +1,96 @@
+"""Must show 1: the official `openai` SDK against `shoal router` in front of a real runtime serving the
+embedded model: chat and completions, streaming and not, and errors as the SDK's typed exceptions."""
+
+import openai
+import pytest
+
+from tests.router.conftest import MODEL
+from tests.router.harness import RouterProcess, pool
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def router(stable_runtime):
+    router = RouterProcess([pool("chat", {"r1": [stable_runtime]}, model=MODEL)]).wait_ready()
+    yield router
+    assert router.stop() == 0, router.logs()
+
+
+@pytest.fixture(scope="module")
+def client(router) -> openai.OpenAI:
+    return openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-test-quiet", max_retries=0, timeout=60)
+
+
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_chat_completion(client):
+    completion = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
+    choice = completion.choices[0]
+    assert "Paris" in choice.message.content and choice.message.role == "assistant"
+    assert choice.finish_reason == "stop"
+    assert completion.usage.prompt_tokens > 10 and completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert completion.model == MODEL and completion.system_fingerprint == "shoal-r1"
+
+
+def test_chat_streaming_matches_the_whole_answer(client):
+    whole = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
+    chunks = list(client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32, stream=True, stream_options={"include_usage": True}))  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_completions_streaming_and_not_with_logprobs(client):
+    whole = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, logprobs=2)
+    chunks = list(client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, stream=True))
+    assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 6
+    assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
+    logprobs = whole.choices[0].logprobs
+    assert len(logprobs.tokens) == 6 and all(lp <= 0 for lp in logprobs.token_logprobs)
+    assert all(len(top) == 2 for top in logprobs.top_logprobs)
+
+
+def test_chat_logprobs_and_seeded_sampling(client):
+    first = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0, logprobs=True, top_logprobs=3)  # fmt: skip
+    second = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0)
+    assert first.choices[0].message.content == second.choices[0].message.content
+    content = first.choices[0].logprobs.content
+    assert len(content) == first.usage.completion_tokens and all(len(t.top_logprobs) == 3 for t in content)
+
+
+def test_models_list(client):
+    assert [m.id for m in client.models.list()] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_errors_are_the_sdks_typed_exceptions(client, router):
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-wrong", max_retries=0).chat.completions.create(model=MODEL, messages=QUESTION)  # fmt: skip
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-9", messages=QUESTION)
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=3)
+    assert bad.value.param == "temperature"
+    with pytest.raises(openai.BadRequestError) as unknown:
+        client.chat.completions.create(model=MODEL, messages=QUESTION, extra_body={"mirostat": 2})
+    assert unknown.value.param == "mirostat"
+    with pytest.raises(openai.BadRequestError) as too_long:  # refused by the runtime: longer than its context
+        client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=100_000)
+    assert too_long.value.param == "max_tokens"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=MODEL, messages=QUESTION, stream=True, n=3)
+    noisy = openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-test-noisy", max_retries=0)
+    streams = [noisy.completions.create(model=MODEL, prompt="Count:", max_tokens=64, stream=True) for _ in range(2)]
+    try:
+        with pytest.raises(openai.RateLimitError) as limited:  # the noisy tenant may run 2 at once
+            noisy.completions.create(model=MODEL, prompt="Count:", max_tokens=64, stream=True)
+    finally:
+        for stream in streams:
+            stream.close()
+    assert limited.value.code == "rate_limit_exceeded" and limited.value.type == "requests"
+    assert limited.value.response.headers["x-ratelimit-limit-requests"] == "2"
+    assert int(limited.value.response.headers["retry-after"]) >= 1

@@ -1,0 +1,83 @@
+"""QoS admission: realtime first, batch within its share and shed first, bounded queues, AIMD share."""
+
+from shoal.router.config import QosConfig
+from shoal.router.traffic.qos import BATCH, REALTIME, BatchShare, Decision, QosAdmission
+
+CONFIG = QosConfig(realtime_queue=2, batch_queue=3, batch_share_min=0.25, batch_share_max=0.5, realtime_ttft_target_s=1.0)
+
+
+def admission(capacity: int = 8) -> QosAdmission:
+    return QosAdmission(CONFIG, capacity)
+
+
+def test_batch_is_held_to_its_share_while_realtime_may_use_everything():
+    q = admission()
+    assert q.batch_limit == 4
+    assert [q.arrive(BATCH, f"b{i}").decision for i in range(5)] == [Decision.ADMITTED] * 4 + [Decision.QUEUED]
+    assert [q.arrive(REALTIME, f"r{i}").decision for i in range(4)] == [Decision.ADMITTED] * 4
+    assert q.arrive(REALTIME, "r4").decision is Decision.QUEUED
+    assert q.in_flight == {REALTIME: 4, BATCH: 4}
+
+
+def test_a_freed_slot_goes_to_realtime_before_batch():
+    q = admission(capacity=2)
+    q.arrive(REALTIME, "r0"), q.arrive(REALTIME, "r1")
+    q.arrive(REALTIME, "r2")
+    assert q.depart(REALTIME, now=0.0) == [(REALTIME, "r2")]
+    assert q.arrive(BATCH, "b0").decision is Decision.QUEUED
+    assert q.depart(REALTIME, now=0.1) == [(BATCH, "b0")]
+
+
+def test_batch_is_shed_while_realtime_waits_and_realtime_only_when_its_queue_is_full():
+    q = admission(capacity=1)
+    q.arrive(REALTIME, "r0")
+    assert q.arrive(BATCH, "b0").decision is Decision.QUEUED  # nothing waiting for realtime yet
+    assert q.arrive(REALTIME, "r1").decision is Decision.QUEUED
+    shed = q.arrive(BATCH, "b1")
+    assert (shed.decision, shed.reason) == (Decision.SHED, "overload")
+    assert q.arrive(REALTIME, "r2").decision is Decision.QUEUED
+    full = q.arrive(REALTIME, "r3")
+    assert (full.decision, full.reason) == (Decision.SHED, "queue_full")
+
+
+def test_the_batch_queue_is_bounded():
+    q = admission(capacity=1)
+    q.arrive(BATCH, "running")
+    assert [q.arrive(BATCH, i).decision for i in range(4)] == [Decision.QUEUED] * 3 + [Decision.SHED]
+
+
+def test_withdrawn_waiters_leave_the_queue():
+    q = admission(capacity=1)
+    q.arrive(REALTIME, "r0"), q.arrive(REALTIME, "r1")
+    assert q.withdraw(REALTIME, "r1") and not q.withdraw(REALTIME, "r1")
+    assert q.depart(REALTIME, 0.0) == []
+
+
+def test_capacity_changes_admit_waiters_and_batch_keeps_at_least_one_slot():
+    q = admission(capacity=0)
+    assert q.arrive(BATCH, "b0").decision is Decision.QUEUED
+    assert q.set_capacity(1, batch_share=0.01) == [(BATCH, "b0")]
+    assert q.batch_limit == 1
+
+
+def test_retry_after_follows_the_completion_rate():
+    q = admission(capacity=1)
+    assert q.retry_after_s(now=0.0) == 1
+    q.arrive(REALTIME, "r0")
+    for t in range(10):
+        q.arrive(REALTIME, f"w{t}")
+        q.depart(REALTIME, now=float(t))  # one a second
+    q.arrive(REALTIME, "x"), q.arrive(REALTIME, "y")
+    assert q.retry_after_s(now=9.5) >= 2
+
+
+def test_batch_share_halves_near_the_target_and_creeps_back():
+    share = BatchShare(CONFIG)
+    assert share.share == 0.5
+    assert share.update(0.9) == 0.25  # above 0.8 x target: halve, down to the minimum
+    assert share.update(0.9) == 0.25
+    assert share.update(0.6) == 0.25  # between: hold
+    assert share.update(0.1) == 0.30
+    for _ in range(10):
+        share.update(None)  # no realtime traffic: grow back
+    assert share.share == 0.5
