@@ -13,16 +13,16 @@ from shoal.runtime.layers.attention import AttentionMetadata
 
 @dataclass
 class BatchInputs:
-    input_ids: list[int]
-    positions: list[int]
-    slot_mapping: list[int]
-    query_start_loc: list[int]
-    seq_lens: list[int]
-    block_tables: list[list[int]]
-    num_decodes: int  # leading single-token sequences
-    sample_token_indices: list[int]  # flat index of the last token of each sampling request
-    sample_requests: list[Request]
-    sample_slots: list[int]  # index into the scheduled list of each sampling request
+    input_ids: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    slot_mapping: list[int] = field(default_factory=list)
+    query_start_loc: list[int] = field(default_factory=lambda: [0])
+    seq_lens: list[int] = field(default_factory=list)
+    block_tables: list[list[int]] = field(default_factory=list)
+    num_decodes: int = 0  # leading single-token sequences
+    sample_token_indices: list[int] = field(default_factory=list)  # flat index of each sampling request's last token
+    sample_requests: list[Request] = field(default_factory=list)
+    sample_slots: list[int] = field(default_factory=list)  # index into the scheduled list of each sampling request
     # Tokens still in flight from the previous step (async scheduling): their flat index here, and
     # the request whose previous draw fills it on the device.
     pending_token_indices: list[int] = field(default_factory=list)
@@ -62,7 +62,7 @@ class BatchInputs:
 
 
 def build_batch(output: SchedulerOutput, block_size: int) -> BatchInputs:
-    batch = BatchInputs([], [], [], [0], [], [], 0, [], [], [])
+    batch = BatchInputs()
     for slot, item in enumerate(output.scheduled):
         request, start = item.request, item.request.num_computed_tokens
         end = start + item.num_new_tokens

@@ -45,15 +45,9 @@ def profile_activation_bytes(
     model: LlamaForCausalLM, num_tokens: int, num_seqs: int, max_model_len: int, block_size: int, dtype: torch.dtype, device: torch.device
 ) -> int:
     """Peak memory of one step at the token budget, over what was allocated before it."""
-    arch = model.arch
     lengths = [max_model_len] * (num_tokens // max_model_len) + ([num_tokens % max_model_len] if num_tokens % max_model_len else [])
     batch = _contiguous_batch(lengths, block_size)
-    num_blocks = sum(-(-n // block_size) for n in lengths)
-    shape = (2, num_blocks, block_size, arch.num_key_value_heads, arch.head_dim)
-    caches = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(arch.num_hidden_layers)]
-    layers = model.attention_layers()
-    for attention, cache in zip(layers, caches):
-        attention.kv_cache = cache
+    model.allocate_kv_caches(sum(-(-n // block_size) for n in lengths), block_size, dtype, device)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
@@ -66,14 +60,13 @@ def profile_activation_bytes(
     apply_min_p(filtered, torch.full((num_seqs,), 0.1, device=device)).softmax(-1)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
-    for attention in layers:
-        attention.kv_cache = torch.empty(0)
+    model.release_kv_caches()
     return peak
 
 
 def _contiguous_batch(lengths: list[int], block_size: int) -> BatchInputs:
     """Prefill sequences of the given lengths laid out in consecutive blocks."""
-    batch = BatchInputs([], [], [], [0], [], [], 0, [], [], [])
+    batch = BatchInputs()
     first_block = 0
     for n in lengths:
         blocks = list(range(first_block, first_block + -(-n // block_size)))

@@ -118,8 +118,17 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden).float()
 
-    def attention_layers(self) -> list[PagedAttention]:
-        return [layer.self_attn.attn for layer in self.model.layers]
+    def allocate_kv_caches(self, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+        """One [2, num_blocks, block_size, kv_heads, head_dim] cache per layer, bound to its attention."""
+        shape = (2, num_blocks, block_size, self.arch.num_key_value_heads, self.arch.head_dim)
+        caches = [torch.zeros(shape, dtype=dtype, device=device) for _ in self.model.layers]
+        for layer, cache in zip(self.model.layers, caches):
+            layer.self_attn.attn.kv_cache = cache
+        return caches
+
+    def release_kv_caches(self) -> None:
+        for layer in self.model.layers:
+            layer.self_attn.attn.kv_cache = torch.empty(0)
 
     @torch.no_grad()
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:

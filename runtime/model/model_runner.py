@@ -44,11 +44,7 @@ class ModelRunner:
         self.block_size = block_size
         self.device = device
         self.decode_graphs: DecodeGraphs | None = None
-        arch = model.arch
-        shape = (2, num_blocks, block_size, arch.num_key_value_heads, arch.head_dim)
-        self.kv_caches = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(arch.num_hidden_layers)]
-        for attention, cache in zip(model.attention_layers(), self.kv_caches):
-            attention.kv_cache = cache
+        self.kv_caches = model.allocate_kv_caches(num_blocks, block_size, dtype, device)
         # The last launched step's draws, by request: where in-flight input tokens come from.
         self._last_draws: torch.Tensor | None = None
         self._last_draw_rows: dict[str, int] = {}

@@ -74,7 +74,14 @@ def test_bf16_logits_are_as_close_to_fp32_as_hf_bf16_is(smollm_dir, smollm_token
     ours = build(smollm_dir, device="cuda", dtype="bfloat16", kv_cache_memory=1 << 30)
     runner = ours.engine.runner
     n = len(prompt)
-    batch = BatchInputs(list(prompt), list(range(n)), list(range(n)), [0, n], [n], [list(range(-(-n // 16)))], 0, [], [], [])
+    batch = BatchInputs(
+        input_ids=list(prompt),
+        positions=list(range(n)),
+        slot_mapping=list(range(n)),
+        query_start_loc=[0, n],
+        seq_lens=[n],
+        block_tables=[list(range(-(-n // 16)))],
+    )
     with torch.inference_mode():
         input_ids, positions, meta = batch.to_device(torch.device("cuda"))
         our_logits = runner.model.compute_logits(runner.model(input_ids, positions, meta)).double()

@@ -35,7 +35,7 @@ def random_batch(rng: random.Random, num_decodes: int, prefills: list[tuple[int,
     """prefills: (context already cached, new query tokens). Block ids are a random permutation."""
     free_blocks = list(range(num_blocks))
     rng.shuffle(free_blocks)
-    batch = BatchInputs([], [], [], [0], [], [], num_decodes, [], [], [])
+    batch = BatchInputs(num_decodes=num_decodes)
     sequences = [(rng.randint(1, 3000), 1) for _ in range(num_decodes)] + prefills
     for context, new in sequences:
         total = context + new
