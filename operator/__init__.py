@@ -1,0 +1,1 @@
+"""The Shoal operator: ModelPool resources reconciled into runtime Deployments, a Service and router routes."""
