@@ -9,6 +9,7 @@ SUBCOMMANDS = {
     "runtime": ("shoal.runtime.cli", "serve a model over gRPC (the engine every pool pod runs)"),
     "generate": ("shoal.runtime.client", "stream one completion from a runtime"),
     "router": ("shoal.router.cli", "serve the OpenAI-compatible API in front of runtime pools"),
+    "operator": ("shoal.operator.cli", "reconcile ModelPools into runtime pods and router routes (Kubernetes)"),
     "dev": ("shoal.router.dev", "run a runtime on the embedded model and the router in front of it (local use)"),
 }
 

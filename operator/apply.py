@@ -1,0 +1,36 @@
+"""Applies a reconcile Plan: only the differences, in an order that never strands a request.
+
+Children first (a route must not name endpoints of a Deployment not yet asked for), then the
+route (weights move before anything is taken away), then deletions of what no revision needs.
+"""
+
+from shoal.operator.children import PoolRef
+from shoal.operator.kube_api import DEPLOYMENTS, SERVICES, KubeApi
+from shoal.operator.reconcile import TEMPLATE_HASH_ANNOTATION, Plan
+from shoal.operator.router_client import RouterClient
+
+
+async def apply_plan(kube: KubeApi, routers: RouterClient, pool: PoolRef, plan: Plan, deployments: list[dict]) -> None:
+    current = {d["metadata"]["name"]: d for d in deployments}
+    for name, desired in plan.deployments.items():
+        existing = current.get(name)
+        if existing is None:
+            await kube.create(DEPLOYMENTS, pool.namespace, desired)
+        elif needs_update(existing, desired):
+            await kube.merge_patch(DEPLOYMENTS, pool.namespace, name, {"metadata": {"labels": desired["metadata"]["labels"], "annotations": desired["metadata"]["annotations"]}, "spec": desired["spec"]})  # fmt: skip
+    if plan.service is not None and await kube.get(SERVICES, pool.namespace, plan.service["metadata"]["name"]) is None:
+        await kube.create(SERVICES, pool.namespace, plan.service)
+    if plan.reset_verdict is not None:
+        await routers.reset_verdict(pool.router_pool, plan.reset_verdict)
+    if plan.route is not None:
+        await routers.put_route(pool.router_pool, plan.route)
+    for name in plan.delete_deployments:
+        await kube.delete(DEPLOYMENTS, pool.namespace, name)
+
+
+def needs_update(existing: dict, desired: dict) -> bool:
+    annotations = existing["metadata"].get("annotations") or {}
+    return (
+        existing.get("spec", {}).get("replicas") != desired["spec"]["replicas"]
+        or annotations.get(TEMPLATE_HASH_ANNOTATION) != desired["metadata"]["annotations"][TEMPLATE_HASH_ANNOTATION]
+    )

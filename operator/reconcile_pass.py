@@ -1,0 +1,85 @@
+"""One reconcile pass against the live API: read the pool and its children fresh, ask the
+routers, compute the Plan (reconcile.py), apply it, write status, post events.
+
+Passes for one pool never overlap (a lock per pool), and each reads the pool from the API
+server rather than from a cached body, so two triggers close together cannot act twice.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import kopf
+
+from shoal.operator.apply import apply_plan
+from shoal.operator.children import PoolRef, pool_selector
+from shoal.operator.config import OperatorConfig
+from shoal.operator.kube_api import DEPLOYMENTS, PODS, KubeApi, Resource
+from shoal.operator.reconcile import ACTION_ANNOTATION, Observed, PoolObject, reconcile
+from shoal.operator.router_client import RouterClient
+from shoal.operator.status import Condition, merge_conditions, seconds
+
+MODELPOOLS = Resource("apis/shoal.dev/v1alpha1", "modelpools")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OperatorContext:
+    config: OperatorConfig
+    kube: KubeApi
+    routers: RouterClient
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        return self.locks.setdefault(uid, asyncio.Lock())
+
+    async def close(self) -> None:
+        await self.routers.close()
+        await self.kube.close()
+
+
+async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> None:
+    body = await ctx.kube.get(MODELPOOLS, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    metadata = body["metadata"]
+    ref = PoolRef(name, namespace, metadata["uid"])
+    async with ctx.lock(ref.uid):
+        body = await ctx.kube.get(MODELPOOLS, namespace, name) or body  # fresh, inside the lock
+        pool = PoolObject(ref, int(body["metadata"].get("generation") or 1), body.get("spec") or {}, body.get("status") or {}, body["metadata"].get("annotations") or {})  # fmt: skip
+        deployments = await ctx.kube.list(DEPLOYMENTS, namespace, pool_selector(ref))
+        pods = await ctx.kube.list(PODS, namespace, pool_selector(ref))
+        now = time.time()
+        canary = pool.status.get("canaryRevision")
+        started = seconds(pool.status.get("stepStartedAt"))
+        view = await ctx.routers.view(ref.router_pool, canary, now - started if canary and started else None)
+        plan = reconcile(pool, Observed(deployments, pods), view, now, ctx.config.drain_s)
+        try:
+            await apply_plan(ctx.kube, ctx.routers, ref, plan, deployments)
+        except Exception as error:
+            await _report_failure(ctx, pool, plan.status, error, now)
+            raise kopf.TemporaryError(f"applying the plan failed: {error}", delay=ctx.config.reconcile_interval_s) from error  # fmt: skip
+        await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"status": plan.status}, subresource="status")
+        if plan.clear_action:
+            await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}})  # fmt: skip
+        for event in plan.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+            log.info("pool %s/%s: %s: %s", namespace, name, event.reason, event.message)
+
+
+async def _report_failure(ctx: OperatorContext, pool: PoolObject, planned: dict, error: Exception, now: float) -> None:
+    """Degraded, with what failed; the rollout state is not written, so the pass is retried whole."""
+    others = [c for c in planned.get("conditions", []) if c["type"] != "Degraded"]
+    degraded = merge_conditions(pool.status.get("conditions"), [Condition("Degraded", True, "ApplyFailed", str(error)[:1000])], now)  # fmt: skip
+    status = {"phase": "Degraded", "conditions": others + degraded, "observedGeneration": pool.generation}
+    try:
+        await ctx.kube.merge_patch(MODELPOOLS, pool.ref.namespace, pool.ref.name, {"status": status}, subresource="status")
+    except Exception:  # the API itself may be what failed; the retry reports it
+        log.exception("could not report the failure in status of %s/%s", pool.ref.namespace, pool.ref.name)
+
+
+async def forget_pool(ctx: OperatorContext, namespace: str, name: str, uid: str) -> None:
+    """The pool is being deleted: its route goes (children go by ownerReference cascade)."""
+    await ctx.routers.delete_route(PoolRef(name, namespace, uid).router_pool)
+    ctx.locks.pop(uid, None)

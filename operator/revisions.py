@@ -1,0 +1,30 @@
+"""What a revision is: the part of a ModelPool's spec its pods are made from, and its name.
+
+A change to the model, the runtime, the resources or the placement makes a new revision (and so
+a canary rollout); replicas, rollout, QoS and tenants do not. The name joins the user's
+model.revision with a short hash of that part, as a Deployment's pod-template-hash does, so a
+runtime-only change under the same model.revision is still a distinct revision.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict
+
+from shoal.operator.spec import PoolSpec, parse_pool_spec
+
+TEMPLATE_FIELDS = ("model", "runtime", "resources", "nodeSelector", "tolerations", "affinity")
+
+
+def template_of(spec: dict) -> dict:
+    """The spec's revision-defining fields, as written (kept in status for the stable revision)."""
+    return {key: spec[key] for key in TEMPLATE_FIELDS if key in spec}
+
+
+def pool_spec_of_template(template: dict) -> PoolSpec:
+    return parse_pool_spec(template)
+
+
+def revision_name(spec: PoolSpec) -> str:
+    parts = {"model": asdict(spec.model), "runtime": asdict(spec.runtime), "resources": asdict(spec.resources), "placement": asdict(spec.placement)}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{spec.model.revision}-{digest}"

@@ -1,0 +1,61 @@
+"""The router's route for a pool, in the shape of a pool entry of the router's config file
+(router/config.py): model name, each live revision's ready runtime endpoints, the split, the
+rollback rules made from spec.rollout.analysis, QoS and tenant limits.
+
+Endpoints come from the pods themselves (ready, with an IP), so the same code serves a real
+cluster and the emulated one; a terminating pod drops out at once and drains what it has.
+"""
+
+from shoal.operator.children import GRPC_PORT, METRICS_PORT, REVISION_LABEL, PoolRef
+from shoal.operator.rollout import RolloutState
+from shoal.operator.spec import PoolSpec
+
+
+def pod_endpoints(pods: list[dict]) -> dict[str, list[dict]]:
+    """Ready runtime endpoints per revision label."""
+    endpoints: dict[str, list[dict]] = {}
+    for pod in pods:
+        metadata, status = pod.get("metadata", {}), pod.get("status") or {}
+        revision, ip = (metadata.get("labels") or {}).get(REVISION_LABEL), status.get("podIP")
+        if not revision or not ip or metadata.get("deletionTimestamp") or not is_ready(pod):
+            continue
+        host = f"[{ip}]" if ":" in ip else ip
+        endpoints.setdefault(revision, []).append({"target": f"{host}:{GRPC_PORT}", "metrics_url": f"http://{host}:{METRICS_PORT}/metrics"})  # fmt: skip
+    return {revision: sorted(found, key=lambda e: e["target"]) for revision, found in endpoints.items()}
+
+
+def is_ready(pod: dict) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def route_for(pool: PoolRef, spec: PoolSpec, state: RolloutState, endpoints: dict[str, list[dict]]) -> dict:
+    analysis, qos = spec.rollout.analysis, spec.qos
+    window = float(analysis.window_s)
+    revisions = [r for r in (state.stable, state.canary) if r]
+    route = {
+        "name": pool.router_pool,
+        "model": spec.model.served_name or pool.name,
+        "stable": state.stable,
+        "canary": state.canary,
+        "canary_weight": float(state.canary_weight) if state.canary else 0.0,
+        "revisions": {revision: {"endpoints": endpoints.get(revision, [])} for revision in revisions},
+        "qos": {
+            "max_concurrency_per_endpoint": qos.max_concurrency_per_replica,
+            "realtime_ttft_target_s": qos.realtime_ttft_target_s,
+            "batch_share_min": qos.batch_share_min,
+            "batch_share_max": qos.batch_share_max,
+        },
+        "rollback_rules": [
+            {"latency_ratio": {"metric": "e2e", "quantile": 0.99, "max_ratio": analysis.max_p99_latency_ratio, "min_samples": analysis.min_samples, "window_s": window}},  # fmt: skip
+            {"error_rate": {"max_rate": analysis.max_error_rate, "min_samples": analysis.min_samples, "window_s": window}},
+            {"preemptions": {"max_count": analysis.max_preemptions, "window_s": window}},
+            {"kv_free": {"min_free": analysis.min_kv_free_fraction, "window_s": window}},
+        ],
+    }
+    if spec.tenants:
+        route["tenants"] = [
+            {k: v for k, v in (("name", t.name), ("max_concurrent", t.max_concurrent), ("tokens_per_minute", t.tokens_per_minute)) if v is not None}  # fmt: skip
+            for t in spec.tenants
+        ]
+    return route
