@@ -124,7 +124,8 @@ VALID = {
     ),
     "cpu in millicores": ({"model": MODEL, "resources": {"cpu": "500m"}}, {"resources.cpu": "500m"}),
     "batch shares equal": ({"model": MODEL, "qos": {"batchShareMin": 0.3, "batchShareMax": 0.3}}, {"qos.batchShareMin": 0.3}),
-    "batch shares written as integers": ({"model": MODEL, "qos": {"batchShareMin": 0, "batchShareMax": 1}}, {"qos.batchShareMax": 1}),
+    # CEL compares a number field as a double even when written as an integer (0.5 vs 0 is no type error).
+    "batchShareMin written as an integer": ({"model": MODEL, "qos": {"batchShareMin": 0}}, {"qos.batchShareMin": 0, "qos.batchShareMax": 0.5}),
     "tolerations keep whatever fields they have": (
         {"model": MODEL, "tolerations": [{"key": "gpu", "operator": "Exists", "tolerationSeconds": 30}]},
         {"tolerations": [{"key": "gpu", "operator": "Exists", "tolerationSeconds": 30}]},
@@ -206,8 +207,8 @@ INVALID = {
         {"model": MODEL, "qos": {"batchShareMin": 0.6, "batchShareMax": 0.4}}, "spec.qos.batchShareMin",
         "qos.batchShareMin must not exceed qos.batchShareMax",
     ),
-    "batchShareMin above the default batchShareMax": (
-        {"model": MODEL, "qos": {"batchShareMin": 0.7}}, "spec.qos.batchShareMin", "must not exceed",
+    "batchShareMin 1, as an integer, above the default batchShareMax": (
+        {"model": MODEL, "qos": {"batchShareMin": 1}}, "spec.qos.batchShareMin", "must not exceed",
     ),
     "duplicate tenant names": (
         {"model": MODEL, "tenants": [{"name": "acme"}, {"name": "acme", "maxConcurrent": 2}]}, "spec.tenants[1]",
