@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.crds.files import CRDS
+from tests.crds.files import CRDS, MODELPOOL_CRD
 
 OLDEST_SUPPORTED = "1.28"
 VERSIONS = [OLDEST_SUPPORTED, kubernetes_validate.latest_version()]
@@ -27,6 +27,5 @@ def test_document_matches_kubernetes_schema(document, version):
 
 def test_the_crd_needs_what_came_in_the_oldest_supported_version():
     """Guards OLDEST_SUPPORTED: one release earlier refuses the CRD (a rule's fieldPath is unknown there)."""
-    crd = yaml.safe_load((CRDS / "modelpool.yaml").read_text())
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(crd, "1.27", strict=True)
+        kubernetes_validate.validate(MODELPOOL_CRD, "1.27", strict=True)
