@@ -54,22 +54,23 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
 
     @property
     def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
-    async def start(self, port: int = 0, metrics_port: int = 0) -> "FakeRuntime":
+    async def start(self, port: int = 0, metrics_port: int = 0, host: str = "127.0.0.1") -> "FakeRuntime":
+        self.host = host
         self._server = grpc.aio.server()
         runtime_pb2_grpc.add_RuntimeServicer_to_server(self, self._server)
-        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        self.port = self._server.add_insecure_port(f"{host}:{port}")
         await self._server.start()
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
-        site = web.TCPSite(self._http, "127.0.0.1", metrics_port)
+        site = web.TCPSite(self._http, host, metrics_port)
         await site.start()
         self.metrics_port = site._server.sockets[0].getsockname()[1]
         return self
