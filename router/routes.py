@@ -1,0 +1,63 @@
+"""Pools added, changed and removed while the router runs: the routes the operator pushes through
+the admin API (`PUT` and `DELETE /admin/pools/{pool}/route`), each applied all or nothing.
+
+A changed route keeps the pool's state: rollout verdicts, measurements, queues, requests in flight,
+token buckets. Its split goes through PoolRollout.set_weights, so a route that would send traffic
+to a rolled-back revision is refused (RolloutConflict) before anything changes, as is one whose model
+another pool serves (RouteConflict). Requests in flight finish where they are: the registry retires
+removed endpoints once their requests end, and a removed pool's requests hold on to its state.
+"""
+
+import logging
+from collections.abc import Collection
+
+from shoal.router.backends.endpoints import listed_endpoints
+from shoal.router.backends.registry import BackendRegistry
+from shoal.router.backends.route_table import RouteTable
+from shoal.router.config import PoolConfig, check_pool_tenants
+from shoal.router.pools import PoolState
+from shoal.router.traffic.measurements import Measurements
+
+log = logging.getLogger(__name__)
+
+
+class RouteConflict(ValueError):
+    """The route clashes with another pool."""
+
+
+class Routes:
+    def __init__(self, pools: dict[str, PoolState], table: RouteTable, backends: BackendRegistry, measurements: Measurements, tenants: Collection[str]):  # fmt: skip
+        self.pools = pools  # the router's live map, shared with the dispatcher, admin API and metrics
+        self.table = table
+        self.backends = backends
+        self.measurements = measurements
+        self.tenants = tenants  # the router's tenants: the only names a route may limit
+
+    def put(self, config: PoolConfig) -> PoolState:
+        """Creates the pool or changes it in place. Raises ConfigError (a tenant the router lacks),
+        RouteConflict or RolloutConflict, and then nothing has changed."""
+        check_pool_tenants(config, self.tenants)
+        for other in self.pools.values():
+            if other.name != config.name and other.config.model == config.model:
+                raise RouteConflict(f"model {config.model!r} is served by pool {other.name!r}")
+        pool = self.pools.get(config.name)
+        if pool is None:
+            pool = self.pools[config.name] = PoolState(config)
+            log.info("pool %s added: model %s", config.name, config.model)
+        else:
+            changed = config != pool.config
+            pool.reconfigure(config)  # the same route too: PUT .../weights may have moved the split since
+            if changed:
+                log.info("pool %s changed", config.name)
+        self.measurements.retain(config.longest_window_s)
+        self.table.push(config.name, listed_endpoints([config]))
+        pool.refresh_capacity(self.backends)
+        return pool
+
+    def delete(self, name: str) -> bool:
+        """Removes the pool and its endpoints; False if there is none."""
+        if self.pools.pop(name, None) is None:
+            return False
+        self.table.drop(name)
+        log.info("pool %s removed", name)
+        return True
