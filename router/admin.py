@@ -19,7 +19,7 @@ A route's body is one `pools[]` entry of the config file, as JSON, read by the s
 may be left out; if present it must be the path's): model, stable, canary, canary_weight,
 revisions {rev: {endpoints: [{target, metrics_url}]}}, qos, rollback_rules, prefix_affinity, sticky,
 and tenants [{name, max_concurrent?, tokens_per_minute?}], limits on this pool on top of the
-router-wide ones. A changed route keeps the pool's verdicts, measurements and requests in flight;
+router-wide ones (a name the router has no tenant for is accepted and logged: it has no keys). A changed route keeps the pool's verdicts, measurements and requests in flight;
 a refused one changes nothing, endpoints included; the same route again changes nothing at all, so
 the operator repeats it every few seconds and a restarted router has its routes back at once. Its
 endpoints join those of the config file's source (routes.py, backends/route_table.py).

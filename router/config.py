@@ -10,7 +10,6 @@ entry read by `parse_pool`, the same reader.
 
 import hashlib
 import json
-from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,8 +196,11 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
     _unique("pools", [p.model for p in pools], "model")
     tenants = tuple(_tenant(t) for t in f.items("tenants"))
     _unique("tenants", [t.name for t in tenants], "name")
-    for index, pool in enumerate(pools):
-        check_pool_tenants(pool, [t.name for t in tenants], f"pools[{index}]")
+    names = sorted(t.name for t in tenants)
+    for index, pool in enumerate(pools):  # one file holds both lists, so a name in one only is a mistake
+        for limit, tenant in enumerate(pool.tenants):
+            if tenant.name not in names:
+                raise ConfigError(f"pools[{index}].tenants[{limit}].name: no tenant {tenant.name!r} under tenants (have {names})")
     auth = f.sub("auth")
     keys_file = auth.get("api_keys_file", str, None)
     anonymous = auth.get("anonymous_tenant", str, None)
@@ -230,14 +232,6 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
 def parse_pool(data: dict) -> PoolConfig:
     """One pool entry on its own (an admin API route); errors name the field from the entry's top."""
     return _pool(_Fields(data, ""))
-
-
-def check_pool_tenants(pool: PoolConfig, known: Collection[str], path: str = "") -> None:
-    """A pool's tenant limits must name tenants the router has (only they have API keys)."""
-    for index, tenant in enumerate(pool.tenants):
-        if tenant.name not in known:
-            where = f"{path}.tenants" if path else "tenants"
-            raise ConfigError(f"{where}[{index}].name: no tenant {tenant.name!r} in the router's tenants (have {sorted(known)})")
 
 
 def _pool(f: "_Fields") -> PoolConfig:

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from shoal.router.backends.endpoints import listed_endpoints
 from shoal.router.backends.registry import BackendRegistry
 from shoal.router.backends.route_table import RouteTable
-from shoal.router.config import PoolConfig, check_pool_tenants
+from shoal.router.config import PoolConfig
 from shoal.router.pools import PoolState
 from shoal.router.traffic.measurements import Measurements
 
@@ -31,28 +31,34 @@ class Routes:
         self.table = table
         self.backends = backends
         self.measurements = measurements
-        self.tenants = tenants  # the router's tenants: the only names a route may limit
+        self.tenants = tenants  # the router's own: a route's limit on another name is logged, not refused
 
     def put(self, config: PoolConfig) -> PoolState:
-        """Creates the pool or changes it in place. Raises ConfigError (a tenant the router lacks),
-        RouteConflict or RolloutConflict, and then nothing has changed."""
-        check_pool_tenants(config, self.tenants)
+        """Creates the pool or changes it in place. Raises RouteConflict or RolloutConflict, and then
+        nothing has changed."""
         for other in self.pools.values():
             if other.name != config.name and other.config.model == config.model:
                 raise RouteConflict(f"model {config.model!r} is served by pool {other.name!r}")
         pool = self.pools.get(config.name)
+        changed = pool is None or config != pool.config
         if pool is None:
             pool = self.pools[config.name] = PoolState(config)
-            log.info("pool %s added: model %s", config.name, config.model)
         else:
-            changed = config != pool.config
             pool.reconfigure(config)  # the same route too: PUT .../weights may have moved the split since
-            if changed:
-                log.info("pool %s changed", config.name)
+        if changed:
+            self._log_change(config)
         self.measurements.retain(config.longest_window_s)
         self.table.push(config.name, listed_endpoints([config]))
         pool.refresh_capacity(self.backends)
         return pool
+
+    def _log_change(self, config: PoolConfig) -> None:
+        log.info("route of pool %s set: model %s, revisions %s", config.name, config.model, sorted(config.revisions))
+        # The ModelPool and the router's config have different owners: a limit on a tenant the router
+        # does not have is harmless (it has no keys, so no requests) and must not keep the pool unserved.
+        unknown = sorted(t.name for t in config.tenants if t.name not in self.tenants)
+        if unknown:
+            log.warning("pool %s limits tenants the router does not have: %s (have %s)", config.name, unknown, sorted(self.tenants))
 
     def delete(self, name: str) -> bool:
         """Removes the pool and its endpoints; False if there is none."""

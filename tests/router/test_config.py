@@ -5,7 +5,16 @@ import json
 
 import pytest
 
-from shoal.router.config import DEFAULT_RULES, ConfigError, ErrorRateRule, LatencyRatioRule, TenantConfig, load_config, parse_config, parse_pool
+from shoal.router.config import (
+    DEFAULT_RULES,
+    ConfigError,
+    ErrorRateRule,
+    LatencyRatioRule,
+    TenantConfig,
+    load_config,
+    parse_config,
+    parse_pool,
+)
 from shoal.router.dev import LOCAL_CONFIG
 
 
@@ -68,7 +77,7 @@ def test_a_pool_entry_alone_names_its_fields_from_its_top():
     ("data", "message"),
     [
         ({}, "pools: required"),
-        (minimal(tenants=[{"name": "ghost", "max_concurrent": 1}]), "pools[0].tenants[0].name: no tenant 'ghost' in the router's tenants"),  # fmt: skip
+        (minimal(tenants=[{"name": "ghost", "max_concurrent": 1}]), "pools[0].tenants[0].name: no tenant 'ghost' under tenants"),  # fmt: skip
         (minimal(colour="blue"), "pools[0].colour: unknown field"),
         (minimal(canary_weight="ten"), "pools[0].canary_weight: must be float"),
         (minimal(canary_weight=120), "pools[0].canary_weight: must be <= 100"),

@@ -4,7 +4,15 @@ a pool's limiter: unlisted tenants are free there, and a new route changes limit
 import pytest
 
 from shoal.router.config import TenantConfig
-from shoal.router.traffic.tenants import LimitStatus, RateLimited, TenantLimiter, TokenBucket, estimate_tokens, format_duration, tighter
+from shoal.router.traffic.tenants import (
+    LimitStatus,
+    RateLimited,
+    TenantLimiter,
+    TokenBucket,
+    estimate_tokens,
+    format_duration,
+    tighter,
+)
 
 
 def test_token_bucket_refills_at_its_rate_and_may_go_into_debt():
