@@ -1,17 +1,35 @@
-"""The admin HTTP API, on its own port (keep it inside the cluster); the operator drives rollouts
-through it. With `admin.token_file` set, every call needs `Authorization: Bearer <token>`.
+"""The admin API, on its own port (keep it inside the cluster); the operator drives routes and
+rollouts through it. With `admin.token_file` set, every call needs `Authorization: Bearer <token>`.
 
-    GET  /admin/pools                                    every pool: split, verdicts, endpoints, QoS
-    GET  /admin/pools/{pool}                             one pool
-    GET  /admin/pools/{pool}/weights                     {"stable", "canary", "canary_weight", "stable_weight"}
-    PUT  /admin/pools/{pool}/weights                     body {"stable"?, "canary", "canary_weight"};
+    GET    /admin/pools                                  every pool: split, verdicts, endpoints, QoS, tenant limits
+    GET    /admin/pools/{pool}                           one pool
+    PUT    /admin/pools/{pool}/route                     create or change the pool (body below); 200 with the pool;
+                                                         400 naming the field; 409 if its split would send traffic
+                                                         to a rolled-back revision or another pool serves its model
+    DELETE /admin/pools/{pool}/route                     remove the pool (404 if none): its model answers 404
+    GET    /admin/pools/{pool}/weights                   {"stable", "canary", "canary_weight", "stable_weight"}
+    PUT    /admin/pools/{pool}/weights                   body {"stable"?, "canary", "canary_weight"};
                                                          409 if it would send traffic to a rolled-back revision
-    GET  /admin/pools/{pool}/rollback                    verdicts: revision, rules broken, observed values, time
-    POST /admin/pools/{pool}/revisions/{revision}/reset  forget a verdict (its weight stays 0 until set)
-    GET  /admin/measurements?window_s=60                 windows per pool x revision x QoS class
-    GET  /admin/tenants                                  in-flight requests and token buckets
+    GET    /admin/pools/{pool}/rollback                  verdicts: revision, rules broken, observed values, time
+    POST   /admin/pools/{pool}/revisions/{revision}/reset  forget a verdict (its weight stays 0 until set)
+    GET    /admin/measurements?window_s=60               windows per pool x revision x QoS class
+    GET    /admin/tenants                                in-flight requests and token buckets
 
-Changing weights affects new requests only; requests in flight finish where they are.
+A route's body is one `pools[]` entry of the config file, as JSON, read by the same parser (`name`
+may be left out; if present it must be the path's): model, stable, canary, canary_weight,
+revisions {rev: {endpoints: [{target, metrics_url}]}}, qos, rollback_rules, prefix_affinity, sticky,
+and tenants [{name, max_concurrent?, tokens_per_minute?}], limits on this pool on top of the
+router-wide ones (a name the router has no tenant for is accepted and logged: it has no keys). A changed route keeps the pool's verdicts, measurements and requests in flight;
+a refused one changes nothing, endpoints included; the same route again changes nothing at all, so
+the operator repeats it every few seconds and a restarted router has its routes back at once. Its
+endpoints join those of the config file's source (routes.py, backends/route_table.py).
+
+Why the admin API and not a ConfigMap the router watches: a push is acknowledged (the operator sees
+200, 400 or 409, and a 409 names the rolled-back revision), it takes effect at once rather than
+after a kubelet sync, it reaches each replica separately (so the operator knows which have it), and
+it is the channel the operator already reads verdicts and measurements from, with the same token.
+
+Changing weights or routes affects new requests only; requests in flight finish where they are.
 """
 
 import hmac
@@ -22,27 +40,33 @@ from collections.abc import Callable
 from aiohttp import web
 
 from shoal.router.backends.registry import BackendRegistry
+from shoal.router.config import ConfigError, parse_pool
 from shoal.router.pools import PoolState
 from shoal.router.request import QOS_CLASSES
+from shoal.router.routes import RouteConflict, Routes
 from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.rollout import RolloutConflict
 from shoal.router.traffic.tenants import TenantLimiter
 
 
 def build_admin_app(
-    pools: dict[str, PoolState],
+    routes: Routes,
     backends: BackendRegistry,
     measurements: Measurements,
     limiter: TenantLimiter,
-    tenants: list[str],
     token: str | None,
     clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
+    pools = routes.pools
+
     def pool_or_404(request: web.Request) -> PoolState:
         pool = pools.get(request.match_info["pool"])
         if pool is None:
             raise _error(404, f"no pool named {request.match_info['pool']!r}; have {sorted(pools)}")
         return pool
+
+    def limits(of: TenantLimiter, now: float) -> dict:
+        return {t: {"in_flight": of.in_flight(t), **vars(of.status(t, now))} for t in of.tenants()}
 
     def weights(pool: PoolState) -> dict:
         split = pool.rollout.split
@@ -79,6 +103,7 @@ def build_admin_app(
                 "in_flight": {q: gate.in_flight(q) for q in QOS_CLASSES},
                 "queued": {q: gate.queued(q) for q in QOS_CLASSES},
             },
+            "tenants": limits(pool.limiter, clock()),
         }
 
     async def list_pools(request: web.Request) -> web.Response:
@@ -87,15 +112,35 @@ def build_admin_app(
     async def get_pool(request: web.Request) -> web.Response:
         return web.json_response(describe(pool_or_404(request)))
 
+    async def put_route(request: web.Request) -> web.Response:
+        name = request.match_info["pool"]
+        body = await _json_body(request, "one pool entry as in the config file's pools[]")
+        if not isinstance(body, dict):
+            raise _error(400, "the body must be a JSON object: one pool entry as in the config file's pools[]")
+        if body.get("name", name) != name:
+            raise _error(400, f"name: must be {name!r}, the pool in the path, got {json.dumps(body['name'])}")
+        try:
+            pool = routes.put(parse_pool({**body, "name": name}))
+        except ConfigError as error:
+            raise _error(400, str(error)) from None
+        except RolloutConflict as conflict:
+            raise _error(409, f"{conflict}: POST /admin/pools/{name}/revisions/{conflict.revision}/reset") from None
+        except RouteConflict as conflict:
+            raise _error(409, str(conflict)) from None
+        return web.json_response(describe(pool))
+
+    async def delete_route(request: web.Request) -> web.Response:
+        name = request.match_info["pool"]
+        if not routes.delete(name):
+            raise _error(404, f"no pool named {name!r}; have {sorted(pools)}")
+        return web.json_response({"pool": name, "deleted": True})
+
     async def get_weights(request: web.Request) -> web.Response:
         return web.json_response(weights(pool_or_404(request)))
 
     async def put_weights(request: web.Request) -> web.Response:
         pool = pool_or_404(request)
-        try:
-            body = json.loads(await request.read())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _error(400, "the body must be JSON: {\"stable\"?, \"canary\", \"canary_weight\"}") from None
+        body = await _json_body(request, '{"stable"?, "canary", "canary_weight"}')
         if not isinstance(body, dict) or set(body) - {"stable", "canary", "canary_weight"}:
             raise _error(400, "expected an object with stable (optional), canary and canary_weight")
         split = pool.rollout.split
@@ -109,7 +154,7 @@ def build_admin_app(
         try:
             pool.rollout.set_weights(stable, canary, float(weight))
         except RolloutConflict as conflict:
-            raise _error(409, f"{conflict}: POST /admin/pools/{pool.name}/revisions/{canary}/reset") from None
+            raise _error(409, f"{conflict}: POST /admin/pools/{pool.name}/revisions/{conflict.revision}/reset") from None
         except ValueError as error:
             raise _error(400, str(error)) from None
         pool.refresh_capacity(backends)
@@ -143,8 +188,7 @@ def build_admin_app(
         return web.json_response({"measurements": out})
 
     async def get_tenants(request: web.Request) -> web.Response:
-        now = clock()
-        return web.json_response({"tenants": {t: {"in_flight": limiter.in_flight(t), **vars(limiter.status(t, now))} for t in tenants}})
+        return web.json_response({"tenants": limits(limiter, clock())})
 
     @web.middleware
     async def require_token(request: web.Request, handler):
@@ -157,6 +201,8 @@ def build_admin_app(
     app = web.Application(middlewares=[require_token])
     app.router.add_get("/admin/pools", list_pools)
     app.router.add_get("/admin/pools/{pool}", get_pool)
+    app.router.add_put("/admin/pools/{pool}/route", put_route)
+    app.router.add_delete("/admin/pools/{pool}/route", delete_route)
     app.router.add_get("/admin/pools/{pool}/weights", get_weights)
     app.router.add_put("/admin/pools/{pool}/weights", put_weights)
     app.router.add_get("/admin/pools/{pool}/rollback", get_rollback)
@@ -167,6 +213,13 @@ def build_admin_app(
 
 
 _ERRORS = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 404: web.HTTPNotFound, 409: web.HTTPConflict}
+
+
+async def _json_body(request: web.Request, shape: str):
+    try:
+        return json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise _error(400, f"the body must be JSON: {shape}") from None
 
 
 def _error(status: int, message: str) -> web.HTTPException:

@@ -40,6 +40,10 @@ class QosGate:
     def release(self, qos: str) -> None:
         self._wake(self.policy.depart(qos, self.clock()))
 
+    def reconfigure(self, config: QosConfig) -> None:
+        """New queue bounds and waits; who waits or runs stays (the capacity comes with set_capacity)."""
+        self.config = self.policy.config = config
+
     def set_capacity(self, capacity: int, batch_share: float) -> None:
         self._wake(self.policy.set_capacity(capacity, batch_share))
 

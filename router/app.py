@@ -3,6 +3,13 @@
 Public HTTP (OpenAI API, /v1/realtime, /health, /ready, /metrics), the admin API on its own port,
 the public gRPC API, and three background tasks: the endpoint source (static file or Kubernetes),
 the scraper, and the control loop that evaluates rollback rules and the batch share.
+
+The pools start as the config file's and change when the operator pushes routes (routes.py); the
+endpoint source and the pushed routes meet in the route table, which feeds the registry.
+
+/ready is 503 while draining or when no pool has a routable endpoint, with one exception: a router
+whose config file lists no pools (the operator pushes them all) is ready while it has none yet, so a
+fresh replica joins its Service and the operator, which pushes to every replica, finds it.
 """
 
 import asyncio
@@ -18,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from shoal.router.admin import build_admin_app
 from shoal.router.backends.endpoints import EndpointSource, StaticEndpointSource
 from shoal.router.backends.registry import BackendRegistry
+from shoal.router.backends.route_table import RouteTable
 from shoal.router.config import RouterConfig
 from shoal.router.dispatch import Dispatcher
 from shoal.router.grpc_api.service import InferenceService
@@ -27,6 +35,7 @@ from shoal.router.openai.errors import openai_errors
 from shoal.router.openai.handlers import OpenAIHandlers
 from shoal.router.pools import PoolState
 from shoal.router.realtime.session import RealtimeSessions
+from shoal.router.routes import Routes
 from shoal.router.scraper import Scraper
 from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.tenants import TenantLimiter
@@ -41,10 +50,11 @@ class Router:
         self.config = config
         self.registry = CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
-        windows = [rule.window_s for pool in config.pools for rule in pool.rollback_rules]
-        self.measurements = Measurements(retention_s=max([MIN_RETENTION_S, *windows]))
+        self.measurements = Measurements(retention_s=max([MIN_RETENTION_S, *(p.longest_window_s for p in config.pools)]))
         self.backends = BackendRegistry(rng)
         self.pools = {p.name: PoolState(p) for p in config.pools}
+        self.route_table = RouteTable(self.backends.apply, self.pools)
+        self.routes = Routes(self.pools, self.route_table, self.backends, self.measurements, [t.name for t in config.tenants])
         self.limiter = TenantLimiter(config.tenants, time.monotonic())
         self.dispatcher = Dispatcher(self.pools, self.backends, self.limiter, self.measurements, self.metrics, rng=rng)
         self.auth = Authenticator(config)
@@ -69,11 +79,10 @@ class Router:
         return app
 
     def admin_app(self) -> web.Application:
-        tenants = [t.name for t in self.config.tenants]
-        return build_admin_app(self.pools, self.backends, self.measurements, self.limiter, tenants, self.config.admin_token)
+        return build_admin_app(self.routes, self.backends, self.measurements, self.limiter, self.config.admin_token)
 
     async def start(self) -> None:
-        self._spawn(self.source.run(self.backends.apply), "endpoint-source")
+        self._spawn(self.source.run(self.route_table.from_source), "endpoint-source")
         self._spawn(self.scraper.run(), "scraper")
         self._spawn(self._control_loop(), "control-loop")
         await asyncio.sleep(0)  # a static source publishes at once
@@ -87,7 +96,7 @@ class Router:
             await self._grpc_server.start()
         log.info(
             "router serving %s: OpenAI API on http://%s:%d/v1, admin on :%d, gRPC on :%s",
-            ", ".join(p.config.model for p in self.pools.values()),
+            ", ".join(p.config.model for p in self.pools.values()) or "no pools until routes are pushed",
             self.config.listen.host,
             self.http_port,
             self.admin_port,
@@ -150,9 +159,12 @@ class Router:
         return web.Response(text="ok")
 
     async def _ready(self, request: web.Request) -> web.Response:
-        routable = any(self.backends.backends(p.name, r) for p in self.pools.values() for r in p.routable_revisions())
-        if self.draining or not routable:
-            return web.Response(status=503, text="draining" if self.draining else "no runtime endpoints")
+        if self.draining:
+            return web.Response(status=503, text="draining")
+        if not self.config.pools and not self.pools:
+            return web.Response(text="ready: no pools yet (the operator pushes them)")
+        if not any(self.backends.backends(p.name, r) for p in self.pools.values() for r in p.routable_revisions()):
+            return web.Response(status=503, text="no runtime endpoints")
         return web.Response(text="ready")
 
     async def _metrics(self, request: web.Request) -> web.Response:

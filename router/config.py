@@ -2,8 +2,10 @@
 
 A YAML or JSON file (`shoal router --config FILE`; `router/examples/local.yaml` is the local one):
 where to listen, the pools (model name, revisions and their runtime endpoints, the stable/canary
-split, rollback rules, QoS), the tenants and their limits, and the API-key file that maps keys to
-tenants (a separate file, so a Kubernetes Secret can hold it).
+split, rollback rules, QoS, per-pool tenant limits), the tenants and their limits, and the API-key
+file that maps keys to tenants (a separate file, so a Kubernetes Secret can hold it). `pools` may be
+empty: the operator then pushes each pool's route through the admin API, whose body is one `pools[]`
+entry read by `parse_pool`, the same reader.
 """
 
 import hashlib
@@ -119,6 +121,15 @@ class PrefixAffinity:
 
 
 @dataclass(frozen=True)
+class TenantConfig:
+    name: str
+    max_concurrent: int | None = None  # None: unlimited
+    tokens_per_minute: int | None = None  # prompt + completion tokens; None: unlimited
+    token_burst: int | None = None  # bucket size; default one minute's worth
+    default_qos: str = "realtime"
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     name: str
     model: str  # what clients send as `model`
@@ -130,15 +141,12 @@ class PoolConfig:
     rollback_rules: tuple = DEFAULT_RULES
     qos: QosConfig = QosConfig()
     prefix_affinity: PrefixAffinity = PrefixAffinity()
+    tenants: tuple[TenantConfig, ...] = ()  # limits on this pool, on top of the router-wide ones
 
-
-@dataclass(frozen=True)
-class TenantConfig:
-    name: str
-    max_concurrent: int | None = None  # None: unlimited
-    tokens_per_minute: int | None = None  # prompt + completion tokens; None: unlimited
-    token_burst: int | None = None  # bucket size; default one minute's worth
-    default_qos: str = "realtime"
+    @property
+    def longest_window_s(self) -> float:
+        """How far back its rollback rules look: the measurements must be kept at least this long."""
+        return max((rule.window_s for rule in self.rollback_rules), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -182,11 +190,17 @@ def load_config(path: str | Path) -> RouterConfig:
 
 def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
     f = _Fields(data, "")
-    pools = tuple(_pool(p) for p in f.items("pools", required=True))
+    f.get("pools", list)  # required, but may be empty (the operator pushes the pools)
+    pools = tuple(_pool(p) for p in f.items("pools"))
     _unique("pools", [p.name for p in pools], "name")
     _unique("pools", [p.model for p in pools], "model")
     tenants = tuple(_tenant(t) for t in f.items("tenants"))
     _unique("tenants", [t.name for t in tenants], "name")
+    names = sorted(t.name for t in tenants)
+    for index, pool in enumerate(pools):  # one file holds both lists, so a name in one only is a mistake
+        for limit, tenant in enumerate(pool.tenants):
+            if tenant.name not in names:
+                raise ConfigError(f"pools[{index}].tenants[{limit}].name: no tenant {tenant.name!r} under tenants (have {names})")
     auth = f.sub("auth")
     keys_file = auth.get("api_keys_file", str, None)
     anonymous = auth.get("anonymous_tenant", str, None)
@@ -215,17 +229,24 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
     return config
 
 
+def parse_pool(data: dict) -> PoolConfig:
+    """One pool entry on its own (an admin API route); errors name the field from the entry's top."""
+    return _pool(_Fields(data, ""))
+
+
 def _pool(f: "_Fields") -> PoolConfig:
     name = f.get("name", str)
     revisions = {}
     for revision, value in f.get("revisions", dict, {}).items():
-        rf = _Fields(value or {}, f"{f.path}.revisions.{revision}")
+        rf = _Fields(value or {}, f"{f.path_of('revisions')}.{revision}")
         revisions[str(revision)] = tuple(_endpoint(e) for e in rf.items("endpoints"))
         rf.done()
     stable = f.get("stable", str)
     canary = f.get("canary", str, None)
     if canary == stable:
-        raise ConfigError(f"{f.path}.canary: must differ from stable ({stable!r})")
+        raise ConfigError(f"{f.path_of('canary')}: must differ from stable ({stable!r})")
+    tenants = tuple(_pool_tenant(t) for t in f.items("tenants"))
+    _unique(f.path_of("tenants"), [t.name for t in tenants], "name")
     pool = PoolConfig(
         name=name,
         model=f.get("model", str, name),
@@ -237,6 +258,7 @@ def _pool(f: "_Fields") -> PoolConfig:
         rollback_rules=_rules(f) if "rollback_rules" in f.data else DEFAULT_RULES,
         qos=_qos(f.sub("qos")),
         prefix_affinity=_affinity(f.sub("prefix_affinity")),
+        tenants=tenants,
     )
     f.done()
     return pool
@@ -255,7 +277,7 @@ def _endpoint(f: "_Fields") -> EndpointConfig:
 def _rules(f: "_Fields") -> tuple:
     rules = []
     for index, item in enumerate(f.get("rollback_rules", list)):
-        path = f"{f.path}.rollback_rules[{index}]"
+        path = f"{f.path_of('rollback_rules')}[{index}]"
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(f"{path}: must be a mapping of one rule kind ({', '.join(RULE_KINDS)}) to its settings")
         ((kind, settings),) = item.items()
@@ -337,6 +359,17 @@ def _tenant(f: "_Fields") -> TenantConfig:
     return tenant
 
 
+def _pool_tenant(f: "_Fields") -> TenantConfig:
+    """A tenant's limits on one pool: concurrency and tokens only (its QoS class is router-wide)."""
+    tenant = TenantConfig(
+        name=f.get("name", str),
+        max_concurrent=f.get("max_concurrent", int, None, minimum=1),
+        tokens_per_minute=f.get("tokens_per_minute", int, None, minimum=1),
+    )
+    f.done()
+    return tenant
+
+
 def _realtime(f: "_Fields") -> RealtimeConfig:
     d = RealtimeConfig()
     realtime = RealtimeConfig(
@@ -409,14 +442,14 @@ class _Fields:
         self.path = path
         self._read: set[str] = set()
 
-    def _name(self, key: str) -> str:
+    def path_of(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
 
     def get(self, key: str, kind: type, default=_REQUIRED, *, minimum=None, maximum=None, choices=None):
         self._read.add(key)
         if key not in self.data or self.data[key] is None:
             if default is _REQUIRED:
-                raise ConfigError(f"{self._name(key)}: required")
+                raise ConfigError(f"{self.path_of(key)}: required")
             return default
         value = self.data[key]
         if kind is object:
@@ -424,25 +457,25 @@ class _Fields:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise ConfigError(f"{self._name(key)}: must be {kind.__name__}, got {json.dumps(value)}")
+            raise ConfigError(f"{self.path_of(key)}: must be {kind.__name__}, got {json.dumps(value)}")
         if choices is not None and value not in choices:
-            raise ConfigError(f"{self._name(key)}: must be one of {', '.join(choices)}, got {value!r}")
+            raise ConfigError(f"{self.path_of(key)}: must be one of {', '.join(choices)}, got {value!r}")
         if minimum is not None and value < minimum:
-            raise ConfigError(f"{self._name(key)}: must be >= {minimum}, got {value}")
+            raise ConfigError(f"{self.path_of(key)}: must be >= {minimum}, got {value}")
         if maximum is not None and value > maximum:
-            raise ConfigError(f"{self._name(key)}: must be <= {maximum}, got {value}")
+            raise ConfigError(f"{self.path_of(key)}: must be <= {maximum}, got {value}")
         return value
 
     def sub(self, key: str) -> "_Fields":
-        return _Fields(self.get(key, dict, {}), self._name(key))
+        return _Fields(self.get(key, dict, {}), self.path_of(key))
 
     def items(self, key: str, required: bool = False) -> list["_Fields"]:
         values = self.get(key, list, _REQUIRED if required else [])
         if required and not values:
-            raise ConfigError(f"{self._name(key)}: must list at least one")
-        return [_Fields(v, f"{self._name(key)}[{i}]") for i, v in enumerate(values)]
+            raise ConfigError(f"{self.path_of(key)}: must list at least one")
+        return [_Fields(v, f"{self.path_of(key)}[{i}]") for i, v in enumerate(values)]
 
     def done(self) -> None:
         unknown = sorted(set(self.data) - self._read)
         if unknown:
-            raise ConfigError(f"{self._name(unknown[0])}: unknown field (known: {', '.join(sorted(self._read))})")
+            raise ConfigError(f"{self.path_of(unknown[0])}: unknown field (known: {', '.join(sorted(self._read))})")

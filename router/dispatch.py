@@ -1,6 +1,6 @@
 """Where every request goes, whatever surface it came in on:
 
-    model -> pool (404 if none) -> tenant limits (429) -> QoS queue (429 when shed)
+    model -> pool (404 if none) -> tenant limits, router-wide then the pool's (429) -> QoS queue (429 when shed)
           -> canary split -> replica (balancer) -> runtime Generate stream
 
 `Dispatcher.start` does all of that and waits for the runtime's first message, so an error (a bad
@@ -25,7 +25,7 @@ from shoal.router.pools import PoolState
 from shoal.router.request import InferenceRequest
 from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.qos import REALTIME
-from shoal.router.traffic.tenants import RateLimited, TenantLimiter, estimate_tokens
+from shoal.router.traffic.tenants import Lease, RateLimited, TenantLimiter, estimate_tokens, tighter
 from shoal.v1 import runtime_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -50,19 +50,28 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.rng = rng or random.Random()
-        self._by_model = {pool.config.model: pool for pool in pools.values()}
 
     def models(self) -> list[str]:
-        return list(self._by_model)
+        return [pool.config.model for pool in self.pools.values()]
 
     def pool_for(self, model: str) -> PoolState:
-        pool = self._by_model.get(model)
+        pool = self._serving(model)
         if pool is None:
             raise ModelNotFound(model)
         return pool
 
-    def limit_headers(self, tenant: str) -> dict[str, str]:
-        return self.limiter.status(tenant, self.clock()).headers()
+    def _serving(self, model: str | None) -> PoolState | None:
+        # A scan, not an index: routes add, rename and remove pools at run time, and pools are few.
+        return next((pool for pool in self.pools.values() if pool.config.model == model), None)
+
+    def limit_headers(self, tenant: str, model: str | None = None) -> dict[str, str]:
+        """The tenant's x-ratelimit-* headers: the router-wide limits, or the model's pool's where tighter."""
+        now = self.clock()
+        status = self.limiter.status(tenant, now)
+        pool = self._serving(model)
+        if pool is not None:
+            status = tighter(status, pool.limiter.status(tenant, now))
+        return status.headers()
 
     async def start(self, request: InferenceRequest) -> "Generation":
         arrival = self.clock()
@@ -70,27 +79,37 @@ class Dispatcher:
         try:
             if not pool.routable_revisions() or not any(self.backends.backends(pool.name, r) for r in pool.routable_revisions()):
                 raise Unavailable(f"No runtime is serving `{request.model}` right now. Please retry later.")
-            try:
-                lease = self.limiter.acquire(request.tenant, estimate_tokens(request.prompt.num_chars()), arrival)
-            except RateLimited as limited:
-                self.metrics.rate_limited.labels(request.tenant, limited.limit).inc()
-                raise RateLimitExceeded(str(limited), limited.limit, limited.retry_after_s, limited.status.headers()) from None
+            leases = self._admit_tenant(pool, request, arrival)
         except RouterError as error:
             self.metrics.refused(pool.name, request.qos, request.tenant, error.http_status)
             raise
-        generation = Generation(self, pool, request, lease, arrival)
+        generation = Generation(self, pool, request, leases, arrival)
         await generation.begin()
         return generation
+
+    def _admit_tenant(self, pool: PoolState, request: InferenceRequest, now: float) -> tuple[Lease, Lease]:
+        """Leases from the router-wide limiter and the pool's; raises RateLimitExceeded, holding neither."""
+        estimate = estimate_tokens(request.prompt.num_chars())
+        try:
+            lease = self.limiter.acquire(request.tenant, estimate, now)
+            try:
+                return lease, pool.limiter.acquire(request.tenant, estimate, now)
+            except RateLimited:
+                self.limiter.release(lease, 0, now)  # refused: it costs nothing
+                raise
+        except RateLimited as limited:
+            self.metrics.rate_limited.labels(request.tenant, limited.limit).inc()
+            raise RateLimitExceeded(str(limited), limited.limit, limited.retry_after_s, limited.status.headers()) from None
 
 
 class Generation:
     """One request from admission to its last token; whoever started it calls close() when done."""
 
-    def __init__(self, dispatcher: Dispatcher, pool: PoolState, request: InferenceRequest, lease, arrival: float):
+    def __init__(self, dispatcher: Dispatcher, pool: PoolState, request: InferenceRequest, leases: tuple[Lease, Lease], arrival: float):  # fmt: skip
         self.d = dispatcher
         self.pool = pool
         self.request = request
-        self.lease = lease
+        self.leases = leases  # the router-wide limiter's and the pool's
         self.arrival = arrival
         self.backend: Backend | None = None
         self.call = None
@@ -186,8 +205,9 @@ class Generation:
         elif self.first is None:
             used = 0  # no runtime worked on it
         else:
-            used = self.lease.estimated_tokens + self._completion_tokens  # cut short: what it cost so far
-        self.d.limiter.release(self.lease, used, now)
+            used = self.leases[0].estimated_tokens + self._completion_tokens  # cut short: what it cost so far
+        self.d.limiter.release(self.leases[0], used, now)
+        self.pool.limiter.release(self.leases[1], used, now)
         self._record(error, usage, now)
 
     def _record(self, error: BaseException | None, usage: pb.Usage | None, now: float) -> None:

@@ -1,6 +1,6 @@
-"""One pool's live state: its rollout (split and verdicts), its QoS gate and batch share, and the
-decisions that need them: which revision and replica a request goes to, and the periodic control
-step (rollback rules, batch share, capacity)."""
+"""One pool's live state: its rollout (split and verdicts), its QoS gate and batch share, its tenant
+limits, and the decisions that need them: which revision and replica a request goes to, and the
+periodic control step (rollback rules, batch share, capacity). A new route reconfigures it in place."""
 
 import logging
 import random
@@ -15,6 +15,7 @@ from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.qos import REALTIME, BatchShare
 from shoal.router.traffic.rollout import PoolRollout, Verdict
 from shoal.router.traffic.split import Split
+from shoal.router.traffic.tenants import TenantLimiter
 
 log = logging.getLogger(__name__)
 QOS_CONTROL_WINDOW_S = 5.0  # realtime TTFT samples the batch share reacts to
@@ -24,9 +25,20 @@ class PoolState:
     def __init__(self, config: PoolConfig, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.name = config.name
+        self.clock = clock
         self.rollout = PoolRollout(Split(config.stable, config.canary, config.canary_weight))
         self.gate = QosGate(config.qos, clock)
         self.batch_share = BatchShare(config.qos)
+        self.limiter = TenantLimiter(config.tenants, clock(), scope=f"pool {config.name}")
+
+    def reconfigure(self, config: PoolConfig) -> None:
+        """A new route for this pool. Verdicts, queues, requests in flight and token buckets carry over;
+        a split that would send traffic to a rolled-back revision raises RolloutConflict first, changing nothing."""
+        self.rollout.set_weights(config.stable, config.canary, config.canary_weight)
+        self.config = config
+        self.gate.reconfigure(config.qos)
+        self.batch_share.reconfigure(config.qos)
+        self.limiter.reconfigure(config.tenants, self.clock())
 
     def routable_revisions(self) -> list[str]:
         split = self.rollout.split

@@ -101,7 +101,8 @@ class OpenAIHandlers:
 
     async def _generate(self, request: web.Request, endpoint: _Endpoint) -> web.StreamResponse:
         tenant = self.auth.tenant(request.headers.get("Authorization"))
-        limit_headers = lambda: self.dispatcher.limit_headers(tenant)  # noqa: E731
+        parsed = None
+        limit_headers = lambda: self.dispatcher.limit_headers(tenant, parsed.model if parsed else None)  # noqa: E731
         try:
             parsed = endpoint.parse(await read_json(request))
             qos = qos_class(self.auth.default_qos(tenant), request.headers.get(QOS_HEADER), parsed.service_tier, parsed.priority)

@@ -67,6 +67,11 @@ class _RequestWindows:
         self.latencies = {name: SampleWindow(retention_s) for name in LATENCIES}
         self.counts = CountWindow(retention_s, _COUNTS)
 
+    def retain(self, seconds: float) -> None:
+        self.retention_s = seconds
+        for window in [*self.latencies.values(), self.counts]:
+            window.retention_s = seconds
+
     def empty(self, now: float) -> bool:
         no_samples = not any(window.values(now) for window in self.latencies.values())
         return no_samples and not any(self.counts.totals(now, self.retention_s).values())
@@ -77,12 +82,23 @@ class _ScrapeWindows:
         self.kv_free = SampleWindow(retention_s, max_samples=10_000)
         self.preemptions = CountWindow(retention_s, ("preemptions",))
 
+    def retain(self, seconds: float) -> None:
+        self.kv_free.retention_s = self.preemptions.retention_s = seconds
+
 
 class Measurements:
     def __init__(self, retention_s: float = 300.0):
         self.retention_s = retention_s
         self._requests: dict[tuple[str, str, str], _RequestWindows] = {}
         self._scrapes: dict[tuple[str, str], _ScrapeWindows] = {}
+
+    def retain(self, seconds: float) -> None:
+        """Keeps at least `seconds` from now on (a pool added or changed at run time looks that far back)."""
+        if seconds <= self.retention_s:
+            return
+        self.retention_s = seconds
+        for windows in [*self._requests.values(), *self._scrapes.values()]:
+            windows.retain(seconds)
 
     def _windows(self, pool: str, revision: str, qos: str) -> _RequestWindows:
         key = (pool, revision, qos)

@@ -129,6 +129,11 @@ class BatchShare:
         self.share = config.batch_share_max
         self.near, self.relax, self.step, self.decrease = near, relax, step, decrease
 
+    def reconfigure(self, config: QosConfig) -> None:
+        """New bounds or target; the share moves inside the new bounds if it has to."""
+        self.config = config
+        self.share = min(config.batch_share_max, max(config.batch_share_min, self.share))
+
     def update(self, realtime_ttft_p95_s: float | None) -> float:
         target = self.config.realtime_ttft_target_s
         if realtime_ttft_p95_s is not None and realtime_ttft_p95_s > self.near * target:

@@ -14,6 +14,10 @@ from shoal.router.traffic.split import Split
 class RolloutConflict(ValueError):
     """The weights asked for would send traffic to a rolled-back revision."""
 
+    def __init__(self, role: str, revision: str):
+        super().__init__(f"{role} revision {revision!r} was rolled back; reset it first")
+        self.revision = revision
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -45,9 +49,9 @@ class PoolRollout:
         """Raises ValueError for bad weights, RolloutConflict for a rolled-back revision."""
         split = Split(stable, canary, canary_weight)  # validates
         if stable in self.rolled_back:
-            raise RolloutConflict(f"stable revision {stable!r} was rolled back; reset it first")
+            raise RolloutConflict("stable", stable)
         if canary in self.rolled_back and canary_weight > 0:
-            raise RolloutConflict(f"canary revision {canary!r} was rolled back; reset it first")
+            raise RolloutConflict("canary", canary)
         self.split = split
         return split
 

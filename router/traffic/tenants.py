@@ -4,6 +4,10 @@ A request is admitted while the tenant is under its concurrency cap and its buck
 the request's estimated prompt tokens (the router has no tokenizer, so ~4 characters a token); the
 estimate is taken at once and the difference to the real usage when the request ends, which may
 leave the bucket in debt until it refills. Refusals carry what OpenAI's `x-ratelimit-*` headers say.
+
+The router has one limiter for its tenants and one per pool for the limits a route sets on that
+pool; a tenant a limiter does not list is unlimited there. A pool's limits change in place
+(`reconfigure`), so requests in flight and bucket levels carry over a route update.
 """
 
 import math
@@ -64,6 +68,13 @@ class LimitStatus:
         return headers
 
 
+def tighter(a: LimitStatus, b: LimitStatus) -> LimitStatus:
+    """Where two limiters apply (the router's and the pool's): per kind, the limit with less left."""
+    requests = min((s for s in (a, b) if s.limit_requests is not None), key=lambda s: s.remaining_requests, default=a)
+    tokens = min((s for s in (a, b) if s.limit_tokens is not None), key=lambda s: s.remaining_tokens, default=a)
+    return LimitStatus(requests.limit_requests, requests.remaining_requests, tokens.limit_tokens, tokens.remaining_tokens, tokens.reset_tokens_s)  # fmt: skip
+
+
 class RateLimited(Exception):
     def __init__(self, tenant: str, limit: str, message: str, retry_after_s: float, status: LimitStatus):
         super().__init__(message)
@@ -73,36 +84,65 @@ class RateLimited(Exception):
         self.status = status
 
 
-@dataclass
-class Lease:
-    tenant: str
-    estimated_tokens: int
-    released: bool = False
-
-
 class _Tenant:
     def __init__(self, config: TenantConfig, now: float):
         self.config = config
         self.in_flight = 0
-        self.bucket = None
-        if config.tokens_per_minute is not None:
-            burst = config.token_burst or config.tokens_per_minute
-            self.bucket = TokenBucket(burst, config.tokens_per_minute / 60.0, now)
+        self.bucket = _bucket(config, now)
+
+    def reconfigure(self, config: TenantConfig, now: float) -> None:
+        """New limits; requests in flight stay counted and a bucket keeps its level (up to its new size)."""
+        if config == self.config:
+            return
+        bucket = _bucket(config, now)
+        if bucket is not None and self.bucket is not None:
+            bucket.level = min(bucket.capacity, self.bucket.refill(now))
+        self.config, self.bucket = config, bucket
+
+
+def _bucket(config: TenantConfig, now: float) -> TokenBucket | None:
+    if config.tokens_per_minute is None:
+        return None
+    return TokenBucket(config.token_burst or config.tokens_per_minute, config.tokens_per_minute / 60.0, now)
+
+
+@dataclass
+class Lease:
+    tenant: str
+    estimated_tokens: int
+    state: _Tenant | None  # None: the limiter does not limit this tenant
+    released: bool = False
 
 
 class TenantLimiter:
-    def __init__(self, tenants: tuple[TenantConfig, ...], now: float):
+    def __init__(self, tenants: tuple[TenantConfig, ...], now: float, scope: str = ""):
+        self.scope = scope  # where the limits apply, for messages: "" (router-wide) or "pool X"
         self._tenants = {t.name: _Tenant(t, now) for t in tenants}
+
+    def reconfigure(self, tenants: tuple[TenantConfig, ...], now: float) -> None:
+        """The tenants and limits a new route lists; a lease taken before is released where it was taken."""
+        states = {}
+        for config in tenants:
+            state = self._tenants.get(config.name)
+            if state is None:
+                state = _Tenant(config, now)
+            else:
+                state.reconfigure(config, now)
+            states[config.name] = state
+        self._tenants = states
 
     def acquire(self, tenant: str, estimated_tokens: int, now: float) -> Lease:
         """Raises RateLimited when the tenant is at its concurrency cap or out of tokens."""
-        state = self._tenants[tenant]
+        state = self._tenants.get(tenant)
+        if state is None:
+            return Lease(tenant, estimated_tokens, None)
+        where = f" on {self.scope}" if self.scope else ""
         cap = state.config.max_concurrent
         if cap is not None and state.in_flight >= cap:
             raise RateLimited(
                 tenant,
                 "requests",
-                f"Rate limit reached for tenant {tenant} on concurrent requests: limit {cap}, in flight {state.in_flight}. "
+                f"Rate limit reached for tenant {tenant}{where} on concurrent requests: limit {cap}, in flight {state.in_flight}. "
                 "Please retry when one of your requests has finished.",
                 1.0,
                 self.status(tenant, now),
@@ -113,7 +153,7 @@ class TenantLimiter:
                 raise RateLimited(
                     tenant,
                     "tokens",
-                    f"Rate limit reached for tenant {tenant} on tokens per min: limit {state.config.tokens_per_minute}, "
+                    f"Rate limit reached for tenant {tenant}{where} on tokens per min: limit {state.config.tokens_per_minute}, "
                     f"remaining {max(0, math.floor(state.bucket.level))}, requested ~{estimated_tokens}. "
                     f"Please try again in {format_duration(wait_s)}.",
                     wait_s,
@@ -121,21 +161,22 @@ class TenantLimiter:
                 )
             state.bucket.charge(estimated_tokens, now)
         state.in_flight += 1
-        return Lease(tenant, estimated_tokens)
+        return Lease(tenant, estimated_tokens, state)
 
     def release(self, lease: Lease, used_tokens: int | None, now: float) -> None:
         """The request ended; `used_tokens` is prompt + completion (None if unknown: the estimate stands)."""
-        if lease.released:
+        state = lease.state
+        if lease.released or state is None:
             return
         lease.released = True
-        state = self._tenants[lease.tenant]
         state.in_flight -= 1
         if state.bucket is not None and used_tokens is not None:
             state.bucket.charge(used_tokens - lease.estimated_tokens, now)
 
     def status(self, tenant: str, now: float) -> LimitStatus:
-        state = self._tenants[tenant]
-        cap, bucket = state.config.max_concurrent, state.bucket
+        state = self._tenants.get(tenant)
+        cap = state.config.max_concurrent if state is not None else None
+        bucket = state.bucket if state is not None else None
         level = bucket.refill(now) if bucket is not None else None
         return LimitStatus(
             limit_requests=cap,
@@ -145,8 +186,12 @@ class TenantLimiter:
             reset_tokens_s=bucket.seconds_until(bucket.capacity, now) if bucket is not None else None,
         )
 
+    def tenants(self) -> list[str]:
+        return list(self._tenants)
+
     def in_flight(self, tenant: str) -> int:
-        return self._tenants[tenant].in_flight
+        state = self._tenants.get(tenant)
+        return state.in_flight if state is not None else 0
 
 
 def format_duration(seconds: float) -> str:

@@ -1,10 +1,20 @@
-"""The config file: the local example loads; every mistake is refused naming the field."""
+"""The config file: the local example loads; every mistake is refused naming the field, in the file
+and in a pool entry pushed on its own (an admin API route)."""
 
 import json
 
 import pytest
 
-from shoal.router.config import DEFAULT_RULES, ConfigError, ErrorRateRule, LatencyRatioRule, load_config, parse_config
+from shoal.router.config import (
+    DEFAULT_RULES,
+    ConfigError,
+    ErrorRateRule,
+    LatencyRatioRule,
+    TenantConfig,
+    load_config,
+    parse_config,
+    parse_pool,
+)
 from shoal.router.dev import LOCAL_CONFIG
 
 
@@ -34,10 +44,40 @@ def test_rules_parse_with_their_settings():
     assert config.pools[0].rollback_rules == (LatencyRatioRule(metric="ttft", max_ratio=2.0), ErrorRateRule(max_rate=None, max_over_stable=0.01))  # fmt: skip
 
 
+def test_pools_may_be_empty_and_carry_tenant_limits():
+    assert parse_config({"pools": []}).pools == ()
+    config = parse_config({**minimal(tenants=[{"name": "a", "max_concurrent": 1}]), "tenants": [{"name": "a"}]})
+    assert config.pools[0].tenants == (TenantConfig("a", max_concurrent=1),)
+
+
+def test_rules_set_how_long_a_pool_looks_back():
+    assert parse_config(minimal()).pools[0].longest_window_s == 60.0
+    assert parse_config(minimal(rollback_rules=[{"preemptions": {"window_s": 900}}])).pools[0].longest_window_s == 900.0
+    assert parse_config(minimal(rollback_rules=[])).pools[0].longest_window_s == 0.0
+
+
+def test_a_pool_entry_alone_names_its_fields_from_its_top():
+    entry = minimal()["pools"][0]
+    assert parse_pool(entry).revisions["v1"][0].target == "10.0.0.1:50051"
+    for mistake, message in [
+        ({"canary_weight": "ten"}, "canary_weight: must be float"),
+        ({"colour": "blue"}, "colour: unknown field"),
+        ({"canary": "v1"}, "canary: must differ from stable"),
+        ({"revisions": {"v1": {"endpoints": [{"target": "nohost"}]}}}, "revisions.v1.endpoints[0].target: must be host:port"),
+        ({"rollback_rules": [{"vibes": {}}]}, "rollback_rules[0]: unknown rule 'vibes'"),
+        ({"tenants": [{"name": "a", "default_qos": "batch"}]}, "tenants[0].default_qos: unknown field"),
+        ({"tenants": [{"name": "a"}, {"name": "a"}]}, "tenants[1].name: 'a' is used twice"),
+    ]:
+        with pytest.raises(ConfigError) as error:
+            parse_pool({**entry, **mistake})
+        assert str(error.value).startswith(message)
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ({}, "pools: required"),
+        (minimal(tenants=[{"name": "ghost", "max_concurrent": 1}]), "pools[0].tenants[0].name: no tenant 'ghost' under tenants"),  # fmt: skip
         (minimal(colour="blue"), "pools[0].colour: unknown field"),
         (minimal(canary_weight="ten"), "pools[0].canary_weight: must be float"),
         (minimal(canary_weight=120), "pools[0].canary_weight: must be <= 100"),

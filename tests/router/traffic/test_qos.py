@@ -81,3 +81,12 @@ def test_batch_share_halves_near_the_target_and_creeps_back():
     for _ in range(10):
         share.update(None)  # no realtime traffic: grow back
     assert share.share == 0.5
+
+
+def test_new_share_bounds_move_the_share_inside_them_and_keep_it_otherwise():
+    share = BatchShare(CONFIG)
+    share.update(0.9)  # 0.25
+    share.reconfigure(QosConfig(batch_share_min=0.4, batch_share_max=0.8))
+    assert share.share == 0.4
+    share.reconfigure(QosConfig(batch_share_min=0.1, batch_share_max=0.8))
+    assert share.share == 0.4 and share.update(0.9) == 0.2  # the new minimum applies

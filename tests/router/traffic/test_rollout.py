@@ -28,8 +28,9 @@ def test_a_rolled_back_revision_stays_out_until_reset():
     rollout = PoolRollout(Split("v1", "v2", 10.0))
     first = rollout.roll_back([BREACH], 1.0)
     assert rollout.roll_back([BREACH], 2.0) is None  # one verdict, not one per evaluation
-    with pytest.raises(RolloutConflict, match="reset it first"):
+    with pytest.raises(RolloutConflict, match="reset it first") as conflict:
         rollout.set_weights("v1", "v2", 5.0)
+    assert conflict.value.revision == "v2"
     assert rollout.split.canary_weight == 0.0 and rollout.rolled_back["v2"] is first
     rollout.set_weights("v1", "v2", 0.0)  # keeping it at 0 is fine
     with pytest.raises(RolloutConflict):

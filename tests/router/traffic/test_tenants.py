@@ -1,9 +1,18 @@
-"""Tenant limits: concurrency caps, token buckets with reconciliation, and OpenAI's rate-limit headers."""
+"""Tenant limits: concurrency caps, token buckets with reconciliation, and OpenAI's rate-limit headers;
+a pool's limiter: unlisted tenants are free there, and a new route changes limits without losing counts."""
 
 import pytest
 
 from shoal.router.config import TenantConfig
-from shoal.router.traffic.tenants import RateLimited, TenantLimiter, TokenBucket, estimate_tokens, format_duration
+from shoal.router.traffic.tenants import (
+    LimitStatus,
+    RateLimited,
+    TenantLimiter,
+    TokenBucket,
+    estimate_tokens,
+    format_duration,
+    tighter,
+)
 
 
 def test_token_bucket_refills_at_its_rate_and_may_go_into_debt():
@@ -60,3 +69,45 @@ def test_unlimited_tenants_have_no_headers():
 def test_estimates_and_durations():
     assert estimate_tokens(0) == 1 and estimate_tokens(9) == 3
     assert [format_duration(s) for s in (0.02, 1.0, 59.2, 360.0)] == ["20ms", "1s", "1m0s", "6m0s"]
+
+
+def test_a_tenant_the_limiter_does_not_list_is_unlimited_there():
+    limiter = TenantLimiter((TenantConfig("t", max_concurrent=1),), now=0.0, scope="pool chat")
+    leases = [limiter.acquire("other", 10**6, 0.0) for _ in range(100)]
+    for lease in leases:
+        limiter.release(lease, 10, 0.0)
+    assert limiter.status("other", 0.0).headers() == {} and limiter.in_flight("other") == 0
+    limiter.acquire("t", 1, 0.0)
+    with pytest.raises(RateLimited, match="tenant t on pool chat on concurrent requests"):
+        limiter.acquire("t", 1, 0.0)
+
+
+def test_new_limits_keep_requests_in_flight_and_the_bucket_level():
+    limiter = TenantLimiter((TenantConfig("t", max_concurrent=3, tokens_per_minute=600),), now=0.0)
+    leases = [limiter.acquire("t", 100, 0.0) for _ in range(2)]  # 2 in flight, 400 tokens left
+    limiter.reconfigure((TenantConfig("t", max_concurrent=2, tokens_per_minute=300),), now=0.0)
+    assert limiter.in_flight("t") == 2 and limiter.status("t", 0.0).remaining_tokens == 300  # capped at the new size
+    with pytest.raises(RateLimited):
+        limiter.acquire("t", 1, 0.0)
+    limiter.release(leases[0], 100, 0.0)
+    assert limiter.in_flight("t") == 1
+    limiter.reconfigure((TenantConfig("u", max_concurrent=1),), now=0.0)  # t is no longer limited here
+    limiter.release(leases[1], 100, 0.0)  # released where it was taken, harmlessly
+    assert limiter.tenants() == ["u"] and limiter.status("t", 0.0).headers() == {}
+
+
+def test_the_same_limits_again_change_nothing():
+    limiter = TenantLimiter((TenantConfig("t", tokens_per_minute=600),), now=0.0)
+    limiter.acquire("t", 500, 0.0)
+    limiter.reconfigure((TenantConfig("t", tokens_per_minute=600),), now=0.0)
+    assert limiter.status("t", 0.0).remaining_tokens == 100 and limiter.in_flight("t") == 1
+
+
+def test_the_tighter_of_two_limits_per_kind():
+    wide = LimitStatus(limit_requests=10, remaining_requests=9, limit_tokens=1000, remaining_tokens=10, reset_tokens_s=5.0)
+    pool = LimitStatus(limit_requests=1, remaining_requests=0, limit_tokens=None, remaining_tokens=None, reset_tokens_s=None)
+    combined = tighter(wide, pool)
+    assert (combined.limit_requests, combined.remaining_requests) == (1, 0)
+    assert (combined.limit_tokens, combined.remaining_tokens, combined.reset_tokens_s) == (1000, 10, 5.0)
+    unlimited = LimitStatus(None, None, None, None, None)
+    assert tighter(unlimited, unlimited) == unlimited and tighter(unlimited, pool) == pool

@@ -47,3 +47,17 @@ def test_measurements_forget_revisions_that_went_quiet():
     m.record_finish("p", "new", "realtime", 100.0, error=False, e2e_s=0.1)
     m.prune(now=100.0)
     assert m.keys() == [("p", "new", "realtime")] and m.revisions("p") == ["new"]
+
+
+def test_measurements_keep_longer_once_a_pool_looks_further_back():
+    from shoal.router.traffic.measurements import Measurements
+
+    m = Measurements(retention_s=60)
+    m.record_finish("p", "v1", "realtime", 0.0, error=True, e2e_s=0.1)
+    m.record_scrape("p", "v1", 0.0, kv_free=0.5, preemptions=2)
+    m.retain(30)  # never shorter
+    m.retain(600)
+    stats = m.stats("p", "v1", 600, now=500.0)
+    assert (stats.requests, stats.errors, stats.latencies["e2e"], stats.kv_free, stats.preemptions) == (1, 1, [0.1], [0.5], 2)
+    m.record_finish("p", "v2", "realtime", 0.0, error=False)  # windows made later keep as long
+    assert m.stats("p", "v2", 600, now=500.0).requests == 1
