@@ -6,6 +6,7 @@ difference), so a missed or repeated event costs nothing: the timer catches up.
 
 import kopf
 
+from shoal.operator.kube_api import login
 from shoal.operator.reconcile_pass import OperatorContext, forget_pool, reconcile_pool
 
 RESOURCE = ("shoal.dev", "v1alpha1", "modelpools")
@@ -14,6 +15,10 @@ FINALIZER = "shoal.dev/route-cleanup"
 
 def build_registry(ctx: OperatorContext) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def credentials(settings: kopf.OperatorSettings, **_) -> kopf.ConnectionInfo:
+        return login(settings)  # the same as the operator's own API client uses
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_) -> None:
