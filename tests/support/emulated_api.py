@@ -33,18 +33,18 @@ import json
 import random
 import signal
 import socket
-import string
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiohttp.web
 import attrs
 import yaml
-from kmock import KubernetesEmulator, KubernetesError, KubernetesScaffold, Request, resource
+from kmock import KubernetesEmulator, KubernetesScaffold, Request, resource
 
 from tests.support import object_writes, patches
+from tests.support.api_errors import FieldError, dot, failure_status, invalid, not_found, status_error
 from tests.support.api_paths import ApiPath, api_version_of, parse_api_path
 from tests.support.crd_resources import ScalePaths, served_resources
 from tests.support.kubeconfig import write_kubeconfig
@@ -60,13 +60,6 @@ _PODS = resource("", "v1", "pods")
 _INITIAL_STATUS = {_PODS: {"phase": "Pending"}}
 _DEFAULT_POD_GRACE_S = 30
 _CLOSED = None  # put on every bus when the server stops, so that open watches end
-
-
-class FieldError(NamedTuple):
-    """One reason an object is invalid, as a validation hook reports it."""
-
-    field: str  # e.g. spec.replicas
-    message: str
 
 
 Validator = Callable[[Mapping[str, Any]], Iterable[FieldError]]
@@ -139,7 +132,7 @@ class EmulatedApiServer(KubernetesEmulator):
     async def _serve_resource(self, raw_request: aiohttp.web.BaseRequest, request: Request, path: ApiPath) -> aiohttp.web.StreamResponse:
         res = resource(path.group, path.version, path.plural)
         if res not in self.resources:
-            raise _error(404, "NotFound", "the server could not find the requested resource")
+            raise status_error(404, "NotFound", "the server could not find the requested resource")
         info = self.resources[res]
         namespace = path.namespace if info.namespaced else None
         method = str(request.method.value)
@@ -151,21 +144,21 @@ class EmulatedApiServer(KubernetesEmulator):
             if method == "POST" and path.subresource is None:
                 async with self._lock:
                     return _json(await self._create(res, namespace, _body(request)), status=201)
-            raise _error(405, "MethodNotAllowed", f"{method} on a collection is not supported by the emulator")
+            raise status_error(405, "MethodNotAllowed", f"{method} on a collection is not supported by the emulator")
         sub = path.subresource
         if sub is not None and not (sub == "status" and "status" in info.subresources or sub == "scale" and res in self._scales):
-            raise _error(404, "NotFound", f"the server could not find the requested resource ({path.plural}/{sub})")
+            raise status_error(404, "NotFound", f"the server could not find the requested resource ({path.plural}/{sub})")
         async with self._lock:
             obj = self._get(res, namespace, path.name)
             if obj is None:
-                raise _not_found(res, path.name)
+                raise not_found(res, path.name)
             if method == "GET":
                 return _json(object_writes.scale_of(obj, self._scales[res]) if sub == "scale" else obj)
             if method in ("PUT", "PATCH"):
                 return _json(await self._write(request, res, obj, sub))
             if method == "DELETE" and sub is None:
                 return _json(await self._delete(res, obj, **_delete_options(request)))
-        raise _error(405, "MethodNotAllowed", f"{method} is not supported here")
+        raise status_error(405, "MethodNotAllowed", f"{method} is not supported here")
 
     async def _list(self, request: Request, res: resource, namespace: str | None) -> dict[str, Any]:
         matches = _matcher(request.params)
@@ -184,7 +177,7 @@ class EmulatedApiServer(KubernetesEmulator):
         timeout = float(request.params["timeoutSeconds"]) if "timeoutSeconds" in request.params else None
         since = request.params.get("resourceVersion", "")
         if since not in ("", "0") and not since.isdigit():
-            raise _error(400, "BadRequest", f"invalid resourceVersion {since!r}")
+            raise status_error(400, "BadRequest", f"invalid resourceVersion {since!r}")
         bus = self._buses[res]
         async with self._lock:  # no write can fall between the backlog and the live events
             mark = await bus.mark()
@@ -221,7 +214,7 @@ class EmulatedApiServer(KubernetesEmulator):
         if since in ("", "0"):
             return [{"type": "ADDED", "object": obj} for obj in self._live(res, namespace)]
         if len(self._history) == self._history.maxlen and int(since) < self._history[0][0] - 1:
-            expired = _status(410, "Expired", f"too old resource version: {since} ({self._history[0][0] - 1})")
+            expired = failure_status(410, "Expired", f"too old resource version: {since} ({self._history[0][0] - 1})")
             return [{"type": "ERROR", "object": expired}]
         return [event for revision, r, event in self._history if r == res and revision > int(since)]
 
@@ -230,21 +223,21 @@ class EmulatedApiServer(KubernetesEmulator):
     async def _create(self, res: resource, namespace: str | None, body: Any) -> dict[str, Any]:
         info = self.resources[res]
         if not isinstance(body, Mapping):
-            raise _error(400, "BadRequest", "the body must be a JSON object")
+            raise status_error(400, "BadRequest", "the body must be a JSON object")
         metadata = body.get("metadata") or {}
         if info.namespaced:
             if namespace is not None and metadata.get("namespace") not in (None, namespace):
-                raise _error(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+                raise status_error(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
             namespace = namespace or metadata.get("namespace")
             if namespace is None:
-                raise _error(400, "BadRequest", f"{res.plural} are namespaced: create them under /namespaces/<namespace>/")
+                raise status_error(400, "BadRequest", f"{res.plural} are namespaced: create them under /namespaces/<namespace>/")
             if self._get(_NAMESPACES, None, namespace) is None:
-                raise _not_found(_NAMESPACES, namespace)
+                raise not_found(_NAMESPACES, namespace)
         name = metadata.get("name") or (metadata["generateName"] + _random_suffix() if metadata.get("generateName") else None)
         if not name:
-            raise _invalid(info.kind, res.group, "", [FieldError("metadata.name", "Required value: name or generateName is required")])
+            raise invalid(info.kind, res.group, "", [FieldError("metadata.name", "Required value: name or generateName is required")])
         if self._get(res, namespace, name) is not None:
-            raise _error(409, "AlreadyExists", f'{res.plural}{_dot(res.group)} "{name}" already exists', name=name, group=res.group, kind=res.plural)
+            raise status_error(409, "AlreadyExists", f'{res.plural}{dot(res.group)} "{name}" already exists', name=name, group=res.group, kind=res.plural)
         obj = object_writes.created(
             body,
             api_version=api_version_of(res.group, res.version),
@@ -266,25 +259,25 @@ class EmulatedApiServer(KubernetesEmulator):
         body = _body(request)
         if request.method.value == "PUT":
             if not isinstance(body, Mapping):
-                raise _error(400, "BadRequest", "the body must be a JSON object")
+                raise status_error(400, "BadRequest", "the body must be a JSON object")
             new = body
         else:
             content_type = _content_type(request)
             if content_type not in patches.SUPPORTED:
-                raise _error(415, "UnsupportedMediaType", f"patch type {content_type!r} is not supported by the emulator (server-side apply is not emulated); use one of {', '.join(patches.SUPPORTED)}")
+                raise status_error(415, "UnsupportedMediaType", f"patch type {content_type!r} is not supported by the emulator (server-side apply is not emulated); use one of {', '.join(patches.SUPPORTED)}")
             try:
                 new = patches.apply_patch(content_type, current, body)
-            except patches.PatchError as error:
-                raise _invalid(info.kind, res.group, old["metadata"]["name"], [FieldError("", str(error))]) from None
+            except patches.PatchError as problem:
+                raise invalid(info.kind, res.group, old["metadata"]["name"], [FieldError("", str(problem))]) from None
         wanted_version = (new.get("metadata") or {}).get("resourceVersion")
         if wanted_version is not None and wanted_version != old["metadata"]["resourceVersion"]:
-            message = f'Operation cannot be fulfilled on {res.plural}{_dot(res.group)} "{old["metadata"]["name"]}": the object has been modified; please apply your changes to the latest version and try again'
-            raise _error(409, "Conflict", message, name=old["metadata"]["name"], group=res.group, kind=res.plural)
+            message = f'Operation cannot be fulfilled on {res.plural}{dot(res.group)} "{old["metadata"]["name"]}": the object has been modified; please apply your changes to the latest version and try again'
+            raise status_error(409, "Conflict", message, name=old["metadata"]["name"], group=res.group, kind=res.plural)
         revision = self._revision + 1
         if sub == "scale":
             replicas = (new.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise _invalid("Scale", "autoscaling", old["metadata"]["name"], [FieldError("spec.replicas", f"Invalid value: {replicas!r}: must be an integer >= 0")])
+                raise invalid("Scale", "autoscaling", old["metadata"]["name"], [FieldError("spec.replicas", f"Invalid value: {replicas!r}: must be an integer >= 0")])
             stored = object_writes.updated(old, object_writes.scaled(old, self._scales[res], replicas), resource_version=revision, status_subresource="status" in info.subresources)
         elif sub == "status":
             stored = object_writes.status_updated(old, new, resource_version=revision)
@@ -299,7 +292,7 @@ class EmulatedApiServer(KubernetesEmulator):
 
     async def _delete(self, res: resource, obj: dict[str, Any], *, grace: int | None, policy: str | None) -> dict[str, Any]:
         if policy not in (None, "Background", "Foreground"):
-            raise _error(422, "Invalid", f"propagationPolicy {policy!r} is not supported by the emulator (only Background; Foreground is treated as Background)")
+            raise status_error(422, "Invalid", f"propagationPolicy {policy!r} is not supported by the emulator (only Background; Foreground is treated as Background)")
         metadata, spec = obj["metadata"], obj.get("spec") or {}
         # A pod on a node stops gracefully: the kubelet deletes it for good once its containers
         # are gone. Any other object goes at once, unless finalizers hold it.
@@ -372,7 +365,7 @@ class EmulatedApiServer(KubernetesEmulator):
         validator = self.validators.get(res)
         errors = list(validator(obj)) if validator is not None else []
         if errors:
-            raise _invalid(self.resources[res].kind, res.group, obj["metadata"]["name"], errors)
+            raise invalid(self.resources[res].kind, res.group, obj["metadata"]["name"], errors)
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -456,11 +449,11 @@ def _body(request: Request) -> Any:
     if not _content_type(request).endswith("json"):
         # kubectl's generator commands (`kubectl create namespace x`) send protobuf; `-f` sends JSON.
         message = f"the emulator reads JSON bodies only, not {_content_type(request)!r}; use kubectl create/apply -f"
-        raise _error(415, "UnsupportedMediaType", message)
+        raise status_error(415, "UnsupportedMediaType", message)
     try:
         return json.loads(request.body)
     except ValueError:
-        raise _error(400, "BadRequest", "the body is not JSON (the emulator speaks JSON only)") from None
+        raise status_error(400, "BadRequest", "the body is not JSON (the emulator speaks JSON only)") from None
 
 
 def _content_type(request: Request) -> str:
@@ -480,8 +473,8 @@ def _matcher(params: Mapping[str, str]) -> Matcher:
     try:
         tests = [label_matcher(params["labelSelector"])] if params.get("labelSelector") else []
         tests += [field_matcher(params["fieldSelector"])] if params.get("fieldSelector") else []
-    except SelectorError as error:
-        raise _error(400, "BadRequest", str(error)) from None
+    except SelectorError as problem:
+        raise status_error(400, "BadRequest", str(problem)) from None
     return lambda obj: all(test(obj) for test in tests)
 
 
@@ -500,32 +493,8 @@ def _random_suffix() -> str:
     return "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=5))
 
 
-def _dot(group: str) -> str:
-    return f".{group}" if group else ""
-
-
 def _json(payload: Any, status: int = 200) -> aiohttp.web.Response:
     return aiohttp.web.json_response(payload, status=status)
-
-
-def _status(code: int, reason: str, message: str, **details: Any) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "reason": reason, "message": message, "code": code, "details": details}  # fmt: skip
-
-
-def _error(code: int, reason: str, message: str, **details: Any) -> KubernetesError:
-    # kmock renders a KubernetesError as a Status; without details it would add a traceback.
-    return KubernetesError(status=code, reason=reason, message=message, details=details or {"causes": []})
-
-
-def _not_found(res: resource, name: str) -> KubernetesError:
-    return _error(404, "NotFound", f'{res.plural}{_dot(res.group)} "{name}" not found', name=name, group=res.group, kind=res.plural)
-
-
-def _invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> KubernetesError:
-    reasons = [f"{error.field}: {error.message}" if error.field else error.message for error in errors]
-    summary = reasons[0] if len(reasons) == 1 else f"[{', '.join(reasons)}]"
-    causes = [{"reason": "FieldValueInvalid", "message": error.message, "field": error.field} for error in errors]
-    return _error(422, "Invalid", f'{kind}{_dot(group)} "{name}" is invalid: {summary}', name=name, group=group, kind=kind, causes=causes)
 
 
 if __name__ == "__main__":
