@@ -109,7 +109,7 @@ async def test_emulated_validation_hook_rejects_invalid_objects_with_422(tmp_pat
         await cluster.client.create(POOLS, pool("small", replicas=2))
         status, body = await call(cluster, "PATCH", f"{POOLS}/small/scale", {"spec": {"replicas": 9}}, MERGE_PATCH)
         assert status == 422 and body["details"]["causes"][0]["field"] == "spec.replicas"
-        assert [p["spec"]["replicas"] for p in await cluster.client.list(POOLS)] == [2]
+        assert (await cluster.client.get(f"{POOLS}/small"))["spec"]["replicas"] == 2
 
 
 async def test_emulated_write_with_a_stale_resource_version_conflicts(tmp_path):
@@ -184,7 +184,7 @@ async def test_emulated_pod_on_a_node_is_deleted_gracefully_and_gone_when_the_ku
     async with emulated_api(tmp_path) as cluster:
         await cluster.client.create(PODS, pod("p", spec={"nodeName": "n", "terminationGracePeriodSeconds": 7}))
         await cluster.client.delete(f"{PODS}/p")
-        [terminating] = await cluster.client.list(PODS)
+        terminating = await cluster.client.get(f"{PODS}/p")
         assert terminating["metadata"]["deletionTimestamp"] and terminating["metadata"]["deletionGracePeriodSeconds"] == 7
 
         await cluster.client.delete(f"{PODS}/p", grace_seconds=0)

@@ -26,6 +26,9 @@ class ApiClient:
         params = {"labelSelector": label_selector} if label_selector else {}
         return (await self._call("GET", path, params=params))["items"]
 
+    async def get(self, path: str) -> dict[str, Any]:
+        return await self._call("GET", path)
+
     async def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return await self._call("POST", path, json=obj)
 

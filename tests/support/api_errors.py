@@ -8,10 +8,12 @@ from kmock import KubernetesError, resource
 
 
 class FieldError(NamedTuple):
-    """One reason an object is invalid, as a validation hook reports it."""
+    """One reason an object is invalid, as a validation hook reports it. Only the attributes are
+    read, so any object with them will do (tests/support/crd_schema.py's FieldError, say)."""
 
     field: str  # e.g. spec.replicas
-    message: str
+    message: str  # e.g. Invalid value: -1: must be >= 0
+    reason: str = "FieldValueInvalid"  # the StatusCause reason
 
 
 def status_error(code: int, reason: str, message: str, **details: Any) -> KubernetesError:
@@ -27,7 +29,7 @@ def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> Kuber
     """422 as admission answers it: `<Kind>.<group> "<name>" is invalid: <field>: <message>`."""
     reasons = [f"{error.field}: {error.message}" if error.field else error.message for error in errors]
     summary = reasons[0] if len(reasons) == 1 else f"[{', '.join(reasons)}]"
-    causes = [{"reason": "FieldValueInvalid", "message": error.message, "field": error.field} for error in errors]
+    causes = [{"reason": error.reason, "message": error.message, "field": error.field} for error in errors]
     return status_error(422, "Invalid", f'{kind}{dot(group)} "{name}" is invalid: {summary}', name=name, group=group, kind=kind, causes=causes)
 
 

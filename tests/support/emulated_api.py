@@ -235,7 +235,7 @@ class EmulatedApiServer(KubernetesEmulator):
                 raise not_found(_NAMESPACES, namespace)
         name = metadata.get("name") or (metadata["generateName"] + _random_suffix() if metadata.get("generateName") else None)
         if not name:
-            raise invalid(info.kind, res.group, "", [FieldError("metadata.name", "Required value: name or generateName is required")])
+            raise invalid(info.kind, res.group, "", [FieldError("metadata.name", "Required value: name or generateName is required", "FieldValueRequired")])
         if self._get(res, namespace, name) is not None:
             raise status_error(409, "AlreadyExists", f'{res.plural}{dot(res.group)} "{name}" already exists', name=name, group=res.group, kind=res.plural)
         obj = object_writes.created(
