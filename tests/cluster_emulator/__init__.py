@@ -1,0 +1,1 @@
+"""Tests of the emulated cluster (tests/support/): that it answers as Kubernetes would."""
