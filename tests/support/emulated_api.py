@@ -409,7 +409,8 @@ async def serving(api: EmulatedApiServer, *, host: str = "127.0.0.1", port: int 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     async with api:
-        runner = aiohttp.web.ServerRunner(aiohttp.web.Server(api))
+        # Open watches are ended first; a client that reconnects one meanwhile is not waited for.
+        runner = aiohttp.web.ServerRunner(aiohttp.web.Server(api), shutdown_timeout=1)
         await runner.setup()
         await aiohttp.web.SockSite(runner, sock).start()
         try:
