@@ -4,11 +4,12 @@ import asyncio
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.cluster_emulator.servers import ApiUnderTest, emulated_api
 from tests.support.api_paths import object_path
-from tests.support.emulated_api import FieldError
+from tests.support.emulated_api import EmulatedApiServer, FieldError, serving
 from tests.support.patches import MERGE_PATCH
 
 pytestmark = pytest.mark.asyncio
@@ -265,3 +266,14 @@ async def test_emulated_refusals_are_kubernetes_status_errors(tmp_path):
         assert (status, body["reason"]) == (422, "Invalid")
         status, body = await call(cluster, "GET", f"{POOLS}?labelSelector=a+in+b")
         assert (status, body["reason"]) == (400, "BadRequest")
+
+
+async def test_emulated_server_stop_ends_open_watches_cleanly():
+    async with aiohttp.ClientSession() as session:
+        async with serving(EmulatedApiServer()) as url:
+            response = await session.get(f"{url}/api/v1/namespaces?watch=true")
+            first = json.loads(await response.content.readline())
+            assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "default")
+        # The stream was ended, not cut: a cut one fails to read (the payload is not completed).
+        assert await asyncio.wait_for(response.content.read(), timeout=5) == b""
+        response.release()

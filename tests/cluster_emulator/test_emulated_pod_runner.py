@@ -6,6 +6,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -108,3 +109,21 @@ async def test_emulated_container_without_a_readiness_probe_is_ready_once_starte
     async with running(launch, tmp_path, statuses):
         await eventually(recorded(statuses), lambda seen: container(seen).get("ready"), what="Ready")
         assert container(statuses)["started"] and "running" in container(statuses)["state"]
+
+
+async def test_emulated_container_exit_takes_the_processes_it_left_behind(tmp_path):
+    leaves_a_child = "import subprocess, sys; print(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']).pid, flush=True)"
+    launch = Launch(argv=[sys.executable, "-c", leaves_a_child], env={}, readiness=None, liveness=None, startup=None, restart_policy="Never", grace_s=5)
+    statuses: list[dict] = []
+    async with running(launch, tmp_path, statuses):
+        await eventually(recorded(statuses), lambda seen: seen and seen[-1]["phase"] == "Succeeded", what="the container done")
+        child = int((tmp_path / "pod.log").read_text())
+        await eventually(recorded(statuses), lambda _: not alive(child), timeout=2, what="the child killed")
+
+
+def alive(pid: int) -> bool:
+    """Running, that is: neither gone nor a zombie (an orphan waits for init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

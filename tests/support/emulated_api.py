@@ -14,10 +14,14 @@ Status-shaped errors. It replaces the request handling for resources, because a 
 - resumes watches from a resourceVersion and ends them after timeoutSeconds;
 - deletes pods bound to a node gracefully (the kubelet finishes), waits for finalizers, and
   cascades deletion over ownerReferences as the garbage collector does (Background policy);
+  objects go with their namespace, and are created only in one that exists;
+- completes generateName, and starts pods Pending;
 - rejects objects that a validation hook finds invalid with 422, as admission would.
 
-Left out: server-side apply, deletecollection, the Orphan and Foreground policies, defaulting
-from CRD schemas, authentication and authorization, and removing a deleted CRD's resource.
+Left out: OpenAPI documents (so kubectl needs --validate=false), protobuf bodies (so kubectl's
+`create <kind> NAME` generators fail; `-f` works), server-side apply, deletecollection, the
+Orphan policy (Foreground acts as Background), defaulting from CRD schemas, pods/log and other
+connect subresources, authentication, and removing a deleted CRD's resource.
 
 Use it in-process with `async with serving(EmulatedApiServer()) as url`, or as a process:
 `python -m tests.support.emulated_api --port N --kubeconfig PATH`.
@@ -405,7 +409,8 @@ async def serving(api: EmulatedApiServer, *, host: str = "127.0.0.1", port: int 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     async with api:
-        runner = aiohttp.web.ServerRunner(aiohttp.web.Server(api))
+        # Open watches are ended first; a client that reconnects one meanwhile is not waited for.
+        runner = aiohttp.web.ServerRunner(aiohttp.web.Server(api), shutdown_timeout=1)
         await runner.setup()
         await aiohttp.web.SockSite(runner, sock).start()
         try:

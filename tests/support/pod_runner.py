@@ -169,7 +169,9 @@ class PodRunner:
         if self._launch.liveness is not None:
             probes.append(asyncio.create_task(self._liveness(self._launch.liveness, started)))
         try:
-            return exit_code(await self._process.wait())
+            code = exit_code(await self._process.wait())
+            _signal_group(self._process.pid, signal.SIGKILL)
+            return code
         finally:
             for task in probes:
                 task.cancel()
@@ -236,17 +238,15 @@ class PodRunner:
 
     async def _terminate(self, grace_s: float) -> None:
         process = self._process
-        if process is None or process.returncode is not None:
+        if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            async with asyncio.timeout(grace_s):
-                await process.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
+        if process.returncode is None:
+            _signal_group(process.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace_s):
+                    await process.wait()
+        _signal_group(process.pid, signal.SIGKILL)
+        await process.wait()
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self._state.ready:
@@ -259,6 +259,13 @@ class PodRunner:
             if status != self._reported:
                 await self._report_to(status)
                 self._reported = status
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal the container's process group; SIGKILL takes what is left of a container once its
+    main process is gone, as a runtime tearing down the container's cgroup would."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
 
 
 def _now() -> str:
