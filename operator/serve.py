@@ -1,6 +1,7 @@
 """The operator assembled: credentials, the API and router clients, kopf's registry, kopf's loop."""
 
 import asyncio
+import threading
 
 import kopf
 
@@ -13,8 +14,8 @@ from shoal.operator.router_client import RouterClient
 
 async def run_operator(
     config: OperatorConfig,
-    stop_flag: asyncio.Event | None = None,
-    ready_flag: asyncio.Event | None = None,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
     liveness_endpoint: str | None = None,
 ) -> None:
     kube = KubeApi(login())

@@ -10,6 +10,7 @@ abort. Delete the pool: children and route go.
 import asyncio
 import contextlib
 import itertools
+import threading
 
 import aiohttp
 import grpc
@@ -109,22 +110,25 @@ async def whole_setup(tmp_path, monkeypatch):
         router = Router(make_config([]))
         await router.start()
         kubelet = FakeKubelet(client)
-        stop, ready = asyncio.Event(), asyncio.Event()
+        # kopf gets a loop of its own: when it stops, it cancels every task started on its loop
+        # after it, which would include the API server's and fake runtimes' handlers.
+        stop, ready = threading.Event(), threading.Event()
         config = OperatorConfig(router_admin_urls=(f"http://127.0.0.1:{router.admin_port}",), reconcile_interval_s=0.3, drain_s=1.0)  # fmt: skip
         tasks = [
             asyncio.create_task(run_deployment_controller(client, interval=0.1)),
             asyncio.create_task(kubelet.run()),
-            asyncio.create_task(run_operator(config, stop, ready)),
         ]
+        operator = threading.Thread(target=lambda: asyncio.run(run_operator(config, stop, ready)), name="operator")
+        operator.start()
         try:
-            await asyncio.wait_for(ready.wait(), 30)
+            assert await asyncio.to_thread(ready.wait, 30), "the operator did not start"
             yield client, router, kubelet
         finally:
             stop.set()
-            await asyncio.wait_for(tasks[2], 30)
-            for task in tasks[:2]:
+            await asyncio.to_thread(operator.join, 30)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks[:2], return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await kubelet.stop()
             await router.stop(grace_s=0)
 
