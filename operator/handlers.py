@@ -4,6 +4,8 @@ Every trigger leads to the same level-based pass (read everything, compute, appl
 difference), so a missed or repeated event costs nothing: the timer catches up.
 """
 
+import logging
+
 import kopf
 
 from shoal.operator.kube_api import login
@@ -23,7 +25,7 @@ def build_registry(ctx: OperatorContext) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_) -> None:
         settings.persistence.finalizer = FINALIZER
-        settings.posting.level = 20  # INFO and above become Kubernetes Events
+        settings.posting.level = logging.INFO  # INFO and above become Kubernetes Events
         settings.watching.server_timeout = 300
 
     async def trigger(namespace: str, name: str, **_) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from shoal.operator import children
 from shoal.operator.revisions import pool_spec_of_template, revision_name, template_of
 from shoal.operator.rollout import PROMOTE, ABORT, Event, RolloutState, RouterView, advance
-from shoal.operator.route import is_ready, route_for, pod_endpoints
+from shoal.operator.route import is_serving, pod_endpoints, route_for
 from shoal.operator.spec import PoolSpec, SpecError, parse_pool_spec
 from shoal.operator.status import Condition, merge_conditions, phase_of, state_from_status, status_of_state
 
@@ -105,7 +105,7 @@ def _ready_counts(pods: list[dict]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for pod in pods:
         revision = (pod["metadata"].get("labels") or {}).get(children.REVISION_LABEL)
-        if revision and is_ready(pod) and not pod["metadata"].get("deletionTimestamp"):
+        if revision and is_serving(pod):
             counts[revision] = counts.get(revision, 0) + 1
     return counts
 

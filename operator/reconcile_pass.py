@@ -31,8 +31,8 @@ class OperatorContext:
     routers: RouterClient
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    def lock(self, uid: str) -> asyncio.Lock:
-        return self.locks.setdefault(uid, asyncio.Lock())
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self.locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
 
     async def close(self) -> None:
         await self.routers.close()
@@ -40,13 +40,11 @@ class OperatorContext:
 
 
 async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> None:
-    body = await ctx.kube.get(MODELPOOLS, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return
-    metadata = body["metadata"]
-    ref = PoolRef(name, namespace, metadata["uid"])
-    async with ctx.lock(ref.uid):
-        body = await ctx.kube.get(MODELPOOLS, namespace, name) or body  # fresh, inside the lock
+    async with ctx.lock(namespace, name):
+        body = await ctx.kube.get(MODELPOOLS, namespace, name)  # fresh, inside the lock
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        ref = PoolRef(name, namespace, body["metadata"]["uid"])
         pool = PoolObject(ref, int(body["metadata"].get("generation") or 1), body.get("spec") or {}, body.get("status") or {}, body["metadata"].get("annotations") or {})  # fmt: skip
         deployments = await ctx.kube.list(DEPLOYMENTS, namespace, pool_selector(ref))
         pods = await ctx.kube.list(PODS, namespace, pool_selector(ref))
@@ -82,4 +80,4 @@ async def _report_failure(ctx: OperatorContext, pool: PoolObject, planned: dict,
 async def forget_pool(ctx: OperatorContext, namespace: str, name: str, uid: str) -> None:
     """The pool is being deleted: its route goes (children go by ownerReference cascade)."""
     await ctx.routers.delete_route(PoolRef(name, namespace, uid).router_pool)
-    ctx.locks.pop(uid, None)
+    ctx.locks.pop(f"{namespace}/{name}", None)

@@ -17,11 +17,16 @@ def pod_endpoints(pods: list[dict]) -> dict[str, list[dict]]:
     for pod in pods:
         metadata, status = pod.get("metadata", {}), pod.get("status") or {}
         revision, ip = (metadata.get("labels") or {}).get(REVISION_LABEL), status.get("podIP")
-        if not revision or not ip or metadata.get("deletionTimestamp") or not is_ready(pod):
+        if not revision or not ip or not is_serving(pod):
             continue
         host = f"[{ip}]" if ":" in ip else ip
         endpoints.setdefault(revision, []).append({"target": f"{host}:{GRPC_PORT}", "metrics_url": f"http://{host}:{METRICS_PORT}/metrics"})  # fmt: skip
     return {revision: sorted(found, key=lambda e: e["target"]) for revision, found in endpoints.items()}
+
+
+def is_serving(pod: dict) -> bool:
+    """Ready and not terminating: a pod being deleted takes no new requests, it drains."""
+    return is_ready(pod) and not pod["metadata"].get("deletionTimestamp")
 
 
 def is_ready(pod: dict) -> bool:
