@@ -52,7 +52,7 @@ def route_for(pool: PoolRef, spec: PoolSpec, state: RolloutState, endpoints: dic
             "batch_share_max": qos.batch_share_max,
         },
         "rollback_rules": [
-            {"latency_ratio": {"metric": "e2e", "quantile": 0.99, "max_ratio": analysis.max_p99_latency_ratio, "min_samples": analysis.min_samples, "window_s": window}},  # fmt: skip
+            {"latency_ratio": {"metric": "e2e", "quantile": 0.99, "max_ratio": analysis.max_p99_latency_ratio, "min_difference_s": analysis.min_p99_latency_increase_s, "min_samples": analysis.min_samples, "window_s": window}},  # fmt: skip
             {"error_rate": {"max_rate": analysis.max_error_rate, "min_samples": analysis.min_samples, "window_s": window}},
             {"preemptions": {"max_count": analysis.max_preemptions, "window_s": window}},
             {"kv_free": {"min_free": analysis.min_kv_free_fraction, "window_s": window}},

@@ -65,6 +65,7 @@ class Step:
 @dataclass(frozen=True)
 class Analysis:
     max_p99_latency_ratio: float = 1.3
+    min_p99_latency_increase_s: float = 0.05
     max_error_rate: float = 0.01
     max_preemptions: int = 0
     min_kv_free_fraction: float = 0.1
@@ -213,6 +214,7 @@ def _rollout(f: "_Fields") -> RolloutSpec:
     a = f.sub("analysis")
     analysis = Analysis(
         max_p99_latency_ratio=a.get("maxP99LatencyRatio", float, 1.3, minimum=1.0),
+        min_p99_latency_increase_s=a.get("minP99LatencyIncreaseSeconds", float, 0.05, minimum=0.0),
         max_error_rate=a.get("maxErrorRate", float, 0.01, minimum=0.0, maximum=1.0),
         max_preemptions=a.get("maxPreemptions", int, 0, minimum=0),
         min_kv_free_fraction=a.get("minKvFreeFraction", float, 0.1, minimum=0.0, maximum=1.0),

@@ -14,7 +14,7 @@ def pool(spec: dict | None) -> dict:
 
 DEFAULT_STEPS = [{"weight": 5, "pause": "2m"}, {"weight": 25, "pause": "5m"}, {"weight": 50, "pause": "5m"}]
 DEFAULT_ANALYSIS = {
-    "maxP99LatencyRatio": 1.3, "maxErrorRate": 0.01, "maxPreemptions": 0,
+    "maxP99LatencyRatio": 1.3, "minP99LatencyIncreaseSeconds": 0.05, "maxErrorRate": 0.01, "maxPreemptions": 0,
     "minKvFreeFraction": 0.1, "minSamples": 200, "windowSeconds": 60,
 }
 DEFAULTED_MINIMAL_SPEC = {
@@ -49,7 +49,7 @@ FULL_SPEC = {
     "rollout": {
         "steps": [{"weight": 10, "pause": "90s"}, {"weight": 100, "pause": "1h30m"}],
         "analysis": {
-            "maxP99LatencyRatio": 2.0, "maxErrorRate": 0.05, "maxPreemptions": 3,
+            "maxP99LatencyRatio": 2.0, "minP99LatencyIncreaseSeconds": 0.2, "maxErrorRate": 0.05, "maxPreemptions": 3,
             "minKvFreeFraction": 0.2, "minSamples": 50, "windowSeconds": 300,
         },
         "progressDeadline": "30m",

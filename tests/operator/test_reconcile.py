@@ -50,6 +50,7 @@ def test_new_pool_gets_a_deployment_a_service_a_route_and_pending_status():
     assert plan.route["revisions"] == {revision: {"endpoints": []}}
     assert plan.route["tenants"] == [{"name": "acme", "max_concurrent": 2}]
     assert {"error_rate": {"max_rate": 0.01, "min_samples": 5, "window_s": 60.0}} in plan.route["rollback_rules"]
+    assert {"latency_ratio": {"metric": "e2e", "quantile": 0.99, "max_ratio": 1.3, "min_difference_s": 0.05, "min_samples": 5, "window_s": 60.0}} in plan.route["rollback_rules"]  # fmt: skip
     assert plan.status["phase"] == "Pending" and plan.status["observedGeneration"] == 1
     assert plan.status["stableRevision"] == revision and plan.status["selector"] == "shoal.dev/pool=chat"
     assert {c["type"]: c["status"] for c in plan.status["conditions"]} == {"Ready": "False", "Progressing": "False", "Degraded": "False", "RolledBack": "False"}  # fmt: skip
