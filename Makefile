@@ -9,7 +9,7 @@ PORT ?= 50051
 METRICS_PORT ?= 8001
 ROUTER_PORT ?= 8000
 
-.PHONY: install run proto check-proto test bench clean
+.PHONY: install run proto check-proto test e2e-cluster bench clean
 
 install: $(VENV)/.installed
 
@@ -39,8 +39,13 @@ check-proto: install
 		cmp -s "$$tmp/$$f" "$$f" || { echo "generated code is stale: $$f (run 'make proto')"; exit 1; }; \
 	done && echo "generated gRPC code is current"
 
+# tests/: unit and integration; e2e/: the whole system on this machine, Kubernetes API emulated.
 test: install check-proto
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests e2e
+
+# The same e2e story against a real cluster (any KUBECONFIG; SHOAL_IMAGE: a CPU image). Not in CI.
+e2e-cluster: install
+	PYTHON=$(abspath $(BIN)/python) bash e2e/cluster.sh
 
 bench: install
 	$(BIN)/python bench/throughput.py

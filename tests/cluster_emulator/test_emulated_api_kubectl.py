@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tests.cluster_emulator.kubectl import KubectlError, kubectl, kubectl_json
 from tests.cluster_emulator.servers import emulated_api
+from tests.support.kubectl import KubectlError, kubectl, kubectl_json
 
 POOL = """
 apiVersion: shoal.dev/v1alpha1
@@ -29,8 +29,10 @@ async def test_emulated_kubectl_applies_a_modelpool_and_gets_it_by_short_name(tm
     async with emulated_api(tmp_path) as cluster:
         assert (await kubectl(cluster.kubeconfig, *APPLY, stdin=POOL)).strip() == "modelpool.shoal.dev/chat created"
 
-        table = await kubectl(cluster.kubeconfig, "get", "mp")
-        assert table.split()[:3] == ["NAME", "AGE", "chat"]
+        header, row = (await kubectl(cluster.kubeconfig, "get", "mp")).splitlines()
+        assert header.split() == ["NAME", "READY", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
+        name, age = row.split()  # no status yet: its columns are blank
+        assert name == "chat" and age.endswith("s")
         pool = await kubectl_json(cluster.kubeconfig, "get", "mp", "chat")
         assert pool["kind"] == "ModelPool" and pool["spec"]["model"]["revision"] == "r1"
         metadata = pool["metadata"]
@@ -59,6 +61,8 @@ async def test_emulated_kubectl_reapply_bumps_generation_on_spec_changes_only(tm
         after_status = await kubectl_json(cluster.kubeconfig, "get", "mp", "chat")
         assert after_status["status"] == {"phase": "Ready", "readyReplicas": 1}
         assert after_status["metadata"]["generation"] == 1
+        header, row = (await kubectl(cluster.kubeconfig, "get", "mp", "chat")).splitlines()
+        assert row[header.index("READY") :].split()[:2] == ["1", "Ready"]  # STABLE, CANARY, WEIGHT blank
 
         assert (await kubectl(cluster.kubeconfig, *APPLY, stdin=POOL)).strip() == "modelpool.shoal.dev/chat unchanged"
         changed = POOL.replace("revision: r1", "revision: r2")

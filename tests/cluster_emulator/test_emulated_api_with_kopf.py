@@ -9,10 +9,10 @@ import threading
 import kopf
 import pytest
 
-from tests.cluster_emulator.polling import eventually
 from tests.cluster_emulator.servers import emulated_api
 from tests.support.api_client import ApiError
 from tests.support.api_paths import object_path
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.asyncio
 

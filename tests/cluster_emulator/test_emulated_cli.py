@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_emulator.kubectl import kubectl
-from tests.cluster_emulator.polling import eventually
 from tests.cluster_emulator.servers import emulated_api
 from tests.support.api_paths import object_path
+from tests.support.kubectl import kubectl
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.asyncio
 

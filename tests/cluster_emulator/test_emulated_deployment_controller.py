@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from tests.cluster_emulator.polling import eventually
 from tests.cluster_emulator.servers import emulated_api
 from tests.support.api_paths import object_path
 from tests.support.deployment_controller import TEMPLATE_HASH_LABEL, plan, pod_for, run_deployment_controller, template_hash
+from tests.support.polling import eventually
 
 DEPLOYMENTS = object_path("apps/v1", "deployments", "default")
 PODS = object_path("v1", "pods", "default")

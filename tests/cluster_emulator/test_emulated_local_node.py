@@ -10,10 +10,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.cluster_emulator.kubectl import kubectl
-from tests.cluster_emulator.polling import eventually
 from tests.support.api_paths import object_path
 from tests.support.emulated_cluster import emulated_cluster
+from tests.support.kubectl import kubectl
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.asyncio
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.cluster_emulator.polling import eventually
 from tests.support.pod_launch import Launch, Probe
 from tests.support.pod_runner import PodRunner, PodState
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.asyncio
 

@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from tests.support.crd_schema import RULES_NOT_CHECKED, Crd, InvalidObject, validate
+from tests.support.crd_schema import RULES_NOT_CHECKED, Crd, InvalidObject, validate, write_validator
 
 
 def manifest(spec: dict) -> dict:
@@ -43,6 +43,14 @@ def test_the_manifest_given_is_left_as_it_was(modelpool_crd):
     before = copy.deepcopy(given)
     validate(modelpool_crd, given)
     assert given == before
+
+
+def test_as_a_write_hook_it_reports_errors_and_lets_unknown_fields_be_pruned(modelpool_crd):
+    errors = write_validator(modelpool_crd)
+    assert errors(manifest({"model": {"revision": "v1"}, "resources": {"gpus": 0}, "runtime": {"device": "cpu"}})) == []
+    assert [e.field for e in errors(manifest({"model": {"revision": "v1"}, "replicas": -1}))] == ["spec.replicas"]  # fmt: skip
+    # kubectl --validate=false asks for no strict decoding: the API server drops unknown fields.
+    assert errors(manifest({"model": {"revision": "v1"}, "replicaz": 3})) == []
 
 
 def test_another_kind_or_version_is_not_this_crds_to_judge(modelpool_crd):

@@ -1,11 +1,14 @@
 """What a CustomResourceDefinition makes the API server serve: one resource per served version,
-with its discovery facts and, where declared, where its scale subresource reads and writes."""
+with its discovery facts, its printer columns and, where declared, where its scale subresource
+reads and writes."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kmock import ResourceInfo, resource
+
+from tests.support.tables import PrinterColumn, printer_columns
 
 _VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -24,6 +27,7 @@ class ServedResource:
     resource: resource
     info: ResourceInfo
     scale: ScalePaths | None
+    columns: tuple[PrinterColumn, ...]
 
 
 def served_resources(crd: Mapping[str, Any]) -> list[ServedResource]:
@@ -51,6 +55,7 @@ def served_resources(crd: Mapping[str, Any]) -> list[ServedResource]:
                 status_replicas=json_path(scale["statusReplicasPath"]),
                 label_selector=json_path(scale["labelSelectorPath"]) if scale.get("labelSelectorPath") else None,
             ),
+            columns=printer_columns(version),
         ))  # fmt: skip
     return served
 

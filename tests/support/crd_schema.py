@@ -10,7 +10,7 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,19 @@ def validate(crd: Crd, manifest: Mapping[str, Any]) -> dict:
     if causes:
         raise InvalidObject(f"{crd.kind}.{crd.group}", obj.get("metadata", {}).get("name", ""), causes)
     return obj
+
+
+def write_validator(crd: Crd) -> Callable[[Mapping[str, Any]], list[FieldError]]:
+    """A validation hook for the emulated API server (its `validators`): the schema and CEL errors
+    a write of this object would get, defaults applied first. Unknown fields are not errors here:
+    the API server prunes them unless the client asks for strict validation, which kubectl's
+    --validate=false (that the emulator needs) turns off."""
+
+    def errors(obj: Mapping[str, Any]) -> list[FieldError]:
+        version = obj.get("apiVersion", "").partition("/")[2]
+        return field_errors(crd.schemas[version], apply_defaults(crd.schemas[version], obj))
+
+    return errors
 
 
 def walk_schema(schema: dict, path: str = "") -> Iterator[tuple[str, dict]]:

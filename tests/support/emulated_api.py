@@ -16,12 +16,14 @@ Status-shaped errors. It replaces the request handling for resources, because a 
   cascades deletion over ownerReferences as the garbage collector does (Background policy);
   objects go with their namespace, and are created only in one that exists;
 - completes generateName, and starts pods Pending;
-- rejects objects that a validation hook finds invalid with 422, as admission would.
+- rejects objects that a validation hook finds invalid with 422, as admission would;
+- prints custom resources as Tables of their CRD's printer columns for `kubectl get` (tables.py).
 
 Left out: OpenAPI documents (so kubectl needs --validate=false), protobuf bodies (so kubectl's
 `create <kind> NAME` generators fail; `-f` works), server-side apply, deletecollection, the
 Orphan policy (Foreground acts as Background), defaulting from CRD schemas, pods/log and other
-connect subresources, authentication, and removing a deleted CRD's resource.
+connect subresources, Tables of built-in kinds (kubectl falls back to NAME and AGE),
+authentication, and removing a deleted CRD's resource.
 
 Use it in-process with `async with serving(EmulatedApiServer()) as url`, or as a process:
 `python -m tests.support.emulated_api --port N --kubeconfig PATH`.
@@ -53,6 +55,7 @@ from tests.support.api_paths import ApiPath, api_version_of, parse_api_path
 from tests.support.crd_resources import ScalePaths, served_resources
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.object_selectors import Matcher, SelectorError, field_matcher, label_matcher
+from tests.support.tables import PrinterColumn, table_of, wants_table
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 # How many past events a watch can resume from; an older resourceVersion gets 410 Expired.
@@ -80,6 +83,7 @@ class EmulatedApiServer(KubernetesEmulator):
 
     validators: dict[resource, Validator] = attrs.field(factory=dict, converter=_by_resource)
     _scales: dict[resource, ScalePaths] = attrs.field(factory=dict, init=False)
+    _columns: dict[resource, tuple[PrinterColumn, ...]] = attrs.field(factory=dict, init=False)  # custom resources' only
     _revision: int = attrs.field(default=0, init=False)
     _history: collections.deque = attrs.field(factory=lambda: collections.deque(maxlen=EVENT_HISTORY), init=False)
 
@@ -144,7 +148,10 @@ class EmulatedApiServer(KubernetesEmulator):
             if method == "GET" and request.params.get("watch") in ("true", "1"):
                 return await self._watch(raw_request, request, res, namespace)
             if method == "GET":
-                return _json(await self._list(request, res, namespace))
+                listed = await self._list(request, res, namespace)
+                if res in self._columns and wants_table(request.headers.get("Accept", "")):
+                    return _json(table_of(listed["items"], self._columns[res], listed["metadata"]["resourceVersion"], _now()))
+                return _json(listed)
             if method == "POST" and path.subresource is None:
                 async with self._lock:
                     return _json(await self._create(res, namespace, _body(request)), status=201)
@@ -156,6 +163,8 @@ class EmulatedApiServer(KubernetesEmulator):
             obj = self._get(res, namespace, path.name)
             if obj is None:
                 raise not_found(res, path.name)
+            if method == "GET" and sub is None and res in self._columns and wants_table(request.headers.get("Accept", "")):
+                return _json(table_of([obj], self._columns[res], obj["metadata"]["resourceVersion"], _now()))
             if method == "GET":
                 return _json(object_writes.scale_of(obj, self._scales[res]) if sub == "scale" else obj)
             if method in ("PUT", "PATCH"):
@@ -357,6 +366,7 @@ class EmulatedApiServer(KubernetesEmulator):
         if res == _CRDS:
             for served in served_resources(obj):
                 self.resources[served.resource] = served.info
+                self._columns[served.resource] = served.columns
                 if served.scale is not None:
                     self._scales[served.resource] = served.scale
 
