@@ -94,3 +94,17 @@ ROUTER_WINDOW_ERROR_RATIO = ROUTER_PREFIX + "window_error_ratio"
 ROUTER_WINDOW_TOKENS_PER_SECOND = ROUTER_PREFIX + "window_generation_tokens_per_second"
 ROUTER_WINDOW_KV_FREE = ROUTER_PREFIX + "window_kv_cache_free_perc"  # the revision's fullest runtime
 ROUTER_WINDOW_PREEMPTIONS = ROUTER_PREFIX + "window_preemptions"
+
+# --- The operator (shoal.operator) ---
+# One series per ModelPool, labelled pool (<namespace>.<name>, as on runtime and router series).
+OPERATOR_PREFIX = PREFIX + "operator_"
+OPERATOR_REPLICAS_DESIRED = OPERATOR_PREFIX + "pool_replicas_desired"  # spec.replicas (+ the canary's)
+OPERATOR_REPLICAS_READY = OPERATOR_PREFIX + "pool_replicas_ready"  # ready runtime pods, all revisions
+OPERATOR_POOL_CONDITION = OPERATOR_PREFIX + "pool_condition"  # 1 where status.conditions[type] is True, by condition
+LABEL_CONDITION = "condition"  # Ready, Progressing, Degraded, RolledBack
+OPERATOR_ROLLOUT_ACTIVE = OPERATOR_PREFIX + "rollout_active"  # 1 while a canary is rolled out
+OPERATOR_ROLLOUT_CANARY_WEIGHT = OPERATOR_PREFIX + "rollout_canary_weight_percent"
+# When the rollout last moved (started, a step began, promotion began): stuck ones stop moving.
+OPERATOR_ROLLOUT_LAST_PROGRESS = OPERATOR_PREFIX + "rollout_last_progress_timestamp_seconds"
+OPERATOR_ROLLOUTS = OPERATOR_PREFIX + "rollouts"  # counter by outcome: promoted, rolled_back; _total suffix
+LABEL_OUTCOME = "outcome"
