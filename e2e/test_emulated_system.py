@@ -136,8 +136,18 @@ async def test_modelpool_story_on_the_emulated_cluster(system: LocalSystem):
 
     await eventually(endpoints, lambda n: n == 2, timeout=30, what="the router routes to both replicas")
 
+    # The operator's own series tell the same story.
+    pool_label = ("pool", f"default.{POOL}")
+    series = await system.operator_metrics()
+    for outcome in ("rolled_back", "promoted"):
+        assert series["shoal:operator_rollouts_total", frozenset({pool_label, ("outcome", outcome)})] == 1
+    assert series["shoal:operator_pool_replicas_desired", frozenset({pool_label})] == 2
+    assert series["shoal:operator_pool_replicas_ready", frozenset({pool_label})] == 2
+    assert series["shoal:operator_rollout_active", frozenset({pool_label})] == 0
+
     # Deleted: the route goes from the router, the Deployments and their pods go.
     await system.kubectl("delete", "mp", POOL, "--timeout=60s")
     await eventually(system.router_pools, lambda pools: f"default.{POOL}" not in pools, timeout=30, what="route removed")
     await eventually(lambda: revisions_running(system), lambda running: not running, timeout=60, what="pods gone")
     assert not (await system.kubectl_json("get", "deployments"))["items"]
+    assert not [key for key in await system.operator_metrics() if pool_label in key[1]]

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", action="append", default=[], help="watch only this namespace (repeatable; default: all)")  # fmt: skip
     parser.add_argument("--reconcile-interval", type=float, default=5.0, help="seconds between passes over each pool")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds a revision keeps its pods after leaving the route")  # fmt: skip
+    parser.add_argument("--metrics-port", type=int, default=8081, help="port of the operator's Prometheus /metrics (0: none)")  # fmt: skip
+    parser.add_argument("--metrics-host", default="0.0.0.0", help="address /metrics listens on")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint ('' for none)")  # fmt: skip
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -34,6 +36,7 @@ def config_of(args: argparse.Namespace):
         reconcile_interval_s=args.reconcile_interval,
         drain_s=args.drain,
         namespaces=tuple(args.namespace),
+        metrics_address=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
     )
 
 

@@ -13,6 +13,7 @@ class OperatorConfig:
     reconcile_interval_s: float = 5.0  # every pool is reconciled at least this often
     drain_s: float = 30.0  # a revision taken out of the route keeps its pods this long
     namespaces: tuple[str, ...] = ()  # empty: every namespace
+    metrics_address: tuple[str, int] | None = None  # (host, port) of /metrics; None: not served
 
     def __post_init__(self):
         if not self.router_admin_urls and self.router_discovery is None:

@@ -16,6 +16,7 @@ from shoal.operator.apply import apply_plan
 from shoal.operator.children import PoolRef, pool_selector
 from shoal.operator.config import OperatorConfig
 from shoal.operator.kube_api import DEPLOYMENTS, PODS, KubeApi, Resource
+from shoal.operator.metrics import OperatorMetrics, sample_of
 from shoal.operator.reconcile import ACTION_ANNOTATION, Observed, PoolObject, reconcile
 from shoal.operator.router_client import RouterClient
 from shoal.operator.status import Condition, merge_conditions, seconds
@@ -29,6 +30,7 @@ class OperatorContext:
     config: OperatorConfig
     kube: KubeApi
     routers: RouterClient
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
@@ -59,6 +61,7 @@ async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> Non
             await _report_failure(ctx, pool, plan.status, error, now)
             raise kopf.TemporaryError(f"applying the plan failed: {error}", delay=ctx.config.reconcile_interval_s) from error  # fmt: skip
         await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"status": plan.status}, subresource="status")
+        ctx.metrics.record(ref.router_pool, sample_of(plan, pods))
         if plan.clear_action:
             await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}})  # fmt: skip
         for event in plan.events:
@@ -79,5 +82,7 @@ async def _report_failure(ctx: OperatorContext, pool: PoolObject, planned: dict,
 
 async def forget_pool(ctx: OperatorContext, namespace: str, name: str, uid: str) -> None:
     """The pool is being deleted: its route goes (children go by ownerReference cascade)."""
-    await ctx.routers.delete_route(PoolRef(name, namespace, uid).router_pool)
+    router_pool = PoolRef(name, namespace, uid).router_pool
+    await ctx.routers.delete_route(router_pool)
+    ctx.metrics.forget(router_pool)
     ctx.locks.pop(f"{namespace}/{name}", None)

@@ -66,7 +66,8 @@ _NAMESPACES = resource("", "v1", "namespaces")
 _PODS = resource("", "v1", "pods")
 _INITIAL_STATUS = {_PODS: {"phase": "Pending"}}
 _DEFAULT_POD_GRACE_S = 30
-_CLOSED = None  # put on every bus when the server stops, so that open watches end
+_CLOSED = None
+EMULATED_VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0+emulated"}  # put on every bus when the server stops, so that open watches end
 
 
 Validator = Callable[[Mapping[str, Any]], Iterable[FieldError]]
@@ -132,6 +133,11 @@ class EmulatedApiServer(KubernetesEmulator):
             return await self._serve_resource(raw_request, request, path)
         except Exception as error:  # a Status for the client, as kmock renders its own errors
             return await self._render_error(error)
+
+    async def _serve_server_version(self, request: Request) -> dict[str, Any]:
+        # kmock answers 1.26; what is emulated here (CRD CEL rules with fieldPath among it) is
+        # newer, and clients gate on it (helm's kubeVersion, the CRD's 1.28 floor).
+        return {**await super()._serve_server_version(request), **EMULATED_VERSION}
 
     async def _handle(self, request: Request) -> aiohttp.web.StreamResponse:
         # Only non-resource paths come here: kmock's discovery, without its object writes.
