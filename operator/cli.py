@@ -42,6 +42,8 @@ def config_of(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level == "INFO":  # kopf says at INFO that every timer tick succeeded: our own log says what changed
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
         config = config_of(args)
     except (ValueError, OSError) as error:
