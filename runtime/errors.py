@@ -17,5 +17,16 @@ class QueueFullError(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
+class StepOutOfMemoryError(RuntimeError):
+    """The engine step running this request ran out of GPU memory and failed every request in it
+    (gRPC RESOURCE_EXHAUSTED). Retrying is safe: the request's KV blocks are already free, and the
+    next steps run other batches."""
+
+    retry_after_s = 1
+
+    def __init__(self) -> None:
+        super().__init__(f"the engine step running this request ran out of GPU memory; retry after {self.retry_after_s}s")
+
+
 class EngineUnavailableError(RuntimeError):
     """The engine is draining for shutdown or has failed (gRPC UNAVAILABLE)."""

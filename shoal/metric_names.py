@@ -51,6 +51,7 @@ LABEL_FINISHED_REASON = "finished_reason"
 # Requests refused or failed, by gRPC status code name (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...).
 REQUEST_ERRORS = PREFIX + "request_errors"
 LABEL_CODE = "code"
+OOM_ERRORS = PREFIX + "oom_errors"  # requests failed because their engine step ran out of GPU memory
 
 # --- The router (shoal.router) ---
 # Its own series carry pool, revision, qos_class and tenant (all bounded: from config and endpoints).

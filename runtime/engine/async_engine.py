@@ -95,7 +95,8 @@ class AsyncEngine:
         self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int = 0
     ) -> AsyncIterator[RequestOutput]:
         """Streams the request's outputs; raises InvalidRequestError, QueueFullError or
-        EngineUnavailableError before the first one if the request cannot be taken."""
+        EngineUnavailableError before the first one if the request cannot be taken, and
+        StepOutOfMemoryError after any of them if a step running it ran out of GPU memory."""
         request = self._admit(request_id, prompt_token_ids, sampling, priority)
         stream = _Stream(asyncio.Queue(), arrival=time.monotonic(), num_prompt_tokens=request.num_prompt_tokens)
         self._streams[request_id] = stream
@@ -186,6 +187,8 @@ class AsyncEngine:
                 continue  # the consumer has gone; its abort is on the way
             self._observe(stream, output, now)
             stream.queue.put_nowait(output)
+        for request_id, error in result.failed.items():
+            self._fail_one(request_id, error)
 
     def _observe(self, stream: _Stream, output: RequestOutput, now: float) -> None:
         stream.num_output_tokens = output.num_output_tokens

@@ -108,6 +108,15 @@ class BlockManager:
         request.block_ids.clear()
         request.num_registered_blocks = 0
 
+    def uncache_uncomputed(self, request: Request) -> None:
+        """Takes the request's blocks past its computed tokens out of the prefix cache: they were
+        offered to it when scheduled, but the step meant to write their K/V failed."""
+        for block_id in request.block_ids[request.num_computed_tokens // self.block_size :]:
+            block_hash = self._block_hash[block_id]
+            if block_hash is not None:
+                del self._cached[block_hash]
+                self._block_hash[block_id] = None
+
     def _take(self, block_id: int) -> int:
         if self._ref_counts[block_id] == 0:
             self._evictable.pop(block_id, None)

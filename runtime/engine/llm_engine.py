@@ -5,18 +5,26 @@ With async scheduling (on a GPU) a step launches step N+1 before reading step N'
 scheduling and input preparation overlap the device's work, and outputs come one step later. A
 request that stopped in step N has already been scheduled in N+1; that extra token is dropped.
 
+A step that runs out of GPU memory fails the requests in it (StepOutOfMemoryError, retryable) and
+frees their blocks; the engine carries on with the rest.
+
 It owns no thread; `AsyncEngine` drives it from one.
 """
 
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import torch
 
 from shoal.runtime.engine.output_processor import OutputProcessor, RequestOutput
 from shoal.runtime.engine.request import FinishReason, Request
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerOutput
-from shoal.runtime.errors import InvalidRequestError
+from shoal.runtime.errors import InvalidRequestError, StepOutOfMemoryError
 from shoal.runtime.model.model_runner import LaunchedStep, ModelRunner
 from shoal.runtime.sampling.params import SamplingParams
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class EngineStats:
     num_preemptions: int
     prefix_cache_queries: int
     prefix_cache_hits: int
+    num_oom_errors: int  # requests failed because their step ran out of GPU memory
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -41,6 +50,8 @@ class StepResult:
     outputs: list[RequestOutput]
     num_batched_tokens: int
     duration_s: float
+    # Requests this step ended with an error instead of an output (already finished, blocks freed).
+    failed: dict[str, Exception] = field(default_factory=dict)
 
 
 class LLMEngine:
@@ -60,6 +71,7 @@ class LLMEngine:
         self.vocab_size = vocab_size
         self.async_scheduling = async_scheduling
         self._in_flight: tuple[SchedulerOutput, LaunchedStep] | None = None
+        self.num_oom_errors = 0
 
     def make_request(
         self,
@@ -112,17 +124,50 @@ class LLMEngine:
             outputs += self._finish_in_flight()
         scheduled = self.scheduler.schedule()
         launched = None
+        failed = {}
         if not scheduled.is_empty:
-            launched = self.runner.launch(scheduled)
-            for item in scheduled.scheduled:
-                if item.completes_prompt:
-                    item.request.num_pending_tokens += 1
-                item.request.num_computed_tokens += item.num_new_tokens
+            launched = self._launch(scheduled)
+            if launched is None:
+                # The step before is good: read its draws first, as one may finish a request this step held.
+                outputs += self._finish_in_flight()
+                failed = self._fail_out_of_memory(scheduled)
+            else:
+                for item in scheduled.scheduled:
+                    if item.completes_prompt:
+                        item.request.num_pending_tokens += 1
+                    item.request.num_computed_tokens += item.num_new_tokens
         outputs += self._finish_in_flight()
         self._in_flight = (scheduled, launched) if launched is not None else None
         if not self.async_scheduling:
             outputs += self._finish_in_flight()
-        return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started)
+        return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started, failed)
+
+    def _launch(self, scheduled: SchedulerOutput) -> LaunchedStep | None:
+        """None if the step ran out of GPU memory."""
+        try:
+            return self.runner.launch(scheduled)
+        except torch.OutOfMemoryError as error:
+            log.warning(
+                "a step of %d requests (%d tokens) ran out of GPU memory; failing them: %s",
+                len(scheduled.scheduled),
+                scheduled.num_batched_tokens,
+                error,
+            )
+        # Only now, out of the except block whose traceback held the step's tensors, are they free.
+        self.runner.release_cached_memory()
+        return None
+
+    def _fail_out_of_memory(self, scheduled: SchedulerOutput) -> dict[str, Exception]:
+        failed = {}
+        for item in scheduled.scheduled:
+            request = item.request
+            if request.is_finished:
+                continue  # its draw from the step before ended it
+            self.scheduler.fail(request)
+            self.output_processor.remove(request.request_id)
+            failed[request.request_id] = StepOutOfMemoryError()
+        self.num_oom_errors += len(failed)
+        return failed
 
     def _can_overlap(self) -> bool:
         """Penalties count a request's output tokens on the host, so they need last step's draws read."""
@@ -161,6 +206,7 @@ class LLMEngine:
             num_preemptions=self.scheduler.num_preemptions,
             prefix_cache_queries=blocks.prefix_cache_queries,
             prefix_cache_hits=blocks.prefix_cache_hits,
+            num_oom_errors=self.num_oom_errors,
         )
 
     def _check_lengths(self, prompt_token_ids: list[int], sampling: SamplingParams) -> int:

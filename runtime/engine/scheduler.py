@@ -95,6 +95,11 @@ class Scheduler:
         request.finish_reason = reason
         del self._unfinished[request.request_id]
 
+    def fail(self, request: Request) -> None:
+        """End a request whose step failed before writing its K/V, and free its blocks now."""
+        self.block_manager.uncache_uncomputed(request)
+        self.finish(request, FinishReason.ABORT)
+
     def schedule(self) -> SchedulerOutput:
         budget = self.config.max_num_batched_tokens
         scheduled: dict[str, ScheduledRequest] = {}

@@ -88,6 +88,12 @@ class ModelRunner:
                 results[slot] = token
         return results
 
+    def release_cached_memory(self) -> None:
+        """After a step ran out of memory: its tensors went back to the allocator's cache in pieces
+        cut for that batch; handing them back to the device lets the next batches be cut afresh."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def _in_flight_inputs(self, batch: BatchInputs) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(flat positions, token ids) of input tokens that are last step's draws, still on the device."""
         if not batch.pending_requests:

@@ -1,8 +1,9 @@
 """The shoal.v1.Runtime gRPC service: requests in, token streams out, errors as gRPC status codes.
 
-INVALID_ARGUMENT names the offending field; RESOURCE_EXHAUSTED (the waiting queue is full) carries a
-`retry-after` trailer in seconds, as HTTP's Retry-After; UNAVAILABLE means the runtime is draining
-or broken. A client that cancels its stream aborts the request (see AsyncEngine.generate).
+INVALID_ARGUMENT names the offending field; RESOURCE_EXHAUSTED (the waiting queue is full, or a step
+running the request ran out of GPU memory, maybe after some tokens) carries a `retry-after` trailer
+in seconds, as HTTP's Retry-After; UNAVAILABLE means the runtime is draining or broken. A client
+that cancels its stream aborts the request (see AsyncEngine.generate).
 """
 
 import asyncio
@@ -13,7 +14,7 @@ import grpc
 
 from shoal.runtime.build import ModelInfo
 from shoal.runtime.engine.async_engine import AsyncEngine
-from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError
+from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError, StepOutOfMemoryError
 from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.metrics import RuntimeMetrics
 from shoal.runtime.server.proto_mapping import (
@@ -60,7 +61,7 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
                 yield response_from_output(output, self.tokenizer)
         except InvalidRequestError as error:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except QueueFullError as error:
+        except (QueueFullError, StepOutOfMemoryError) as error:
             retry_after = ((RETRY_AFTER_KEY, str(error.retry_after_s)),)
             await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), retry_after)
         except EngineUnavailableError as error:

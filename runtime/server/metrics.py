@@ -100,6 +100,7 @@ class _EngineStateCollector(Collector):
             (CounterMetricFamily, names.NUM_PREEMPTIONS, "Requests preempted to free KV blocks.", s.num_preemptions),
             (CounterMetricFamily, names.PREFIX_CACHE_QUERIES, "Prompt tokens looked up in the prefix cache.", s.prefix_cache_queries),
             (CounterMetricFamily, names.PREFIX_CACHE_HITS, "Prompt tokens found in the prefix cache.", s.prefix_cache_hits),
+            (CounterMetricFamily, names.OOM_ERRORS, "Requests failed by a step out of GPU memory, one per request.", s.num_oom_errors),
         ):
             family = kind(name, doc, labels=list(names.RUNTIME_LABELS))
             family.add_metric(self._label_values, value)
