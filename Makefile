@@ -8,8 +8,12 @@ PROTO_SRC := $(shell find proto -name '*.proto')
 PORT ?= 50051
 METRICS_PORT ?= 8001
 ROUTER_PORT ?= 8000
+# Prometheus and promtool for tests/monitoring/ (`make prometheus`), unpacked here, not installed.
+TOOLS ?= .tools
+PROMETHEUS_DIR := $(TOOLS)/prometheus
+PROMETHEUS_BIN := $(PROMETHEUS_DIR)/usr/bin
 
-.PHONY: install run proto check-proto test e2e-cluster bench clean
+.PHONY: install run proto check-proto prometheus test e2e-cluster bench clean
 
 install: $(VENV)/.installed
 
@@ -39,9 +43,23 @@ check-proto: install
 		cmp -s "$$tmp/$$f" "$$f" || { echo "generated code is stale: $$f (run 'make proto')"; exit 1; }; \
 	done && echo "generated gRPC code is current"
 
-# tests/: unit and integration; e2e/: the whole system on this machine, Kubernetes API emulated.
-test: install check-proto
-	$(BIN)/python -m pytest tests e2e
+prometheus: $(PROMETHEUS_DIR)/.unpacked
+
+# Debian's package, downloaded and unpacked with dpkg -x: `apt-get install` would start a system
+# service. apt-get update only when the download fails (package lists missing or stale). The
+# binaries need nothing but glibc; running them here proves that before any test relies on them.
+$(PROMETHEUS_DIR)/.unpacked:
+	rm -rf $(PROMETHEUS_DIR) && mkdir -p $(PROMETHEUS_DIR)
+	cd $(PROMETHEUS_DIR) && { apt-get download prometheus || { apt-get update && apt-get download prometheus; }; }
+	dpkg -x $(PROMETHEUS_DIR)/prometheus_*.deb $(PROMETHEUS_DIR)
+	rm $(PROMETHEUS_DIR)/prometheus_*.deb
+	$(PROMETHEUS_BIN)/prometheus --version && $(PROMETHEUS_BIN)/promtool --version
+	touch $@
+
+# tests/: unit and integration (tests/monitoring/ runs prometheus and promtool from $(PROMETHEUS_BIN));
+# e2e/: the whole system on this machine, Kubernetes API emulated.
+test: install check-proto prometheus
+	SHOAL_PROMETHEUS_BIN=$(abspath $(PROMETHEUS_BIN)) $(BIN)/python -m pytest tests e2e
 
 # The same e2e story against a real cluster (any KUBECONFIG; SHOAL_IMAGE: a CPU image). Not in CI.
 e2e-cluster: install
@@ -52,4 +70,4 @@ bench: install
 	$(BIN)/python bench/router_overhead.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache
