@@ -1,9 +1,12 @@
 """The rendered parts fit each other and the code they run: the router's config file is one the
 router's own parser accepts, the operator's flags are ones `shoal operator` accepts and find the
-router pods, Services and monitors select the pods they mean, and every pod is locked down."""
+router pods, Services and monitors select the pods they mean, every pod is locked down, and the
+alerts and dashboards are the files that tests/monitoring/ checks."""
 
 import argparse
+import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,8 @@ from shoal.operator.children import PoolRef, desired_deployment
 from shoal.operator.cli import add_arguments, config_of
 from shoal.operator.spec import parse_pool_spec
 from shoal.router.config import hash_api_key, parse_config
-from tests.chart.helm import RELEASE, VALUE_SETS, by_kind, one, render, value_sets
+from tests.chart.helm import CHART, RELEASE, VALUE_SETS, by_kind, one, render, value_sets
+from tests.monitoring.prometheus_server import binary
 
 IDS = [path.stem if path else "defaults" for path in value_sets()]
 EVERYTHING = VALUE_SETS / "everything-on.yaml"
@@ -145,3 +149,26 @@ def test_without_keys_of_its_own_the_chart_makes_no_key_secret():
     assert [s["metadata"]["name"] for s in by_kind(docs, "Secret")] == [f"shoal-{RELEASE}-router-admin"]
     volumes = one(docs, "Deployment", f"shoal-{RELEASE}-router")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "keys", "secret": {"secretName": "my-shoal-keys"}} in volumes
+
+
+def test_the_prometheus_rule_carries_the_alert_file_and_promtool_accepts_it(tmp_path):
+    (rule,) = by_kind(render(EVERYTHING), "PrometheusRule")
+    alerts = yaml.safe_load((CHART / "rules" / "shoal-alerts.yaml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"]  # the file as it is, templates like {{ $labels.pool }} untouched
+    rendered = tmp_path / "rendered-rules.yaml"
+    rendered.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    check = subprocess.run([binary("promtool"), "check", "rules", str(rendered)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_each_dashboard_is_a_configmap_for_the_grafana_sidecar():
+    dashboards = sorted((CHART / "dashboards").glob("*.json"))
+    assert len(dashboards) == 4
+    maps = [m for m in by_kind(render(EVERYTHING), "ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert sorted(name for m in maps for name in m["data"]) == [path.name for path in dashboards]
+    for config_map in maps:
+        assert config_map["metadata"]["namespace"] == "monitoring"
+        assert config_map["metadata"]["annotations"] == {"grafana_folder": "LLM serving"}
+        ((name, text),) = config_map["data"].items()
+        assert json.loads(text) == json.loads((CHART / "dashboards" / name).read_text())
+    assert not [m for m in by_kind(render(VALUE_SETS / "minimal.yaml"), "ConfigMap") if "grafana_dashboard" in m["metadata"]["labels"]]
