@@ -5,7 +5,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, ROOT, by_kind, helm, render, template_args, value_sets
+from tests.chart.helm import CHART, ROOT, by_kind, helm, render, value_sets
 from tests.support.crd_schema import load_crd, validate
 
 CRD = ROOT / "crds" / "modelpool.yaml"
@@ -55,5 +55,5 @@ def test_the_operators_cluster_role_has_exactly_the_rules_of_crds_rbac():
 
 
 def test_names_follow_the_release():
-    names = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(helm(*template_args()[:1], "shoal", str(CHART)).stdout) if doc}
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(helm("template", "shoal", str(CHART)).stdout) if doc}
     assert ("Deployment", "shoal-router") in names and ("Deployment", "shoal-operator") in names  # no shoal-shoal-
