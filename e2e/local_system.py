@@ -19,7 +19,8 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.processes import free_port, shoal_process, tail
+from e2e.processes import shoal_process, tail
+from tests.runtime.server_process import free_port
 from tests.support.api_paths import object_path
 from tests.support.crd_schema import load_crd, write_validator
 from tests.support.emulated_api import crd_files

@@ -5,21 +5,13 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
 
-SHOAL = str(Path(sys.executable).with_name("shoal"))  # this venv's `shoal`
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.local_node import SHOAL  # this venv's `shoal`, as the local node runs it for pods
 
 
 @contextlib.asynccontextmanager

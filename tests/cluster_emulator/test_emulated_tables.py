@@ -6,8 +6,9 @@ import datetime
 import pytest
 import yaml
 
+from tests.support.crd_resources import printer_columns
 from tests.support.emulated_api import crd_files
-from tests.support.tables import human_age, printer_columns, table_of, wants_table
+from tests.support.tables import human_age, table_of, wants_table
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.UTC)
 KUBECTL_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"

@@ -8,9 +8,9 @@ from typing import Any
 
 from kmock import ResourceInfo, resource
 
-from tests.support.tables import PrinterColumn, printer_columns
-
 _VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+# A CRD version without printer columns is printed with Name and this (tables.py adds Name).
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,18 @@ class ScalePaths:
     spec_replicas: tuple[str, ...]
     status_replicas: tuple[str, ...]
     label_selector: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    type: str  # integer, number, string, boolean or date
+    path: tuple[str, ...]  # keys from the object's root
+    description: str = ""
+    priority: int = 0  # kubectl shows priority > 0 only with -o wide
+
+    def definition(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "format": "", "description": self.description, "priority": self.priority}
 
 
 @dataclass(frozen=True)
@@ -51,17 +63,31 @@ def served_resources(crd: Mapping[str, Any]) -> list[ServedResource]:
                 subresources=subresources.keys(),
             ),
             scale=None if scale is None else ScalePaths(
-                spec_replicas=json_path(scale["specReplicasPath"]),
-                status_replicas=json_path(scale["statusReplicasPath"]),
-                label_selector=json_path(scale["labelSelectorPath"]) if scale.get("labelSelectorPath") else None,
+                spec_replicas=json_path(scale["specReplicasPath"], "scale path"),
+                status_replicas=json_path(scale["statusReplicasPath"], "scale path"),
+                label_selector=json_path(scale["labelSelectorPath"], "scale path") if scale.get("labelSelectorPath") else None,
             ),
             columns=printer_columns(version),
         ))  # fmt: skip
     return served
 
 
-def json_path(path: str) -> tuple[str, ...]:
-    """`.spec.replicas` -> ("spec", "replicas"); CRDs allow only such simple paths here."""
-    if not path.startswith(".") or "[" in path:
-        raise ValueError(f"unsupported scale path {path!r}: expected a dotted path like .spec.replicas")
+def printer_columns(version: Mapping[str, Any]) -> tuple[PrinterColumn, ...]:
+    """The columns of one CRD version; ValueError for a jsonPath the emulator cannot follow."""
+    return tuple(
+        PrinterColumn(
+            name=column["name"],
+            type=column["type"],
+            path=json_path(column["jsonPath"], "printer column jsonPath"),
+            description=column.get("description", ""),
+            priority=column.get("priority", 0),
+        )
+        for column in version.get("additionalPrinterColumns") or [_AGE]
+    )
+
+
+def json_path(path: str, what: str) -> tuple[str, ...]:
+    """`.spec.replicas` -> ("spec", "replicas"); filters, wildcards and indexes are refused."""
+    if not path.startswith(".") or any(c in path for c in "[]()@*?"):
+        raise ValueError(f"unsupported {what} {path!r}: the emulator follows dotted paths like .spec.replicas only")
     return tuple(path[1:].split("."))

@@ -52,10 +52,10 @@ from kmock import KubernetesEmulator, KubernetesScaffold, Request, resource
 from tests.support import object_writes, patches
 from tests.support.api_errors import FieldError, dot, failure_status, invalid, not_found, status_error
 from tests.support.api_paths import ApiPath, api_version_of, parse_api_path
-from tests.support.crd_resources import ScalePaths, served_resources
+from tests.support.crd_resources import PrinterColumn, ScalePaths, served_resources
 from tests.support.kubeconfig import write_kubeconfig
 from tests.support.object_selectors import Matcher, SelectorError, field_matcher, label_matcher
-from tests.support.tables import PrinterColumn, table_of, wants_table
+from tests.support.tables import table_of, wants_table
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
 # How many past events a watch can resume from; an older resourceVersion gets 410 Expired.
@@ -66,8 +66,8 @@ _NAMESPACES = resource("", "v1", "namespaces")
 _PODS = resource("", "v1", "pods")
 _INITIAL_STATUS = {_PODS: {"phase": "Pending"}}
 _DEFAULT_POD_GRACE_S = 30
-_CLOSED = None
-EMULATED_VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0+emulated"}  # put on every bus when the server stops, so that open watches end
+_CLOSED = None  # put on every bus when the server stops, so that open watches end
+EMULATED_VERSION = {"major": "1", "minor": "31", "gitVersion": "v1.31.0+emulated"}
 
 
 Validator = Callable[[Mapping[str, Any]], Iterable[FieldError]]
@@ -155,7 +155,7 @@ class EmulatedApiServer(KubernetesEmulator):
                 return await self._watch(raw_request, request, res, namespace)
             if method == "GET":
                 listed = await self._list(request, res, namespace)
-                if res in self._columns and wants_table(request.headers.get("Accept", "")):
+                if self._as_table(res, request):
                     return _json(table_of(listed["items"], self._columns[res], listed["metadata"]["resourceVersion"], _now()))
                 return _json(listed)
             if method == "POST" and path.subresource is None:
@@ -169,7 +169,7 @@ class EmulatedApiServer(KubernetesEmulator):
             obj = self._get(res, namespace, path.name)
             if obj is None:
                 raise not_found(res, path.name)
-            if method == "GET" and sub is None and res in self._columns and wants_table(request.headers.get("Accept", "")):
+            if method == "GET" and sub is None and self._as_table(res, request):
                 return _json(table_of([obj], self._columns[res], obj["metadata"]["resourceVersion"], _now()))
             if method == "GET":
                 return _json(object_writes.scale_of(obj, self._scales[res]) if sub == "scale" else obj)
@@ -178,6 +178,10 @@ class EmulatedApiServer(KubernetesEmulator):
             if method == "DELETE" and sub is None:
                 return _json(await self._delete(res, obj, **_delete_options(request)))
         raise status_error(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _as_table(self, res: resource, request: Request) -> bool:
+        """kubectl get asks for a Table; custom resources are printed as their CRD says."""
+        return res in self._columns and wants_table(request.headers.get("Accept", ""))
 
     async def _list(self, request: Request, res: resource, namespace: str | None) -> dict[str, Any]:
         matches = _matcher(request.params)

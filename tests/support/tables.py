@@ -3,43 +3,17 @@ whose columns are Name and the CRD version's additionalPrinterColumns (Name and 
 none), with cells filled from each object and dates shown as ages ("42s", "5m3s"), as the API
 server's apiextensions table converter does.
 
-Only simple dotted jsonPaths (`.status.phase`) are supported; a CRD with any other is refused
-when it is registered, so a printer column is never silently left blank here.
+The columns come from the CRD as crd_resources.py reads it: dotted jsonPaths only (`.status.phase`),
+any other refused when the CRD is registered, so a printer column is never silently left blank.
 """
 
 import datetime
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from tests.support.crd_resources import PrinterColumn
+
 _NAME = {"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}  # fmt: skip
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-
-
-@dataclass(frozen=True)
-class PrinterColumn:
-    name: str
-    type: str  # integer, number, string, boolean or date
-    path: tuple[str, ...]  # keys from the object's root
-    description: str = ""
-    priority: int = 0  # kubectl shows priority > 0 only with -o wide
-
-    def definition(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "format": "", "description": self.description, "priority": self.priority}
-
-
-def printer_columns(version: Mapping[str, Any]) -> tuple[PrinterColumn, ...]:
-    """The columns of one CRD version; ValueError for a jsonPath this module cannot follow."""
-    return tuple(
-        PrinterColumn(
-            name=column["name"],
-            type=column["type"],
-            path=_dotted(column["jsonPath"]),
-            description=column.get("description", ""),
-            priority=column.get("priority", 0),
-        )
-        for column in version.get("additionalPrinterColumns") or [_AGE]
-    )
 
 
 def wants_table(accept: str) -> bool:
@@ -99,8 +73,3 @@ def _cell(obj: Mapping[str, Any], column: PrinterColumn, now: datetime.datetime)
         return human_age(datetime.datetime.fromisoformat(value), now)
     return value
 
-
-def _dotted(path: str) -> tuple[str, ...]:
-    if not path.startswith(".") or any(c in path for c in "[]()@*?"):
-        raise ValueError(f"unsupported printer column jsonPath {path!r}: the emulator follows dotted paths like .status.phase only")  # fmt: skip
-    return tuple(path[1:].split("."))
