@@ -20,7 +20,14 @@ TOOLS ?= .tools
 PROMETHEUS_DIR := $(TOOLS)/prometheus
 PROMETHEUS_BIN := $(PROMETHEUS_DIR)/usr/bin
 
-.PHONY: install run proto check-proto helm prometheus test e2e-cluster bench images clean
+# The test control plane (`make k8s`): etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+# built with Go from the modules pinned in tests/support/k8s_binaries/go.mod, into a folder named
+# after the pins under $(SHOAL_K8S_CACHE) (outside the work tree: a fresh clone reuses them).
+K8S_BUILD := tests/support/k8s_binaries/build.sh
+SHOAL_K8S_CACHE ?= $(HOME)/.cache/shoal/k8s
+export SHOAL_K8S_CACHE
+
+.PHONY: install run proto check-proto helm prometheus k8s test e2e-cluster bench images clean
 
 install: $(VENV)/.installed
 
@@ -69,10 +76,16 @@ $(PROMETHEUS_DIR)/.unpacked:
 	$(PROMETHEUS_BIN)/prometheus --version && $(PROMETHEUS_BIN)/promtool --version
 	touch $@
 
+# About 5 minutes and 5 GB of Go caches the first time on 2 cores; seconds once built.
+k8s:
+	bash $(K8S_BUILD)
+
 # tests/: unit and integration (tests/monitoring/ runs prometheus and promtool from $(PROMETHEUS_BIN),
-# tests/chart/ runs helm); e2e/: the whole system on this machine, Kubernetes API emulated.
-test: install check-proto helm prometheus
-	SHOAL_HELM=$(HELM) SHOAL_PROMETHEUS_BIN=$(abspath $(PROMETHEUS_BIN)) $(BIN)/python -m pytest tests e2e
+# tests/chart/ runs helm, the Kubernetes tests the control plane of `make k8s`); e2e/: the whole
+# system on this machine, on that control plane with the local node standing in for a kubelet.
+test: install check-proto helm prometheus k8s
+	SHOAL_HELM=$(HELM) SHOAL_PROMETHEUS_BIN=$(abspath $(PROMETHEUS_BIN)) SHOAL_K8S_BIN=$$(bash $(K8S_BUILD) --path) \
+		$(BIN)/python -m pytest tests e2e
 
 # The same e2e story against a real cluster (any KUBECONFIG; SHOAL_IMAGE: a CPU image). Not in CI.
 e2e-cluster: install

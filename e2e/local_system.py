@@ -1,14 +1,15 @@
-"""The whole system on this machine, with only the Kubernetes API emulated (no real API server can
-run here; e2e/cluster.sh tells the same story to a real cluster):
+"""The whole system on this machine (e2e/cluster.sh tells the same story to any real cluster):
 
-- the emulated cluster (tests/support/emulated_cluster.py): an API server that checks ModelPool
-  writes against the CRD's schema and CEL rules, a Deployment controller, and a local node that
-  runs each pod's `shoal runtime` container as a real CPU process on the pod's loopback address;
-- `shoal router`, started with no pools (e2e/local/router.yaml), and `shoal operator`, which puts
-  the pools' routes into it, each as its own process;
+- the test cluster (tests/support/cluster.py): a real control plane (etcd, kube-apiserver,
+  kube-controller-manager, kube-scheduler, `make k8s`), and the local node, a stand-in kubelet
+  that runs each pod's `shoal runtime` container as a process (not a container) in a network
+  namespace of its own, on the CPU, with the embedded model;
+- `shoal router`, started with no pools (e2e/local/router.yaml), and `shoal operator` logged in
+  with its ServiceAccount's token (crds/rbac.yaml, never admin), each as a process of its own;
 - kubectl for what a user does; the OpenAI SDK for the clients (e2e/traffic.py).
 """
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -21,16 +22,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.processes import shoal_process, tail
 from tests.runtime.server_process import free_port
+from tests.support.api_client import ApiClient
 from tests.support.api_paths import object_path
-from tests.support.crd_schema import load_crd, write_validator
-from tests.support.emulated_api import crd_files
-from tests.support.emulated_cluster import EmulatedCluster, emulated_cluster
+from tests.support.cluster import Cluster
 from tests.support.kubectl import kubectl
 from tests.support.polling import eventually
+from tests.support.status_history import StatusHistory
 
 LOCAL = Path(__file__).parent / "local"
 POOL_API_VERSION = "shoal.dev/v1alpha1"
-MODELPOOLS = f"{POOL_API_VERSION}/modelpools"
 API_KEY = "sk-shoal-e2e"  # e2e/local/api-keys.yaml
 RECONCILE_INTERVAL_S = 0.5
 DRAIN_S = 2.0
@@ -38,29 +38,30 @@ DRAIN_S = 2.0
 
 @dataclass(frozen=True)
 class LocalSystem:
-    cluster: EmulatedCluster
+    cluster: Cluster
+    namespace: str
+    client: ApiClient
+    history: StatusHistory
     router_url: str  # the OpenAI API is under /v1
     router_admin_url: str
     operator_metrics_url: str
     logs: Path
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        return await kubectl(self.cluster.kubeconfig, *args, stdin=stdin)
+        return await kubectl(self.cluster.kubeconfig, "--namespace", self.namespace, *args, stdin=stdin)
 
     async def kubectl_json(self, *args: str) -> Any:
         return json.loads(await self.kubectl(*args, "-o", "json"))
 
-    async def pool_status(self, name: str, namespace: str = "default") -> dict[str, Any]:
-        pool = await self.cluster.client.get(object_path(POOL_API_VERSION, "modelpools", namespace, name))
+    async def pool_status(self, name: str) -> dict[str, Any]:
+        pool = await self.client.get(object_path(POOL_API_VERSION, "modelpools", self.namespace, name))
         return pool.get("status") or {}
 
     async def wait_for_status(self, name: str, accept, *, timeout: float, what: str) -> dict[str, Any]:
         return await eventually(lambda: self.pool_status(name), accept, timeout=timeout, what=what)
 
-    def status_history(self, name: str, namespace: str = "default") -> list[dict[str, Any]]:
-        """The pool's status in every version the API server stored, oldest first."""
-        stored = self.cluster.api.objects[MODELPOOLS, namespace, name]
-        return [version.get("status") or {} for version in stored.history]
+    def status_history(self, name: str) -> list[dict[str, Any]]:
+        return list(self.history.statuses.get(name, []))
 
     async def router_pools(self) -> dict[str, Any]:
         """The router's pools by name, as its admin API describes them."""
@@ -77,26 +78,34 @@ class LocalSystem:
         return {(s.name, frozenset(s.labels.items())): s.value for family in families for s in family.samples}
 
     def log_tails(self) -> str:
-        """The operator's, the router's and every pod's last lines, for a failing test's output."""
-        logs = [self.logs / "operator.log", self.logs / "router.log", *sorted(self.cluster.pod_logs.glob("*.log"))]
+        """The operator's, the router's, the node's and this test's pods' last lines, for a
+        failing test's output."""
+        pods = sorted(self.cluster.pod_logs.glob(f"{self.namespace}_*.log"))
+        logs = [self.logs / "operator.log", self.logs / "router.log", self.cluster.node_log, *pods]
         return "\n".join(f"--- {path.name}\n{tail(path)}" for path in logs)
 
 
 @contextlib.asynccontextmanager
-async def local_system(directory: Path) -> AsyncIterator[LocalSystem]:
-    (crd,) = [load_crd(path) for path in crd_files() if path.name == "modelpool.yaml"]
-    validators = {MODELPOOLS: write_validator(crd)}
-    async with emulated_cluster(directory, validators=validators) as cluster:
-        http, admin, grpc, liveness, metrics = free_port(), free_port(), free_port(), free_port(), free_port()
-        router_url, admin_url = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{admin}"
-        router = ["router", "--config", str(LOCAL / "router.yaml"), "--port", str(http), "--admin-port", str(admin), "--grpc-port", str(grpc)]  # fmt: skip
-        operator = [
-            "operator", "--router-admin-url", admin_url, "--reconcile-interval", str(RECONCILE_INTERVAL_S),
-            "--drain", str(DRAIN_S), "--liveness", f"http://127.0.0.1:{liveness}/healthz",
-            "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics),
-        ]  # fmt: skip
-        async with (
-            shoal_process(router, log=directory / "router.log", ready_url=f"{router_url}/ready"),
-            shoal_process(operator, log=directory / "operator.log", ready_url=f"http://127.0.0.1:{liveness}/healthz", env={"KUBECONFIG": str(cluster.kubeconfig)}),  # fmt: skip
-        ):
-            yield LocalSystem(cluster, router_url, admin_url, f"http://127.0.0.1:{metrics}/metrics", directory)
+async def local_system(cluster: Cluster, namespace: str, directory: Path) -> AsyncIterator[LocalSystem]:
+    operator_kubeconfig = cluster.operator_kubeconfig(directory / "operator.kubeconfig")
+    http, admin, grpc, liveness, metrics = free_port(), free_port(), free_port(), free_port(), free_port()
+    router_url, admin_url = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{admin}"
+    router = ["router", "--config", str(LOCAL / "router.yaml"), "--port", str(http), "--admin-port", str(admin), "--grpc-port", str(grpc)]  # fmt: skip
+    operator = [
+        "operator", "--router-admin-url", admin_url, "--namespace", namespace,
+        "--reconcile-interval", str(RECONCILE_INTERVAL_S), "--drain", str(DRAIN_S),
+        "--liveness", f"http://127.0.0.1:{liveness}/healthz", "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics),
+    ]  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as session,
+        shoal_process(router, log=directory / "router.log", ready_url=f"{router_url}/ready"),
+        shoal_process(operator, log=directory / "operator.log", ready_url=f"http://127.0.0.1:{liveness}/healthz", env={"KUBECONFIG": str(operator_kubeconfig)}),  # fmt: skip
+    ):
+        client = ApiClient(session, cluster.plane.admin)
+        history = StatusHistory()
+        following = asyncio.create_task(history.follow(client, object_path(POOL_API_VERSION, "modelpools", namespace)))
+        try:
+            yield LocalSystem(cluster, namespace, client, history, router_url, admin_url, f"http://127.0.0.1:{metrics}/metrics", directory)  # fmt: skip
+        finally:
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)

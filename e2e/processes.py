@@ -1,5 +1,5 @@
 """Shoal's own commands (`shoal router`, `shoal operator`) as processes of the local e2e, started
-and awaited without blocking the event loop that the emulated cluster serves from."""
+and awaited without blocking the event loop the test runs on."""
 
 import asyncio
 import contextlib

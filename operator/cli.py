@@ -21,14 +21,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-host", default="0.0.0.0", help="address /metrics listens on")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint ('' for none)")  # fmt: skip
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    election = parser.add_argument_group("leader election (several replicas, one acting)")
+    election.add_argument("--leader-elect", action="store_true", help="act only while holding a coordination.k8s.io Lease")  # fmt: skip
+    election.add_argument("--leader-election-namespace", help="the Lease's namespace (default: the pod's, from POD_NAMESPACE or the service account, else shoal-system)")  # fmt: skip
+    election.add_argument("--leader-election-id", default="shoal-operator", help="the Lease's name, shared by the replicas")  # fmt: skip
+    election.add_argument("--leader-election-lease-duration", type=float, default=15.0, help="seconds a silent leader keeps the lease")  # fmt: skip
+    election.add_argument("--leader-election-renew-deadline", type=float, default=10.0, help="seconds the leader keeps acting without a renewal")  # fmt: skip
+    election.add_argument("--leader-election-retry-period", type=float, default=2.0, help="seconds between attempts to acquire or renew")  # fmt: skip
 
 
 def config_of(args: argparse.Namespace):
     from shoal.operator.config import OperatorConfig
+    from shoal.operator.leader_election import LeaderElectionSettings, Timing
+    from shoal.operator.leader_lease import default_identity, default_namespace
     from shoal.operator.router_client import RouterDiscovery
 
     discovery = RouterDiscovery(args.router_namespace, args.router_selector, args.router_admin_port) if args.router_selector else None  # fmt: skip
     token = Path(args.router_admin_token_file).read_text().strip() if args.router_admin_token_file else None
+    election = None
+    if args.leader_elect:
+        timing = Timing(args.leader_election_lease_duration, args.leader_election_renew_deadline, args.leader_election_retry_period)  # fmt: skip
+        election = LeaderElectionSettings(args.leader_election_namespace or default_namespace(), args.leader_election_id, default_identity(), timing)  # fmt: skip
     return OperatorConfig(
         router_admin_urls=tuple(args.router_admin_url),
         router_discovery=discovery,
@@ -37,6 +50,7 @@ def config_of(args: argparse.Namespace):
         drain_s=args.drain,
         namespaces=tuple(args.namespace),
         metrics_address=(args.metrics_host, args.metrics_port) if args.metrics_port else None,
+        leader_election=election,
     )
 
 
@@ -49,7 +63,14 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as error:
         logging.getLogger("shoal.operator").error("%s", error)
         return 2
+    from shoal.operator.leader_lease import LeadershipLost
     from shoal.operator.serve import run_operator
 
-    asyncio.run(run_operator(config, liveness_endpoint=args.liveness or None))
+    try:
+        asyncio.run(run_operator(config, liveness_endpoint=args.liveness or None))
+    except LeadershipLost as error:
+        # As controller-runtime does: exit, and come back (the Deployment restarts the container)
+        # as a candidate with a clean slate, rather than risk acting beside the new leader.
+        logging.getLogger("shoal.operator").error("leader election lost: %s", error)
+        return 1
     return 0

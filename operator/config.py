@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from shoal.operator.leader_election import LeaderElectionSettings
 from shoal.operator.router_client import RouterDiscovery
 
 
@@ -14,6 +15,7 @@ class OperatorConfig:
     drain_s: float = 30.0  # a revision taken out of the route keeps its pods this long
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     metrics_address: tuple[str, int] | None = None  # (host, port) of /metrics; None: not served
+    leader_election: LeaderElectionSettings | None = None  # None: act at once, alone
 
     def __post_init__(self):
         if not self.router_admin_urls and self.router_discovery is None:

@@ -31,13 +31,16 @@ def build_registry(ctx: OperatorContext) -> kopf.OperatorRegistry:
     async def trigger(namespace: str, name: str, **_) -> None:
         await reconcile_pool(ctx, namespace, name)
 
-    kopf.on.resume(*RESOURCE, id="resume", registry=registry)(trigger)
-    kopf.on.create(*RESOURCE, id="create", registry=registry)(trigger)
-    kopf.on.update(*RESOURCE, id="spec-changed", field="spec", registry=registry)(trigger)
-    kopf.on.field(*RESOURCE, id="annotations-changed", field="metadata.annotations", registry=registry)(trigger)
-    kopf.timer(*RESOURCE, id="every-interval", interval=ctx.config.reconcile_interval_s, registry=registry)(trigger)
+    # A pass that fails (the API server restarting, a router unreachable) is tried again after the
+    # reconcile interval, not after kopf's default backoff of 60 s.
+    retry = {"backoff": ctx.config.reconcile_interval_s, "registry": registry}
+    kopf.on.resume(*RESOURCE, id="resume", **retry)(trigger)
+    kopf.on.create(*RESOURCE, id="create", **retry)(trigger)
+    kopf.on.update(*RESOURCE, id="spec-changed", field="spec", **retry)(trigger)
+    kopf.on.field(*RESOURCE, id="annotations-changed", field="metadata.annotations", **retry)(trigger)
+    kopf.timer(*RESOURCE, id="every-interval", interval=ctx.config.reconcile_interval_s, **retry)(trigger)
 
-    @kopf.on.delete(*RESOURCE, registry=registry)
+    @kopf.on.delete(*RESOURCE, **retry)
     async def deleted(namespace: str, name: str, uid: str, **_) -> None:
         await forget_pool(ctx, namespace, name, uid)
 

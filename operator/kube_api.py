@@ -1,4 +1,4 @@
-"""The few Kubernetes API calls the operator makes beyond kopf's own (children, pods, events),
+"""The few Kubernetes API calls the operator makes beyond kopf's own (children, pods, the lease),
 over aiohttp with the same credentials kopf logs in with (in-cluster service account, else
 KUBECONFIG / ~/.kube/config; exec credential plugins are not supported)."""
 
@@ -73,6 +73,10 @@ class KubeApi:
 
     async def create(self, resource: Resource, namespace: str, body: dict) -> dict:
         return await self._call("POST", resource.path(namespace), json=body)
+
+    async def replace(self, resource: Resource, namespace: str, name: str, body: dict) -> dict:
+        """PUT: with body's metadata.resourceVersion, a 409 if the object changed since it was read."""
+        return await self._call("PUT", resource.path(namespace, name), json=body)
 
     async def merge_patch(self, resource: Resource, namespace: str, name: str, patch: dict, subresource: str | None = None) -> dict:  # fmt: skip
         path = resource.path(namespace, name, subresource)

@@ -2,8 +2,8 @@
 (router/config.py): model name, each live revision's ready runtime endpoints, the split, the
 rollback rules made from spec.rollout.analysis, QoS and tenant limits.
 
-Endpoints come from the pods themselves (ready, with an IP), so the same code serves a real
-cluster and the emulated one; a terminating pod drops out at once and drains what it has.
+Endpoints come from the pods themselves (ready, with an IP), not from the Service's
+EndpointSlices: a terminating pod drops out at once and drains what it has.
 """
 
 from shoal.operator.children import GRPC_PORT, METRICS_PORT, REVISION_LABEL, PoolRef

@@ -20,8 +20,8 @@ def helm_binary() -> str:
     return str(helm)
 
 
-def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=120)
+def helm(*args: str, check: bool = True, timeout_s: float = 120) -> subprocess.CompletedProcess:
+    result = subprocess.run([helm_binary(), *args], capture_output=True, text=True, timeout=timeout_s)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result

@@ -1,18 +1,19 @@
 """charts/shoal through the real helm: lint and template with every value set, and every rendered
-manifest valid for Kubernetes (its OpenAPI schemas, strictly) or for its CRD."""
+manifest valid for Kubernetes (its OpenAPI schemas, strictly); the ModelPools and the operator's
+RBAC accepted by the real API server (a dry run)."""
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from tests.chart.helm import CHART, ROOT, by_kind, helm, render, value_sets
-from tests.support.crd_schema import load_crd, validate
 
 CRD = ROOT / "crds" / "modelpool.yaml"
 OLDEST_SUPPORTED = "1.28"  # the CRD's own floor (tests/crds/test_kubernetes_schemas.py)
 # Kinds whose schemas kubernetes-validate does not ship: checked in test_chart_wiring.py instead.
 NOT_CORE = {"monitoring.coreos.com/v1", "gateway.networking.k8s.io/v1", "shoal.dev/v1alpha1"}
 IDS = [path.stem if path else "defaults" for path in value_sets()]
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 
 
 @pytest.mark.parametrize("values", value_sets(), ids=IDS)
@@ -35,10 +36,17 @@ def test_rendered_manifests_match_the_kubernetes_schemas(values, version):
 
 
 @pytest.mark.parametrize("values", value_sets(), ids=IDS)
-def test_every_modelpool_rendered_is_valid_for_the_crd(values):
-    crd = load_crd(CRD)
-    for pool in by_kind(render(values), "ModelPool"):
-        validate(crd, pool)
+def test_every_modelpool_rendered_is_valid_for_the_crd(server_dry_run, values):
+    pools = by_kind(render(values), "ModelPool")
+    if pools:
+        server_dry_run.apply(*pools)
+
+
+@pytest.mark.parametrize("values", value_sets(), ids=IDS)
+def test_the_rbac_rendered_is_accepted_by_the_api_server(server_dry_run, values):
+    rbac = [doc for doc in render(values) if doc["kind"] in RBAC_KINDS]
+    assert {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"} <= {doc["kind"] for doc in rbac}  # the operator's
+    assert [doc["kind"] for doc in server_dry_run.apply(*rbac)] == [doc["kind"] for doc in rbac]
 
 
 def test_the_chart_installs_the_repositorys_crd_unchanged():

@@ -91,6 +91,37 @@ def test_the_operator_accepts_its_flags_and_finds_this_releases_routers(tmp_path
 
 
 @pytest.mark.parametrize("values", value_sets(), ids=IDS)
+def test_operator_replicas_elect_a_leader_on_a_lease_they_may_write(values, monkeypatch):
+    docs = render(values)
+    deployment = one(docs, "Deployment", f"shoal-{RELEASE}-operator")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env == {"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}  # downward API
+    monkeypatch.setenv("POD_NAMESPACE", deployment["metadata"]["namespace"])
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(container["args"])
+    args.router_admin_token_file = None  # a mounted Secret; not the point here
+    election = config_of(args).leader_election
+    assert election is not None and election.namespace == "shoal-system" and election.name == f"shoal-{RELEASE}-operator"
+    # Several replicas roll (a new one waits as a candidate); one alone is replaced.
+    replicas = deployment["spec"]["replicas"]
+    assert deployment["spec"]["strategy"]["type"] == ("RollingUpdate" if replicas > 1 else "Recreate")
+    # The operator's account may read, create and update leases there, and only there.
+    (role,) = by_kind(docs, "Role")
+    (binding,) = by_kind(docs, "RoleBinding")
+    assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == election.namespace
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": deployment["spec"]["template"]["spec"]["serviceAccountName"], "namespace": election.namespace}]  # fmt: skip
+
+
+def test_the_operators_replicas_follow_the_values():
+    assert one(render(), "Deployment", f"shoal-{RELEASE}-operator")["spec"]["replicas"] == 2
+    assert one(render(VALUE_SETS / "minimal.yaml"), "Deployment", f"shoal-{RELEASE}-operator")["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("values", value_sets(), ids=IDS)
 def test_services_and_budgets_select_their_own_pods(values):
     docs = render(values)
     pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in by_kind(docs, "Deployment")}

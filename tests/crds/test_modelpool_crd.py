@@ -1,92 +1,67 @@
-"""The ModelPool CRD itself, checked for what the API server would refuse it for (or quietly serve
-wrong): a structural schema, defaults its own schema accepts, CEL rules that parse and point at real
-fields, printer columns and scale paths that read declared fields of the right type."""
+"""The ModelPool CRD as the real API server serves it: accepted as written (a structural schema,
+defaults valid against their own schema and CEL rules, rules that compile and point at declared
+fields: the server refuses a CRD otherwise), printer columns that show the status fields they name,
+and a scale subresource that reads and writes the right ones."""
+
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.crds.files import MODELPOOL_CRD
-from tests.support.crd_schema import apply_defaults, compile_rule, field_errors, unknown_fields, walk_schema
+from tests.support.control_plane import ControlPlane
 
-SCALARS = {"string", "integer", "number", "boolean"}
-# ObjectMeta fields every object has, whatever its schema says, as printer column types.
-OBJECT_META = {".metadata.name": "string", ".metadata.namespace": "string", ".metadata.creationTimestamp": "date"}
-
-(VERSION,) = MODELPOOL_CRD["spec"]["versions"]
-SCHEMA = VERSION["schema"]["openAPIV3Schema"]
-NODES = list(walk_schema(SCHEMA))
-DEFAULTED = [(path, node) for path, node in NODES if "default" in node]
-RULES = [(path, node, rule) for path, node in NODES for rule in node.get("x-kubernetes-validations", ())]
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelpools.shoal.dev"
+# What the operator writes, one value for each field the printer columns and the scale subresource read.
+STATUS = {
+    "replicas": 3, "readyReplicas": 2, "selector": "shoal.dev/pool=chat", "stableRevision": "v1-5d8f6c",
+    "canaryRevision": "v2-7c9e1a", "canaryWeight": 25, "phase": "Progressing",
+}  # fmt: skip
 
 
-def schema_at(schema: dict, json_path: str) -> dict | None:
-    """The node a simple JSONPath (`.status.replicas`) names, following declared properties only."""
-    node: dict | None = schema
-    for name in json_path.removeprefix(".").split("."):
-        node = node.get("properties", {}).get(name)
-        if node is None:
-            return None
-    return node
+def test_the_api_server_serves_the_crd_as_written(control_plane):
+    served = control_plane.request("GET", CRD_PATH)
+    assert served["spec"] == {**MODELPOOL_CRD["spec"], "conversion": {"strategy": "None"}}
+    assert served["status"]["acceptedNames"] == MODELPOOL_CRD["spec"]["names"]
+    conditions = {c["type"]: c["status"] for c in served["status"]["conditions"]}
+    assert conditions == {"NamesAccepted": "True", "Established": "True"}
 
 
-def test_every_node_has_a_type():
-    untyped = [
-        path or "." for path, node in NODES
-        if "type" not in node and not node.get("x-kubernetes-int-or-string") and not node.get("x-kubernetes-preserve-unknown-fields")
-    ]
-    assert untyped == []
+@pytest.fixture
+def kubectl(control_plane: ControlPlane) -> Iterator[Callable[..., str]]:
+    """kubectl (its stdout) as the admin in a namespace of its own, where a ModelPool `chat` is
+    stored with its status written as the operator would."""
+    namespace = f"crd-{uuid.uuid4().hex[:8]}"
+    control_plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})  # fmt: skip
+    pools = f"/apis/shoal.dev/v1alpha1/namespaces/{namespace}/modelpools"
+    manifest = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata": {"name": "chat"}, "spec": {"model": {"revision": "v1"}}}  # fmt: skip
+    stored = control_plane.request("POST", pools, manifest)
+    control_plane.request("PUT", f"{pools}/chat/status", {**stored, "status": STATUS})
+
+    def run(*args: str) -> str:
+        command = ["kubectl", "--kubeconfig", str(control_plane.admin_kubeconfig), "--namespace", namespace, *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
+
+    yield run
+    control_plane.request("DELETE", f"/api/v1/namespaces/{namespace}")
 
 
-def test_int_or_string_nodes_have_no_type():
-    assert [path for path, node in NODES if node.get("x-kubernetes-int-or-string") and "type" in node] == []
+def test_kubectl_get_shows_each_printer_columns_status_field(kubectl):
+    header, row = (line.split() for line in kubectl("get", "modelpools").splitlines())
+    (version,) = MODELPOOL_CRD["spec"]["versions"]
+    assert header == ["NAME"] + [column["name"].upper() for column in version["additionalPrinterColumns"]]
+    cells = dict(zip(header, row))
+    assert re.fullmatch(r"\d+s", cells.pop("AGE"))  # .metadata.creationTimestamp, as a date
+    assert cells == {
+        "NAME": "chat", "READY": "2", "STABLE": "v1-5d8f6c", "CANARY": "v2-7c9e1a", "WEIGHT": "25", "PHASE": "Progressing",
+    }  # fmt: skip
 
 
-def test_children_match_their_nodes_type():
-    misplaced = [
-        path for path, node in NODES
-        if ("items" in node) != (node.get("type") == "array")
-        or (("properties" in node or "additionalProperties" in node) and node.get("type") != "object")
-        or ("properties" in node and "additionalProperties" in node)
-    ]
-    assert misplaced == []
-
-
-def test_list_map_keys_are_required_scalars_of_object_items():
-    for path, node in NODES:
-        if node.get("x-kubernetes-list-type") == "map":
-            items = node["items"]
-            assert items["type"] == "object", path
-            for key in node["x-kubernetes-list-map-keys"]:
-                assert items["properties"][key]["type"] in SCALARS, f"{path}: {key}"
-                assert key in items.get("required", ()) or "default" in items["properties"][key], f"{path}: {key}"
-
-
-@pytest.mark.parametrize("path, node", DEFAULTED, ids=[path for path, _ in DEFAULTED])
-def test_default_is_valid_against_its_own_schema(path, node):
-    assert unknown_fields(node, node["default"], path) == []
-    assert field_errors(node, apply_defaults(node, node["default"]), path) == []
-
-
-@pytest.mark.parametrize("path, node, rule", RULES, ids=[f"{path}: {rule['rule']}" for path, _, rule in RULES])
-def test_rule_parses_and_its_field_path_is_declared(path, node, rule):
-    compile_rule(rule["rule"])
-    if "fieldPath" in rule:
-        assert schema_at(node, rule["fieldPath"]) is not None
-
-
-COLUMNS = VERSION["additionalPrinterColumns"]
-
-
-@pytest.mark.parametrize("column", COLUMNS, ids=[column["name"] for column in COLUMNS])
-def test_printer_column_reads_a_declared_field_of_its_type(column):
-    path = column["jsonPath"]
-    declared = OBJECT_META.get(path) or (schema_at(SCHEMA, path) or {}).get("type")
-    assert declared == column["type"]
-
-
-def test_scale_subresource_reads_declared_fields():
-    scale = VERSION["subresources"]["scale"]
-    assert scale["specReplicasPath"].startswith(".spec.")
-    assert scale["statusReplicasPath"].startswith(".status.")
-    assert (schema_at(SCHEMA, scale["specReplicasPath"]) or {}).get("type") == "integer"
-    assert (schema_at(SCHEMA, scale["statusReplicasPath"]) or {}).get("type") == "integer"
-    assert (schema_at(SCHEMA, scale["labelSelectorPath"]) or {}).get("type") == "string"
+def test_the_scale_subresource_reads_the_status_and_writes_spec_replicas(kubectl):
+    scale = json.loads(kubectl("get", "modelpool", "chat", "--subresource=scale", "--output=json"))
+    assert (scale["spec"], scale["status"]) == ({"replicas": 1}, {"replicas": 3, "selector": "shoal.dev/pool=chat"})
+    kubectl("scale", "modelpool", "chat", "--replicas=4")
+    assert json.loads(kubectl("get", "modelpool", "chat", "--output=json"))["spec"]["replicas"] == 4

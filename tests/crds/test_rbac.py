@@ -1,37 +1,51 @@
 """The operator's RBAC (crds/rbac.yaml): exactly the permissions it was reviewed with, granted to
-the ServiceAccount the operator runs as. Widening a rule means changing EXPECTED here, on purpose."""
+the ServiceAccount the operator runs as, in objects the API server accepts. Widening a rule means
+changing EXPECTED here, on purpose."""
 
 import yaml
 
 from tests.crds.files import CRDS
 
+# What the operator was seen to use in the audit log (tests/operator/test_operator_rbac.py), no more.
 EXPECTED = {
     ("shoal.dev", "modelpools"): {"get", "list", "watch", "patch"},
-    ("shoal.dev", "modelpools/status"): {"get", "patch", "update"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("", "services"): {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("shoal.dev", "modelpools/status"): {"patch"},
+    ("apps", "deployments"): {"list", "create", "patch", "delete"},
+    ("", "services"): {"get", "create"},
+    ("", "pods"): {"list"},
+    ("", "events"): {"create"},
     ("", "namespaces"): {"list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
 }
+EXPECTED_IN_OWN_NAMESPACE = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}  # leader election
 
 DOCS = {doc["kind"]: doc for doc in yaml.safe_load_all((CRDS / "rbac.yaml").read_text())}
 
 
-def test_the_cluster_role_grants_exactly_the_reviewed_permissions():
+def granted_by(role: dict) -> dict[tuple[str, str], set[str]]:
     granted: dict[tuple[str, str], set[str]] = {}
-    for rule in DOCS["ClusterRole"]["rules"]:
+    for rule in role["rules"]:
         assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames, nonResourceURLs
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
-    assert granted == EXPECTED
+    return granted
 
 
-def test_the_binding_gives_the_role_to_the_operators_service_account():
-    account, role, binding = DOCS["ServiceAccount"], DOCS["ClusterRole"], DOCS["ClusterRoleBinding"]
+def test_the_roles_grant_exactly_the_reviewed_permissions():
+    assert granted_by(DOCS["ClusterRole"]) == EXPECTED
+    assert granted_by(DOCS["Role"]) == EXPECTED_IN_OWN_NAMESPACE
+    assert DOCS["Role"]["metadata"]["namespace"] == DOCS["ServiceAccount"]["metadata"]["namespace"]
+
+
+def test_the_bindings_give_the_roles_to_the_operators_service_account():
+    account = DOCS["ServiceAccount"]
     assert account["metadata"] == {"name": "shoal-operator", "namespace": "shoal-system"}
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", **account["metadata"]}]
+    for role, binding in ((DOCS["ClusterRole"], DOCS["ClusterRoleBinding"]), (DOCS["Role"], DOCS["RoleBinding"])):
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role["kind"], "name": role["metadata"]["name"]}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", **account["metadata"]}]
+
+
+def test_the_api_server_accepts_every_document(server_dry_run):
+    stored = server_dry_run.apply(*DOCS.values())
+    assert [doc["kind"] for doc in stored] == list(DOCS)

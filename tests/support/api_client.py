@@ -1,6 +1,9 @@
 """The few Kubernetes API calls the tests and the local node make, over HTTP with JSON bodies,
 authenticated as the ClusterAccess given (a client certificate or a token)."""
 
+# Annotations stay strings: in ApiClient's body `list` is the method, not the builtin.
+from __future__ import annotations
+
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any

@@ -16,13 +16,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.certificates import Identity
 from tests.support.control_plane import ControlPlane, ControlPlaneError, tail
+from tests.support.operator_account import install_operator_rbac, token
+from tests.support.pod_network import Reservation, reserved_pod_network
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILES = (ROOT / "crds" / "modelpool.yaml",)
@@ -43,16 +44,16 @@ class Cluster:
         return self.plane.admin_kubeconfig
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        """kubectl as the admin, blocking (set-up and tear-down; async tests use support.kubectl)."""
-        result = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args], input=stdin, capture_output=True, text=True, timeout=120)  # fmt: skip
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
-        return result
+        return self.plane.kubectl(*args, stdin=stdin, check=check)
 
     def create_namespace(self, prefix: str = "t") -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        self.plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})  # fmt: skip
-        return name
+        return self.plane.create_namespace(prefix)
+
+    def operator_kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig at `path` holding a fresh token of the operator's ServiceAccount, bound
+        to exactly the roles crds/rbac.yaml grants (applied here; applying again changes nothing)."""
+        install_operator_rbac(self.plane)
+        return token(self.plane, path).kubeconfig
 
     def delete_namespace(self, name: str) -> None:
         """Deleted in the background: the namespace controller finishes it (and the node its pods)."""
@@ -61,19 +62,27 @@ class Cluster:
 
 def install_crds(plane: ControlPlane) -> None:
     for path in CRD_FILES:
-        subprocess.run(["kubectl", "--kubeconfig", str(plane.admin_kubeconfig), "apply", "-f", str(path)], check=True, capture_output=True)  # fmt: skip
-        subprocess.run(["kubectl", "--kubeconfig", str(plane.admin_kubeconfig), "wait", "--for=condition=Established", "-f", str(path), "--timeout=60s"], check=True, capture_output=True)  # fmt: skip
+        for args in (["apply", "-f", str(path)], ["wait", "--for=condition=Established", "-f", str(path), "--timeout=60s"]):
+            result = subprocess.run(["kubectl", "--kubeconfig", str(plane.admin_kubeconfig), *args], capture_output=True, text=True)  # fmt: skip
+            if result.returncode != 0:
+                raise ControlPlaneError(f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
 
 
 @contextlib.contextmanager
-def running_node(plane: ControlPlane, directory: Path, *, name: str = NODE_NAME) -> Iterator[tuple[Path, Path]]:
-    """The local node as a process, logging in as system:node:<name>; yields (pod logs, its log)
-    once the Node is Ready (no not-ready taint left, so the scheduler binds pods to it)."""
+def running_node(plane: ControlPlane, directory: Path, pod_network: Reservation, *, name: str = NODE_NAME) -> Iterator[tuple[Path, Path]]:  # fmt: skip
+    """The local node as a process, logging in as system:node:<name>, its pods on the reserved
+    network (whose gateway the API server's certificate names: ControlPlane.start's api_hosts);
+    yields (pod logs, its log) once the Node is Ready (no not-ready taint left, so the scheduler
+    binds pods to it)."""
     _, kubeconfig = plane.client_access(f"node-{name}", Identity(f"system:node:{name}", ("system:nodes",)))
     pod_logs, log = directory / "pod-logs", directory / f"{name}.log"
-    command = [sys.executable, "-m", "tests.support.local_node", "--kubeconfig", str(kubeconfig), "--log-dir", str(pod_logs), "--name", name, "--api-server-port", str(plane.api_port)]  # fmt: skip
+    command = [
+        sys.executable, "-m", "tests.support.local_node", "--kubeconfig", str(kubeconfig), "--log-dir", str(pod_logs),
+        "--name", name, "--api-server-port", str(plane.api_port),
+        "--pod-cidr", pod_network.cidr, "--pod-network-lock-fd", str(pod_network.lock_fd),
+    ]  # fmt: skip
     with open(log, "ab") as output:
-        process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, pass_fds=(pod_network.lock_fd,))  # fmt: skip
     try:
         _wait_schedulable(plane, name, process, log)
         yield pod_logs, log
@@ -103,9 +112,10 @@ def _wait_schedulable(plane: ControlPlane, name: str, process: subprocess.Popen,
 
 @contextlib.contextmanager
 def running_cluster(directory: Path) -> Iterator[Cluster]:
-    with ControlPlane.start(directory / "control-plane") as plane:
-        install_crds(plane)
-        with running_node(plane, directory) as (pod_logs, node_log):
+    # Pods reach the API server at their network's gateway (tests/support/api_proxy.py); a second
+    # session on this machine gets a pod network of its own.
+    with reserved_pod_network() as pod_network, ControlPlane.start(directory / "control-plane", api_hosts=(pod_network.gateway,), before_controllers=install_crds) as plane:  # fmt: skip
+        with running_node(plane, directory, pod_network) as (pod_logs, node_log):
             yield Cluster(plane, pod_logs, node_log)
 
 

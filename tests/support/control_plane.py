@@ -25,7 +25,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +54,7 @@ AUDIT_POLICY = {
     ],
 }
 START_TIMEOUT_S = 90.0
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = 5.0
 
 
 def binaries_dir() -> Path:
@@ -115,16 +116,21 @@ class ControlPlane:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, directory: Path, *, api_hosts: tuple[str, ...] = (), binaries: Path | None = None) -> Iterator["ControlPlane"]:  # fmt: skip
+    def start(cls, directory: Path, *, api_hosts: tuple[str, ...] = (), binaries: Path | None = None, before_controllers: Callable[["ControlPlane"], None] | None = None) -> Iterator["ControlPlane"]:  # fmt: skip
         """Start every component and wait until the API server is ready, the default namespace's
         service account exists (pods can be created) and the scheduler and controllers run.
         `api_hosts`: further addresses the API server's certificate must be valid for (where pods
-        reach it)."""
+        reach it). `before_controllers(plane)` runs once the API server is ready and before the
+        controller manager starts: CRDs installed there are known to the garbage collector from
+        its start (it rediscovers resources only every 30 s, and until then leaves the
+        dependents of a deleted custom object alone)."""
         plane = cls._prepare(directory, binaries or binaries_dir(), api_hosts)
         try:
             for name in ("etcd", "kube-apiserver"):
                 plane.components[name].start()
             plane.wait_ready()
+            if before_controllers is not None:
+                before_controllers(plane)
             for name in ("kube-controller-manager", "kube-scheduler"):
                 plane.components[name].start()
             plane._wait_for_service_account("default", "default")
@@ -213,6 +219,19 @@ class ControlPlane:
         call = urllib.request.Request(self.server + path, data=data, method=method, headers={"Content-Type": "application/json"})  # fmt: skip
         with urllib.request.urlopen(call, context=self.admin.ssl_context(), timeout=30) as response:
             return json.loads(response.read() or b"{}")
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        """kubectl as the admin, blocking (set-up and tear-down; async tests use support.kubectl)."""
+        result = subprocess.run(["kubectl", "--kubeconfig", str(self.admin_kubeconfig), *args], input=stdin, capture_output=True, text=True, timeout=120)  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+    def create_namespace(self, prefix: str = "t") -> str:
+        """A namespace of a fresh name starting with prefix."""
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        return name
 
     def audit_events(self, user: str) -> list[dict]:
         """The audit log's ResponseComplete events of one user (e.g.

@@ -1,4 +1,4 @@
-"""kubectl against the emulated cluster, run without blocking the event loop the cluster is on."""
+"""kubectl against the test cluster, run without blocking the event loop."""
 
 import asyncio
 import json

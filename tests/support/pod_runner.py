@@ -1,5 +1,6 @@
-"""One pod on the local node: its container as a local process, started, probed, restarted as
-its restartPolicy says, stopped with SIGTERM then SIGKILL, and the pod status a kubelet reports.
+"""One pod's process on the local node: started (in its sandbox, pod_sandbox.py), probed,
+restarted as its restartPolicy says, stopped with SIGTERM then SIGKILL, and its status reported
+(pod_status.py) whenever it changes.
 
 The restart backoff is shorter than the kubelet's (10 s doubling to 5 min) so that tests see a
 crash loop in seconds; everything else follows the kubelet: probe defaults, thresholds, startup
@@ -8,19 +9,18 @@ probes holding back liveness and readiness, exit codes 128+signal.
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.support.object_writes import timestamp
+from tests.support.node_heartbeat import now
 from tests.support.pod_launch import Launch, Probe
+from tests.support.pod_status import PodState, exit_code, pod_status
 
 RESTART_BACKOFF_S = (1.0, 2.0, 4.0, 8.0)  # then 8 s on every later restart
 
@@ -29,73 +29,12 @@ log = logging.getLogger(__name__)
 Report = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-@dataclass
-class PodState:
-    """What the node knows of one pod; pod_status() turns it into the API's PodStatus."""
-
-    pod_ip: str
-    host_ip: str
-    start_time: str
-    container: str
-    image: str
-    phase: str = "Pending"
-    started: bool = False
-    ready: bool = False
-    ready_since: str = ""
-    restart_count: int = 0
-    container_id: str = ""  # local://<pid> of the running process
-    state: dict[str, Any] = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
-    last_state: dict[str, Any] = field(default_factory=dict)
-
-
-def pod_status(state: PodState) -> dict[str, Any]:
-    ready = "True" if state.ready else "False"
-    since = state.ready_since or state.start_time
-    return {
-        "phase": state.phase,
-        "hostIP": state.host_ip,
-        "hostIPs": [{"ip": state.host_ip}],
-        "podIP": state.pod_ip,
-        "podIPs": [{"ip": state.pod_ip}],
-        "startTime": state.start_time,
-        "conditions": [
-            {"type": "PodScheduled", "status": "True", "lastTransitionTime": state.start_time},
-            {"type": "Initialized", "status": "True", "lastTransitionTime": state.start_time},
-            {"type": "ContainersReady", "status": ready, "lastTransitionTime": since},
-            {"type": "Ready", "status": ready, "lastTransitionTime": since},
-        ],
-        "containerStatuses": [{
-            "name": state.container,
-            "image": state.image,
-            "imageID": "",
-            "ready": state.ready,
-            "started": state.started,
-            "restartCount": state.restart_count,
-            **({"containerID": state.container_id} if state.container_id else {}),
-            "state": state.state,
-            "lastState": state.last_state,
-        }],
-    }  # fmt: skip
-
-
-def refused_status(message: str, now: str) -> dict[str, Any]:
-    """The status of a pod that this node cannot run (see pod_launch.UnsupportedPod)."""
-    return {
-        "phase": "Failed",
-        "reason": "UnsupportedByLocalNode",
-        "message": message,
-        "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now}],
-    }
-
-
-def exit_code(returncode: int) -> int:
-    """As a container runtime reports it: a process killed by signal N exits 128+N."""
-    return returncode if returncode >= 0 else 128 - returncode
-
-
 class PodRunner:
-    def __init__(self, launch: Launch, state: PodState, *, log_path: Path, base_env: Mapping[str, str], probes: aiohttp.ClientSession, report: Report):
+    """`argv` runs the launch's command in the pod's sandbox; `probes` reaches the pod's address."""
+
+    def __init__(self, launch: Launch, argv: Sequence[str], state: PodState, *, log_path: Path, base_env: Mapping[str, str], probes: aiohttp.ClientSession, report: Report):  # fmt: skip
         self._launch = launch
+        self._argv = argv
         self._state = state
         self._log_path = log_path
         self._base_env = base_env
@@ -119,9 +58,9 @@ class PodRunner:
     async def _run(self) -> None:
         backoff = iter(RESTART_BACKOFF_S)
         while True:
-            started_at = _now()
+            started_at = now()
             code = await self._run_once(started_at)
-            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started_at, "finishedAt": _now()}
+            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started_at, "finishedAt": now()}
             self._set_ready(False)
             policy = self._launch.restart_policy
             if policy == "Never" or (policy == "OnFailure" and code == 0):
@@ -140,7 +79,7 @@ class PodRunner:
         """Start the process, probe it while it runs; its exit code."""
         with open(self._log_path, "ab") as log_file:  # the child keeps its own descriptor
             spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-                *self._launch.argv,
+                *self._argv,
                 env={**self._base_env, **self._launch.env},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
@@ -153,10 +92,10 @@ class PodRunner:
                 self._process = await spawn
                 raise
             except OSError as error:  # e.g. no such executable: exits as a shell would
-                log_file.write(f"{self._launch.argv[0]}: {error}\n".encode())
+                log_file.write(f"{self._argv[0]}: {error}\n".encode())
                 return 127
         self._state.phase = "Running"
-        self._state.container_id = f"local://{self._process.pid}"
+        self._state.container_id = f"local-process://{self._process.pid}"
         self._state.state = {"running": {"startedAt": started_at}}
         self._state.started = self._launch.startup is None
         await self._report()
@@ -231,7 +170,8 @@ class PodRunner:
                     _, writer = await asyncio.open_connection(address, probe.port)
                     writer.close()
                     return True
-                async with self._probes.get(f"http://{address}:{probe.port}{probe.path}") as response:
+                url = f"http://{address}:{probe.port}{probe.path}"
+                async with self._probes.get(url, headers=dict(probe.headers), allow_redirects=False) as response:
                     return 200 <= response.status < 400
         except (OSError, TimeoutError, aiohttp.ClientError):
             return False
@@ -250,7 +190,7 @@ class PodRunner:
 
     def _set_ready(self, ready: bool) -> None:
         if ready != self._state.ready:
-            self._state.ready, self._state.ready_since = ready, _now()
+            self._state.ready, self._state.ready_since = ready, now()
 
     async def _report(self) -> None:
         # Serialised, and built inside the lock: the last write carries the latest state.
@@ -267,6 +207,3 @@ def _signal_group(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)
 
-
-def _now() -> str:
-    return timestamp(datetime.datetime.now(datetime.UTC))

@@ -1,4 +1,4 @@
-"""Waiting for the emulated cluster's controllers, which act on their own schedule."""
+"""Waiting for the test cluster's controllers, which act on their own schedule."""
 
 import asyncio
 import time
