@@ -9,7 +9,7 @@ import pytest
 from tests.cluster.test_pod_launch import PLACEMENT, RUNTIME_POD
 from tests.support.pod_launch import Mount
 from tests.support.pod_references import MissingReference, PodObjects, TokenSpec
-from tests.support.pod_sandbox import BindMount, bind_mounts, etc_files, prepare_sources, sandbox_argv
+from tests.support.pod_sandbox import BindMount, bind_mounts, etc_files, kept_in_view, prepare_sources, sandbox_argv
 from tests.support.pod_volumes import VolumeFile, volume_files, write_volume
 
 OBJECTS = PodObjects(
@@ -89,6 +89,15 @@ def test_the_sandbox_opens_every_source_before_mounting_then_execs_the_command()
     assert any(line.endswith("-c --bind /proc/self/fd/$m0 /tmp") for line in script)
     assert any(line.endswith("-c -o remount,bind,ro '/etc/a b'") for line in script)
     assert script[-3:] == ["exec {m0}<&- {m1}<&-", "cd -- '/work dir'", 'exec "$@"']
+
+
+def test_the_nodes_software_under_a_pods_mount_is_bound_back_after_it():
+    # CI's fresh clone may live under /tmp, where the chart's pods mount an emptyDir.
+    binds = [BindMount(Path("/state/v/tmp"), "/tmp", False), BindMount(Path("/state/v/conf"), "/etc/shoal", True)]
+    software = (Path("/tmp/ci"), Path("/tmp/ci/.venv"), Path("/root/.pyenv/versions/3.11.7"), Path("/root"))
+    kept = kept_in_view(binds, software)
+    assert kept == [BindMount(Path("/tmp/ci"), "/tmp/ci", False), BindMount(Path("/tmp/ci/.venv"), "/tmp/ci/.venv", False)]
+    assert kept_in_view([BindMount(Path("/state/v/conf"), "/etc/shoal", True)], software) == []
 
 
 def test_the_pods_hosts_file_names_the_pod_and_the_kubernetes_service():

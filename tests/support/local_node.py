@@ -39,9 +39,14 @@ from tests.support.node_heartbeat import NodeShape, keep_alive, register_node
 from tests.support.pod_network import DEFAULT_POD_CIDR, PodNetwork
 from tests.support.pod_worker import NodeContext, PodWorker
 
+ROOT = Path(__file__).resolve().parents[2]
 MAX_GRACE_S = 10.0  # a pod's termination grace period is capped here, to keep tests short
 SHOAL = str(Path(sys.executable).with_name("shoal"))  # this venv's `shoal`, for `command: [shoal]`
 EXECUTABLES = {"shoal": SHOAL, "python": sys.executable, "python3": sys.executable}
+# What those executables need from the host (the editable install points into the checkout; the
+# runtime keeps the converted model in a cache under the home folder): an image's files, in a
+# container's terms.
+SOFTWARE = tuple(dict.fromkeys(Path(folder).resolve() for folder in (ROOT, sys.prefix, sys.base_prefix, Path.home())))
 WATCH_RETRY_S = 1.0
 
 log = logging.getLogger(__name__)
@@ -96,7 +101,7 @@ class LocalNode:
             async with proxy, aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as probes:
                 node = NodeContext(
                     client=self._client, network=network, probes=probes, node_name=config.name,
-                    api_service_port=API_SERVICE_PORT, allocatable=shape.capacity, executables=EXECUTABLES,
+                    api_service_port=API_SERVICE_PORT, allocatable=shape.capacity, executables=EXECUTABLES, software=SOFTWARE,
                     log_dir=config.log_dir, state_dir=config.state_dir, base_env=pod_base_env(os.environ),
                     max_grace_s=config.max_grace_s,
                 )  # fmt: skip

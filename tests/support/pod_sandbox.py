@@ -5,6 +5,8 @@ script bind-mounts each volume (or its subPath) at its mountPath, read-only wher
 pod's own /etc/hosts and /etc/resolv.conf, changes to the working folder and execs the command.
 The exec keeps the pid, so the node signals and waits for the container's process itself.
 
+The node's own software stays where it is, even under a mount above it (kept_in_view).
+
 Mount paths are the pod's own (/etc/shoal/config, /var/run/secrets/kubernetes.io/serviceaccount,
 /tmp for an emptyDir there...) and only the pod sees what is mounted there: the mounts never
 propagate to the host. Underneath, though, it is the host's file system, so a missing mount point
@@ -49,6 +51,14 @@ def bind_mounts(mounts: Sequence[Mount], volumes_dir: Path, etc_dir: Path) -> li
     binds = [BindMount(volumes_dir / mount.volume / mount.sub_path if mount.sub_path else volumes_dir / mount.volume, mount.path, mount.read_only) for mount in mounts]  # fmt: skip
     binds.sort(key=lambda bind: len(Path(bind.target).parts))
     return binds + [BindMount(etc_dir / name, f"/etc/{name}", read_only=False, file=True) for name in ("hosts", "resolv.conf")]
+
+
+def kept_in_view(mounts: Sequence[BindMount], software: Sequence[Path]) -> list[BindMount]:
+    """The node's own software folders (this checkout, its venv, Python's installation, the model
+    cache) that one of the pod's mounts would hide, bound back at their own paths after the pod's
+    mounts: they are what an image would hold, and an emptyDir at /tmp must not take away a
+    checkout that lives under /tmp (as CI's fresh clone may)."""
+    return [BindMount(folder, str(folder), read_only=False) for folder in software if any(folder.is_relative_to(bind.target) for bind in mounts)]  # fmt: skip
 
 
 def sandbox_argv(netns: str, mounts: Sequence[BindMount], working_dir: str, argv: Sequence[str]) -> list[str]:

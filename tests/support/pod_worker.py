@@ -27,7 +27,7 @@ from tests.support.pod_launch import Launch, UnsupportedPod, check_supported, la
 from tests.support.pod_network import PodNetwork, PodSandbox
 from tests.support.pod_references import MissingReference, PodObjects, References, TokenSpec, config_map_data, references, secret_data  # fmt: skip
 from tests.support.pod_runner import PodRunner
-from tests.support.pod_sandbox import bind_mounts, etc_files, prepare_sources, sandbox_argv, write_etc
+from tests.support.pod_sandbox import bind_mounts, etc_files, kept_in_view, prepare_sources, sandbox_argv, write_etc
 from tests.support.pod_status import PodState, pod_status, refused_status, scheduled_condition
 from tests.support.pod_volumes import volume_files, write_volume
 
@@ -47,6 +47,7 @@ class NodeContext:
     api_service_port: int  # where pods reach the API server, on the gateway (api_proxy.py)
     allocatable: Mapping[str, str]
     executables: Mapping[str, str]  # command[0] -> the executable that runs it
+    software: tuple[Path, ...]  # host folders the executables need, visible in every pod
     log_dir: Path  # <namespace>_<pod>.log
     state_dir: Path  # a folder per pod: volumes/, etc/
     base_env: Mapping[str, str]  # beneath each container's own variables
@@ -116,6 +117,7 @@ class PodWorker:
         placement = Placement(node.node_name, node.network.gateway, sandbox.address, node.network.gateway, node.api_service_port, node.allocatable)  # fmt: skip
         launch = await self._prepare(pod, placement, state)
         mounts = prepare_sources(bind_mounts(launch.mounts, self._folder / "volumes", self._folder / "etc"))
+        mounts += kept_in_view(mounts, node.software)
         launch = dataclasses.replace(launch, grace_s=min(launch.grace_s, node.max_grace_s))
         self._runner = PodRunner(
             launch,

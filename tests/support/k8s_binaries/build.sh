@@ -22,7 +22,7 @@ if $complete; then
 	echo "control-plane binaries: $dest (cached)"
 	exit 0
 fi
-echo "building ${binaries[*]} ($k8s_version, etcd $etcd_version) into $dest: about 5 minutes on 2 cores"
+echo "building ${binaries[*]} ($k8s_version, etcd $etcd_version) into $dest: about 4 minutes on 2 cores"
 mkdir -p "$(dirname "$dest")"
 minor=$(echo "$k8s_version" | cut -d. -f2)
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
