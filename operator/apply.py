@@ -1,4 +1,4 @@
-"""Applies a reconcile Plan: only the differences, in an order that never strands a request.
+"""Applies a Plan (plan.py): only the differences, in an order that never strands a request.
 
 Children first (a route must not name endpoints of a Deployment not yet asked for), then the
 route (weights move before anything is taken away), then deletions of what no revision needs.
@@ -6,7 +6,7 @@ route (weights move before anything is taken away), then deletions of what no re
 
 from shoal.operator.children import PoolRef
 from shoal.operator.kube_api import DEPLOYMENTS, SERVICES, KubeApi
-from shoal.operator.reconcile import TEMPLATE_HASH_ANNOTATION, Plan
+from shoal.operator.plan import TEMPLATE_HASH_ANNOTATION, Plan
 from shoal.operator.router_client import RouterClient
 
 

@@ -3,15 +3,12 @@ revision and one Service for the pool. Pure functions; applying them is apply.py
 
 from dataclasses import dataclass
 
+from shoal.constants import API_VERSION, KIND, POOL_LABEL, REVISION_LABEL
+from shoal.constants import RUNTIME_GRPC_PORT as GRPC_PORT
+from shoal.constants import RUNTIME_METRICS_PORT as METRICS_PORT
 from shoal.operator.spec import PoolSpec
 
-API_VERSION = "shoal.dev/v1alpha1"
-KIND = "ModelPool"
-POOL_LABEL = "shoal.dev/pool"
-REVISION_LABEL = "shoal.dev/revision"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "shoal-operator"}
-GRPC_PORT = 50051
-METRICS_PORT = 8001
 MODEL_MOUNT = "/models"
 # SIGTERM makes the runtime finish what it is generating; long answers need time.
 TERMINATION_GRACE_S = 60
@@ -127,7 +124,7 @@ def runtime_args(pool: PoolRef, revision: str, spec: PoolSpec) -> list[str]:
     if runtime.max_model_len is not None:
         args += ["--max-model-len", str(runtime.max_model_len)]
     if runtime.device == "cuda":
-        args += ["--gpu-memory-utilization", str(runtime.kv_cache_fraction)]
+        args += ["--gpu-memory-utilization", str(runtime.gpu_memory_utilization)]
     if runtime.kv_cache_memory is not None:
         args += ["--kv-cache-memory", runtime.kv_cache_memory]
     if runtime.max_waiting is not None:

@@ -6,20 +6,22 @@ import asyncio
 import logging
 from pathlib import Path
 
+from shoal.constants import OPERATOR_HEALTH_PORT, OPERATOR_METRICS_PORT, ROUTER_ADMIN_PORT
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     router = parser.add_argument_group("router")
-    router.add_argument("--router-admin-url", action="append", default=[], help="a router's admin API, e.g. http://shoal-router-admin:8002 (repeatable)")  # fmt: skip
+    router.add_argument("--router-admin-url", action="append", default=[], help=f"a router's admin API, e.g. http://shoal-router-admin:{ROUTER_ADMIN_PORT} (repeatable)")  # fmt: skip
     router.add_argument("--router-selector", help="find router pods by this label selector (each replica gets every route)")  # fmt: skip
     router.add_argument("--router-namespace", default="shoal-system", help="namespace of the router pods")
-    router.add_argument("--router-admin-port", type=int, default=8002)
+    router.add_argument("--router-admin-port", type=int, default=ROUTER_ADMIN_PORT)
     router.add_argument("--router-admin-token-file", help="file holding the admin API's bearer token")
     parser.add_argument("--namespace", action="append", default=[], help="watch only this namespace (repeatable; default: all)")  # fmt: skip
     parser.add_argument("--reconcile-interval", type=float, default=5.0, help="seconds between passes over each pool")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds a revision keeps its pods after leaving the route")  # fmt: skip
-    parser.add_argument("--metrics-port", type=int, default=8081, help="port of the operator's Prometheus /metrics (0: none)")  # fmt: skip
+    parser.add_argument("--metrics-port", type=int, default=OPERATOR_METRICS_PORT, help="port of the operator's Prometheus /metrics (0: none)")  # fmt: skip
     parser.add_argument("--metrics-host", default="0.0.0.0", help="address /metrics listens on")
-    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="kopf's liveness endpoint ('' for none)")  # fmt: skip
+    parser.add_argument("--liveness", default=f"http://0.0.0.0:{OPERATOR_HEALTH_PORT}/healthz", help="kopf's liveness endpoint ('' for none)")  # fmt: skip
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     election = parser.add_argument_group("leader election (several replicas, one acting)")
     election.add_argument("--leader-elect", action="store_true", help="act only while holding a coordination.k8s.io Lease")  # fmt: skip

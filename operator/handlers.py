@@ -1,4 +1,4 @@
-"""The kopf handlers, and nothing else: each one triggers a reconcile pass (reconcile_pass.py).
+"""The kopf handlers, and nothing else: each one triggers a reconcile pass (reconcile.py).
 
 Every trigger leads to the same level-based pass (read everything, compute, apply the
 difference), so a missed or repeated event costs nothing: the timer catches up.
@@ -8,10 +8,11 @@ import logging
 
 import kopf
 
+from shoal.constants import GROUP, PLURAL, VERSION
 from shoal.operator.kube_api import login
-from shoal.operator.reconcile_pass import OperatorContext, forget_pool, reconcile_pool
+from shoal.operator.reconcile import OperatorContext, forget_pool, reconcile_pool
 
-RESOURCE = ("shoal.dev", "v1alpha1", "modelpools")
+RESOURCE = (GROUP, VERSION, PLURAL)
 FINALIZER = "shoal.dev/route-cleanup"
 
 

@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
 from shoal import metric_names as names
-from shoal.operator.reconcile import Plan
+from shoal.operator.plan import Plan
 from shoal.operator.route import is_serving
 from shoal.operator.status import CONDITION_TYPES, seconds
 

@@ -1,173 +1,89 @@
-"""One reconcile pass, as a pure function: a ModelPool, what exists, and what the routers say, in;
-the children it should have, its route, its status and the events to post, out.
+"""One reconcile pass against the live API: read the pool and its children fresh, ask the
+routers, compute the Plan (plan.py), apply it (apply.py), write status, post events.
 
-The kopf handlers (handlers.py) gather the inputs and apply the Plan (apply.py); nothing here
-talks to anything, so every transition is tested directly.
+Passes for one pool never overlap (a lock per pool), and each reads the pool from the API
+server rather than from a cached body, so two triggers close together cannot act twice.
 """
 
-import hashlib
-import json
+import asyncio
+import logging
+import time
 from dataclasses import dataclass, field
 
-from shoal.operator import children
-from shoal.operator.revisions import pool_spec_of_template, revision_name, template_of
-from shoal.operator.rollout import PROMOTE, ABORT, Event, RolloutState, RouterView, advance
-from shoal.operator.route import is_serving, pod_endpoints, route_for
-from shoal.operator.spec import PoolSpec, SpecError, parse_pool_spec
-from shoal.operator.status import Condition, merge_conditions, phase_of, state_from_status, status_of_state
+import kopf
 
-ACTION_ANNOTATION = "shoal.dev/rollout-action"  # promote | abort; removed once acted on
-TEMPLATE_HASH_ANNOTATION = "shoal.dev/template-hash"
+from shoal.constants import API_VERSION, PLURAL
+from shoal.operator.apply import apply_plan
+from shoal.operator.children import PoolRef, pool_selector
+from shoal.operator.config import OperatorConfig
+from shoal.operator.kube_api import DEPLOYMENTS, PODS, KubeApi, Resource
+from shoal.operator.metrics import OperatorMetrics, sample_of
+from shoal.operator.plan import ACTION_ANNOTATION, Observed, PoolObject, plan_for
+from shoal.operator.router_client import RouterClient
+from shoal.operator.status import Condition, merge_conditions, seconds
 
-
-@dataclass(frozen=True)
-class PoolObject:
-    ref: children.PoolRef
-    generation: int
-    spec: dict
-    status: dict
-    annotations: dict = field(default_factory=dict)
+MODELPOOLS = Resource(f"apis/{API_VERSION}", PLURAL)
+log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Observed:
-    deployments: list[dict]  # the pool's (by label)
-    pods: list[dict]
+@dataclass
+class OperatorContext:
+    config: OperatorConfig
+    kube: KubeApi
+    routers: RouterClient
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        return self.locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
+
+    async def close(self) -> None:
+        await self.routers.close()
+        await self.kube.close()
 
 
-@dataclass(frozen=True)
-class Plan:
-    deployments: dict[str, dict]  # name -> desired object (created or brought in line)
-    delete_deployments: tuple[str, ...]
-    service: dict | None
-    route: dict | None  # None: the routes stay as they are (the spec could not be read)
-    status: dict
-    events: tuple[Event, ...] = ()
-    reset_verdict: str | None = None
-    clear_action: bool = False
+async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> None:
+    async with ctx.lock(namespace, name):
+        body = await ctx.kube.get(MODELPOOLS, namespace, name)  # fresh, inside the lock
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        ref = PoolRef(name, namespace, body["metadata"]["uid"])
+        pool = PoolObject(ref, int(body["metadata"].get("generation") or 1), body.get("spec") or {}, body.get("status") or {}, body["metadata"].get("annotations") or {})  # fmt: skip
+        deployments = await ctx.kube.list(DEPLOYMENTS, namespace, pool_selector(ref))
+        pods = await ctx.kube.list(PODS, namespace, pool_selector(ref))
+        now = time.time()
+        canary = pool.status.get("canaryRevision")
+        started = seconds(pool.status.get("stepStartedAt"))
+        view = await ctx.routers.view(ref.router_pool, canary, now - started if canary and started else None)
+        plan = plan_for(pool, Observed(deployments, pods), view, now, ctx.config.drain_s)
+        try:
+            await apply_plan(ctx.kube, ctx.routers, ref, plan, deployments)
+        except Exception as error:
+            await _report_failure(ctx, pool, plan.status, error, now)
+            raise kopf.TemporaryError(f"applying the plan failed: {error}", delay=ctx.config.reconcile_interval_s) from error  # fmt: skip
+        await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"status": plan.status}, subresource="status")
+        ctx.metrics.record(ref.router_pool, sample_of(plan, pods))
+        if plan.clear_action:
+            await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}})  # fmt: skip
+        for event in plan.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+            log.info("pool %s/%s: %s: %s", namespace, name, event.reason, event.message)
 
 
-def reconcile(pool: PoolObject, observed: Observed, router: RouterView, now: float, drain_s: float) -> Plan:
-    annotation = pool.annotations.get(ACTION_ANNOTATION)
-    action = annotation if annotation in (PROMOTE, ABORT) else None
+async def _report_failure(ctx: OperatorContext, pool: PoolObject, planned: dict, error: Exception, now: float) -> None:
+    """Degraded, with what failed; the rollout state is not written, so the pass is retried whole."""
+    others = [c for c in planned.get("conditions", []) if c["type"] != "Degraded"]
+    degraded = merge_conditions(pool.status.get("conditions"), [Condition("Degraded", True, "ApplyFailed", str(error)[:1000])], now)  # fmt: skip
+    status = {"phase": "Degraded", "conditions": others + degraded, "observedGeneration": pool.generation}
     try:
-        spec = parse_pool_spec(pool.spec)
-        desired = revision_name(spec)
-    except SpecError as error:
-        return _invalid(pool, str(error), now)
-    decision = advance(state_from_status(pool.status), desired, template_of(pool.spec), spec, _ready_counts(observed.pods), router, action, now, drain_s)  # fmt: skip
-    events = decision.events
-    if annotation is not None and action is None:
-        events += (Event("Warning", "UnknownAction", f"{ACTION_ANNOTATION}={annotation!r} ignored: use promote or abort"),)  # fmt: skip
-    state = decision.state
-    try:
-        wanted = {name: _with_hash(d) for name, d in _deployments(pool.ref, spec, state, decision.replicas(spec)).items()}
-    except SpecError as error:  # a stored stable template this version cannot read
-        return _invalid(pool, f"status.stableTemplate: {error}", now)
-    keep = set(wanted) | {children.deployment_name(pool.ref, r.revision) for r in state.retiring}
-    stale = tuple(sorted(d["metadata"]["name"] for d in observed.deployments if d["metadata"]["name"] not in keep))
-    conditions = _conditions(spec, state, desired, observed.pods, router)
-    status = status_of_state(state) | _counts(pool.ref, state, observed.pods)
-    status |= {
-        "observedGeneration": pool.generation,
-        "phase": phase_of(conditions),
-        "conditions": merge_conditions(pool.status.get("conditions"), conditions, now),
-    }
-    return Plan(
-        deployments=wanted,
-        delete_deployments=stale,
-        service=children.desired_service(pool.ref),
-        route=route_for(pool.ref, spec, state, pod_endpoints(observed.pods)),
-        status=status,
-        events=events,
-        reset_verdict=decision.reset_verdict,
-        clear_action=annotation is not None,
-    )
+        await ctx.kube.merge_patch(MODELPOOLS, pool.ref.namespace, pool.ref.name, {"status": status}, subresource="status")
+    except Exception:  # the API itself may be what failed; the retry reports it
+        log.exception("could not report the failure in status of %s/%s", pool.ref.namespace, pool.ref.name)
 
 
-def _deployments(ref: children.PoolRef, spec: PoolSpec, state: RolloutState, replicas: dict[str, int]) -> dict[str, dict]:
-    out = {}
-    for revision, count in replicas.items():
-        revision_spec = spec if revision == state.canary or state.stable_template is None else pool_spec_of_template(state.stable_template)  # fmt: skip
-        deployment = children.desired_deployment(ref, revision, revision_spec, count)
-        out[deployment["metadata"]["name"]] = deployment
-    return out
-
-
-def _with_hash(deployment: dict) -> dict:
-    """Marks the pod template's hash, so a changed template is noticed without a deep compare."""
-    digest = hashlib.sha256(json.dumps(deployment["spec"]["template"], sort_keys=True).encode()).hexdigest()[:16]
-    deployment["metadata"]["annotations"] = {TEMPLATE_HASH_ANNOTATION: digest}
-    return deployment
-
-
-def _ready_counts(pods: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for pod in pods:
-        revision = (pod["metadata"].get("labels") or {}).get(children.REVISION_LABEL)
-        if revision and is_serving(pod):
-            counts[revision] = counts.get(revision, 0) + 1
-    return counts
-
-
-def _counts(ref: children.PoolRef, state: RolloutState, pods: list[dict]) -> dict:
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    stable = [p for p in live if (p["metadata"].get("labels") or {}).get(children.REVISION_LABEL) == state.stable]
-    return {
-        "replicas": len(stable),
-        "readyReplicas": _ready_counts(stable).get(state.stable, 0),
-        "selector": children.pool_selector(ref),
-    }
-
-
-def _conditions(spec: PoolSpec, state: RolloutState, desired: str, pods: list[dict], router: RouterView) -> list[Condition]:
-    ready = _ready_counts(pods)
-    stable_ready = ready.get(state.stable, 0)
-    conditions = [
-        Condition("Ready", stable_ready >= spec.replicas, "ReplicasReady" if stable_ready >= spec.replicas else "ReplicasNotReady", f"{stable_ready}/{spec.replicas} replicas of {state.stable} ready"),  # fmt: skip
-        _progressing(spec, state, ready, router),
-        Condition("Degraded", not router.reachable, "RouterUnreachable" if not router.reachable else "AsExpected", f"router admin API: {router.error}; rollout paused" if not router.reachable else ""),  # fmt: skip
-    ]
-    if state.rolled_back and desired == state.rolled_back and state.last_rollback:
-        conditions.append(Condition("RolledBack", True, "CanaryRolledBack", _rollback_message(state.last_rollback)))
-    else:
-        conditions.append(Condition("RolledBack", False, "NoRollback", ""))
-    return conditions
-
-
-def _progressing(spec: PoolSpec, state: RolloutState, ready: dict[str, int], router: RouterView) -> Condition:
-    if not state.canary:
-        return Condition("Progressing", False, "Idle", f"stable revision {state.stable}")
-    steps = spec.rollout.steps
-    if state.step >= len(steps):
-        return Condition("Progressing", True, "Promoting", f"canary {state.canary}: {ready.get(state.canary, 0)}/{spec.replicas} replicas ready before it takes the pool")  # fmt: skip
-    target = steps[state.step]
-    if state.canary_weight != target.weight:
-        return Condition("Progressing", True, "WaitingForCanary", f"step {state.step + 1}/{len(steps)}: canary {state.canary} scaling for {target.weight}%")  # fmt: skip
-    samples = f"{router.canary_requests}/{spec.rollout.analysis.min_samples} samples"
-    return Condition("Progressing", True, "CanaryStep", f"step {state.step + 1}/{len(steps)}: canary {state.canary} at {target.weight}%, {samples}")  # fmt: skip
-
-
-def _rollback_message(last: dict) -> str:
-    rules = ", ".join(r.get("rule", "?") for r in last.get("rules") or ())
-    return f"canary {last.get('revision')} at {last.get('weight')}%: {last.get('reason')}" + (f" (rules: {rules})" if rules else "")
-
-
-def _invalid(pool: PoolObject, message: str, now: float) -> Plan:
-    """Leaves children and routes as they are; says why in status, once per distinct message."""
-    previous = {c.get("type"): c for c in pool.status.get("conditions") or ()}
-    conditions = [Condition(c["type"], c.get("status") == "True", c.get("reason", ""), c.get("message", "")) for c in previous.values() if c.get("type") != "Degraded"]  # fmt: skip
-    conditions.append(Condition("Degraded", True, "InvalidSpec", message))
-    repeated = previous.get("Degraded", {}).get("message") == message
-    return Plan(
-        deployments={},
-        delete_deployments=(),
-        service=None,
-        route=None,
-        status={
-            "observedGeneration": pool.generation,
-            "phase": "Degraded",
-            "conditions": merge_conditions(pool.status.get("conditions"), conditions, now),
-        },
-        events=() if repeated else (Event("Warning", "InvalidSpec", message),),
-    )
+async def forget_pool(ctx: OperatorContext, namespace: str, name: str, uid: str) -> None:
+    """The pool is being deleted: its route goes (children go by ownerReference cascade)."""
+    router_pool = PoolRef(name, namespace, uid).router_pool
+    await ctx.routers.delete_route(router_pool)
+    ctx.metrics.forget(router_pool)
+    ctx.locks.pop(f"{namespace}/{name}", None)

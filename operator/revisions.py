@@ -25,6 +25,10 @@ def pool_spec_of_template(template: dict) -> PoolSpec:
 
 
 def revision_name(spec: PoolSpec) -> str:
-    parts = {"model": asdict(spec.model), "runtime": asdict(spec.runtime), "resources": asdict(spec.resources), "placement": asdict(spec.placement)}  # fmt: skip
+    runtime = asdict(spec.runtime)
+    # Hashed under the field's first name, so that renaming it (kvCacheFraction, now
+    # gpuMemoryUtilization) renamed no revision: a new name would have rolled out every pool again.
+    runtime["kv_cache_fraction"] = runtime.pop("gpu_memory_utilization")
+    parts = {"model": asdict(spec.model), "runtime": runtime, "resources": asdict(spec.resources), "placement": asdict(spec.placement)}  # fmt: skip
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:6]
     return f"{spec.model.revision}-{digest}"

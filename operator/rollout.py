@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from shoal.operator.spec import PoolSpec
+from shoal.route_contract import Verdict, breach_to_json
 
 PROMOTE, ABORT = "promote", "abort"
 DEFAULT_DRAIN_S = 30.0
@@ -47,7 +48,7 @@ class RouterView:
 
     reachable: bool
     error: str | None = None  # why not reachable
-    verdicts: dict = field(default_factory=dict)  # revision -> the router's verdict summary
+    verdicts: dict[str, Verdict] = field(default_factory=dict)  # revision -> the router's verdict on it
     canary_requests: int = 0  # requests the canary answered since its step began
 
 
@@ -119,7 +120,7 @@ def _step(state, template, spec, ready, router, action, now, drain_s, events) ->
     steps = spec.rollout.steps
     verdict = router.verdicts.get(state.canary)
     if verdict is not None:
-        return _abort(state, verdict.get("reason", "the router rolled it back"), verdict, now, drain_s, events)
+        return _abort(state, verdict.reason or "the router rolled it back", verdict, now, drain_s, events)
     if action == ABORT:
         return _abort(state, "aborted by annotation", None, now, drain_s, events)
     if action == PROMOTE and state.step < len(steps):
@@ -154,10 +155,11 @@ def _deadline(state: RolloutState, now: float, drain_s: float, spec: PoolSpec, e
     return Decision(state, tuple(events))
 
 
-def _abort(state: RolloutState, reason: str, verdict: dict | None, now: float, drain_s: float, events: list) -> Decision:
+def _abort(state: RolloutState, reason: str, verdict: Verdict | None, now: float, drain_s: float, events: list) -> Decision:
+    # The record goes into status.lastRollback as it is: the rules broken in the router's own JSON.
     record = {"revision": state.canary, "reason": reason, "weight": state.canary_weight, "at": now}
     if verdict is not None:
-        record["rules"] = verdict.get("rules", [])
+        record["rules"] = [breach_to_json(b) for b in verdict.breaches]
     events.append(Event("Warning", "RolledBack", f"canary {state.canary} rolled back at {state.canary_weight}%: {reason}"))  # fmt: skip
     state = replace(_without_canary(state, now + drain_s), rolled_back=record["revision"], last_rollback=record)
     return Decision(state, tuple(events))

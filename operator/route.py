@@ -1,6 +1,6 @@
-"""The router's route for a pool, in the shape of a pool entry of the router's config file
-(router/config.py): model name, each live revision's ready runtime endpoints, the split, the
-rollback rules made from spec.rollout.analysis, QoS and tenant limits.
+"""The router's Route for a pool (shoal/route_contract.py): model name, each live revision's ready
+runtime endpoints, the split, the rollback rules made from spec.rollout.analysis, QoS and tenant
+limits.
 
 Endpoints come from the pods themselves (ready, with an IP), not from the Service's
 EndpointSlices: a terminating pod drops out at once and drains what it has.
@@ -9,19 +9,29 @@ EndpointSlices: a terminating pod drops out at once and drains what it has.
 from shoal.operator.children import GRPC_PORT, METRICS_PORT, REVISION_LABEL, PoolRef
 from shoal.operator.rollout import RolloutState
 from shoal.operator.spec import PoolSpec
+from shoal.route_contract import (
+    ErrorRateRule,
+    KvFreeRule,
+    LatencyRatioRule,
+    PreemptionRule,
+    QosConfig,
+    Route,
+    RuntimeEndpoint,
+    TenantLimit,
+)
 
 
-def pod_endpoints(pods: list[dict]) -> dict[str, list[dict]]:
+def pod_endpoints(pods: list[dict]) -> dict[str, tuple[RuntimeEndpoint, ...]]:
     """Ready runtime endpoints per revision label."""
-    endpoints: dict[str, list[dict]] = {}
+    endpoints: dict[str, list[RuntimeEndpoint]] = {}
     for pod in pods:
         metadata, status = pod.get("metadata", {}), pod.get("status") or {}
         revision, ip = (metadata.get("labels") or {}).get(REVISION_LABEL), status.get("podIP")
         if not revision or not ip or not is_serving(pod):
             continue
         host = f"[{ip}]" if ":" in ip else ip
-        endpoints.setdefault(revision, []).append({"target": f"{host}:{GRPC_PORT}", "metrics_url": f"http://{host}:{METRICS_PORT}/metrics"})  # fmt: skip
-    return {revision: sorted(found, key=lambda e: e["target"]) for revision, found in endpoints.items()}
+        endpoints.setdefault(revision, []).append(RuntimeEndpoint(f"{host}:{GRPC_PORT}", f"http://{host}:{METRICS_PORT}/metrics"))  # fmt: skip
+    return {revision: tuple(sorted(found, key=lambda e: e.target)) for revision, found in endpoints.items()}
 
 
 def is_serving(pod: dict) -> bool:
@@ -34,33 +44,28 @@ def is_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def route_for(pool: PoolRef, spec: PoolSpec, state: RolloutState, endpoints: dict[str, list[dict]]) -> dict:
+def route_for(pool: PoolRef, spec: PoolSpec, state: RolloutState, endpoints: dict[str, tuple[RuntimeEndpoint, ...]]) -> Route:  # fmt: skip
     analysis, qos = spec.rollout.analysis, spec.qos
     window = float(analysis.window_s)
     revisions = [r for r in (state.stable, state.canary) if r]
-    route = {
-        "name": pool.router_pool,
-        "model": spec.model.served_name or pool.name,
-        "stable": state.stable,
-        "canary": state.canary,
-        "canary_weight": float(state.canary_weight) if state.canary else 0.0,
-        "revisions": {revision: {"endpoints": endpoints.get(revision, [])} for revision in revisions},
-        "qos": {
-            "max_concurrency_per_endpoint": qos.max_concurrency_per_replica,
-            "realtime_ttft_target_s": qos.realtime_ttft_target_s,
-            "batch_share_min": qos.batch_share_min,
-            "batch_share_max": qos.batch_share_max,
-        },
-        "rollback_rules": [
-            {"latency_ratio": {"metric": "e2e", "quantile": 0.99, "max_ratio": analysis.max_p99_latency_ratio, "min_difference_s": analysis.min_p99_latency_increase_s, "min_samples": analysis.min_samples, "window_s": window}},  # fmt: skip
-            {"error_rate": {"max_rate": analysis.max_error_rate, "min_samples": analysis.min_samples, "window_s": window}},
-            {"preemptions": {"max_count": analysis.max_preemptions, "window_s": window}},
-            {"kv_free": {"min_free": analysis.min_kv_free_fraction, "window_s": window}},
-        ],
-    }
-    if spec.tenants:
-        route["tenants"] = [
-            {k: v for k, v in (("name", t.name), ("max_concurrent", t.max_concurrent), ("tokens_per_minute", t.tokens_per_minute)) if v is not None}  # fmt: skip
-            for t in spec.tenants
-        ]
-    return route
+    return Route(
+        name=pool.router_pool,
+        model=spec.model.served_name or pool.name,
+        stable=state.stable,
+        canary=state.canary,
+        canary_weight=float(state.canary_weight) if state.canary else 0.0,
+        revisions={revision: endpoints.get(revision, ()) for revision in revisions},
+        qos=QosConfig(
+            max_concurrency_per_endpoint=qos.max_concurrency_per_replica,
+            realtime_ttft_target_s=qos.realtime_ttft_target_s,
+            batch_share_min=qos.batch_share_min,
+            batch_share_max=qos.batch_share_max,
+        ),
+        rollback_rules=(
+            LatencyRatioRule(metric="e2e", quantile=0.99, max_ratio=analysis.max_p99_latency_ratio, min_difference_s=analysis.min_p99_latency_increase_s, min_samples=analysis.min_samples, window_s=window),  # fmt: skip
+            ErrorRateRule(max_rate=analysis.max_error_rate, min_samples=analysis.min_samples, window_s=window),
+            PreemptionRule(max_count=analysis.max_preemptions, window_s=window),
+            KvFreeRule(min_free=analysis.min_kv_free_fraction, window_s=window),
+        ),
+        tenants=tuple(TenantLimit(t.name, t.max_concurrent, t.tokens_per_minute) for t in spec.tenants),
+    )

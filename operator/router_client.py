@@ -1,4 +1,5 @@
-"""The operator's side of the router's admin API (router/admin.py), across every router replica.
+"""The operator's side of the router's admin API (router/admin.py), across every router replica;
+what goes over it is shoal/route_contract.py's.
 
 Routes are pushed to each replica (PUT .../route, the same body each time, so a replica that
 restarted is whole again on the next pass). Verdicts and canary samples are read from each
@@ -13,9 +14,11 @@ from urllib.parse import quote
 
 import aiohttp
 
+from shoal.constants import ROUTER_ADMIN_PORT
+from shoal.fields import FieldError
 from shoal.operator.kube_api import PODS, KubeApi
 from shoal.operator.rollout import RouterView
-from shoal.operator.route import is_ready
+from shoal.route_contract import Route, Verdict, measurements_from_json, rollback_from_json, route_to_json
 
 log = logging.getLogger(__name__)
 TIMEOUT = aiohttp.ClientTimeout(total=5.0)
@@ -27,15 +30,33 @@ class RouteRejected(RuntimeError):
 
 @dataclass(frozen=True)
 class RouterDiscovery:
-    """Router replicas found as ready pods: namespace, label selector, admin port."""
+    """Router replicas found as running pods: namespace, label selector, admin port."""
 
     namespace: str
     selector: str
-    admin_port: int = 8002
+    admin_port: int = ROUTER_ADMIN_PORT
 
     async def urls(self, kube: KubeApi) -> list[str]:
         pods = await kube.list(PODS, self.namespace, self.selector)
-        return sorted(f"http://{p['status']['podIP']}:{self.admin_port}" for p in pods if is_ready(p) and (p.get("status") or {}).get("podIP"))  # fmt: skip
+        return admin_urls(pods, self.admin_port)
+
+
+def admin_urls(pods: list[dict], port: int) -> list[str]:
+    """The admin API of every router pod whose container runs, Ready or not: a router is not Ready
+    while its routes have no ready runtime, and only the operator's next route gives it one (seen
+    with the chart on the local node: a route pushed before the runtime was ready left both routers
+    unready, and the operator, waiting for ready ones, never pushed again). Terminating pods are
+    left out; one not answering yet makes the view unreachable for a pass, as any replica would."""
+    return sorted(
+        f"http://{pod['status']['podIP']}:{port}"
+        for pod in pods
+        if not pod["metadata"].get("deletionTimestamp") and pod.get("status", {}).get("podIP") and _running(pod)
+    )
+
+
+def _running(pod: dict) -> bool:
+    statuses = pod["status"].get("containerStatuses") or ()
+    return bool(statuses) and all("running" in (status.get("state") or {}) for status in statuses)
 
 
 class RouterClient:
@@ -54,9 +75,10 @@ class RouterClient:
             found += await self.discovery.urls(self.kube)
         return sorted(set(found))
 
-    async def put_route(self, pool: str, route: dict) -> None:
+    async def put_route(self, pool: str, route: Route) -> None:
         """Raises RouteRejected (4xx) or aiohttp.ClientError; every replica is tried either way."""
-        results = await asyncio.gather(*(self._put(url, pool, route) for url in await self.urls()), return_exceptions=True)  # fmt: skip
+        body = route_to_json(route)
+        results = await asyncio.gather(*(self._put(url, pool, body) for url in await self.urls()), return_exceptions=True)  # fmt: skip
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -78,29 +100,31 @@ class RouterClient:
             if not urls:
                 return RouterView(reachable=False, error="no router replicas found")
             replies = await asyncio.gather(*(self._view_one(url, pool, canary, window_s) for url in urls))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        # FieldError: a reply not in the contract's shape (a router of another version) pauses the
+        # rollout as an unreachable router does, rather than being acted on.
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, FieldError) as error:
             return RouterView(reachable=False, error=f"{type(error).__name__}: {error}")
-        verdicts: dict = {}
+        verdicts: dict[str, Verdict] = {}
         for replica_verdicts, _ in replies:
             verdicts.update(replica_verdicts)
         return RouterView(reachable=True, verdicts=verdicts, canary_requests=sum(n for _, n in replies))
 
-    async def _put(self, url: str, pool: str, route: dict) -> None:
-        async with self._session.put(f"{url}/admin/pools/{quote(pool)}/route", json=route) as response:
+    async def _put(self, url: str, pool: str, body: dict) -> None:
+        async with self._session.put(f"{url}/admin/pools/{quote(pool)}/route", json=body) as response:
             if response.status >= 400:
                 raise RouteRejected(f"{url}: HTTP {response.status}: {await response.text()}")
 
-    async def _view_one(self, url: str, pool: str, canary: str | None, window_s: float | None) -> tuple[dict, int]:
+    async def _view_one(self, url: str, pool: str, canary: str | None, window_s: float | None) -> tuple[dict[str, Verdict], int]:  # fmt: skip
         async with self._session.get(f"{url}/admin/pools/{quote(pool)}/rollback") as response:
             verdicts = {}
             if response.status == 200:  # 404: the replica has no route for the pool yet
-                verdicts = {v["revision"]: v for v in (await response.json())["rolled_back"]}
+                verdicts = rollback_from_json(await response.json())
             elif response.status != 404:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status, message=await response.text())  # fmt: skip
         if canary is None or not window_s:
             return verdicts, 0
         async with self._session.get(f"{url}/admin/measurements", params={"window_s": f"{window_s:.3f}"}) as response:
             response.raise_for_status()
-            measured = (await response.json())["measurements"]
-        requests = sum(m["all"]["requests"] for m in measured if m["pool"] == pool and m["revision"] == canary)
+            measured = measurements_from_json(await response.json())
+        requests = sum(m.requests for m in measured if m.pool == pool and m.revision == canary)
         return verdicts, requests

@@ -16,7 +16,7 @@ from shoal.operator.handlers import build_registry
 from shoal.operator.kube_api import KubeApi, login
 from shoal.operator.leader_election import LeaderElectionSettings
 from shoal.operator.leader_lease import LeaderElector
-from shoal.operator.reconcile_pass import OperatorContext
+from shoal.operator.reconcile import OperatorContext
 from shoal.operator.router_client import RouterClient
 
 Flag = asyncio.Event | threading.Event

@@ -4,21 +4,30 @@ The API server already applied the CRD's defaults and rejected what its schema c
 parser checks again (an object may predate the schema, or come from a server that does not
 enforce it) and fills the same defaults, so the rest of the operator works on plain values.
 A problem becomes a SpecError naming the field: the pool is marked Degraded, not crash-looped.
+
+Every default is its dataclass field's; those the runtime has too (batch sizes, block size, GPU
+memory) are the runtime's own (shoal.runtime.config), so a pool that sets nothing runs the runtime
+as its flags' defaults would. tests/operator/test_spec.py holds the CRD's `default:`s to them.
 """
 
-import math
 import re
 from dataclasses import dataclass, field
+
+from shoal.fields import FieldError, Fields
+from shoal.runtime.config import EngineConfig
 
 MODEL_SOURCES = ("embedded", "path", "random")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("cuda", "cpu")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+BLOCK_SIZES = (8, 16, 32, 64)
+DEFAULT_PAUSE = "1m"  # a step written without a pause holds this long (the CRD's default too)
 REVISION_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-class SpecError(ValueError):
+class SpecError(FieldError):
     """The spec cannot be served as written; the message starts with the field's path."""
 
 
@@ -38,12 +47,14 @@ class RuntimeSpec:
     image: str = "ghcr.io/shoal-dev/shoal-runtime:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     device: str = "cuda"
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
+    max_num_seqs: int = EngineConfig.max_num_seqs
+    max_num_batched_tokens: int = EngineConfig.max_num_batched_tokens
     max_model_len: int | None = None
-    kv_cache_fraction: float = 0.9
+    # Of the GPU's memory, what the runtime may take for weights, activations and the KV cache
+    # together (vLLM's --gpu-memory-utilization); the KV cache gets what the other two leave.
+    gpu_memory_utilization: float = EngineConfig.gpu_memory_utilization
     kv_cache_memory: str | None = None
-    block_size: int = 16
+    block_size: int = EngineConfig.block_size
     max_waiting: int | None = None
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
@@ -114,6 +125,8 @@ class PoolSpec:
     rollout: RolloutSpec = RolloutSpec()
     qos: QosSpec = QosSpec()
     tenants: tuple[TenantSpec, ...] = ()
+    # Deprecated fields the spec still uses, each with what replaces it; shown in status.
+    deprecated: tuple[str, ...] = ()
 
 
 def parse_duration(text: str, path: str) -> float:
@@ -125,10 +138,10 @@ def parse_duration(text: str, path: str) -> float:
 
 
 def parse_pool_spec(spec: dict) -> PoolSpec:
-    f = _Fields(spec, "spec")
+    f = Fields(spec, "spec", SpecError)
     model = _model(f.sub("model", required=True))
-    replicas = f.get("replicas", int, 1, minimum=0)
-    runtime = _runtime(f.sub("runtime"))
+    replicas = f.get("replicas", int, PoolSpec.replicas, minimum=0)
+    runtime, deprecated = _runtime(f.sub("runtime"))
     resources = _resources(f.sub("resources"), runtime.device)
     placement = Placement(
         node_selector=dict(f.get("nodeSelector", dict, {})),
@@ -142,22 +155,23 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
     if len(set(names)) != len(names):
         raise SpecError(f"spec.tenants: duplicate names in {names}")
     f.done()
-    return PoolSpec(model, replicas, runtime, resources, placement, rollout, qos, tenants)
+    return PoolSpec(model, replicas, runtime, resources, placement, rollout, qos, tenants, deprecated)
 
 
-def _model(f: "_Fields") -> ModelSpec:
+def _model(f: Fields) -> ModelSpec:
+    d = ModelSpec
     revision = f.get("revision", str)
     if not REVISION_PATTERN.match(revision):
         raise SpecError(f"{f.name('revision')}: {revision!r} must be lower-case letters, digits and '-', at most 40")
-    source = f.get("source", str, "embedded", choices=MODEL_SOURCES)
+    source = f.get("source", str, d.source, choices=MODEL_SOURCES)
     model = ModelSpec(
         revision=revision,
         source=source,
-        path=f.get("path", str, None),
-        config=f.get("config", str, None),
-        volume_claim=f.get("volumeClaim", str, None),
-        dtype=f.get("dtype", str, "auto", choices=DTYPES),
-        served_name=f.get("servedName", str, None),
+        path=f.get("path", str, d.path),
+        config=f.get("config", str, d.config),
+        volume_claim=f.get("volumeClaim", str, d.volume_claim),
+        dtype=f.get("dtype", str, d.dtype, choices=DTYPES),
+        served_name=f.get("servedName", str, d.served_name),
     )
     f.done()
     if source == "path" and not model.path:
@@ -169,31 +183,47 @@ def _model(f: "_Fields") -> ModelSpec:
     return model
 
 
-def _runtime(f: "_Fields") -> RuntimeSpec:
+def _runtime(f: Fields) -> tuple[RuntimeSpec, tuple[str, ...]]:
+    """The runtime spec, and the deprecated fields it was read from."""
+    d = RuntimeSpec
     env = []
     for item in f.items("env"):
         env.append((item.get("name", str), item.get("value", str, "")))
         item.done()
+    gpu_memory, deprecated = _gpu_memory_utilization(f)
     runtime = RuntimeSpec(
-        image=f.get("image", str, RuntimeSpec.image),
-        image_pull_policy=f.get("imagePullPolicy", str, "IfNotPresent", choices=("Always", "IfNotPresent", "Never")),
-        device=f.get("device", str, "cuda", choices=DEVICES),
-        max_num_seqs=f.get("maxNumSeqs", int, 256, minimum=1),
-        max_num_batched_tokens=f.get("maxNumBatchedTokens", int, 8192, minimum=16),
-        max_model_len=f.get("maxModelLen", int, None, minimum=16),
-        kv_cache_fraction=f.get("kvCacheFraction", float, 0.9, minimum=0.05, maximum=0.99),
-        kv_cache_memory=f.get("kvCacheMemory", str, None),
-        block_size=f.get("blockSize", int, 16, choices=(8, 16, 32, 64)),
-        max_waiting=f.get("maxWaiting", int, None, minimum=1),
-        args=tuple(_strings(f, "args")),
+        image=f.get("image", str, d.image),
+        image_pull_policy=f.get("imagePullPolicy", str, d.image_pull_policy, choices=PULL_POLICIES),
+        device=f.get("device", str, d.device, choices=DEVICES),
+        max_num_seqs=f.get("maxNumSeqs", int, d.max_num_seqs, minimum=1),
+        max_num_batched_tokens=f.get("maxNumBatchedTokens", int, d.max_num_batched_tokens, minimum=16),
+        max_model_len=f.get("maxModelLen", int, d.max_model_len, minimum=16),
+        gpu_memory_utilization=gpu_memory,
+        kv_cache_memory=f.get("kvCacheMemory", str, d.kv_cache_memory),
+        block_size=f.get("blockSize", int, d.block_size, choices=BLOCK_SIZES),
+        max_waiting=f.get("maxWaiting", int, d.max_waiting, minimum=1),
+        args=tuple(f.strings("args")),
         env=tuple(env),
     )
     f.done()
-    return runtime
+    return runtime, deprecated
 
 
-def _resources(f: "_Fields", device: str) -> ResourcesSpec:
-    gpus = f.get("gpus", int, 0 if device == "cpu" else 1, minimum=0)
+def _gpu_memory_utilization(f: Fields) -> tuple[float, tuple[str, ...]]:
+    """gpuMemoryUtilization, else v1alpha1's deprecated kvCacheFraction (the same value under a name
+    that said less than it does), else the default. The CRD refuses both at once; so does this."""
+    bounds = {"minimum": 0.05, "maximum": 0.99}
+    value = f.get("gpuMemoryUtilization", float, None, **bounds)
+    old = f.get("kvCacheFraction", float, None, **bounds)
+    if old is None:
+        return (RuntimeSpec.gpu_memory_utilization if value is None else value), ()
+    if value is not None:
+        raise SpecError(f"{f.name('kvCacheFraction')}: deprecated name of gpuMemoryUtilization; set only gpuMemoryUtilization")
+    return old, (f"{f.name('kvCacheFraction')} is deprecated: use {f.name('gpuMemoryUtilization')} (the same value)",)
+
+
+def _resources(f: Fields, device: str) -> ResourcesSpec:
+    gpus = f.get("gpus", int, 0 if device == "cpu" else ResourcesSpec.gpus, minimum=0)
     if device == "cpu" and gpus:
         raise SpecError(f"{f.name('gpus')}: must be 0 when runtime.device is cpu")
     if device == "cuda" and not gpus:
@@ -203,37 +233,42 @@ def _resources(f: "_Fields", device: str) -> ResourcesSpec:
     return resources
 
 
-def _rollout(f: "_Fields") -> RolloutSpec:
+def _rollout(f: Fields) -> RolloutSpec:
     steps = []
     for item in f.items("steps"):
-        steps.append(Step(item.get("weight", int, minimum=1, maximum=100), parse_duration(item.get("pause", str, "1m"), item.name("pause"))))  # fmt: skip
+        steps.append(Step(item.get("weight", int, minimum=1, maximum=100), parse_duration(item.get("pause", str, DEFAULT_PAUSE), item.name("pause"))))  # fmt: skip
         item.done()
     weights = [s.weight for s in steps]
     if any(b <= a for a, b in zip(weights, weights[1:])):
         raise SpecError(f"{f.name('steps')}: weights must be strictly increasing, got {weights}")
-    a = f.sub("analysis")
+    a, d = f.sub("analysis"), Analysis
     analysis = Analysis(
-        max_p99_latency_ratio=a.get("maxP99LatencyRatio", float, 1.3, minimum=1.0),
-        min_p99_latency_increase_s=a.get("minP99LatencyIncreaseSeconds", float, 0.05, minimum=0.0),
-        max_error_rate=a.get("maxErrorRate", float, 0.01, minimum=0.0, maximum=1.0),
-        max_preemptions=a.get("maxPreemptions", int, 0, minimum=0),
-        min_kv_free_fraction=a.get("minKvFreeFraction", float, 0.1, minimum=0.0, maximum=1.0),
-        min_samples=a.get("minSamples", int, 200, minimum=1),
-        window_s=a.get("windowSeconds", int, 60, minimum=5),
+        max_p99_latency_ratio=a.get("maxP99LatencyRatio", float, d.max_p99_latency_ratio, minimum=1.0),
+        min_p99_latency_increase_s=a.get("minP99LatencyIncreaseSeconds", float, d.min_p99_latency_increase_s, minimum=0.0),  # fmt: skip
+        max_error_rate=a.get("maxErrorRate", float, d.max_error_rate, minimum=0.0, maximum=1.0),
+        max_preemptions=a.get("maxPreemptions", int, d.max_preemptions, minimum=0),
+        min_kv_free_fraction=a.get("minKvFreeFraction", float, d.min_kv_free_fraction, minimum=0.0, maximum=1.0),
+        min_samples=a.get("minSamples", int, d.min_samples, minimum=1),
+        window_s=a.get("windowSeconds", int, d.window_s, minimum=5),
     )
     a.done()
-    deadline = parse_duration(f.get("progressDeadline", str, "10m"), f.name("progressDeadline"))
-    rollout = RolloutSpec(tuple(steps) or RolloutSpec.steps, analysis, deadline)
+    deadline = f.get("progressDeadline", str, None)
+    rollout = RolloutSpec(
+        tuple(steps) or RolloutSpec.steps,
+        analysis,
+        RolloutSpec.progress_deadline_s if deadline is None else parse_duration(deadline, f.name("progressDeadline")),
+    )
     f.done()
     return rollout
 
 
-def _qos(f: "_Fields") -> QosSpec:
+def _qos(f: Fields) -> QosSpec:
+    d = QosSpec
     qos = QosSpec(
-        max_concurrency_per_replica=f.get("maxConcurrencyPerReplica", int, 16, minimum=1),
-        realtime_ttft_target_s=f.get("realtimeTtftTargetSeconds", float, 1.0, minimum=0.001),
-        batch_share_min=f.get("batchShareMin", float, 0.1, minimum=0.0, maximum=1.0),
-        batch_share_max=f.get("batchShareMax", float, 0.5, minimum=0.0, maximum=1.0),
+        max_concurrency_per_replica=f.get("maxConcurrencyPerReplica", int, d.max_concurrency_per_replica, minimum=1),
+        realtime_ttft_target_s=f.get("realtimeTtftTargetSeconds", float, d.realtime_ttft_target_s, minimum=0.001),
+        batch_share_min=f.get("batchShareMin", float, d.batch_share_min, minimum=0.0, maximum=1.0),
+        batch_share_max=f.get("batchShareMax", float, d.batch_share_max, minimum=0.0, maximum=1.0),
     )
     f.done()
     if qos.batch_share_min > qos.batch_share_max:
@@ -241,69 +276,16 @@ def _qos(f: "_Fields") -> QosSpec:
     return qos
 
 
-def _tenant(f: "_Fields") -> TenantSpec:
+def _tenant(f: Fields) -> TenantSpec:
     tenant = TenantSpec(
         name=f.get("name", str),
-        max_concurrent=f.get("maxConcurrent", int, None, minimum=1),
-        tokens_per_minute=f.get("tokensPerMinute", int, None, minimum=1),
+        max_concurrent=f.get("maxConcurrent", int, TenantSpec.max_concurrent, minimum=1),
+        tokens_per_minute=f.get("tokensPerMinute", int, TenantSpec.tokens_per_minute, minimum=1),
     )
     f.done()
     return tenant
 
 
-def _strings(f: "_Fields", key: str) -> list[str]:
-    values = f.get(key, list, [])
-    for i, value in enumerate(values):
-        if not isinstance(value, str):
-            raise SpecError(f"{f.name(key)}[{i}]: must be a string")
-    return values
-
-
-def _quantity(f: "_Fields", key: str) -> str | None:
+def _quantity(f: Fields, key: str) -> str | None:
     value = f.get(key, (str, int, float), None)
     return None if value is None else str(value)
-
-
-class _Fields:
-    """Reads one object of the spec; remembers which keys were read so unknown ones are reported."""
-
-    def __init__(self, data, path: str):
-        if not isinstance(data, dict):
-            raise SpecError(f"{path}: must be an object")
-        self.data, self.path, self._seen = data, path, set()
-
-    def name(self, key: str) -> str:
-        return f"{self.path}.{key}"
-
-    def get(self, key: str, kind, default=..., *, minimum=None, maximum=None, choices=None):
-        self._seen.add(key)
-        value = self.data.get(key)
-        if value is None:
-            if default is ...:
-                raise SpecError(f"{self.name(key)}: required")
-            return default
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise SpecError(f"{self.name(key)}: must be {expected}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise SpecError(f"{self.name(key)}: must be a finite number")
-        if choices is not None and value not in choices:
-            raise SpecError(f"{self.name(key)}: {value!r} is not one of {list(choices)}")
-        if minimum is not None and value < minimum:
-            raise SpecError(f"{self.name(key)}: must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise SpecError(f"{self.name(key)}: must be <= {maximum}, got {value}")
-        return value
-
-    def sub(self, key: str, required: bool = False) -> "_Fields":
-        return _Fields(self.get(key, dict, ... if required else {}), self.name(key))
-
-    def items(self, key: str) -> list["_Fields"]:
-        return [_Fields(item, f"{self.name(key)}[{i}]") for i, item in enumerate(self.get(key, list, []))]
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self._seen)
-        if unknown:
-            raise SpecError(f"{self.path}: unknown field(s) {unknown}")

@@ -15,12 +15,13 @@ rollouts through it. With `admin.token_file` set, every call needs `Authorizatio
     GET    /admin/measurements?window_s=60               windows per pool x revision x QoS class
     GET    /admin/tenants                                in-flight requests and token buckets
 
-A route's body is one `pools[]` entry of the config file, as JSON, read by the same parser (`name`
-may be left out; if present it must be the path's): model, stable, canary, canary_weight,
-revisions {rev: {endpoints: [{target, metrics_url}]}}, qos, rollback_rules, prefix_affinity, sticky,
-and tenants [{name, max_concurrent?, tokens_per_minute?}], limits on this pool on top of the
-router-wide ones (a name the router has no tenant for is accepted and logged: it has no keys). A changed route keeps the pool's verdicts, measurements and requests in flight;
-a refused one changes nothing, endpoints included; the same route again changes nothing at all, so
+A route's body is a Route as JSON (shoal/route_contract.py), the same as one `pools[]` entry of the
+config file and read by the same parser (`name` may be left out; if present it must be the path's):
+model, stable, canary, canary_weight, revisions {rev: {endpoints: [{target, metrics_url}]}}, qos,
+rollback_rules, prefix_affinity, sticky, and tenants [{name, max_concurrent?, tokens_per_minute?}],
+limits on this pool on top of the router-wide ones (a name the router has no tenant for is accepted
+and logged: it has no keys). A changed route keeps the pool's verdicts, measurements and requests
+in flight; a refused one changes nothing, endpoints included; the same route again changes nothing at all, so
 the operator repeats it every few seconds and a restarted router has its routes back at once. Its
 endpoints join those of the config file's source (routes.py, backends/route_table.py).
 
@@ -39,10 +40,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from shoal.route_contract import QOS_CLASSES, measurement_to_json, rollback_to_json, verdict_to_json
 from shoal.router.backends.registry import BackendRegistry
 from shoal.router.config import ConfigError, parse_pool
 from shoal.router.pools import PoolState
-from shoal.router.request import QOS_CLASSES
 from shoal.router.routes import RouteConflict, Routes
 from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.rollout import RolloutConflict
@@ -77,7 +78,7 @@ def build_admin_app(
         for revision in sorted(backends.revisions(pool.name) | set(filter(None, [pool.rollout.split.stable, pool.rollout.split.canary]))):  # fmt: skip
             verdict = pool.rollout.rolled_back.get(revision)
             revisions[revision] = {
-                "rolled_back": verdict.summary() if verdict else None,
+                "rolled_back": verdict_to_json(verdict) if verdict else None,
                 "endpoints": [
                     {
                         "target": b.endpoint.target,
@@ -162,7 +163,7 @@ def build_admin_app(
 
     async def get_rollback(request: web.Request) -> web.Response:
         pool = pool_or_404(request)
-        return web.json_response({"pool": pool.name, "rolled_back": [v.summary() for v in pool.rollout.rolled_back.values()]})
+        return web.json_response(rollback_to_json(pool.name, pool.rollout.rolled_back.values()))
 
     async def reset(request: web.Request) -> web.Response:
         pool = pool_or_404(request)
@@ -180,11 +181,9 @@ def build_admin_app(
         out = []
         for pool in pools.values():
             for revision in measurements.revisions(pool.name):
-                entry = {"pool": pool.name, "revision": revision, "window_s": window_s}
-                entry["all"] = measurements.stats(pool.name, revision, window_s, now).summary()
-                for qos in QOS_CLASSES:
-                    entry[qos] = measurements.stats(pool.name, revision, window_s, now, qos).summary()
-                out.append(entry)
+                every = measurements.stats(pool.name, revision, window_s, now).summary()
+                per_class = {qos: measurements.stats(pool.name, revision, window_s, now, qos).summary() for qos in QOS_CLASSES}  # fmt: skip
+                out.append(measurement_to_json(pool.name, revision, window_s, every, per_class))
         return web.json_response({"measurements": out})
 
     async def get_tenants(request: web.Request) -> web.Response:

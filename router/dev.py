@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from shoal.constants import ROUTER_HTTP_PORT, RUNTIME_GRPC_PORT, RUNTIME_METRICS_PORT
+
 LOCAL_CONFIG = Path(__file__).resolve().parent / "examples" / "local.yaml"
 log = logging.getLogger("shoal.router.dev")
 
@@ -25,9 +27,9 @@ log = logging.getLogger("shoal.router.dev")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=str(LOCAL_CONFIG), help="router config with one pool (default: router/examples/local.yaml)")
     parser.add_argument("--model", default="default", help="the runtime's --model (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--runtime-port", type=int, default=50051, help="the runtime's gRPC port")
-    parser.add_argument("--runtime-metrics-port", type=int, default=8001)
-    parser.add_argument("--port", type=int, default=None, help="override the router's listen.port (default 8000)")
+    parser.add_argument("--runtime-port", type=int, default=RUNTIME_GRPC_PORT, help="the runtime's gRPC port")
+    parser.add_argument("--runtime-metrics-port", type=int, default=RUNTIME_METRICS_PORT)
+    parser.add_argument("--port", type=int, default=None, help=f"override the router's listen.port (default {ROUTER_HTTP_PORT})")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -61,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
 def with_local_runtime(config, port: int, metrics_port: int):
     """The config with its one pool served by the local runtime alone (as the stable revision)."""
-    from shoal.router.config import EndpointConfig
+    from shoal.route_contract import RuntimeEndpoint
 
     pool = config.pools[0]
-    endpoint = EndpointConfig(f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
+    endpoint = RuntimeEndpoint(f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
     pool = dataclasses.replace(pool, canary=None, canary_weight=0.0, revisions={pool.stable: (endpoint,)})
     return dataclasses.replace(config, pools=(pool,))
 

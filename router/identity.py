@@ -7,9 +7,9 @@ realtime, auto/default -> the tenant's default) or vLLM's `priority` field (> 0 
 the tenant's default class.
 """
 
+from shoal.route_contract import QOS_CLASSES
 from shoal.router.config import RouterConfig, hash_api_key
 from shoal.router.errors import InvalidRequest, Unauthenticated
-from shoal.router.request import QOS_CLASSES
 
 QOS_HEADER = "x-shoal-qos"
 SESSION_HEADER = "x-session-id"

@@ -14,9 +14,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from shoal import metric_names as names
+from shoal.route_contract import QOS_CLASSES
 from shoal.router.backends.registry import BackendRegistry
 from shoal.router.pools import PoolState
-from shoal.router.request import QOS_CLASSES
 from shoal.router.traffic.measurements import ADMIN_QUANTILES, LATENCIES, Measurements
 
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0)

@@ -7,9 +7,9 @@ import random
 import time
 from collections.abc import Callable
 
-from shoal.router.admission import QosGate
+from shoal.route_contract import Route
 from shoal.router.backends.registry import Backend, BackendRegistry
-from shoal.router.config import PoolConfig
+from shoal.router.qos_gate import QosGate
 from shoal.router.traffic import rollback
 from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.qos import REALTIME, BatchShare
@@ -22,7 +22,7 @@ QOS_CONTROL_WINDOW_S = 5.0  # realtime TTFT samples the batch share reacts to
 
 
 class PoolState:
-    def __init__(self, config: PoolConfig, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: Route, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.name = config.name
         self.clock = clock
@@ -31,7 +31,7 @@ class PoolState:
         self.batch_share = BatchShare(config.qos)
         self.limiter = TenantLimiter(config.tenants, clock(), scope=f"pool {config.name}")
 
-    def reconfigure(self, config: PoolConfig) -> None:
+    def reconfigure(self, config: Route) -> None:
         """A new route for this pool. Verdicts, queues, requests in flight and token buckets carry over;
         a split that would send traffic to a rolled-back revision raises RolloutConflict first, changing nothing."""
         self.rollout.set_weights(config.stable, config.canary, config.canary_weight)

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 
 from shoal.v1 import runtime_pb2 as pb
 
-QOS_CLASSES = ("realtime", "batch")
-
 
 @dataclass(frozen=True)
 class Prompt:

@@ -11,10 +11,10 @@ removed endpoints once their requests end, and a removed pool's requests hold on
 import logging
 from collections.abc import Collection
 
+from shoal.route_contract import Route
 from shoal.router.backends.endpoints import listed_endpoints
 from shoal.router.backends.registry import BackendRegistry
 from shoal.router.backends.route_table import RouteTable
-from shoal.router.config import PoolConfig
 from shoal.router.pools import PoolState
 from shoal.router.traffic.measurements import Measurements
 
@@ -33,7 +33,7 @@ class Routes:
         self.measurements = measurements
         self.tenants = tenants  # the router's own: a route's limit on another name is logged, not refused
 
-    def put(self, config: PoolConfig) -> PoolState:
+    def put(self, config: Route) -> PoolState:
         """Creates the pool or changes it in place. Raises RouteConflict or RolloutConflict, and then
         nothing has changed."""
         for other in self.pools.values():
@@ -52,7 +52,7 @@ class Routes:
         pool.refresh_capacity(self.backends)
         return pool
 
-    def _log_change(self, config: PoolConfig) -> None:
+    def _log_change(self, config: Route) -> None:
         log.info("route of pool %s set: model %s, revisions %s", config.name, config.model, sorted(config.revisions))
         # The ModelPool and the router's config have different owners: a limit on a tenant the router
         # does not have is harmless (it has no keys, so no requests) and must not keep the pool unserved.

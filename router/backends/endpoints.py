@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from shoal.router.config import PoolConfig
+from shoal.route_contract import Route
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class EndpointSource(Protocol):
         """Publishes the full endpoint set now and on every change, until cancelled."""
 
 
-def listed_endpoints(pools: Iterable[PoolConfig]) -> frozenset[Endpoint]:
+def listed_endpoints(pools: Iterable[Route]) -> frozenset[Endpoint]:
     """The endpoints listed under the pools' revisions (in the config file, or in a pushed route)."""
     return frozenset(
         Endpoint(pool.name, revision, e.target, e.metrics_url)
@@ -40,7 +40,7 @@ def listed_endpoints(pools: Iterable[PoolConfig]) -> frozenset[Endpoint]:
 class StaticEndpointSource:
     """The endpoints listed under each pool's revisions in the config file; they never change."""
 
-    def __init__(self, pools: tuple[PoolConfig, ...]):
+    def __init__(self, pools: tuple[Route, ...]):
         self.endpoints = listed_endpoints(pools)
 
     async def run(self, publish: Publish) -> None:

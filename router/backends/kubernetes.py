@@ -16,10 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from shoal.constants import POOL_LABEL, REVISION_LABEL
 from shoal.router.backends.endpoints import Endpoint, Publish
 
-POOL_LABEL = "shoal.dev/pool"
-REVISION_LABEL = "shoal.dev/revision"
 GRPC_PORT_NAME = "grpc"
 METRICS_PORT_NAME = "metrics"
 log = logging.getLogger(__name__)

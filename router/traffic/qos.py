@@ -7,7 +7,7 @@ class in bounded queues; realtime is always admitted before batch. Under overloa
 first: while realtime requests wait, new batch requests are refused at once; realtime is refused
 only when its own queue is full.
 
-Pure logic: waiters are opaque tickets (the async gate in shoal.router.admission wraps them in
+Pure logic: waiters are opaque tickets (the async gate in shoal.router.qos_gate wraps them in
 futures) and time is an argument.
 """
 
@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
-from shoal.router.config import QosConfig
+from shoal.route_contract import QosConfig
 
 REALTIME, BATCH = "realtime", "batch"
 MIN_RETRY_AFTER_S, MAX_RETRY_AFTER_S = 1, 60
@@ -34,7 +34,7 @@ class Outcome:
     reason: str = ""  # why shed: "queue_full" or "overload"
 
 
-class QosAdmission:
+class QosPolicy:
     def __init__(self, config: QosConfig, capacity: int = 0):
         self.config = config
         self.capacity = capacity

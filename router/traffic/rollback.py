@@ -6,24 +6,12 @@ kept until someone resets it) is rollout.py's job.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from shoal.router.config import ErrorRateRule, KvFreeRule, LatencyRatioRule, PreemptionRule, RollbackRule
+from shoal.route_contract import Breach, ErrorRateRule, KvFreeRule, LatencyRatioRule, PreemptionRule, RollbackRule
 from shoal.router.traffic.measurements import RevisionStats
 
 # (revision, window_s) -> that revision's stats over the window, all QoS classes together.
 StatsFor = Callable[[str, float], RevisionStats]
-
-
-@dataclass(frozen=True)
-class Breach:
-    rule: str
-    observed: dict  # what the canary (and stable, where compared) showed
-    threshold: str  # the limit, in words
-
-    def message(self) -> str:
-        values = ", ".join(f"{k}={_fmt(v)}" for k, v in self.observed.items())
-        return f"{self.rule}: {values} (limit: {self.threshold})"
 
 
 def evaluate(rules: tuple[RollbackRule, ...], canary: str, stable: str, stats_for: StatsFor) -> list[Breach]:
@@ -90,6 +78,3 @@ _CHECKS = {
     KvFreeRule: _kv_free,
 }
 
-
-def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,13 +1,14 @@
 """One pool's rollout state: the current stable/canary split and the revisions rolled back.
 
 The operator sets weights through the admin API; a breach of a rollback rule sets the canary's
-weight to 0 at once and records a Verdict. A rolled-back revision stays out (no flapping): the
-weights cannot send it traffic again until someone resets it.
+weight to 0 at once and records a Verdict (shoal/route_contract.py; the operator reads it back). A
+rolled-back revision stays out (no flapping): the weights cannot send it traffic again until someone
+resets it.
 """
 
 from dataclasses import dataclass, field
 
-from shoal.router.traffic.rollback import Breach
+from shoal.route_contract import Breach, Verdict
 from shoal.router.traffic.split import Split
 
 
@@ -17,27 +18,6 @@ class RolloutConflict(ValueError):
     def __init__(self, role: str, revision: str):
         super().__init__(f"{role} revision {revision!r} was rolled back; reset it first")
         self.revision = revision
-
-
-@dataclass(frozen=True)
-class Verdict:
-    revision: str
-    breaches: tuple[Breach, ...]
-    at: float  # wall-clock seconds since the epoch
-    weight_before: float
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(b.message() for b in self.breaches)
-
-    def summary(self) -> dict:
-        return {
-            "revision": self.revision,
-            "at": self.at,
-            "weight_before": self.weight_before,
-            "reason": self.reason,
-            "rules": [{"rule": b.rule, "observed": b.observed, "threshold": b.threshold} for b in self.breaches],
-        }
 
 
 @dataclass

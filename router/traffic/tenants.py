@@ -13,7 +13,7 @@ pool; a tenant a limiter does not list is unlimited there. A pool's limits chang
 import math
 from dataclasses import dataclass
 
-from shoal.router.config import TenantConfig
+from shoal.route_contract import TenantLimit
 
 CHARS_PER_TOKEN = 4
 
@@ -85,12 +85,12 @@ class RateLimited(Exception):
 
 
 class _Tenant:
-    def __init__(self, config: TenantConfig, now: float):
+    def __init__(self, config: TenantLimit, now: float):
         self.config = config
         self.in_flight = 0
         self.bucket = _bucket(config, now)
 
-    def reconfigure(self, config: TenantConfig, now: float) -> None:
+    def reconfigure(self, config: TenantLimit, now: float) -> None:
         """New limits; requests in flight stay counted and a bucket keeps its level (up to its new size)."""
         if config == self.config:
             return
@@ -100,10 +100,12 @@ class _Tenant:
         self.config, self.bucket = config, bucket
 
 
-def _bucket(config: TenantConfig, now: float) -> TokenBucket | None:
+def _bucket(config: TenantLimit, now: float) -> TokenBucket | None:
     if config.tokens_per_minute is None:
         return None
-    return TokenBucket(config.token_burst or config.tokens_per_minute, config.tokens_per_minute / 60.0, now)
+    # A route's limits have no burst of their own (router/config.py's TenantConfig may): a minute's worth.
+    burst = getattr(config, "token_burst", None)
+    return TokenBucket(burst or config.tokens_per_minute, config.tokens_per_minute / 60.0, now)
 
 
 @dataclass
@@ -115,11 +117,11 @@ class Lease:
 
 
 class TenantLimiter:
-    def __init__(self, tenants: tuple[TenantConfig, ...], now: float, scope: str = ""):
+    def __init__(self, tenants: tuple[TenantLimit, ...], now: float, scope: str = ""):
         self.scope = scope  # where the limits apply, for messages: "" (router-wide) or "pool X"
         self._tenants = {t.name: _Tenant(t, now) for t in tenants}
 
-    def reconfigure(self, tenants: tuple[TenantConfig, ...], now: float) -> None:
+    def reconfigure(self, tenants: tuple[TenantLimit, ...], now: float) -> None:
         """The tenants and limits a new route lists; a lease taken before is released where it was taken."""
         states = {}
         for config in tenants:

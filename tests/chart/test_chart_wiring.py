@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from shoal import constants
 from shoal.operator.children import PoolRef, desired_deployment
 from shoal.operator.cli import add_arguments, config_of
 from shoal.operator.spec import parse_pool_spec
@@ -49,7 +50,7 @@ def test_the_router_parses_its_rendered_config(tmp_path):
     assert [t.name for t in config.tenants] == ["acme", "nightly"]
     assert config.api_keys == {hash_api_key("sk-acme-0123456789"): "acme", hash_api_key("sk-nightly-0123456789"): "nightly"}
     assert config.anonymous_tenant == "nightly" and config.admin_token == "a-token-from-the-secret"
-    assert (config.listen.port, config.admin.port, config.grpc.port) == (8000, 8002, 50052)
+    assert (config.listen.port, config.admin.port, config.grpc.port) == (constants.ROUTER_HTTP_PORT, constants.ROUTER_ADMIN_PORT, constants.ROUTER_GRPC_PORT)  # fmt: skip
 
 
 def test_the_routers_config_and_pod_agree_on_paths_and_ports():
@@ -63,7 +64,7 @@ def test_the_routers_config_and_pod_agree_on_paths_and_ports():
     for path in re.findall(r"/etc/shoal/[\w/.-]+", text):
         assert str(Path(path).parent) in mounts, path
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8000, "admin": 8002, "grpc": 50052}
+    assert ports == {"http": constants.ROUTER_HTTP_PORT, "admin": constants.ROUTER_ADMIN_PORT, "grpc": constants.ROUTER_GRPC_PORT}
 
 
 def operator_args(docs: list[dict]) -> list[str]:
@@ -71,6 +72,17 @@ def operator_args(docs: list[dict]) -> list[str]:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["shoal", "operator"]
     return container["args"]
+
+
+def test_the_operators_pod_and_flags_use_the_default_ports():
+    docs = render(EVERYTHING)
+    (container,) = one(docs, "Deployment", f"shoal-{RELEASE}-operator")["spec"]["template"]["spec"]["containers"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": constants.OPERATOR_HEALTH_PORT, "metrics": constants.OPERATOR_METRICS_PORT}  # fmt: skip
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(operator_args(docs))
+    assert args.liveness == f"http://0.0.0.0:{constants.OPERATOR_HEALTH_PORT}/healthz" and args.metrics_port == constants.OPERATOR_METRICS_PORT  # fmt: skip
+    assert parser.parse_args([]).liveness == args.liveness and parser.parse_args([]).metrics_port == args.metrics_port
 
 
 def test_the_operator_accepts_its_flags_and_finds_this_releases_routers(tmp_path):
@@ -82,7 +94,7 @@ def test_the_operator_accepts_its_flags_and_finds_this_releases_routers(tmp_path
     config = config_of(args)
     assert config.namespaces == ("team-a", "team-b") and config.router_admin_token == "a-token-from-the-secret"
     discovery = config.router_discovery
-    assert discovery is not None and discovery.namespace == "shoal-system" and discovery.admin_port == 8002
+    assert discovery is not None and discovery.namespace == "shoal-system" and discovery.admin_port == constants.ROUTER_ADMIN_PORT
     router_pod_labels = one(docs, "Deployment", f"shoal-{RELEASE}-router")["spec"]["template"]["metadata"]["labels"]
     wanted = dict(term.split("=") for term in discovery.selector.split(","))
     assert wanted.items() <= router_pod_labels.items()

@@ -7,6 +7,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from shoal.constants import API_VERSION, PLURAL
 from shoal.router.app import Router
 from tests.operator.fake_node import FakeNode, fake_node_in_thread, node_shape
 from tests.router.harness import make_config
@@ -42,7 +43,7 @@ def namespace(control_plane: ControlPlane, fake_node: FakeNode) -> Iterator[str]
     the test's admin removes it, so the namespace goes whole."""
     name = control_plane.create_namespace("op")
     yield name
-    for pool in control_plane.request("GET", object_path("shoal.dev/v1alpha1", "modelpools", name))["items"]:
+    for pool in control_plane.request("GET", object_path(API_VERSION, PLURAL, name))["items"]:
         control_plane.kubectl("-n", name, "patch", "modelpool", pool["metadata"]["name"], "--type=merge", "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
     control_plane.request("DELETE", f"/api/v1/namespaces/{name}")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import openai
 
 from e2e.processes import shoal_process
+from shoal.constants import API_VERSION, KIND, PLURAL
 from shoal.router.app import Router
 from tests.operator.fake_node import FAULT_FLAG, PLACEMENT
 from tests.support.api_client import ApiClient, ApiError
@@ -20,7 +21,7 @@ from tests.support.api_paths import object_path
 from tests.support.control_plane import free_port
 
 POOL = "chat"
-POOL_API = "shoal.dev/v1alpha1"
+POOL_API = API_VERSION
 RECONCILE_INTERVAL_S = 0.3
 DRAIN_S = 1.0
 
@@ -30,7 +31,7 @@ def modelpool(revision: str, *, name: str = POOL, replicas: int = 2, args: Seque
     FAULT_FLAG makes them fail every request."""
     return {
         "apiVersion": POOL_API,
-        "kind": "ModelPool",
+        "kind": KIND,
         "metadata": {"name": name},
         "spec": {
             "model": {"source": "embedded", "revision": revision},
@@ -52,7 +53,7 @@ def failing(revision: str, **settings) -> dict:
 
 
 def pools(namespace: str, name: str | None = None) -> str:
-    return object_path(POOL_API, "modelpools", namespace, name)
+    return object_path(POOL_API, PLURAL, namespace, name)
 
 
 def deployments(namespace: str) -> str:

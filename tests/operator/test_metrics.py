@@ -4,7 +4,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.operator.metrics import OperatorMetrics, sample_of
-from shoal.operator.reconcile import Plan
+from shoal.operator.plan import Plan
 from shoal.operator.rollout import Event
 
 

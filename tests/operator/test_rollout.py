@@ -4,6 +4,7 @@ import pytest
 
 from shoal.operator.rollout import ABORT, PROMOTE, Retiring, RolloutState, RouterView, advance, canary_replicas
 from shoal.operator.spec import parse_pool_spec
+from shoal.route_contract import Breach, Verdict
 
 SPEC = parse_pool_spec(
     {
@@ -74,11 +75,12 @@ def test_last_step_promotes_once_the_canary_is_full_size_and_old_stable_drains()
 
 def test_router_verdict_aborts_and_the_revision_is_not_retried():
     at_10 = RolloutState(stable="v1-a", canary="v2-x", canary_weight=10, step=0, step_started_at=T0)
-    verdict = {"revision": "v2-x", "reason": "error_rate: canary_error_rate=0.5", "rules": [{"rule": "error_rate", "observed": {"canary_error_rate": 0.5}}]}  # fmt: skip
+    verdict = Verdict("v2-x", (Breach("error_rate", {"canary_error_rate": 0.5}, "<= 0.01 over 60s"),), at=T0, weight_before=10.0)  # fmt: skip
     aborted = step(at_10, router=RouterView(True, verdicts={"v2-x": verdict}), now=T0 + 5)
     state = aborted.state
     assert state.canary is None and state.canary_weight == 0 and state.rolled_back == "v2-x"
-    assert state.last_rollback["rules"][0]["rule"] == "error_rate" and state.last_rollback["weight"] == 10
+    assert state.last_rollback["rules"] == [{"rule": "error_rate", "observed": {"canary_error_rate": 0.5}, "threshold": "<= 0.01 over 60s"}]  # fmt: skip
+    assert state.last_rollback["reason"] == "error_rate: canary_error_rate=0.5 (limit: <= 0.01 over 60s)" and state.last_rollback["weight"] == 10  # fmt: skip
     assert [e.type for e in aborted.events] == ["Warning"] and "error_rate" in aborted.events[0].message
     assert aborted.replicas(SPEC) == {"v1-a": 4}
     assert Retiring("v2-x", T0 + 35) in state.retiring
@@ -86,12 +88,15 @@ def test_router_verdict_aborts_and_the_revision_is_not_retried():
     assert again.state.canary is None and again.events == ()
 
 
+OLD_VERDICT = Verdict("v2-x", (), at=T0 - 3600, weight_before=5.0)
+
+
 def test_a_revision_retried_after_another_clears_the_old_verdict_first():
     state = RolloutState(stable="v1-a", rolled_back="v2-x")
-    restarted = step(state, desired="v3-y", router=RouterView(True, verdicts={"v2-x": {"reason": "old"}}))
+    restarted = step(state, desired="v3-y", router=RouterView(True, verdicts={"v2-x": OLD_VERDICT}))
     assert restarted.state.canary == "v3-y" and restarted.state.rolled_back is None
     assert restarted.reset_verdict is None
-    back = step(RolloutState(stable="v1-a"), desired="v2-x", router=RouterView(True, verdicts={"v2-x": {"reason": "old"}}))
+    back = step(RolloutState(stable="v1-a"), desired="v2-x", router=RouterView(True, verdicts={"v2-x": OLD_VERDICT}))
     assert back.state.canary == "v2-x" and back.reset_verdict == "v2-x"  # not aborted by the stale verdict
 
 

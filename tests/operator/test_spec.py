@@ -36,7 +36,7 @@ def test_defaults_match_the_crd_defaults(server_dry_run):
         ({"model": {"revision": "v1"}, "runtime": {"device": "cpu"}, "resources": {"gpus": 2}}, "spec.resources.gpus"),
         ({"model": {"revision": "v1"}, "qos": {"batchShareMin": 0.9, "batchShareMax": 0.2}}, "spec.qos.batchShareMin"),
         ({"model": {"revision": "v1"}, "tenants": [{"name": "a"}, {"name": "a"}]}, "spec.tenants"),
-        ({"model": {"revision": "v1"}, "replicaz": 3}, "spec: unknown field(s) ['replicaz']"),
+        ({"model": {"revision": "v1"}, "replicaz": 3}, "spec.replicaz: unknown field (known: "),
         ({"model": {"revision": "v1"}, "runtime": {"maxNumSeqs": "many"}}, "spec.runtime.maxNumSeqs"),
     ],
 )
@@ -49,3 +49,77 @@ def test_what_the_schema_would_catch_is_caught_again_with_the_field_named(spec, 
 @pytest.mark.parametrize("text,seconds", [("30s", 30), ("2m", 120), ("1h30m", 5400), ("250ms", 0.25), ("1.5m", 90)])
 def test_durations(text, seconds):
     assert parse_duration(text, "x") == seconds
+
+
+def test_gpu_memory_utilization_falls_back_to_its_deprecated_name_and_says_so():
+    new = parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.8}})
+    old = parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"kvCacheFraction": 0.8}})
+    assert new.runtime == old.runtime and new.runtime.gpu_memory_utilization == 0.8
+    assert new.deprecated == () and old.deprecated == ("spec.runtime.kvCacheFraction is deprecated: use spec.runtime.gpuMemoryUtilization (the same value)",)  # fmt: skip
+    assert revision_name(new) == revision_name(old)  # renaming the field in a spec is no rollout
+    with pytest.raises(SpecError, match=r"^spec.runtime.kvCacheFraction: deprecated name of gpuMemoryUtilization"):
+        parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.8, "kvCacheFraction": 0.8}})
+
+
+def test_revision_names_did_not_change_with_the_field_rename():
+    """Pinned from before gpuMemoryUtilization: a changed name would roll out every pool again."""
+    assert revision_name(parse_pool_spec({"model": {"revision": "v1"}})) == "v1-f1363a"
+    assert revision_name(parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.85}})) == "v1-d02e31"
+
+
+def _crd_defaults(schema: dict, path: str = "") -> dict:
+    """Dotted path -> the `default:` the CRD gives it (objects defaulted to {} left out)."""
+    found = {}
+    if "default" in schema and schema["default"] != {}:
+        found[path] = schema["default"]
+    for name, child in schema.get("properties", {}).items():
+        found |= _crd_defaults(child, f"{path}.{name}" if path else name)
+    if "items" in schema:
+        found |= _crd_defaults(schema["items"], f"{path}[]")
+    return found
+
+
+def test_the_crds_defaults_are_the_dataclasses_defaults():
+    """Every `default:` in crds/modelpool.yaml against the field the operator falls back to."""
+    from shoal.operator.spec import DEFAULT_PAUSE, Analysis, ModelSpec, PoolSpec, QosSpec, ResourcesSpec, RolloutSpec, RuntimeSpec
+    from shoal.runtime.config import EngineConfig
+
+    (version,) = yaml.safe_load((ROOT / "crds" / "modelpool.yaml").read_text())["spec"]["versions"]
+    spec_schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    expected = {
+        "model.source": ModelSpec.source,
+        "model.dtype": ModelSpec.dtype,
+        "replicas": PoolSpec.replicas,
+        "runtime.image": RuntimeSpec.image,
+        "runtime.imagePullPolicy": RuntimeSpec.image_pull_policy,
+        "runtime.device": RuntimeSpec.device,
+        "runtime.maxNumSeqs": RuntimeSpec.max_num_seqs,
+        "runtime.maxNumBatchedTokens": RuntimeSpec.max_num_batched_tokens,
+        "runtime.blockSize": RuntimeSpec.block_size,
+        "resources.gpus": ResourcesSpec.gpus,
+        "rollout.steps": [{"weight": s.weight, "pause_s": s.pause_s} for s in RolloutSpec.steps],
+        "rollout.steps[].pause": parse_duration(DEFAULT_PAUSE, "x"),
+        "rollout.analysis.maxP99LatencyRatio": Analysis.max_p99_latency_ratio,
+        "rollout.analysis.minP99LatencyIncreaseSeconds": Analysis.min_p99_latency_increase_s,
+        "rollout.analysis.maxErrorRate": Analysis.max_error_rate,
+        "rollout.analysis.maxPreemptions": Analysis.max_preemptions,
+        "rollout.analysis.minKvFreeFraction": Analysis.min_kv_free_fraction,
+        "rollout.analysis.minSamples": Analysis.min_samples,
+        "rollout.analysis.windowSeconds": Analysis.window_s,
+        "rollout.progressDeadline": RolloutSpec.progress_deadline_s,
+        "qos.maxConcurrencyPerReplica": QosSpec.max_concurrency_per_replica,
+        "qos.realtimeTtftTargetSeconds": QosSpec.realtime_ttft_target_s,
+        "qos.batchShareMin": QosSpec.batch_share_min,
+        "qos.batchShareMax": QosSpec.batch_share_max,
+    }
+    durations = {"rollout.steps[].pause", "rollout.progressDeadline"}
+    crd = {path: parse_duration(value, path) if path in durations else value for path, value in _crd_defaults(spec_schema).items()}
+    crd["rollout.steps"] = [{"weight": s["weight"], "pause_s": parse_duration(s["pause"], "x")} for s in crd["rollout.steps"]]
+    assert crd == expected
+    # The runtime's defaults are the runtime's own, and so are the CRD's.
+    assert (RuntimeSpec.max_num_seqs, RuntimeSpec.max_num_batched_tokens, RuntimeSpec.block_size) == (EngineConfig.max_num_seqs, EngineConfig.max_num_batched_tokens, EngineConfig.block_size)  # fmt: skip
+    # gpuMemoryUtilization has no schema default (see the CRD); its description states the operator's.
+    runtime = spec_schema["properties"]["runtime"]["properties"]
+    assert "default" not in runtime["gpuMemoryUtilization"] and "default" not in runtime["kvCacheFraction"]
+    assert f"Default {RuntimeSpec.gpu_memory_utilization:g}." in runtime["gpuMemoryUtilization"]["description"]
+    assert RuntimeSpec.gpu_memory_utilization == EngineConfig.gpu_memory_utilization

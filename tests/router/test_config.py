@@ -5,16 +5,8 @@ import json
 
 import pytest
 
-from shoal.router.config import (
-    DEFAULT_RULES,
-    ConfigError,
-    ErrorRateRule,
-    LatencyRatioRule,
-    TenantConfig,
-    load_config,
-    parse_config,
-    parse_pool,
-)
+from shoal.route_contract import DEFAULT_RULES, ErrorRateRule, LatencyRatioRule, TenantLimit
+from shoal.router.config import ConfigError, load_config, parse_config, parse_pool
 from shoal.router.dev import LOCAL_CONFIG
 
 
@@ -47,7 +39,7 @@ def test_rules_parse_with_their_settings():
 def test_pools_may_be_empty_and_carry_tenant_limits():
     assert parse_config({"pools": []}).pools == ()
     config = parse_config({**minimal(tenants=[{"name": "a", "max_concurrent": 1}]), "tenants": [{"name": "a"}]})
-    assert config.pools[0].tenants == (TenantConfig("a", max_concurrent=1),)
+    assert config.pools[0].tenants == (TenantLimit("a", max_concurrent=1),)
 
 
 def test_rules_set_how_long_a_pool_looks_back():

@@ -1,17 +1,17 @@
-"""QoS admission: realtime first, batch within its share and shed first, bounded queues, AIMD share."""
+"""QoS policy: realtime first, batch within its share and shed first, bounded queues, AIMD share."""
 
-from shoal.router.config import QosConfig
-from shoal.router.traffic.qos import BATCH, REALTIME, BatchShare, Decision, QosAdmission
+from shoal.route_contract import QosConfig
+from shoal.router.traffic.qos import BATCH, REALTIME, BatchShare, Decision, QosPolicy
 
 CONFIG = QosConfig(realtime_queue=2, batch_queue=3, batch_share_min=0.25, batch_share_max=0.5, realtime_ttft_target_s=1.0)
 
 
-def admission(capacity: int = 8) -> QosAdmission:
-    return QosAdmission(CONFIG, capacity)
+def policy(capacity: int = 8) -> QosPolicy:
+    return QosPolicy(CONFIG, capacity)
 
 
 def test_batch_is_held_to_its_share_while_realtime_may_use_everything():
-    q = admission()
+    q = policy()
     assert q.batch_limit == 4
     assert [q.arrive(BATCH, f"b{i}").decision for i in range(5)] == [Decision.ADMITTED] * 4 + [Decision.QUEUED]
     assert [q.arrive(REALTIME, f"r{i}").decision for i in range(4)] == [Decision.ADMITTED] * 4
@@ -20,7 +20,7 @@ def test_batch_is_held_to_its_share_while_realtime_may_use_everything():
 
 
 def test_a_freed_slot_goes_to_realtime_before_batch():
-    q = admission(capacity=2)
+    q = policy(capacity=2)
     q.arrive(REALTIME, "r0"), q.arrive(REALTIME, "r1")
     q.arrive(REALTIME, "r2")
     assert q.depart(REALTIME, now=0.0) == [(REALTIME, "r2")]
@@ -29,7 +29,7 @@ def test_a_freed_slot_goes_to_realtime_before_batch():
 
 
 def test_batch_is_shed_while_realtime_waits_and_realtime_only_when_its_queue_is_full():
-    q = admission(capacity=1)
+    q = policy(capacity=1)
     q.arrive(REALTIME, "r0")
     assert q.arrive(BATCH, "b0").decision is Decision.QUEUED  # nothing waiting for realtime yet
     assert q.arrive(REALTIME, "r1").decision is Decision.QUEUED
@@ -41,27 +41,27 @@ def test_batch_is_shed_while_realtime_waits_and_realtime_only_when_its_queue_is_
 
 
 def test_the_batch_queue_is_bounded():
-    q = admission(capacity=1)
+    q = policy(capacity=1)
     q.arrive(BATCH, "running")
     assert [q.arrive(BATCH, i).decision for i in range(4)] == [Decision.QUEUED] * 3 + [Decision.SHED]
 
 
 def test_withdrawn_waiters_leave_the_queue():
-    q = admission(capacity=1)
+    q = policy(capacity=1)
     q.arrive(REALTIME, "r0"), q.arrive(REALTIME, "r1")
     assert q.withdraw(REALTIME, "r1") and not q.withdraw(REALTIME, "r1")
     assert q.depart(REALTIME, 0.0) == []
 
 
 def test_capacity_changes_admit_waiters_and_batch_keeps_at_least_one_slot():
-    q = admission(capacity=0)
+    q = policy(capacity=0)
     assert q.arrive(BATCH, "b0").decision is Decision.QUEUED
     assert q.set_capacity(1, batch_share=0.01) == [(BATCH, "b0")]
     assert q.batch_limit == 1
 
 
 def test_retry_after_follows_the_completion_rate():
-    q = admission(capacity=1)
+    q = policy(capacity=1)
     assert q.retry_after_s(now=0.0) == 1
     q.arrive(REALTIME, "r0")
     for t in range(10):

@@ -1,6 +1,6 @@
 """Rollback rules: each needs its minimum samples, reads only its window, and says what it saw."""
 
-from shoal.router.config import ErrorRateRule, KvFreeRule, LatencyRatioRule, PreemptionRule
+from shoal.route_contract import ErrorRateRule, KvFreeRule, LatencyRatioRule, PreemptionRule
 from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.rollback import evaluate
 

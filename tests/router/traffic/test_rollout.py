@@ -2,7 +2,7 @@
 
 import pytest
 
-from shoal.router.traffic.rollback import Breach
+from shoal.route_contract import Breach
 from shoal.router.traffic.rollout import PoolRollout, RolloutConflict
 from shoal.router.traffic.split import Split
 

@@ -1,4 +1,5 @@
-"""The router queue: a request waits here for a QoS slot in its pool (traffic/qos.py decides who).
+"""The QoS gate: a request waits here for a slot in its pool; traffic/qos.py's QosPolicy decides who
+gets one (this module only turns its decisions into waiting and waking futures).
 
 `acquire` returns at once when there is room, waits in its class's bounded queue when there is not,
 and raises Overloaded (429 with Retry-After) when shed or when it waited past max_queue_wait_s. A
@@ -9,14 +10,14 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from shoal.router.config import QosConfig
+from shoal.route_contract import QosConfig
 from shoal.router.errors import Overloaded
-from shoal.router.traffic.qos import Decision, QosAdmission
+from shoal.router.traffic.qos import Decision, QosPolicy
 
 
 class QosGate:
     def __init__(self, config: QosConfig, clock: Callable[[], float] = time.monotonic):
-        self.policy = QosAdmission(config)
+        self.policy = QosPolicy(config)
         self.config = config
         self.clock = clock
         self.shed_counts: dict[tuple[str, str], int] = {}  # (qos, reason) -> count, for metrics

@@ -1,10 +1,11 @@
-"""The whole reconcile pass as a pure function: children, route, status and events."""
+"""The plan of a reconcile pass, a pure function: children, route, status and events."""
 
 from shoal.operator.children import GRPC_PORT, PoolRef
-from shoal.operator.reconcile import ACTION_ANNOTATION, Observed, PoolObject, reconcile
+from shoal.operator.plan import ACTION_ANNOTATION, Observed, PoolObject, plan_for
 from shoal.operator.revisions import revision_name
 from shoal.operator.rollout import RouterView
 from shoal.operator.spec import parse_pool_spec
+from shoal.route_contract import Breach, ErrorRateRule, LatencyRatioRule, TenantLimit, Verdict
 
 REF = PoolRef("chat", "team-a", "uid-1")
 SPEC = {
@@ -31,7 +32,7 @@ def pod(revision, ip, ready=True, deleting=False):
 
 
 def test_new_pool_gets_a_deployment_a_service_a_route_and_pending_status():
-    plan = reconcile(pool(), Observed([], []), OK, T0, drain_s=30)
+    plan = plan_for(pool(), Observed([], []), OK, T0, drain_s=30)
     revision = revision_name(parse_pool_spec(SPEC))
     (name, deployment), = plan.deployments.items()
     assert name == f"chat-{revision}" and deployment["spec"]["replicas"] == 2
@@ -45,25 +46,25 @@ def test_new_pool_gets_a_deployment_a_service_a_route_and_pending_status():
     assert "nvidia.com/gpu" not in str(container["resources"])
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
     assert plan.service["spec"]["selector"] == {"shoal.dev/pool": "chat"}
-    assert plan.route["name"] == "team-a.chat" and plan.route["model"] == "chat"
-    assert plan.route["stable"] == revision and plan.route["canary"] is None
-    assert plan.route["revisions"] == {revision: {"endpoints": []}}
-    assert plan.route["tenants"] == [{"name": "acme", "max_concurrent": 2}]
-    assert {"error_rate": {"max_rate": 0.01, "min_samples": 5, "window_s": 60.0}} in plan.route["rollback_rules"]
-    assert {"latency_ratio": {"metric": "e2e", "quantile": 0.99, "max_ratio": 1.3, "min_difference_s": 0.05, "min_samples": 5, "window_s": 60.0}} in plan.route["rollback_rules"]  # fmt: skip
+    assert plan.route.name == "team-a.chat" and plan.route.model == "chat"
+    assert plan.route.stable == revision and plan.route.canary is None
+    assert plan.route.revisions == {revision: ()}
+    assert plan.route.tenants == (TenantLimit("acme", max_concurrent=2),)
+    assert ErrorRateRule(max_rate=0.01, min_samples=5, window_s=60.0) in plan.route.rollback_rules
+    assert LatencyRatioRule(metric="e2e", quantile=0.99, max_ratio=1.3, min_difference_s=0.05, min_samples=5, window_s=60.0) in plan.route.rollback_rules  # fmt: skip
     assert plan.status["phase"] == "Pending" and plan.status["observedGeneration"] == 1
     assert plan.status["stableRevision"] == revision and plan.status["selector"] == "shoal.dev/pool=chat"
     assert {c["type"]: c["status"] for c in plan.status["conditions"]} == {"Ready": "False", "Progressing": "False", "Degraded": "False", "RolledBack": "False"}  # fmt: skip
 
 
 def test_ready_pods_become_route_endpoints_and_the_pool_ready():
-    first = reconcile(pool(), Observed([], []), OK, T0, 30)
+    first = plan_for(pool(), Observed([], []), OK, T0, 30)
     revision = first.status["stableRevision"]
     pods = [pod(revision, "10.0.0.2"), pod(revision, "10.0.0.3"), pod(revision, "10.0.0.4", ready=False), pod(revision, "10.0.0.5", deleting=True)]  # fmt: skip
-    plan = reconcile(pool(status=first.status), Observed(list(first.deployments.values()), pods), OK, T0 + 5, 30)
-    endpoints = plan.route["revisions"][revision]["endpoints"]
-    assert [e["target"] for e in endpoints] == [f"10.0.0.2:{GRPC_PORT}", f"10.0.0.3:{GRPC_PORT}"]
-    assert endpoints[0]["metrics_url"] == "http://10.0.0.2:8001/metrics"
+    plan = plan_for(pool(status=first.status), Observed(list(first.deployments.values()), pods), OK, T0 + 5, 30)
+    endpoints = plan.route.revisions[revision]
+    assert [e.target for e in endpoints] == [f"10.0.0.2:{GRPC_PORT}", f"10.0.0.3:{GRPC_PORT}"]
+    assert endpoints[0].metrics_url == "http://10.0.0.2:8001/metrics"
     assert plan.status["phase"] == "Ready" and plan.status["readyReplicas"] == 2
     ready = next(c for c in plan.status["conditions"] if c["type"] == "Ready")
     before = next(c for c in first.status["conditions"] if c["type"] == "Ready")
@@ -71,17 +72,17 @@ def test_ready_pods_become_route_endpoints_and_the_pool_ready():
 
 
 def test_a_revision_change_adds_a_canary_deployment_and_keeps_the_stable_template():
-    first = reconcile(pool(), Observed([], []), OK, T0, 30)
+    first = plan_for(pool(), Observed([], []), OK, T0, 30)
     stable = first.status["stableRevision"]
     changed = {**SPEC, "model": {"source": "embedded", "revision": "v2"}}
-    plan = reconcile(pool(changed, first.status, generation=2), Observed(list(first.deployments.values()), [pod(stable, "10.0.0.2"), pod(stable, "10.0.0.3")]), OK, T0 + 5, 30)  # fmt: skip
+    plan = plan_for(pool(changed, first.status, generation=2), Observed(list(first.deployments.values()), [pod(stable, "10.0.0.2"), pod(stable, "10.0.0.3")]), OK, T0 + 5, 30)  # fmt: skip
     canary = plan.status["canaryRevision"]
     assert canary.startswith("v2-") and plan.status["phase"] == "Progressing"
     assert set(plan.deployments) == {f"chat-{stable}", f"chat-{canary}"}
     stable_args = plan.deployments[f"chat-{stable}"]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert stable_args[stable_args.index("--revision") + 1] == stable
     assert plan.deployments[f"chat-{canary}"]["spec"]["replicas"] == 1
-    assert plan.route["canary"] == canary and plan.route["canary_weight"] == 0.0
+    assert plan.route.canary == canary and plan.route.canary_weight == 0.0
     assert plan.status["observedGeneration"] == 2
 
 
@@ -92,47 +93,67 @@ def test_runtime_only_change_is_a_new_revision_too():
 
 
 def test_rollback_shows_in_status_and_drained_deployments_go():
-    first = reconcile(pool(), Observed([], []), OK, T0, 30)
+    first = plan_for(pool(), Observed([], []), OK, T0, 30)
     stable = first.status["stableRevision"]
     changed = {**SPEC, "model": {"source": "embedded", "revision": "v2"}}
-    started = reconcile(pool(changed, first.status), Observed([], []), OK, T0 + 1, 30)
+    started = plan_for(pool(changed, first.status), Observed([], []), OK, T0 + 1, 30)
     canary = started.status["canaryRevision"]
-    verdict = {"revision": canary, "reason": "error_rate: canary_error_rate=0.4 (limit: <= 0.01 over 60s)", "rules": [{"rule": "error_rate", "observed": {"canary_error_rate": 0.4}, "threshold": "<= 0.01"}]}  # fmt: skip
+    verdict = Verdict(canary, (Breach("error_rate", {"canary_error_rate": 0.4}, "<= 0.01 over 60s"),), at=T0 + 1.5, weight_before=20.0)  # fmt: skip
     deployments = list(started.deployments.values())
-    aborted = reconcile(pool(changed, started.status), Observed(deployments, []), RouterView(True, verdicts={canary: verdict}), T0 + 2, 30)  # fmt: skip
+    aborted = plan_for(pool(changed, started.status), Observed(deployments, []), RouterView(True, verdicts={canary: verdict}), T0 + 2, 30)  # fmt: skip
     status = aborted.status
     assert status["phase"] == "RolledBack" and status["canaryRevision"] is None and status["rolledBackRevision"] == canary
     rolled = next(c for c in status["conditions"] if c["type"] == "RolledBack")
     assert rolled["status"] == "True" and "error_rate" in rolled["message"]
     assert status["lastRollback"]["rules"][0]["observed"] == {"canary_error_rate": 0.4}
-    assert aborted.route["canary"] is None and aborted.delete_deployments == ()  # still draining
+    assert aborted.route.canary is None and aborted.delete_deployments == ()  # still draining
     assert [e.reason for e in aborted.events] == ["RolledBack"]
-    later = reconcile(pool(changed, status), Observed(deployments, []), OK, T0 + 40, 30)
+    later = plan_for(pool(changed, status), Observed(deployments, []), OK, T0 + 40, 30)
     assert later.delete_deployments == (f"chat-{canary}",) and set(later.deployments) == {f"chat-{stable}"}
     assert later.events == ()
 
 
 def test_invalid_spec_is_degraded_once_and_touches_nothing():
-    first = reconcile(pool(), Observed([], []), OK, T0, 30)
+    first = plan_for(pool(), Observed([], []), OK, T0, 30)
     bad = {**SPEC, "model": {"source": "random", "revision": "v2"}}
-    plan = reconcile(pool(bad, first.status), Observed(list(first.deployments.values()), []), OK, T0 + 1, 30)
+    plan = plan_for(pool(bad, first.status), Observed(list(first.deployments.values()), []), OK, T0 + 1, 30)
     assert plan.route is None and plan.deployments == {} and plan.delete_deployments == () and plan.service is None
     degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec" and "spec.model.config" in degraded["message"]
     assert plan.status["phase"] == "Degraded" and "stableRevision" not in plan.status  # rollout state kept
     assert [e.reason for e in plan.events] == ["InvalidSpec"]
-    again = reconcile(pool(bad, {**first.status, **plan.status}), Observed([], []), OK, T0 + 2, 30)
+    again = plan_for(pool(bad, {**first.status, **plan.status}), Observed([], []), OK, T0 + 2, 30)
     assert again.events == ()
 
 
 def test_unreachable_router_is_degraded_but_children_are_kept():
-    plan = reconcile(pool(), Observed([], []), RouterView(False, error="connection refused"), T0, 30)
+    plan = plan_for(pool(), Observed([], []), RouterView(False, error="connection refused"), T0, 30)
     degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "RouterUnreachable" and "connection refused" in degraded["message"]
     assert plan.deployments and plan.route is not None
 
 
 def test_action_annotation_is_cleared_and_unknown_actions_warned():
-    first = reconcile(pool(), Observed([], []), OK, T0, 30)
-    plan = reconcile(pool(status=first.status, annotations={ACTION_ANNOTATION: "yolo"}), Observed([], []), OK, T0 + 1, 30)
+    first = plan_for(pool(), Observed([], []), OK, T0, 30)
+    plan = plan_for(pool(status=first.status, annotations={ACTION_ANNOTATION: "yolo"}), Observed([], []), OK, T0 + 1, 30)
     assert plan.clear_action and [e.reason for e in plan.events] == ["UnknownAction"]
+
+
+def test_a_deprecated_field_is_read_and_named_in_a_warning_condition():
+    old = {**SPEC, "runtime": {"device": "cpu", "kvCacheMemory": "64MiB", "kvCacheFraction": 0.8}}
+    plan = plan_for(pool(old), Observed([], []), OK, T0, 30)
+    deprecated = next(c for c in plan.status["conditions"] if c["type"] == "DeprecatedFields")
+    assert deprecated["status"] == "True" and deprecated["reason"] == "DeprecatedFieldsSet"
+    assert "spec.runtime.kvCacheFraction is deprecated: use spec.runtime.gpuMemoryUtilization" in deprecated["message"]
+    assert plan.status["phase"] == "Pending" and plan.route is not None  # a warning, nothing more
+    renamed = {**SPEC, "runtime": {"device": "cpu", "kvCacheMemory": "64MiB", "gpuMemoryUtilization": 0.8}}
+    later = plan_for(pool(renamed, plan.status), Observed([], []), OK, T0 + 1, 30)
+    assert "DeprecatedFields" not in {c["type"] for c in later.status["conditions"]}
+    assert later.status["stableRevision"] == plan.status["stableRevision"]  # the same revision, no rollout
+
+
+def test_gpu_memory_utilization_becomes_the_runtimes_flag_on_cuda():
+    gpu = {**SPEC, "runtime": {"gpuMemoryUtilization": 0.75}, "resources": {"gpus": 1}}
+    (deployment,) = plan_for(pool(gpu), Observed([], []), OK, T0, 30).deployments.values()
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.75"

@@ -1,0 +1,178 @@
+"""The plan of one reconcile pass, as a pure function: a ModelPool, what exists, and what the
+routers say, in; the children it should have, its route, its status and the events to post, out.
+
+The pass itself (reconcile.py) gathers the inputs, applies the Plan (apply.py) and writes status;
+nothing here talks to anything, so every transition is tested directly.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from shoal.operator import children
+from shoal.operator.revisions import pool_spec_of_template, revision_name, template_of
+from shoal.operator.rollout import PROMOTE, ABORT, Event, RolloutState, RouterView, advance
+from shoal.operator.route import is_serving, pod_endpoints, route_for
+from shoal.operator.spec import PoolSpec, SpecError, parse_pool_spec
+from shoal.operator.status import Condition, merge_conditions, phase_of, state_from_status, status_of_state
+from shoal.route_contract import Route
+
+ACTION_ANNOTATION = "shoal.dev/rollout-action"  # promote | abort; removed once acted on
+TEMPLATE_HASH_ANNOTATION = "shoal.dev/template-hash"
+# A warning condition, not one of status.CONDITION_TYPES: it neither sets the phase nor has a metric.
+DEPRECATED_FIELDS = "DeprecatedFields"
+
+
+@dataclass(frozen=True)
+class PoolObject:
+    ref: children.PoolRef
+    generation: int
+    spec: dict
+    status: dict
+    annotations: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observed:
+    deployments: list[dict]  # the pool's (by label)
+    pods: list[dict]
+
+
+@dataclass(frozen=True)
+class Plan:
+    deployments: dict[str, dict]  # name -> desired object (created or brought in line)
+    delete_deployments: tuple[str, ...]
+    service: dict | None
+    route: Route | None  # None: the routes stay as they are (the spec could not be read)
+    status: dict
+    events: tuple[Event, ...] = ()
+    reset_verdict: str | None = None
+    clear_action: bool = False
+
+
+def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: float, drain_s: float) -> Plan:
+    annotation = pool.annotations.get(ACTION_ANNOTATION)
+    action = annotation if annotation in (PROMOTE, ABORT) else None
+    try:
+        spec = parse_pool_spec(pool.spec)
+        desired = revision_name(spec)
+    except SpecError as error:
+        return _invalid(pool, str(error), now)
+    decision = advance(state_from_status(pool.status), desired, template_of(pool.spec), spec, _ready_counts(observed.pods), router, action, now, drain_s)  # fmt: skip
+    events = decision.events
+    if annotation is not None and action is None:
+        events += (Event("Warning", "UnknownAction", f"{ACTION_ANNOTATION}={annotation!r} ignored: use promote or abort"),)  # fmt: skip
+    state = decision.state
+    try:
+        wanted = {name: _with_hash(d) for name, d in _deployments(pool.ref, spec, state, decision.replicas(spec)).items()}
+    except SpecError as error:  # a stored stable template this version cannot read
+        return _invalid(pool, f"status.stableTemplate: {error}", now)
+    keep = set(wanted) | {children.deployment_name(pool.ref, r.revision) for r in state.retiring}
+    stale = tuple(sorted(d["metadata"]["name"] for d in observed.deployments if d["metadata"]["name"] not in keep))
+    conditions = _conditions(spec, state, desired, observed.pods, router)
+    status = status_of_state(state) | _counts(pool.ref, state, observed.pods)
+    status |= {
+        "observedGeneration": pool.generation,
+        "phase": phase_of(conditions),
+        "conditions": merge_conditions(pool.status.get("conditions"), conditions, now),
+    }
+    return Plan(
+        deployments=wanted,
+        delete_deployments=stale,
+        service=children.desired_service(pool.ref),
+        route=route_for(pool.ref, spec, state, pod_endpoints(observed.pods)),
+        status=status,
+        events=events,
+        reset_verdict=decision.reset_verdict,
+        clear_action=annotation is not None,
+    )
+
+
+def _deployments(ref: children.PoolRef, spec: PoolSpec, state: RolloutState, replicas: dict[str, int]) -> dict[str, dict]:
+    out = {}
+    for revision, count in replicas.items():
+        revision_spec = spec if revision == state.canary or state.stable_template is None else pool_spec_of_template(state.stable_template)  # fmt: skip
+        deployment = children.desired_deployment(ref, revision, revision_spec, count)
+        out[deployment["metadata"]["name"]] = deployment
+    return out
+
+
+def _with_hash(deployment: dict) -> dict:
+    """Marks the pod template's hash, so a changed template is noticed without a deep compare."""
+    digest = hashlib.sha256(json.dumps(deployment["spec"]["template"], sort_keys=True).encode()).hexdigest()[:16]
+    deployment["metadata"]["annotations"] = {TEMPLATE_HASH_ANNOTATION: digest}
+    return deployment
+
+
+def _ready_counts(pods: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pod in pods:
+        revision = (pod["metadata"].get("labels") or {}).get(children.REVISION_LABEL)
+        if revision and is_serving(pod):
+            counts[revision] = counts.get(revision, 0) + 1
+    return counts
+
+
+def _counts(ref: children.PoolRef, state: RolloutState, pods: list[dict]) -> dict:
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    stable = [p for p in live if (p["metadata"].get("labels") or {}).get(children.REVISION_LABEL) == state.stable]
+    return {
+        "replicas": len(stable),
+        "readyReplicas": _ready_counts(stable).get(state.stable, 0),
+        "selector": children.pool_selector(ref),
+    }
+
+
+def _conditions(spec: PoolSpec, state: RolloutState, desired: str, pods: list[dict], router: RouterView) -> list[Condition]:
+    ready = _ready_counts(pods)
+    stable_ready = ready.get(state.stable, 0)
+    conditions = [
+        Condition("Ready", stable_ready >= spec.replicas, "ReplicasReady" if stable_ready >= spec.replicas else "ReplicasNotReady", f"{stable_ready}/{spec.replicas} replicas of {state.stable} ready"),  # fmt: skip
+        _progressing(spec, state, ready, router),
+        Condition("Degraded", not router.reachable, "RouterUnreachable" if not router.reachable else "AsExpected", f"router admin API: {router.error}; rollout paused" if not router.reachable else ""),  # fmt: skip
+    ]
+    if state.rolled_back and desired == state.rolled_back and state.last_rollback:
+        conditions.append(Condition("RolledBack", True, "CanaryRolledBack", _rollback_message(state.last_rollback)))
+    else:
+        conditions.append(Condition("RolledBack", False, "NoRollback", ""))
+    if spec.deprecated:  # only while it applies: most pools never carry it
+        conditions.append(Condition(DEPRECATED_FIELDS, True, "DeprecatedFieldsSet", "; ".join(spec.deprecated)))
+    return conditions
+
+
+def _progressing(spec: PoolSpec, state: RolloutState, ready: dict[str, int], router: RouterView) -> Condition:
+    if not state.canary:
+        return Condition("Progressing", False, "Idle", f"stable revision {state.stable}")
+    steps = spec.rollout.steps
+    if state.step >= len(steps):
+        return Condition("Progressing", True, "Promoting", f"canary {state.canary}: {ready.get(state.canary, 0)}/{spec.replicas} replicas ready before it takes the pool")  # fmt: skip
+    target = steps[state.step]
+    if state.canary_weight != target.weight:
+        return Condition("Progressing", True, "WaitingForCanary", f"step {state.step + 1}/{len(steps)}: canary {state.canary} scaling for {target.weight}%")  # fmt: skip
+    samples = f"{router.canary_requests}/{spec.rollout.analysis.min_samples} samples"
+    return Condition("Progressing", True, "CanaryStep", f"step {state.step + 1}/{len(steps)}: canary {state.canary} at {target.weight}%, {samples}")  # fmt: skip
+
+
+def _rollback_message(last: dict) -> str:
+    rules = ", ".join(r.get("rule", "?") for r in last.get("rules") or ())
+    return f"canary {last.get('revision')} at {last.get('weight')}%: {last.get('reason')}" + (f" (rules: {rules})" if rules else "")
+
+
+def _invalid(pool: PoolObject, message: str, now: float) -> Plan:
+    """Leaves children and routes as they are; says why in status, once per distinct message."""
+    previous = {c.get("type"): c for c in pool.status.get("conditions") or ()}
+    conditions = [Condition(c["type"], c.get("status") == "True", c.get("reason", ""), c.get("message", "")) for c in previous.values() if c.get("type") != "Degraded"]  # fmt: skip
+    conditions.append(Condition("Degraded", True, "InvalidSpec", message))
+    repeated = previous.get("Degraded", {}).get("message") == message
+    return Plan(
+        deployments={},
+        delete_deployments=(),
+        service=None,
+        route=None,
+        status={
+            "observedGeneration": pool.generation,
+            "phase": "Degraded",
+            "conditions": merge_conditions(pool.status.get("conditions"), conditions, now),
+        },
+        events=() if repeated else (Event("Warning", "InvalidSpec", message),),
+    )
