@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.control_plane import tail
 from tests.support.local_node import SHOAL  # this venv's `shoal`, as the local node runs it for pods
 
 
@@ -49,9 +50,3 @@ async def _wait_ready(process: asyncio.subprocess.Process, url: str, timeout_s: 
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} did not answer 200 within {timeout_s:g}s:\n{tail(log)}")
 
-
-def tail(path: Path, lines: int = 40) -> str:
-    """The end of a log, for failure messages."""
-    if not path.exists():
-        return f"({path} was not written)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

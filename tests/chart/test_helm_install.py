@@ -17,6 +17,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from shoal.operator.route import is_ready
 
 from tests.chart.helm import CHART, helm
 from tests.support.cluster import Cluster
@@ -56,8 +57,7 @@ def ready_pods(cluster: Cluster, namespace: str, component: str) -> list[dict]:
     pods = get_json(cluster, namespace, "pods", "-l", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}")  # fmt: skip
     return [
         pod for pod in pods["items"]
-        if not pod["metadata"].get("deletionTimestamp")
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod.get("status", {}).get("conditions", []))
+        if not pod["metadata"].get("deletionTimestamp") and is_ready(pod)
     ]  # fmt: skip
 
 

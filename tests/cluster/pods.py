@@ -71,10 +71,6 @@ def container_status(obj: dict[str, Any]) -> dict[str, Any]:
     return ((obj.get("status") or {}).get("containerStatuses") or [{}])[0]
 
 
-def is_ready(obj: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in (obj.get("status") or {}).get("conditions", []))
-
-
 def phase(obj: dict[str, Any]) -> str:
     return (obj.get("status") or {}).get("phase", "")
 

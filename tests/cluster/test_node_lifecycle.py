@@ -7,8 +7,9 @@ import time
 
 import aiohttp
 import pytest
+from shoal.operator.route import is_ready
 
-from tests.cluster.pods import HTTP_SERVER, SLEEP_SCRIPT, container_status, create, is_ready, is_running, log_of, phase, pid_of, pod, pods_path, read_pod, wait_pod  # fmt: skip
+from tests.cluster.pods import HTTP_SERVER, SLEEP_SCRIPT, container_status, create, is_running, log_of, phase, pid_of, pod, pods_path, read_pod, wait_pod  # fmt: skip
 from tests.support.api_client import ApiClient
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually

@@ -6,8 +6,9 @@ import ipaddress
 
 import aiohttp
 import pytest
+from shoal.operator.route import is_ready
 
-from tests.cluster.pods import HTTP_SERVER, POD_NAME_ENV, create, is_ready, is_running, pid_of
+from tests.cluster.pods import HTTP_SERVER, POD_NAME_ENV, create, is_running, pid_of
 from tests.support.api_client import ApiClient
 from tests.support.api_paths import object_path
 from tests.support.cluster import Cluster

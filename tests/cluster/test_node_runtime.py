@@ -5,8 +5,9 @@ import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from shoal.operator.route import is_ready
 
-from tests.cluster.pods import container_status, create, is_ready, is_running, log_of, phase, pid_of, pods_path, read_pod, wait_pod  # fmt: skip
+from tests.cluster.pods import container_status, create, is_running, log_of, phase, pid_of, pods_path, read_pod, wait_pod  # fmt: skip
 from tests.support.api_client import ApiClient
 from tests.support.cluster import Cluster
 from tests.support.polling import eventually

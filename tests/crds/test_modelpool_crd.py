@@ -5,8 +5,6 @@ and a scale subresource that reads and writes the right ones."""
 
 import json
 import re
-import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -34,16 +32,14 @@ def test_the_api_server_serves_the_crd_as_written(control_plane):
 def kubectl(control_plane: ControlPlane) -> Iterator[Callable[..., str]]:
     """kubectl (its stdout) as the admin in a namespace of its own, where a ModelPool `chat` is
     stored with its status written as the operator would."""
-    namespace = f"crd-{uuid.uuid4().hex[:8]}"
-    control_plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})  # fmt: skip
+    namespace = control_plane.create_namespace("crd")
     pools = f"/apis/shoal.dev/v1alpha1/namespaces/{namespace}/modelpools"
     manifest = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata": {"name": "chat"}, "spec": {"model": {"revision": "v1"}}}  # fmt: skip
     stored = control_plane.request("POST", pools, manifest)
     control_plane.request("PUT", f"{pools}/chat/status", {**stored, "status": STATUS})
 
     def run(*args: str) -> str:
-        command = ["kubectl", "--kubeconfig", str(control_plane.admin_kubeconfig), "--namespace", namespace, *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
+        return control_plane.kubectl("--namespace", namespace, *args).stdout
 
     yield run
     control_plane.request("DELETE", f"/api/v1/namespaces/{namespace}")

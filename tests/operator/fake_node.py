@@ -34,6 +34,7 @@ from tests.support.api_client import ApiClient, ApiError
 from tests.support.api_paths import object_path
 from tests.support.kubeconfig import ClusterAccess
 from tests.support.node_heartbeat import NodeShape, keep_alive, now, register_node
+from tests.support.pod_status import PodState, pod_status, scheduled_condition
 
 NAME = "fake-runtimes"
 LABEL = ("shoal.dev/test-node", "fake-runtimes")
@@ -142,29 +143,16 @@ class FakeNode:
 
 def running_status(pod: dict[str, Any], address: str, host_ip: str) -> dict[str, Any]:
     """What a kubelet reports for a pod whose one container runs and is ready: the keys it owns,
-    the rest (qosClass, ...) left to the API server. A merge patch replaces the conditions list
-    whole, so PodScheduled (the binding's) is written again."""
+    the rest (qosClass, ...) left to the API server; written as the local node writes its pods'
+    (pod_status.py), the scheduler's PodScheduled carried along."""
     at = now()
-    conditions = [
-        {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": at}
-        for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
-    ]
     container = pod["spec"]["containers"][0]
-    return {
-        "phase": "Running",
-        "hostIP": host_ip,
-        "hostIPs": [{"ip": host_ip}],
-        "podIP": address,
-        "podIPs": [{"ip": address}],
-        "startTime": at,
-        "conditions": conditions,
-        "containerStatuses": [
-            {
-                "name": container["name"], "image": container.get("image", ""), "imageID": "", "containerID": f"fake://{pod['metadata']['uid']}",  # fmt: skip
-                "ready": True, "started": True, "restartCount": 0, "state": {"running": {"startedAt": at}},
-            }
-        ],
-    }
+    state = PodState(
+        pod_ip=address, host_ip=host_ip, start_time=at, container=container["name"], image=container.get("image", ""),
+        scheduled=scheduled_condition(pod), phase="Running", started=True, ready=True, ready_since=at,
+        container_id=f"fake://{pod['metadata']['uid']}", state={"running": {"startedAt": at}},
+    )  # fmt: skip
+    return pod_status(state)
 
 
 def _reported(pod: dict[str, Any]) -> bool:

@@ -19,17 +19,17 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.runtime.server_process import free_port
 from tests.support.certificates import CertificateAuthority, Identity, signing_key_pair
 from tests.support.kubeconfig import ClusterAccess, write_kubeconfig
 
@@ -62,12 +62,6 @@ def binaries_dir() -> Path:
     if "SHOAL_K8S_BIN" in os.environ:
         return Path(os.environ["SHOAL_K8S_BIN"])
     return Path(subprocess.run(["bash", str(BUILD_SCRIPT), "--path"], capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ControlPlaneError(RuntimeError):
@@ -204,14 +198,15 @@ class ControlPlane:
         access = ClusterAccess(server=self.server, ca_file=self.ca.cert, cert_file=pair.cert, key_file=pair.key)
         return access, write_kubeconfig(self.directory / f"{name}.kubeconfig", access)
 
-    def service_account_access(self, namespace: str, name: str, *, expiration_s: int = 24 * 3600) -> tuple[ClusterAccess, Path]:
-        """A token of the service account (TokenRequest API), and a kubeconfig that uses it: what
-        a pod running as that account would hold, with exactly the account's RBAC."""
+    def service_account_access(self, namespace: str, name: str, *, kubeconfig: Path | None = None, expiration_s: int = 24 * 3600) -> tuple[ClusterAccess, Path]:  # fmt: skip
+        """A fresh token of the service account (TokenRequest API), and a kubeconfig that uses it
+        (at `kubeconfig`, else one per account in the plane's folder): what a pod running as that
+        account would hold, with exactly the account's RBAC."""
         request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": expiration_s}}
         path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
         token = self.request("POST", path, request)["status"]["token"]
         access = ClusterAccess(server=self.server, ca_file=self.ca.cert, token=token)
-        return access, write_kubeconfig(self.directory / f"sa-{namespace}-{name}.kubeconfig", access, namespace)
+        return access, write_kubeconfig(kubeconfig or self.directory / f"sa-{namespace}-{name}.kubeconfig", access, namespace)
 
     def request(self, method: str, path: str, body: object | None = None) -> dict:
         """One admin call to the API server (for set-up; tests use kubectl or their clients)."""
@@ -276,9 +271,6 @@ class ControlPlane:
                 return
             time.sleep(0.2)
         raise ControlPlaneError(f"no service account {namespace}/{name} within {timeout_s:g}s:\n{tail(self.components['kube-controller-manager'].log)}")  # fmt: skip
-
-    def log_tails(self, names: Sequence[str] = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")) -> str:
-        return "\n".join(f"--- {name}\n{tail(self.components[name].log)}" for name in names)
 
 
 def tail(path: Path, lines: int = 40) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 import yaml
 
 from tests.support.control_plane import ControlPlane
-from tests.support.kubeconfig import write_kubeconfig
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "crds" / "rbac.yaml"
@@ -59,8 +58,7 @@ def rbac_documents() -> dict[str, dict]:
 
 def token(plane: ControlPlane, path: Path, account: str = ACCOUNT) -> Token:
     """A fresh token of the account (in shoal-system), in a kubeconfig at `path`."""
-    access, _ = plane.service_account_access(NAMESPACE, account)
-    write_kubeconfig(path, access, NAMESPACE)  # a path of its own: the plane's is rewritten per token
+    access, _ = plane.service_account_access(NAMESPACE, account, kubeconfig=path)  # a path per token
     claims = json.loads(base64.urlsafe_b64decode(access.token.split(".")[1] + "=="))
     return Token(f"system:serviceaccount:{NAMESPACE}:{account}", claims["jti"], path)
 
