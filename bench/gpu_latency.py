@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--load-format", default="dummy")
     parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--gpu-memory-utilization", type=float, default=EngineConfig.gpu_memory_utilization)
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 64])
     parser.add_argument("--ttft-prompt", type=int, default=2048)

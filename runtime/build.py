@@ -1,4 +1,4 @@
-"""Assembles an engine from an EngineConfig: model, tokenizer, KV pool, scheduler."""
+"""Assembles an engine from an EngineConfig: model, tokenizer, KV pool, worker, scheduler."""
 
 import gc
 import logging
@@ -12,20 +12,23 @@ from shoal.runtime.engine.block_manager import BlockManager
 from shoal.runtime.engine.llm_engine import LLMEngine
 from shoal.runtime.engine.output_processor import OutputProcessor
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
-from shoal.runtime.layers.attention import AttentionBackend
+from shoal.runtime.engine.stop_conditions import StopLimits
 from shoal.runtime.layers.attention_torch import TorchAttentionBackend
-from shoal.runtime.layers.ops import LayerOps, TorchOps, TritonOps
+from shoal.runtime.layers.ops import Kernels, TorchOps, TritonOps
 from shoal.runtime.model.arch_config import ModelArchConfig
-from shoal.runtime.model.kv_cache_sizing import (
+from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
+from shoal.runtime.model.placement import Placement
+from shoal.runtime.sampling.sampler import Sampler
+from shoal.runtime.tokenization.tokenizer import eos_token_ids, load_tokenizer
+from shoal.runtime.worker.kv_cache_sizing import (
     CPU_DEFAULT_KV_CACHE_BYTES,
+    KVCacheShape,
+    StepBounds,
     gpu_kv_budget,
     num_kv_blocks,
     profile_activation_bytes,
 )
-from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
-from shoal.runtime.model.model_runner import ModelRunner
-from shoal.runtime.sampling.sampler import Sampler
-from shoal.runtime.tokenization.tokenizer import eos_token_ids, load_tokenizer
+from shoal.runtime.worker.model_runner import ModelRunner
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +74,18 @@ def resolve_dtype(name: str, arch: ModelArchConfig, device: torch.device) -> tor
     return torch.float16 if arch.torch_dtype == "float16" else torch.bfloat16
 
 
-def select_kernels(
-    name: str, arch: ModelArchConfig, block_size: int, dtype: torch.dtype, device: torch.device
-) -> tuple[AttentionBackend, LayerOps]:
+def select_kernels(name: str, arch: ModelArchConfig, block_size: int, placement: Placement) -> Kernels:
+    device = placement.device
     if name == "torch" or (name == "auto" and device.type != "cuda"):
-        return TorchAttentionBackend(), TorchOps()
+        return Kernels(TorchAttentionBackend(), TorchOps())
     if device.type != "cuda":
         raise ValueError("--kernels triton needs a CUDA device")
     from shoal.runtime.layers.attention_triton import TritonAttentionBackend
 
-    attention = TritonAttentionBackend(arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim, block_size, dtype, device)
-    return attention, TritonOps()
+    attention = TritonAttentionBackend(
+        arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim, block_size, placement.dtype, device
+    )
+    return Kernels(attention, TritonOps())
 
 
 def build_engine(config: EngineConfig) -> BuiltEngine:
@@ -90,17 +94,17 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, arch, device)
     max_model_len = _context_window(config, arch)
+    placement = Placement(device, dtype)
     tokenizer = load_tokenizer(source.directory)
-    attention, ops = select_kernels(config.kernels, arch, config.block_size, dtype, device)
-    model = build_model(arch, source, attention, ops, max_model_len, dtype, device, config.seed)
+    kernels = select_kernels(config.kernels, arch, config.block_size, placement)
+    model = build_model(arch, source, kernels, placement, max_model_len, config.seed)
 
     free_memory_tokens = None
     if config.kv_cache_memory is not None:
         budget = config.kv_cache_memory
     elif device.type == "cuda":
-        activations = profile_activation_bytes(
-            model, config.max_num_batched_tokens, config.max_num_seqs, max_model_len, config.block_size, dtype, device
-        )
+        bounds = StepBounds(config.max_num_batched_tokens, config.max_num_seqs, max_model_len)
+        activations = profile_activation_bytes(model, bounds, config.block_size, placement)
         budget, free = gpu_kv_budget(device, config.gpu_memory_utilization, activations)
         free_memory_tokens = free // arch.kv_bytes_per_token(dtype.itemsize)
         log.info("profiled step peak: %.2f GiB of activations; %.2f GiB free after the weights", activations / 2**30, free / 2**30)
@@ -118,18 +122,17 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         max_model_len = capacity
     log.info("KV cache: %d blocks of %d tokens (%d tokens), %s on %s", num_blocks, config.block_size, capacity, dtype, device)
 
-    runner = ModelRunner(model, Sampler(device, config.seed), num_blocks, config.block_size, dtype, device)
+    runner = ModelRunner(model, Sampler(device, config.seed), KVCacheShape(num_blocks, config.block_size, placement))
     if device.type == "cuda" and not config.enforce_eager:
         runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
+    eos = eos_token_ids(tokenizer, arch.eos_token_ids)
     scheduler = Scheduler(
         SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens),
         BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
+        StopLimits(frozenset(eos), max_model_len),
     )
-    eos = eos_token_ids(tokenizer, arch.eos_token_ids)
     async_scheduling = device.type == "cuda" if config.async_scheduling is None else config.async_scheduling
-    engine = LLMEngine(
-        runner, scheduler, OutputProcessor(tokenizer, eos, max_model_len), max_model_len, arch.vocab_size, async_scheduling
-    )
+    engine = LLMEngine(runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, async_scheduling)
     info = ModelInfo(
         served_model_name=config.served_model_name or source.name,
         source=source.describe(),

@@ -5,13 +5,14 @@ import sys
 
 import grpc
 
+from shoal.constants import RUNTIME_GRPC_PORT
 from shoal.v1 import runtime_pb2 as pb
 from shoal.v1 import runtime_pb2_grpc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="the user's message (or raw text with --raw)")
-    parser.add_argument("--target", default="localhost:50051", help="runtime gRPC address")
+    parser.add_argument("--target", default=f"localhost:{RUNTIME_GRPC_PORT}", help="runtime gRPC address")
     parser.add_argument("--raw", action="store_true", help="send the prompt as plain text, without the chat template")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=0.0)

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from shoal.constants import RUNTIME_GRPC_PORT, RUNTIME_METRICS_PORT
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOAD_FORMATS = ("auto", "gguf", "safetensors", "dummy")
 KERNELS = ("auto", "torch", "triton")
@@ -50,8 +52,8 @@ class ServerConfig:
     """Where the runtime listens and how it labels itself."""
 
     host: str = "0.0.0.0"
-    port: int = 50051
-    metrics_port: int = 8001
+    port: int = RUNTIME_GRPC_PORT
+    metrics_port: int = RUNTIME_METRICS_PORT
     max_waiting: int = 1024
     pool: str = ""
     revision: str = ""

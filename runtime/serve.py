@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from shoal.runtime.build import build_engine, freeze_long_lived_objects
 from shoal.runtime.config import EngineConfig, ServerConfig
-from shoal.runtime.engine.admission import AdmissionControl
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.server.fault_injection import FaultInjection
-from shoal.runtime.server.grpc_service import RuntimeService
+from shoal.runtime.server.grpc_service import PoolRevision, RuntimeService
 from shoal.runtime.server.http_server import build_http_app
 from shoal.runtime.server.metrics import RuntimeMetrics
 from shoal.v1 import runtime_pb2, runtime_pb2_grpc
@@ -33,7 +33,7 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     freeze_long_lived_objects()
     registry = CollectorRegistry()
     metrics = RuntimeMetrics(registry, built.info.served_model_name, server_config.pool, server_config.revision)
-    engine = AsyncEngine(built.engine, AdmissionControl(server_config.max_waiting), observer=metrics)
+    engine = AsyncEngine(built.engine, QueueLimits(server_config.max_waiting), observer=metrics)
     metrics.watch_engine(engine.stats, engine.num_waiting)
     engine.start()
 
@@ -42,7 +42,9 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     if faults is not None:
         log.warning("fault injection is on (for testing only): %s", faults)
     runtime_pb2_grpc.add_RuntimeServicer_to_server(
-        RuntimeService(engine, built.tokenizer, built.info, metrics, server_config.pool, server_config.revision, faults),
+        RuntimeService(
+            engine, built.tokenizer, built.info, metrics, PoolRevision(server_config.pool, server_config.revision), faults
+        ),
         grpc_server,
     )
     health_servicer = health.aio.HealthServicer()

@@ -1,1 +1,2 @@
-"""The engine: request state, KV blocks, scheduling, and the step loop."""
+"""The engine: request state, KV blocks, scheduling, stop conditions, and the step loop; messages.py
+holds what it and the worker exchange."""

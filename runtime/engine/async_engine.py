@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from shoal.runtime.engine.admission import AdmissionControl
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.llm_engine import EngineStats, LLMEngine, StepResult
 from shoal.runtime.engine.output_processor import RequestOutput
 from shoal.runtime.engine.request import Request
@@ -51,9 +51,9 @@ _STOP = object()
 
 
 class AsyncEngine:
-    def __init__(self, engine: LLMEngine, admission: AdmissionControl, observer: EngineObserver | None = None):
+    def __init__(self, engine: LLMEngine, queue_limits: QueueLimits, observer: EngineObserver | None = None):
         self.engine = engine
-        self.admission = admission
+        self.queue_limits = queue_limits
         self.observer = observer
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
@@ -97,7 +97,7 @@ class AsyncEngine:
         """Streams the request's outputs; raises InvalidRequestError, QueueFullError or
         EngineUnavailableError before the first one if the request cannot be taken, and
         StepOutOfMemoryError after any of them if a step running it ran out of GPU memory."""
-        request = self._admit(request_id, prompt_token_ids, sampling, priority)
+        request = self._accept(request_id, prompt_token_ids, sampling, priority)
         stream = _Stream(asyncio.Queue(), arrival=time.monotonic(), num_prompt_tokens=request.num_prompt_tokens)
         self._streams[request_id] = stream
         self._submitted += 1
@@ -122,13 +122,13 @@ class AsyncEngine:
                         "abort", time.monotonic() - stream.arrival, stream.num_prompt_tokens, stream.num_output_tokens
                     )
 
-    def _admit(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int) -> Request:
+    def _accept(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int) -> Request:
         if not self.accepting or not self.healthy:
             raise EngineUnavailableError("the runtime is shutting down" if not self.accepting else "the engine has failed")
         request = self.engine.make_request(request_id, prompt_token_ids, sampling, priority)
         if request_id in self._streams:
             raise InvalidRequestError("request_id", f"{request_id!r} is already in use")
-        self.admission.check(self.num_waiting())
+        self.queue_limits.check(self.num_waiting())
         return request
 
     # --- engine thread ---
@@ -194,7 +194,7 @@ class AsyncEngine:
         stream.num_output_tokens = output.num_output_tokens
         if output.finished:
             stream.finished = True
-            self.admission.record_finish(now)
+            self.queue_limits.record_finish(now)
         if self.observer is None:
             return
         if output.new_token_ids:

@@ -1,5 +1,9 @@
-"""The engine: add and abort requests, and step. One step schedules a batch, runs the model once
-over it, appends the sampled tokens, and reports what each request produced.
+"""The engine: add and abort requests, and step. One step schedules a batch, has the worker run the
+model once over it, hands the sampled tokens to the scheduler (which appends them and applies the
+token-level stops), detokenizes, and reports what each request produced.
+
+The engine writes no request state itself: the scheduler does (and the block manager, the blocks).
+The worker is reached through `StepRunner` and sees only the leaf messages (engine/messages.py).
 
 With async scheduling (on a GPU) a step launches step N+1 before reading step N's draws: the host's
 scheduling and input preparation overlap the device's work, and outputs come one step later. A
@@ -14,17 +18,30 @@ It owns no thread; `AsyncEngine` drives it from one.
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 
+from shoal.runtime.engine.messages import SampledToken, StepInput
 from shoal.runtime.engine.output_processor import OutputProcessor, RequestOutput
 from shoal.runtime.engine.request import FinishReason, Request
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerOutput
 from shoal.runtime.errors import InvalidRequestError, StepOutOfMemoryError
-from shoal.runtime.model.model_runner import LaunchedStep, ModelRunner
 from shoal.runtime.sampling.params import SamplingParams
 
 log = logging.getLogger(__name__)
+
+
+class StepRunner(Protocol):
+    """The worker as the engine sees it (worker/model_runner.py is the real one)."""
+
+    def launch(self, step: StepInput) -> Any:
+        """Queues the step on the device; returns a handle for `finish`. May raise torch.OutOfMemoryError."""
+
+    def finish(self, launched: Any) -> list[SampledToken | None]:
+        """Waits for a launched step's draws: one per row, None where the row samples nothing."""
+
+    def release_cached_memory(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,7 @@ class StepResult:
 class LLMEngine:
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: StepRunner,
         scheduler: Scheduler,
         output_processor: OutputProcessor,
         max_model_len: int,
@@ -70,7 +87,7 @@ class LLMEngine:
         self.max_model_len = max_model_len
         self.vocab_size = vocab_size
         self.async_scheduling = async_scheduling
-        self._in_flight: tuple[SchedulerOutput, LaunchedStep] | None = None
+        self._in_flight: tuple[SchedulerOutput, Any] | None = None
         self.num_oom_errors = 0
 
     def make_request(
@@ -112,7 +129,7 @@ class LLMEngine:
         if request is None:
             return None
         self.scheduler.finish(request, FinishReason.ABORT)
-        return self.output_processor.finish_aborted(request)
+        return self.output_processor.output(request, [])
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished() or self._in_flight is not None
@@ -132,20 +149,17 @@ class LLMEngine:
                 outputs += self._finish_in_flight()
                 failed = self._fail_out_of_memory(scheduled)
             else:
-                for item in scheduled.scheduled:
-                    if item.completes_prompt:
-                        item.request.num_pending_tokens += 1
-                    item.request.num_computed_tokens += item.num_new_tokens
+                self.scheduler.advance(scheduled)
         outputs += self._finish_in_flight()
         self._in_flight = (scheduled, launched) if launched is not None else None
         if not self.async_scheduling:
             outputs += self._finish_in_flight()
         return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started, failed)
 
-    def _launch(self, scheduled: SchedulerOutput) -> LaunchedStep | None:
-        """None if the step ran out of GPU memory."""
+    def _launch(self, scheduled: SchedulerOutput) -> Any:
+        """The runner's handle, or None if the step ran out of GPU memory."""
         try:
-            return self.runner.launch(scheduled)
+            return self.runner.launch(scheduled.step)
         except torch.OutOfMemoryError as error:
             log.warning(
                 "a step of %d requests (%d tokens) ran out of GPU memory; failing them: %s",
@@ -174,24 +188,18 @@ class LLMEngine:
         return not any(r.sampling.needs_penalties for r in self.scheduler.running)
 
     def _finish_in_flight(self) -> list[RequestOutput]:
-        """Waits for the launched step's draws, appends them, and applies the stop conditions."""
+        """Waits for the launched step's draws; the scheduler appends them and applies the token-level
+        stops, the output processor detokenizes and finds stop strings, which the scheduler applies."""
         if self._in_flight is None:
             return []
         scheduled, launched = self._in_flight
         self._in_flight = None
         outputs = []
-        for item, token in zip(scheduled.scheduled, self.runner.finish(launched)):
-            if token is None:
-                continue
-            request = item.request
-            request.num_pending_tokens -= 1
-            if request.is_finished:
-                continue  # aborted, or stopped, while this draw was in flight
-            request.token_ids.append(token.token_id)
-            output = self.output_processor.process(request, token)
-            if output.finished:
-                self.scheduler.finish(request, output.finish_reason)
-            outputs.append(output)
+        for request, token in self.scheduler.update(scheduled, self.runner.finish(launched)):
+            stop = self.output_processor.add_token(request, token.token_id)
+            if stop is not None:
+                self.scheduler.finish_at_stop_string(request, stop)
+            outputs.append(self.output_processor.output(request, [token]))
         return outputs
 
     def stats(self) -> EngineStats:

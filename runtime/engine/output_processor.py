@@ -1,17 +1,20 @@
-"""After each sampled token: detokenize, decide whether the request is done, and cut the text delta.
+"""After each appended token: detokenize, find stop strings, and cut the text delta to stream.
 
-Stop conditions, checked in this order: a stop token id or EOS (whose text is not shown), a stop
-string (the text is cut before it, as OpenAI does), max_tokens, and the context window. While a
-request streams, the last len(longest stop string) - 1 characters are held back, so a client never
-sees the start of a stop string that later matches.
+The scheduler has already applied the token-level stops (stop token ids, EOS, lengths) by the time
+a token gets here; the text of a stop token or EOS is not shown. This module finds stop strings
+(the text is cut before one, as OpenAI does) and reports the hit; the engine passes it to the
+scheduler, which ends the request. While a request streams, the last len(longest stop string) - 1
+characters are held back, so a client never sees the start of a stop string that later matches.
+
+It reads requests and writes only its own text state.
 """
 
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from shoal.runtime.engine.messages import SampledToken
 from shoal.runtime.engine.request import FinishReason, Request
-from shoal.runtime.sampling.sampler import SampledToken
 from shoal.runtime.tokenization.detokenizer import IncrementalDetokenizer
 
 
@@ -37,10 +40,8 @@ class _TextState:
 
 
 class OutputProcessor:
-    def __init__(self, tokenizer: PreTrainedTokenizerBase | None, eos_token_ids: tuple[int, ...], max_model_len: int):
+    def __init__(self, tokenizer: PreTrainedTokenizerBase | None):
         self.tokenizer = tokenizer
-        self.eos_token_ids = frozenset(eos_token_ids)
-        self.max_model_len = max_model_len
         self._states: dict[str, _TextState] = {}
 
     def add(self, request: Request) -> None:
@@ -55,42 +56,19 @@ class OutputProcessor:
     def remove(self, request_id: str) -> None:
         self._states.pop(request_id, None)
 
-    def process(self, request: Request, token: SampledToken) -> RequestOutput:
-        """`token` is already appended to request.token_ids; sets finish_reason when it ends the request."""
+    def add_token(self, request: Request, token_id: int) -> str | None:
+        """Adds the text of `token_id`, the request's last token; returns the stop string that text
+        completed, if any (the text is then cut before it)."""
         state = self._states[request.request_id]
-        sampling = request.sampling
-        reason, stop_reason = None, None
-        if token.token_id in sampling.stop_token_ids:
-            reason, stop_reason = FinishReason.STOP, token.token_id
-        elif token.token_id in self.eos_token_ids and not sampling.ignore_eos:
-            reason = FinishReason.STOP
-        elif state.detokenizer is not None:
-            state.detokenizer.add(token.token_id)
-            matched = self._find_stop_string(state, sampling.stop)
-            if matched is not None:
-                reason, stop_reason = FinishReason.STOP, matched
-        if reason is None and (request.num_output_tokens >= request.max_tokens or request.num_tokens >= self.max_model_len):
-            reason = FinishReason.LENGTH
-        if reason is not None:
-            request.finish_reason, request.stop_reason = reason, stop_reason
-        return self._output(request, state, [token])
+        if state.detokenizer is None or request.finish_reason is FinishReason.STOP:
+            return None  # a STOP here came from this token being a stop token or EOS: no text
+        state.detokenizer.add(token_id)
+        return self._find_stop_string(state, request.sampling.stop)
 
-    def finish_aborted(self, request: Request) -> RequestOutput:
-        request.finish_reason = FinishReason.ABORT
-        return self._output(request, self._states[request.request_id], [])
-
-    def _find_stop_string(self, state: _TextState, stops: tuple[str, ...]) -> str | None:
-        """Finds a stop string in the text not yet sent; cuts the text before it."""
-        text = state.detokenizer.text
-        for stop in stops:
-            index = text.find(stop, state.emitted)
-            if index != -1:
-                state.detokenizer.text = text[:index]
-                return stop
-        return None
-
-    def _output(self, request: Request, state: _TextState, tokens: list[SampledToken]) -> RequestOutput:
-        finished = request.finish_reason is not None
+    def output(self, request: Request, tokens: list[SampledToken]) -> RequestOutput:
+        """What to send for `tokens` (already added); the final output once the request has ended."""
+        state = self._states[request.request_id]
+        finished = request.is_finished
         new_text = ""
         if state.detokenizer is not None:
             if finished and not isinstance(request.stop_reason, str):
@@ -112,3 +90,13 @@ class OutputProcessor:
             num_output_tokens=request.num_output_tokens,
             num_cached_tokens=request.num_cached_tokens,
         )
+
+    def _find_stop_string(self, state: _TextState, stops: tuple[str, ...]) -> str | None:
+        """Finds a stop string in the text not yet sent; cuts the text before it."""
+        text = state.detokenizer.text
+        for stop in stops:
+            index = text.find(stop, state.emitted)
+            if index != -1:
+                state.detokenizer.text = text[:index]
+                return stop
+        return None

@@ -1,8 +1,12 @@
-"""One request's state inside the engine: its tokens, how far the KV cache has computed them, its blocks."""
+"""One request's state inside the engine: its tokens, how far the KV cache has computed them, its status.
+
+Only the scheduler writes it (engine/scheduler.py): it appends sampled tokens, advances the computed
+count, and sets the status and finish reason. Its KV blocks are the block manager's, keyed by
+request id; its seeded generator is the worker's.
+"""
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
 
 from shoal.runtime.sampling.params import SamplingParams
 
@@ -33,15 +37,10 @@ class Request:
     # Tokens sampled on the device whose ids the host has not read yet (async scheduling: at most 1).
     num_pending_tokens: int = 0
     num_cached_tokens: int = 0  # of the prompt, found in the prefix cache at admission
-    block_ids: list[int] = field(default_factory=list)  # the block table, in token order
-    block_hashes: list[bytes] = field(default_factory=list)  # hashes of the full blocks so far
-    num_registered_blocks: int = 0  # leading blocks already offered to the prefix cache
     status: RequestStatus = RequestStatus.WAITING
     finish_reason: FinishReason | None = None
     stop_reason: str | int | None = None
     num_preemptions: int = 0
-    # The request's own random generator when it has a seed (a torch.Generator, made by the sampler).
-    generator: Any = None
 
     def __post_init__(self) -> None:
         if not self.token_ids:

@@ -7,6 +7,12 @@ Then waiting requests are admitted mid-flight, best priority first, while blocks
 preempted: its blocks are freed and it is queued again, to be recomputed later (prefix caching makes
 that cheap). A waiting request may also preempt running ones of strictly lower priority, so that
 realtime traffic is not stuck behind batch work.
+
+It is also the one writer of request state. `advance` records a launched step (tokens being
+computed, draws on their way); `update` appends a step's sampled tokens and ends the requests they
+stop; `finish` ends one for any other reason (a stop string the output processor found, an abort,
+a failed step) and frees its blocks. The block manager, its own state keyed by request id, is the
+only other writer.
 """
 
 import heapq
@@ -14,13 +20,17 @@ import itertools
 from dataclasses import dataclass, field
 
 from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.messages import RowInput, SampledToken, StepInput
 from shoal.runtime.engine.request import FinishReason, Request, RequestStatus
+from shoal.runtime.engine.stop_conditions import StopLimits, token_stop
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
+    """Read from the EngineConfig (runtime/config.py), which holds the defaults."""
+
+    max_num_seqs: int
+    max_num_batched_tokens: int
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -29,21 +39,20 @@ class SchedulerConfig:
             raise ValueError(f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}")
 
 
-@dataclass
+@dataclass(slots=True)
 class ScheduledRequest:
     request: Request
     num_new_tokens: int
-
-    @property
-    def completes_prompt(self) -> bool:
-        """After this step every token is computed, so the step samples the next token."""
-        return self.num_new_tokens == self.request.num_uncomputed_tokens
+    # After this step every token is computed, so the step samples the next token.
+    completes_prompt: bool
 
 
 @dataclass
 class SchedulerOutput:
     scheduled: list[ScheduledRequest]  # single-token (decode) entries first
     preempted: list[Request] = field(default_factory=list)
+    # What the worker reads: the same rows, in the same order, as plain data.
+    step: StepInput = field(default_factory=lambda: StepInput([], []))
 
     @property
     def num_batched_tokens(self) -> int:
@@ -55,13 +64,15 @@ class SchedulerOutput:
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, block_manager: BlockManager):
+    def __init__(self, config: SchedulerConfig, block_manager: BlockManager, stop_limits: StopLimits | None = None):
         self.config = config
         self.block_manager = block_manager
+        self.stop_limits = stop_limits or StopLimits()
         self.running: list[Request] = []
         self._waiting: list[tuple[int, float, int, Request]] = []  # heap; finished entries are skipped
         self._order = itertools.count()
         self._unfinished: dict[str, Request] = {}
+        self._finished_ids: list[str] = []  # ended since the last step the worker was sent
         self.num_preemptions = 0
 
     @property
@@ -84,16 +95,26 @@ class Scheduler:
         self._unfinished[request.request_id] = request
         self._push_waiting(request)
 
-    def finish(self, request: Request, reason: FinishReason) -> None:
+    def finish(self, request: Request, reason: FinishReason, stop_reason: str | int | None = None) -> None:
         """End a request (done, or aborted while waiting or running) and free its blocks now."""
         if request.is_finished:
             return
         if request.status is RequestStatus.RUNNING:
             self.running.remove(request)
-        self.block_manager.free(request)
+        self.block_manager.free(request.request_id)
         request.status = RequestStatus.FINISHED
         request.finish_reason = reason
+        request.stop_reason = stop_reason
         del self._unfinished[request.request_id]
+        self._finished_ids.append(request.request_id)
+
+    def finish_at_stop_string(self, request: Request, stop: str) -> None:
+        """The text of the token just appended completed a stop string. A stop string ranks above the
+        lengths, so it also replaces a LENGTH end that same token brought."""
+        if request.is_finished:  # by a length, at this same token (a later draw is never appended)
+            request.finish_reason, request.stop_reason = FinishReason.STOP, stop
+        else:
+            self.finish(request, FinishReason.STOP, stop)
 
     def fail(self, request: Request) -> None:
         """End a request whose step failed before writing its K/V, and free its blocks now."""
@@ -114,19 +135,22 @@ class Scheduler:
             preempted.append(victim)
 
         # Running requests: decodes first, then chunked prefills, each in order of service.
-        for request in sorted(self.running, key=lambda r: (r.num_uncomputed_tokens > 1, r.sort_key())):
+        in_order = sorted(self.running, key=Request.sort_key)
+        decodes = [r for r in in_order if r.num_uncomputed_tokens <= 1]
+        for request in decodes + [r for r in in_order if r.num_uncomputed_tokens > 1]:
             if budget == 0:
                 break
             if request.status is not RequestStatus.RUNNING or request.is_generation_done:
                 continue  # preempted earlier in this loop, or only its last token is still in flight
-            num_new = min(request.num_uncomputed_tokens, budget)
+            uncomputed = request.num_uncomputed_tokens
+            num_new = min(uncomputed, budget)
             while not self.block_manager.allocate(request, num_new):
                 victim = max(self.running, key=Request.sort_key)
                 preempt(victim)
                 if victim is request:
                     break
             else:
-                scheduled[request.request_id] = ScheduledRequest(request, num_new)
+                scheduled[request.request_id] = ScheduledRequest(request, num_new, num_new == uncomputed)
                 budget -= num_new
 
         # Waiting requests, admitted mid-flight.
@@ -135,12 +159,13 @@ class Scheduler:
                 break  # never re-admit in the step that preempted it, nor before its last draw is read
             hits = self.block_manager.find_cached_prefix(request)
             num_hit_tokens = len(hits) * self.block_manager.block_size
-            num_new = min(request.num_uncomputed_tokens - num_hit_tokens, budget)
+            uncomputed = request.num_uncomputed_tokens - num_hit_tokens
+            num_new = min(uncomputed, budget)
             room = len(self.running) < self.config.max_num_seqs
             if room and self.block_manager.allocate(request, num_new, hits):
                 heapq.heappop(self._waiting)
                 self._admit(request, num_hit_tokens)
-                scheduled[request.request_id] = ScheduledRequest(request, num_new)
+                scheduled[request.request_id] = ScheduledRequest(request, num_new, num_new == uncomputed)
                 budget -= num_new
                 continue
             victim = max(self.running, key=Request.sort_key, default=None)
@@ -149,7 +174,39 @@ class Scheduler:
             preempt(victim)
 
         ordered = sorted(scheduled.values(), key=lambda s: s.num_new_tokens > 1)
-        return SchedulerOutput(scheduled=ordered, preempted=preempted)
+        finished_ids = []
+        if ordered:  # an empty step goes nowhere: the ids wait for the next one
+            finished_ids, self._finished_ids = self._finished_ids, []
+        step = StepInput([self._row_input(s) for s in ordered], finished_ids)
+        return SchedulerOutput(scheduled=ordered, preempted=preempted, step=step)
+
+    def advance(self, output: SchedulerOutput) -> None:
+        """The step was launched: its tokens are being computed, and each sampling row's draw is on
+        its way (read by `update`, maybe a step later)."""
+        for item in output.scheduled:
+            if item.completes_prompt:
+                item.request.num_pending_tokens += 1
+            item.request.num_computed_tokens += item.num_new_tokens
+
+    def update(self, output: SchedulerOutput, tokens: list[SampledToken | None]) -> list[tuple[Request, SampledToken]]:
+        """Appends the step's draws (one per scheduled row, None where the row sampled nothing) and
+        ends the requests a stop token, EOS, max_tokens or the context window stops, freeing their
+        blocks. Returns the (request, token) pairs appended; a draw for a request that ended while it
+        was in flight is dropped."""
+        appended = []
+        for item, token in zip(output.scheduled, tokens):
+            if token is None:
+                continue
+            request = item.request
+            request.num_pending_tokens -= 1
+            if request.is_finished:
+                continue  # aborted, or stopped, while this draw was in flight
+            request.token_ids.append(token.token_id)
+            stop = token_stop(request, token.token_id, self.stop_limits)
+            if stop is not None:
+                self.finish(request, *stop)
+            appended.append((request, token))
+        return appended
 
     def _admit(self, request: Request, num_hit_tokens: int) -> None:
         if request.num_preemptions == 0:
@@ -158,9 +215,22 @@ class Scheduler:
         request.status = RequestStatus.RUNNING
         self.running.append(request)
 
+    def _row_input(self, item: ScheduledRequest) -> RowInput:
+        """Built once per row per step: positional arguments, and the history only for penalties."""
+        request, start, num_new = item.request, item.request.num_computed_tokens, item.num_new_tokens
+        row_id = request.request_id
+        token_ids = request.token_ids[start : start + num_new]
+        block_ids = list(self.block_manager.block_ids(row_id))
+        if not item.completes_prompt:
+            return RowInput(row_id, start, num_new, token_ids, block_ids, None)
+        sampling = request.sampling
+        if not sampling.needs_penalties:
+            return RowInput(row_id, start, num_new, token_ids, block_ids, sampling)
+        return RowInput(row_id, start, num_new, token_ids, block_ids, sampling, request.prompt_token_ids, request.output_token_ids)
+
     def _preempt(self, request: Request) -> None:
         self.running.remove(request)
-        self.block_manager.free(request)
+        self.block_manager.free(request.request_id, keep_hashes=True)
         request.num_computed_tokens = 0
         request.status = RequestStatus.WAITING
         request.num_preemptions += 1

@@ -15,12 +15,26 @@ prefill kernel. A decode row with seq_len 0 (padding in a CUDA-graph batch) writ
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
 
 LOG2_E = 1.4426950408889634
+
+
+@dataclass(frozen=True)
+class PagedBatch:
+    """The sequences of one attention call, as the kernels read them."""
+
+    block_tables: torch.Tensor  # [num_seqs, max_blocks] int32
+    seq_lens: torch.Tensor  # [num_seqs] int32
+    query_start_loc: torch.Tensor  # [num_seqs + 1] int32
+    num_decodes: int  # leading single-token sequences
+    num_seqs: int
+    num_prefill_tokens: int  # query tokens past the decodes
+    decode_splits: int  # key ranges each decode is split into (1: a single pass)
 
 
 @triton.jit
@@ -257,26 +271,15 @@ class PagedAttentionKernels:
         self.precision = "ieee" if dtype == torch.float32 else "tf32"
         self.num_sms = torch.cuda.get_device_properties(device).multi_processor_count
 
-    def forward(
-        self,
-        query: torch.Tensor,
-        kv_cache: torch.Tensor,
-        block_tables: torch.Tensor,
-        seq_lens: torch.Tensor,
-        query_start_loc: torch.Tensor,
-        num_decodes: int,
-        num_seqs: int,
-        num_prefill_tokens: int,
-        decode_splits: int,
-        scale: float,
-    ) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, kv_cache: torch.Tensor, batch: PagedBatch, scale: float) -> torch.Tensor:
         out = torch.empty_like(query)
+        num_decodes, num_seqs, block_tables = batch.num_decodes, batch.num_seqs, batch.block_tables
         if num_decodes:
-            self._decode(out, query, kv_cache, block_tables, seq_lens, num_decodes, decode_splits, scale)
+            self._decode(out, query, kv_cache, batch, scale)
         if num_seqs > num_decodes:
-            grid = (num_prefill_tokens // self.block_q + (num_seqs - num_decodes), self.num_kv_heads)
+            grid = (batch.num_prefill_tokens // self.block_q + (num_seqs - num_decodes), self.num_kv_heads)
             _prefill_kernel[grid](
-                out, query, kv_cache, block_tables, seq_lens, query_start_loc,
+                out, query, kv_cache, block_tables, batch.seq_lens, batch.query_start_loc,
                 scale * LOG2_E, num_decodes, num_seqs,
                 query.stride(0), query.stride(1), out.stride(0), out.stride(1),
                 kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), kv_cache.stride(3), block_tables.stride(0),
@@ -286,7 +289,8 @@ class PagedAttentionKernels:
             )  # fmt: skip
         return out
 
-    def _decode(self, out, query, kv_cache, block_tables, seq_lens, num_decodes: int, splits: int, scale: float) -> None:
+    def _decode(self, out, query, kv_cache, batch: PagedBatch, scale: float) -> None:
+        num_decodes, splits, block_tables, seq_lens = batch.num_decodes, batch.decode_splits, batch.block_tables, batch.seq_lens
         partial_out = partial_lse = out  # unused when there is one split
         if splits > 1:
             partial_out = torch.empty((num_decodes, self.num_heads, splits, self.head_dim), dtype=torch.float32, device=out.device)

@@ -3,7 +3,7 @@
 import torch
 
 from shoal.runtime.kernels.kv_cache_write import write_kv
-from shoal.runtime.kernels.paged_attention import PagedAttentionKernels, decode_splits
+from shoal.runtime.kernels.paged_attention import PagedAttentionKernels, PagedBatch, decode_splits
 from shoal.runtime.layers.attention import AttentionMetadata
 
 
@@ -18,7 +18,7 @@ class TritonAttentionBackend:
         k = self.kernels
         splits = decode_splits(meta.num_decodes, k.num_kv_heads, meta.max_decode_seq_len, k.num_sms, k.TILE_N) if meta.num_decodes else 1
         prefill_tokens = meta.query_start_loc_host[-1] - meta.query_start_loc_host[meta.num_decodes]
-        return k.forward(
-            query, kv_cache, meta.block_tables, meta.seq_lens, meta.query_start_loc,
-            meta.num_decodes, meta.num_seqs, prefill_tokens, splits, scale,
-        )  # fmt: skip
+        batch = PagedBatch(
+            meta.block_tables, meta.seq_lens, meta.query_start_loc, meta.num_decodes, meta.num_seqs, prefill_tokens, splits
+        )
+        return k.forward(query, kv_cache, batch, scale)

@@ -1,10 +1,13 @@
 """The model's small operations, in two implementations: plain torch (CPU, and the reference) and
 Triton kernels (CUDA), chosen once when the model is built."""
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+
+from shoal.runtime.layers.attention import AttentionBackend
 
 
 class LayerOps(Protocol):
@@ -19,6 +22,14 @@ class LayerOps(Protocol):
     def rotary(
         self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """What a model is built with: its attention backend and its small ops."""
+
+    attention: AttentionBackend
+    ops: LayerOps
 
 
 class TorchOps:

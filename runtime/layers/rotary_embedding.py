@@ -1,12 +1,23 @@
 """Rotary position embeddings (HF's rotate-half layout) with Llama-3, linear and YaRN scaling."""
 
 import math
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 from shoal.runtime.layers.ops import LayerOps
-from shoal.runtime.model.arch_config import RopeConfig
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """How positions rotate, as the model's HF config says (read in model/arch_config.py)."""
+
+    theta: float
+    rope_type: str = "default"
+    # Type-specific parameters as HF names them (factor, low_freq_factor, beta_fast, ...).
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def rope_inv_freq(rope: RopeConfig, head_dim: int) -> tuple[torch.Tensor, float]:

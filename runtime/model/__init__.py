@@ -1,1 +1,1 @@
-"""Model architectures, weight loading, and the runner that turns a scheduled batch into tokens."""
+"""Model architectures and weight loading."""

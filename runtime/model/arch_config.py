@@ -1,19 +1,13 @@
 """The shape of a Llama-family model, read once from an HF config and checked."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from shoal.runtime.layers.rotary_embedding import RopeConfig
 
 # model_type -> how its attention biases are laid out. SmolLM models are model_type "llama".
 SUPPORTED_MODEL_TYPES = ("llama", "mistral", "qwen2")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "yarn")
-
-
-@dataclass(frozen=True)
-class RopeConfig:
-    theta: float
-    rope_type: str = "default"
-    # Type-specific parameters as HF names them (factor, low_freq_factor, beta_fast, ...).
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from transformers import AutoConfig, PretrainedConfig
 
 from shoal.embedded_model import EMBEDDED_MODEL_NAME, embedded_gguf_path
 from shoal.runtime.config import LOAD_FORMATS
-from shoal.runtime.layers.attention import AttentionBackend
-from shoal.runtime.layers.ops import LayerOps
+from shoal.runtime.layers.ops import Kernels
 from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.gguf_conversion import converted_gguf_dir
 from shoal.runtime.model.llama import LlamaForCausalLM
+from shoal.runtime.model.placement import Placement
 
 
 @dataclass(frozen=True)
@@ -74,21 +74,14 @@ def load_hf_config(source: ModelSource) -> PretrainedConfig:
 
 
 def build_model(
-    arch: ModelArchConfig,
-    source: ModelSource,
-    attention: AttentionBackend,
-    ops: LayerOps,
-    max_position: int,
-    dtype: torch.dtype,
-    device: torch.device,
-    seed: int = 0,
+    arch: ModelArchConfig, source: ModelSource, kernels: Kernels, placement: Placement, max_position: int, seed: int = 0
 ) -> LlamaForCausalLM:
-    with _default_dtype(dtype), torch.device(device):
-        model = LlamaForCausalLM(arch, attention, ops, max_position)
+    with _default_dtype(placement.dtype), torch.device(placement.device):
+        model = LlamaForCausalLM(arch, kernels.attention, kernels.ops, max_position)
     if source.kind == "dummy":
         _init_random(model, seed)
     else:
-        model.load_weights(_checkpoint_tensors(source, dtype, device))
+        model.load_weights(_checkpoint_tensors(source, placement.dtype, placement.device))
     return model.eval()
 
 

@@ -1,1 +1,1 @@
-"""Sampling parameters and the batched sampler."""
+"""Sampling parameters, their per-row tensors, and the batched sampler."""

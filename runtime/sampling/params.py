@@ -1,6 +1,7 @@
 """Per-request sampling parameters, validated once when the request arrives."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from shoal.runtime.errors import InvalidRequestError
 
@@ -42,7 +43,8 @@ class SamplingParams:
         if self.logprobs is not None:
             _check(0 <= self.logprobs <= MAX_LOGPROBS, "logprobs", f"must be in [0, {MAX_LOGPROBS}], got {self.logprobs}")
 
-    @property
+    # Cached: the scheduler, the worker and the sampler each ask for every row of every step.
+    @cached_property
     def greedy(self) -> bool:
         return self.temperature < GREEDY_EPSILON
 
@@ -50,7 +52,7 @@ class SamplingParams:
     def top_k_enabled(self) -> bool:
         return self.top_k > 0
 
-    @property
+    @cached_property
     def needs_penalties(self) -> bool:
         return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
 

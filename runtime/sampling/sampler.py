@@ -1,136 +1,86 @@
-"""Turns a batch of logits into one token per request, each row with its own parameters.
+"""Turns a batch of logits into one token per row, each row with its own parameters.
 
 Order, as in HF transformers: penalties, then (for non-greedy rows) temperature, top-k, top-p,
 min-p, and a draw. Draws use the exponential-race trick (argmax of probs / Exp(1) noise), so a
-request with a seed gets its noise from its own generator and samples the same tokens whatever else
+row with a seed gets its noise from its own generator and samples the same tokens whatever else
 is in the batch. Logprobs are of the raw model distribution (vLLM's default), before penalties and
-temperature.
+temperature. Everything here is tensors in, tensors out (sampling/metadata.py builds the rows).
 """
 
 from dataclasses import dataclass
 
 import torch
 
-from shoal.runtime.engine.request import Request
+from shoal.runtime.sampling.metadata import Penalties, SamplingMetadata
 
 
 @dataclass
-class SampledToken:
-    token_id: int
-    logprob: float | None = None
-    top_logprobs: list[tuple[int, float]] | None = None
+class SamplerOutput:
+    """On the device; nothing here waits for it."""
 
-
-class SampledBatch:
-    """One step's draws. They stay on the device, copied to the host in the background, until
-    `to_host` reads them: the engine can launch the next step first (async scheduling)."""
-
-    def __init__(self, token_ids: torch.Tensor, logprob_counts: list[int | None], logprobs: tuple[torch.Tensor, ...] = ()):
-        self.token_ids = token_ids
-        self.logprob_counts = logprob_counts
-        self._on_host = [t.to("cpu", non_blocking=True) for t in (token_ids, *logprobs)]
-        self._ready = None
-        if token_ids.is_cuda:
-            self._ready = torch.cuda.Event()
-            self._ready.record()
-
-    def to_host(self) -> list[SampledToken]:
-        if self._ready is not None:
-            self._ready.synchronize()
-        token_ids = self._on_host[0].tolist()
-        if len(self._on_host) == 1:
-            return [SampledToken(t) for t in token_ids]
-        chosen, top_values, top_ids = (t.tolist() for t in self._on_host[1:])
-        out = []
-        for row, n in enumerate(self.logprob_counts):
-            if n is None:
-                out.append(SampledToken(token_ids[row]))
-            else:
-                out.append(SampledToken(token_ids[row], chosen[row], list(zip(top_ids[row][:n], top_values[row][:n]))))
-        return out
+    token_ids: torch.Tensor  # [rows] int64
+    # (chosen token's logprob [rows], top logprobs [rows, k], their token ids [rows, k]), or None
+    # when no row asked for logprobs.
+    logprobs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 class Sampler:
     def __init__(self, device: torch.device, seed: int = 0):
         self.device = device
-        self.generator = torch.Generator(device=device)
+        self.generator = torch.Generator(device=device)  # for rows without a seed of their own
         self.generator.manual_seed(seed)
 
-    def sample(self, logits: torch.Tensor, requests: list[Request]) -> SampledBatch:
-        """logits: [len(requests), vocab] float32, one row per request, in order. Does not wait for
-        the device."""
-        params = [r.sampling for r in requests]
-        counts = [p.logprobs for p in params]
+    def sample(self, logits: torch.Tensor, metadata: SamplingMetadata) -> SamplerOutput:
+        """logits: [rows, vocab] float32, one row per metadata row, in order. Does not wait for the
+        device."""
+        counts = metadata.logprobs
         raw_logprobs = logits.log_softmax(dim=-1) if any(n is not None for n in counts) else None
-        if any(p.needs_penalties for p in params):
-            logits = apply_penalties(logits, requests)
-        if all(p.greedy for p in params):
+        if metadata.penalties is not None:
+            logits = apply_penalties(logits, metadata.penalties)
+        if metadata.all_greedy:
             tokens = logits.argmax(dim=-1)
         else:
-            tokens = self._draw(logits, requests)
+            tokens = self._draw(logits, metadata)
         if raw_logprobs is None:
-            return SampledBatch(tokens, counts)
+            return SamplerOutput(tokens)
         chosen = raw_logprobs.gather(1, tokens[:, None]).squeeze(1)
         top_values, top_ids = raw_logprobs.topk(max(n or 0 for n in counts), dim=-1)
-        return SampledBatch(tokens, counts, (chosen, top_values, top_ids))
+        return SamplerOutput(tokens, (chosen, top_values, top_ids))
 
-    def _draw(self, logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
-        params = [r.sampling for r in requests]
-        device = logits.device
-        greedy = to_device([p.greedy for p in params], torch.bool, device)
-        temperature = to_device([1.0 if p.greedy else p.temperature for p in params], torch.float32, device)
-        scaled = logits / temperature[:, None]
-        if any(p.top_k_enabled or p.top_p < 1.0 for p in params):
+    def _draw(self, logits: torch.Tensor, metadata: SamplingMetadata) -> torch.Tensor:
+        scaled = logits / metadata.temperature[:, None]
+        if metadata.top_k is not None:
             vocab = logits.shape[-1]
-            top_k = to_device([min(p.top_k, vocab) if p.top_k_enabled else vocab for p in params], torch.int64, device)
-            top_p = to_device([p.top_p for p in params], torch.float32, device)
-            scaled = apply_top_k_top_p(scaled, top_k, top_p)
-        if any(p.min_p > 0 for p in params):
-            scaled = apply_min_p(scaled, to_device([p.min_p for p in params], torch.float32, device))
+            top_k = torch.where(metadata.top_k > 0, metadata.top_k.clamp(max=vocab), vocab)
+            scaled = apply_top_k_top_p(scaled, top_k, metadata.top_p)
+        if metadata.min_p is not None:
+            scaled = apply_min_p(scaled, metadata.min_p)
         probs = scaled.softmax(dim=-1)
         noise = torch.empty_like(probs).exponential_(generator=self.generator)
-        for row, request in enumerate(requests):
-            if request.sampling.seed is not None:
-                noise[row].exponential_(generator=self._request_generator(request))
+        for row, generator in enumerate(metadata.generators):
+            if generator is not None:
+                noise[row].exponential_(generator=generator)
         sampled = (probs / noise).argmax(dim=-1)
-        return torch.where(greedy, logits.argmax(dim=-1), sampled)
-
-    def _request_generator(self, request: Request) -> torch.Generator:
-        if request.generator is None:
-            request.generator = torch.Generator(device=self.device)
-            request.generator.manual_seed(request.sampling.seed)
-        return request.generator
+        return torch.where(metadata.greedy, logits.argmax(dim=-1), sampled)
 
 
-def to_device(values: list, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """A small host list on the device without waiting for the work queued there (a blocking copy
-    would stall the host until the device drains, which async scheduling cannot afford)."""
-    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
-
-
-def apply_penalties(logits: torch.Tensor, requests: list[Request]) -> torch.Tensor:
+def apply_penalties(logits: torch.Tensor, penalties: Penalties) -> torch.Tensor:
     """Repetition penalty (HF: over prompt and output), then presence/frequency (OpenAI: output only)."""
-    batch, vocab = logits.shape
-    device = logits.device
-    output_counts = _token_counts([r.output_token_ids for r in requests], vocab, device)
-    in_prompt = _token_counts([r.prompt_token_ids for r in requests], vocab, device) > 0
-    repetition = to_device([r.sampling.repetition_penalty for r in requests], torch.float32, device)[:, None]
-    presence = to_device([r.sampling.presence_penalty for r in requests], torch.float32, device)[:, None]
-    frequency = to_device([r.sampling.frequency_penalty for r in requests], torch.float32, device)[:, None]
+    vocab = logits.shape[-1]
+    output_counts = _token_counts(penalties.output_token_ids, vocab)
+    in_prompt = _token_counts(penalties.prompt_token_ids, vocab) > 0
     seen = in_prompt | (output_counts > 0)
+    repetition = penalties.repetition
     penalized = torch.where(logits > 0, logits / repetition, logits * repetition)
     logits = torch.where(seen, penalized, logits)
-    return logits - frequency * output_counts - presence * (output_counts > 0).float()
+    return logits - penalties.frequency * output_counts - penalties.presence * (output_counts > 0).float()
 
 
-def _token_counts(token_lists: list[list[int]], vocab: int, device: torch.device) -> torch.Tensor:
-    """[len(token_lists), vocab] float counts; padding goes to a spare column that is dropped."""
-    width = max((len(t) for t in token_lists), default=0)
-    padded = torch.full((len(token_lists), width), vocab, dtype=torch.int64)
-    for row, tokens in enumerate(token_lists):
-        padded[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.int64)
-    counts = torch.zeros(len(token_lists), vocab + 1, device=device)
-    counts.scatter_add_(1, padded.to(device, non_blocking=True), torch.ones(padded.shape, device=device))
+def _token_counts(token_ids: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[rows, vocab] float counts of the padded ids (-1 pads: counted in a spare column, dropped)."""
+    ids = torch.where(token_ids < 0, vocab, token_ids)
+    counts = torch.zeros(ids.shape[0], vocab + 1, device=ids.device)
+    counts.scatter_add_(1, ids, torch.ones(ids.shape, device=ids.device))
     return counts[:, :vocab]
 
 

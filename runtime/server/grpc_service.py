@@ -9,6 +9,7 @@ that cancels its stream aborts the request (see AsyncEngine.generate).
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
 
 import grpc
 
@@ -31,6 +32,14 @@ RETRY_AFTER_KEY = "retry-after"
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PoolRevision:
+    """Which pool and revision this runtime serves, as GetModelInfo reports it."""
+
+    pool: str
+    revision: str
+
+
 class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
     def __init__(
         self,
@@ -38,16 +47,14 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
         tokenizer,
         info: ModelInfo,
         metrics: RuntimeMetrics,
-        pool: str,
-        revision: str,
+        served: PoolRevision,
         faults: FaultInjection | None = None,
     ):
         self.engine = engine
         self.tokenizer = tokenizer
         self.info = info
         self.metrics = metrics
-        self.pool = pool
-        self.revision = revision
+        self.served = served
         self.faults = faults  # for testing only; None unless --fault-* flags are given
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
@@ -94,8 +101,8 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
             eos_token_ids=i.eos_token_ids,
             has_tokenizer=i.has_tokenizer,
             has_chat_template=i.has_chat_template,
-            pool=self.pool,
-            revision=self.revision,
+            pool=self.served.pool,
+            revision=self.served.revision,
             kv_cache_tokens=i.kv_cache_tokens,
         )
 

@@ -39,7 +39,7 @@ def runtime_server(smollm_dir):
     from transformers import AutoConfig
 
     from shoal.runtime.model.arch_config import ModelArchConfig
-    from shoal.runtime.model.kv_cache_sizing import kv_block_bytes
+    from shoal.runtime.worker.kv_cache_sizing import kv_block_bytes
     from tests.runtime.server_process import RuntimeProcess
 
     arch = ModelArchConfig.from_hf(AutoConfig.from_pretrained(str(smollm_dir)))

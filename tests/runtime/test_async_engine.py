@@ -1,11 +1,11 @@
-"""The engine thread behind asyncio: streaming, abort on consumer exit, admission, failure, stop."""
+"""The engine thread behind asyncio: streaming, abort on consumer exit, queue limits, failure, stop."""
 
 import asyncio
 import time
 
 import pytest
 
-from shoal.runtime.engine.admission import AdmissionControl
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError
@@ -22,7 +22,7 @@ def tiny_engine(tiny_config_dir, request):
 
 def run(coroutine_factory, engine, max_waiting: int = 16):
     async def main():
-        async_engine = AsyncEngine(engine, AdmissionControl(max_waiting))
+        async_engine = AsyncEngine(engine, QueueLimits(max_waiting))
         async_engine.start()
         try:
             return await coroutine_factory(async_engine)

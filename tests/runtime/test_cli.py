@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from shoal.runtime.cli import add_arguments, configs_from_args, parse_size
+from shoal.runtime.config import EngineConfig, ServerConfig
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,12 @@ def test_flags_become_typed_configs():
     )
     assert (engine.max_num_seqs, engine.kv_cache_memory, engine.enable_prefix_caching) == (8, 1 << 30, False)
     assert server.port == 6000
+
+
+def test_no_flags_give_the_config_dataclasses_own_defaults(monkeypatch):
+    monkeypatch.delenv("SHOAL_POOL", raising=False)
+    monkeypatch.delenv("SHOAL_REVISION", raising=False)
+    assert configs_from_args(parse()) == (EngineConfig(), ServerConfig())
 
 
 def test_pool_and_revision_default_from_the_environment(monkeypatch):

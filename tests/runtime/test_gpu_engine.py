@@ -7,7 +7,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 if not torch.cuda.is_available():
     pytest.skip("needs CUDA", allow_module_level=True)
 
-from shoal.runtime.model.batch_inputs import BatchInputs  # noqa: E402
+from shoal.runtime.worker.batch_inputs import BatchInputs  # noqa: E402
 from shoal.runtime.sampling.params import SamplingParams  # noqa: E402
 from tests.runtime.engine_harness import build, hf_greedy, run_to_completion  # noqa: E402
 from tests.runtime.test_hf_equality import DOCUMENT, QUESTIONS, chat  # noqa: E402

@@ -14,9 +14,10 @@ if not torch.cuda.is_available():
     pytest.skip("needs CUDA", allow_module_level=True)
 
 from shoal.runtime.kernels.kv_cache_write import write_kv  # noqa: E402
+from shoal.runtime.kernels.paged_attention import PagedBatch  # noqa: E402
 from shoal.runtime.layers.attention_torch import TorchAttentionBackend  # noqa: E402
 from shoal.runtime.layers.attention_triton import TritonAttentionBackend  # noqa: E402
-from shoal.runtime.model.batch_inputs import BatchInputs  # noqa: E402
+from shoal.runtime.worker.batch_inputs import BatchInputs  # noqa: E402
 
 CUDA = torch.device("cuda")
 SHAPES = [(32, 8, 128), (14, 2, 64), (9, 3, 64), (8, 8, 64)]  # Llama-3-8B, Qwen2.5-0.5B, SmolLM2, MHA
@@ -84,8 +85,8 @@ def test_decode_splits_agree_with_a_single_pass():
     kv_cache = torch.randn((2, 1024, 16, 8, 128), dtype=torch.bfloat16, device=CUDA)
     query = torch.randn((2, 32, 128), dtype=torch.bfloat16, device=CUDA)
     _, _, meta = batch.to_device(CUDA)
-    split = backend.kernels.forward(query, kv_cache, meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 16, 0.1)
-    single = backend.kernels.forward(query, kv_cache, meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 1, 0.1)
+    split = backend.kernels.forward(query, kv_cache, PagedBatch(meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 16), 0.1)
+    single = backend.kernels.forward(query, kv_cache, PagedBatch(meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 1), 0.1)
     assert relative_error(split, single) < 1e-2
     reference = TorchAttentionBackend().attend(query.float(), kv_cache.float(), meta, 0.1)
     assert relative_error(split, reference) < 1e-2
@@ -134,8 +135,7 @@ def test_fused_norms_and_activation_match_torch(dtype, width):
 @pytest.mark.parametrize(("heads", "kv_heads", "head_dim"), SHAPES)
 def test_fused_rotary_matches_torch_on_strided_qkv_views(dtype, heads, kv_heads, head_dim):
     from shoal.runtime.layers.ops import TorchOps, TritonOps
-    from shoal.runtime.layers.rotary_embedding import RotaryEmbedding
-    from shoal.runtime.model.arch_config import RopeConfig
+    from shoal.runtime.layers.rotary_embedding import RopeConfig, RotaryEmbedding
 
     rotary = RotaryEmbedding(RopeConfig(theta=500000.0), head_dim, 4096, TorchOps()).to(CUDA)
     tokens = 50

@@ -53,7 +53,7 @@ async def run_traffic(target: str, rng: random.Random, total: int, concurrency: 
 
         async def guarded(request, cancel_after):
             async with semaphore:
-                if cancel_after == 0:  # cancel before the first token, maybe before admission
+                if cancel_after == 0:  # cancel before the first token, maybe before the engine takes it
                     call = stub.Generate(request)
                     await asyncio.sleep(rng.random() * 0.05)
                     call.cancel()

@@ -16,13 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shoal import metric_names as names
 from shoal.runtime.build import BuiltEngine
-from shoal.runtime.engine.admission import AdmissionControl
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.engine.llm_engine import LLMEngine
 from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import StepOutOfMemoryError
 from shoal.runtime.sampling.params import SamplingParams
-from shoal.runtime.server.grpc_service import RuntimeService
+from shoal.runtime.server.grpc_service import PoolRevision, RuntimeService
 from shoal.runtime.server.metrics import RuntimeMetrics
 from shoal.v1 import runtime_pb2 as pb
 from shoal.v1 import runtime_pb2_grpc
@@ -163,11 +163,11 @@ async def serving(built: BuiltEngine):
     """What `shoal runtime` serves, in this process: the gRPC service and a fresh metrics registry."""
     registry = CollectorRegistry()
     metrics = RuntimeMetrics(registry, built.info.served_model_name, POOL, REVISION)
-    engine = AsyncEngine(built.engine, AdmissionControl(max_waiting=16), observer=metrics)
+    engine = AsyncEngine(built.engine, QueueLimits(max_waiting=16), observer=metrics)
     metrics.watch_engine(engine.stats, engine.num_waiting)
     engine.start()
     server = grpc.aio.server()
-    service = RuntimeService(engine, built.tokenizer, built.info, metrics, POOL, REVISION)
+    service = RuntimeService(engine, built.tokenizer, built.info, metrics, PoolRevision(POOL, REVISION))
     runtime_pb2_grpc.add_RuntimeServicer_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()

@@ -1,23 +1,46 @@
-"""Stop conditions and streamed text: EOS, stop tokens, stop strings (cut and held back), lengths."""
+"""Stop conditions and streamed text: EOS, stop tokens, stop strings (cut and held back), lengths.
 
+The engine runs here on a scripted worker that returns the given tokens: the scheduler applies the
+token-level stops, the output processor finds stop strings, the scheduler ends the request."""
+
+from dataclasses import replace
+
+from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.llm_engine import LLMEngine
+from shoal.runtime.engine.messages import SampledToken, StepInput
 from shoal.runtime.engine.output_processor import OutputProcessor
-from shoal.runtime.engine.request import FinishReason, Request
+from shoal.runtime.engine.request import FinishReason
+from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
+from shoal.runtime.engine.stop_conditions import StopLimits
 from shoal.runtime.sampling.params import SamplingParams
-from shoal.runtime.sampling.sampler import SampledToken
 
 EOS = 2
 
 
+class ScriptedRunner:
+    """A worker whose draws are the given tokens, in order."""
+
+    def __init__(self, token_ids: list[int]):
+        self._tokens = iter(token_ids)
+
+    def launch(self, step: StepInput) -> list[SampledToken | None]:
+        return [SampledToken(next(self._tokens)) if row.sampling is not None else None for row in step.rows]
+
+    def finish(self, launched: list[SampledToken | None]) -> list[SampledToken | None]:
+        return launched
+
+    def release_cached_memory(self) -> None:
+        pass
+
+
 def run(tokenizer, sampling: SamplingParams, token_ids: list[int], max_tokens: int = 100, max_model_len: int = 1000):
-    processor = OutputProcessor(tokenizer, (EOS,), max_model_len)
-    request = Request("r", [1, 9690], sampling, max_tokens=max_tokens)
-    processor.add(request)
+    scheduler = Scheduler(SchedulerConfig(max_num_seqs=256, max_num_batched_tokens=8192), BlockManager(256, 16), StopLimits(frozenset({EOS}), max_model_len))
+    engine = LLMEngine(ScriptedRunner(token_ids), scheduler, OutputProcessor(tokenizer), max_model_len, len(tokenizer))
+    engine.add_request("r", [1, 9690], replace(sampling, max_tokens=min(max_tokens, max_model_len - 2)))
     outputs = []
-    for token in token_ids:
-        request.token_ids.append(token)
-        outputs.append(processor.process(request, SampledToken(token)))
-        if outputs[-1].finished:
-            break
+    while engine.has_unfinished():
+        outputs += engine.step().outputs
+    assert scheduler.block_manager.num_free_blocks == 256
     return outputs
 
 

@@ -1,23 +1,29 @@
-"""Scheduler decisions: token budget, decode-first order, chunked prefill, admission, preemption, priority."""
+"""Scheduler decisions: token budget, decode-first order, chunked prefill, admission, preemption,
+priority; and its updates: appended draws, token-level stops, the rows the worker is sent."""
 
 from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.messages import SampledToken
 from shoal.runtime.engine.request import FinishReason, RequestStatus
-from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
+from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig, SchedulerOutput
+from shoal.runtime.engine.stop_conditions import StopLimits
+from shoal.runtime.sampling.params import SamplingParams
 from tests.runtime.helpers import make_request
 
 
-def make_scheduler(num_blocks=100, block_size=4, max_num_seqs=8, budget=32) -> Scheduler:
-    return Scheduler(SchedulerConfig(max_num_seqs, budget), BlockManager(num_blocks, block_size))
+def make_scheduler(num_blocks=100, block_size=4, max_num_seqs=8, budget=32, stop_limits=None) -> Scheduler:
+    return Scheduler(SchedulerConfig(max_num_seqs, budget), BlockManager(num_blocks, block_size), stop_limits)
+
+
+def draws(output: SchedulerOutput, token_id: int = 7) -> list[SampledToken | None]:
+    """What the worker returns for the step: a token for each row that samples."""
+    return [SampledToken(token_id) if row.sampling is not None else None for row in output.step.rows]
 
 
 def run_step(scheduler: Scheduler) -> dict[str, int]:
-    """Schedules, then plays the model: advances computed tokens and appends a token where sampled."""
+    """Schedules, then plays the model: the step is launched, and its draws (all 7) come back."""
     output = scheduler.schedule()
-    for item in output.scheduled:
-        completes = item.completes_prompt
-        item.request.num_computed_tokens += item.num_new_tokens
-        if completes:
-            item.request.token_ids.append(7)
+    scheduler.advance(output)
+    scheduler.update(output, draws(output))
     return {item.request.request_id: item.num_new_tokens for item in output.scheduled}
 
 
@@ -68,7 +74,7 @@ def test_when_blocks_run_out_the_latest_request_is_preempted_and_requeued():
     assert output.preempted == [second]
     assert [s.request for s in output.scheduled] == [first]
     assert second.status is RequestStatus.WAITING
-    assert second.num_computed_tokens == 0 and second.block_ids == []
+    assert second.num_computed_tokens == 0 and scheduler.block_manager.block_ids("second") == []
     assert second.token_ids[-1] == 7  # generated tokens are kept and recomputed later
     assert scheduler.num_preemptions == 1
 
@@ -148,13 +154,68 @@ def test_a_token_in_flight_makes_a_decode_and_the_last_one_stops_scheduling():
     scheduler = make_scheduler()
     request = make_request("a", num_prompt_tokens=5, max_tokens=2)
     scheduler.add(request)
-    output = scheduler.schedule()
-    assert output.scheduled[0].completes_prompt
-    request.num_computed_tokens, request.num_pending_tokens = 5, 1  # step 1 launched; its draw not yet read
-    output = scheduler.schedule()
-    assert [(s.request.request_id, s.num_new_tokens) for s in output.scheduled] == [("a", 1)]
-    assert output.scheduled[0].completes_prompt
-    request.num_computed_tokens = 6  # step 2 launched...
-    request.token_ids.append(7)  # ...step 1's draw read; step 2's, its last (max_tokens=2), in flight
+    first = scheduler.schedule()
+    assert first.scheduled[0].completes_prompt
+    scheduler.advance(first)  # step 1 launched; its draw not yet read
+    assert (request.num_computed_tokens, request.num_pending_tokens) == (5, 1)
+    second = scheduler.schedule()
+    assert [(s.request.request_id, s.num_new_tokens) for s in second.scheduled] == [("a", 1)]
+    assert second.step.rows[0].token_ids == []  # its input is step 1's draw, still on the device
+    scheduler.advance(second)  # step 2 launched...
+    scheduler.update(first, draws(first))  # ...step 1's draw read; step 2's, its last (max_tokens=2), in flight
     assert request.num_pending_tokens == 1 and request.is_generation_done
     assert scheduler.schedule().is_empty
+    scheduler.update(second, draws(second, 8))
+    assert request.output_token_ids == [7, 8] and request.finish_reason is FinishReason.LENGTH
+
+
+def test_update_applies_stop_tokens_and_eos_and_frees_the_blocks():
+    scheduler = make_scheduler(stop_limits=StopLimits(eos_token_ids=frozenset({2})))
+    stopped = make_request("stop-token", num_prompt_tokens=5, sampling=SamplingParams(temperature=0, stop_token_ids=(9,)))
+    eos = make_request("eos", num_prompt_tokens=5)
+    scheduler.add(stopped)
+    scheduler.add(eos)
+    output = scheduler.schedule()
+    scheduler.advance(output)
+    appended = scheduler.update(output, [SampledToken(9), SampledToken(2)])
+    assert [(r.request_id, t.token_id) for r, t in appended] == [("stop-token", 9), ("eos", 2)]
+    assert (stopped.finish_reason, stopped.stop_reason) == (FinishReason.STOP, 9)
+    assert (eos.finish_reason, eos.stop_reason) == (FinishReason.STOP, None)
+    assert not scheduler.has_unfinished() and scheduler.block_manager.num_free_blocks == 100
+
+
+def test_a_draw_for_a_request_ended_while_it_was_in_flight_is_dropped():
+    scheduler = make_scheduler()
+    request = make_request("a", num_prompt_tokens=5)
+    scheduler.add(request)
+    output = scheduler.schedule()
+    scheduler.advance(output)
+    scheduler.finish(request, FinishReason.ABORT)
+    assert scheduler.update(output, draws(output)) == []
+    assert request.output_token_ids == [] and request.num_pending_tokens == 0
+
+
+def test_a_stop_string_outranks_a_length_end_at_the_same_token():
+    scheduler = make_scheduler()
+    request = make_request("a", num_prompt_tokens=5, max_tokens=1)
+    scheduler.add(request)
+    output = scheduler.schedule()
+    scheduler.advance(output)
+    scheduler.update(output, draws(output))
+    assert request.finish_reason is FinishReason.LENGTH
+    scheduler.finish_at_stop_string(request, "7")
+    assert (request.finish_reason, request.stop_reason) == (FinishReason.STOP, "7")
+
+
+def test_the_worker_is_told_of_finished_requests_in_the_next_step_it_gets():
+    scheduler = make_scheduler()
+    scheduler.add(make_request("a"))
+    scheduler.finish(scheduler.get("a"), FinishReason.ABORT)
+    assert scheduler.schedule().step.finished_request_ids == []  # an empty step goes nowhere
+    scheduler.add(make_request("b"))
+    output = scheduler.schedule()
+    assert output.step.finished_request_ids == ["a"]
+    row = output.step.rows[0]
+    assert (row.request_id, row.start, row.num_new_tokens) == ("b", 0, 10)
+    assert row.block_ids == scheduler.block_manager.block_ids("b") and row.sampling is not None
+    assert scheduler.schedule().step.finished_request_ids == []

@@ -11,7 +11,7 @@ MIN_RETRY_AFTER_S = 1
 MAX_RETRY_AFTER_S = 60
 
 
-class AdmissionControl:
+class QueueLimits:
     """Refuses requests once `max_waiting` are queued. The retry hint is how long the queue takes
     to drain at the rate requests finished over the last `window_s` seconds."""
 

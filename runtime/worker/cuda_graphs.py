@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from shoal.runtime.layers.attention import AttentionMetadata
-from shoal.runtime.model.batch_inputs import BatchInputs
 from shoal.runtime.model.llama import LlamaForCausalLM
+from shoal.runtime.worker.batch_inputs import BatchInputs
 
 
 def capture_sizes(max_batch_size: int) -> list[int]:

@@ -1,13 +1,12 @@
-"""One step's model inputs, built on the host from the scheduler's decision, then moved in three
-copies (token data, sequence data, block tables) to the device."""
+"""One step's model inputs, built on the host from the step's rows (engine/messages.py), then moved in
+three copies (token data, sequence data, block tables) to the device."""
 
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from shoal.runtime.engine.request import Request
-from shoal.runtime.engine.scheduler import SchedulerOutput
+from shoal.runtime.engine.messages import StepInput
 from shoal.runtime.layers.attention import AttentionMetadata
 
 
@@ -20,13 +19,12 @@ class BatchInputs:
     seq_lens: list[int] = field(default_factory=list)
     block_tables: list[list[int]] = field(default_factory=list)
     num_decodes: int = 0  # leading single-token sequences
-    sample_token_indices: list[int] = field(default_factory=list)  # flat index of each sampling request's last token
-    sample_requests: list[Request] = field(default_factory=list)
-    sample_slots: list[int] = field(default_factory=list)  # index into the scheduled list of each sampling request
+    sample_token_indices: list[int] = field(default_factory=list)  # flat index of each sampling row's last token
+    sample_slots: list[int] = field(default_factory=list)  # index into the step's rows of each sampling row
     # Tokens still in flight from the previous step (async scheduling): their flat index here, and
     # the request whose previous draw fills it on the device.
     pending_token_indices: list[int] = field(default_factory=list)
-    pending_requests: list[Request] = field(default_factory=list)
+    pending_request_ids: list[str] = field(default_factory=list)
 
     @property
     def num_seqs(self) -> int:
@@ -61,30 +59,26 @@ class BatchInputs:
         return tokens[0], tokens[1], meta
 
 
-def build_batch(output: SchedulerOutput, block_size: int) -> BatchInputs:
+def build_batch(step: StepInput, block_size: int) -> BatchInputs:
     batch = BatchInputs()
-    for slot, item in enumerate(output.scheduled):
-        request, start = item.request, item.request.num_computed_tokens
-        end = start + item.num_new_tokens
-        blocks = request.block_ids
-        known = request.token_ids[start:end]
-        batch.input_ids.extend(known)
-        if len(known) < item.num_new_tokens:  # the last token is the previous step's draw, not yet on the host
+    for slot, row in enumerate(step.rows):
+        start, end, blocks = row.start, row.end, row.block_ids
+        batch.input_ids.extend(row.token_ids)
+        if len(row.token_ids) < row.num_new_tokens:  # the last token is the previous step's draw, not yet on the host
             batch.pending_token_indices.append(len(batch.input_ids))
-            batch.pending_requests.append(request)
+            batch.pending_request_ids.append(row.request_id)
             batch.input_ids.append(0)
-        if item.num_new_tokens == 1:
+        if row.num_new_tokens == 1:
             batch.num_decodes += 1
             batch.positions.append(start)
             batch.slot_mapping.append(blocks[start // block_size] * block_size + start % block_size)
         else:
             batch.positions.extend(range(start, end))
             batch.slot_mapping.extend(blocks[p // block_size] * block_size + p % block_size for p in range(start, end))
-        batch.query_start_loc.append(batch.query_start_loc[-1] + item.num_new_tokens)
+        batch.query_start_loc.append(batch.query_start_loc[-1] + row.num_new_tokens)
         batch.seq_lens.append(end)
         batch.block_tables.append(blocks)
-        if item.completes_prompt:
+        if row.sampling is not None:
             batch.sample_token_indices.append(batch.query_start_loc[-1] - 1)
-            batch.sample_requests.append(request)
             batch.sample_slots.append(slot)
     return batch

@@ -5,17 +5,38 @@ and the peak activations of the largest step, found by running that step once (v
 run): a prefill of the whole token budget plus sampling for every sequence slot.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from shoal.runtime.model.arch_config import ModelArchConfig
-from shoal.runtime.model.batch_inputs import BatchInputs
 from shoal.runtime.model.llama import LlamaForCausalLM
+from shoal.runtime.model.placement import Placement
 from shoal.runtime.sampling.sampler import apply_min_p, apply_top_k_top_p
+from shoal.runtime.worker.batch_inputs import BatchInputs
 
 CPU_DEFAULT_KV_CACHE_BYTES = 1 << 30
 # Room left for CUDA graphs' own memory pool and allocator slack.
 GPU_RESERVE_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class KVCacheShape:
+    """The pool the worker allocates: how many blocks of how many tokens, where, in what type."""
+
+    num_blocks: int
+    block_size: int
+    placement: Placement
+
+
+@dataclass(frozen=True)
+class StepBounds:
+    """The largest step the scheduler may build: the one the profile run measures."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    max_model_len: int
 
 
 def kv_block_bytes(arch: ModelArchConfig, dtype: torch.dtype, block_size: int) -> int:
@@ -41,13 +62,13 @@ def gpu_kv_budget(device: torch.device, gpu_memory_utilization: float, activatio
 
 
 @torch.inference_mode()
-def profile_activation_bytes(
-    model: LlamaForCausalLM, num_tokens: int, num_seqs: int, max_model_len: int, block_size: int, dtype: torch.dtype, device: torch.device
-) -> int:
+def profile_activation_bytes(model: LlamaForCausalLM, bounds: StepBounds, block_size: int, placement: Placement) -> int:
     """Peak memory of one step at the token budget, over what was allocated before it."""
+    num_tokens, num_seqs, max_model_len = bounds.max_num_batched_tokens, bounds.max_num_seqs, bounds.max_model_len
+    device = placement.device
     lengths = [max_model_len] * (num_tokens // max_model_len) + ([num_tokens % max_model_len] if num_tokens % max_model_len else [])
     batch = _contiguous_batch(lengths, block_size)
-    model.allocate_kv_caches(sum(-(-n // block_size) for n in lengths), block_size, dtype, device)
+    model.allocate_kv_caches(sum(-(-n // block_size) for n in lengths), block_size, placement.dtype, device)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)

@@ -1,0 +1,124 @@
+"""Tensors in, tokens out: runs the model over the paged KV cache for one step, and samples.
+
+The step arrives as a `StepInput` (engine/messages.py), the only thing the worker reads from the
+engine. Each row contributes its next `num_new_tokens` tokens (batch_inputs.py flattens them: no
+padding, one token batch plus per-sequence metadata); a row that reaches the end of its request's
+known tokens (a decode, or the last chunk of a prompt) gets a token sampled from the logits of its
+last position. Decode-only batches replay CUDA graphs where they were captured.
+
+`launch` only queues the work: the draws stay on the device, and a decode in the next step reads
+its input token from them there, so the host can schedule and launch step N+1 while the device
+still runs step N (async scheduling). `finish` waits for a step's draws.
+
+Worker state, keyed by request id: each seeded request's own generator (made the first time it
+samples, dropped when the step input reports it finished) and where last step's draws are.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from shoal.runtime.engine.messages import RowInput, SampledToken, StepInput
+from shoal.runtime.model.llama import LlamaForCausalLM
+from shoal.runtime.sampling.metadata import SamplingMetadata, build_sampling_metadata, to_device
+from shoal.runtime.sampling.sampler import Sampler
+from shoal.runtime.worker.batch_inputs import BatchInputs, build_batch
+from shoal.runtime.worker.cuda_graphs import DecodeGraphs
+from shoal.runtime.worker.kv_cache_sizing import KVCacheShape
+from shoal.runtime.worker.sampled_batch import SampledBatch
+
+
+@dataclass
+class LaunchedStep:
+    num_rows: int
+    sample_slots: list[int]  # index into the step's rows of each draw
+    sampled: SampledBatch | None
+
+
+class ModelRunner:
+    def __init__(self, model: LlamaForCausalLM, sampler: Sampler, kv: KVCacheShape):
+        self.model = model
+        self.sampler = sampler
+        self.num_blocks = kv.num_blocks
+        self.block_size = kv.block_size
+        self.device = kv.placement.device
+        self.decode_graphs: DecodeGraphs | None = None
+        self.kv_caches = model.allocate_kv_caches(kv.num_blocks, kv.block_size, kv.placement.dtype, self.device)
+        self._generators: dict[str, torch.Generator] = {}
+        # The last launched step's draws, by request: where in-flight input tokens come from.
+        self._last_draws: torch.Tensor | None = None
+        self._last_draw_rows: dict[str, int] = {}
+
+    def capture_decode_graphs(self, max_batch_size: int, max_seq_len: int) -> None:
+        graphs = DecodeGraphs(self.model, max_batch_size, max_seq_len, self.block_size, self.device)
+        graphs.capture()
+        self.decode_graphs = graphs
+
+    def execute(self, step: StepInput) -> list[SampledToken | None]:
+        """One step, waited for: a token for each row that completed its known tokens, None for a
+        prompt chunk that did not."""
+        return self.finish(self.launch(step))
+
+    @torch.inference_mode()
+    def launch(self, step: StepInput) -> LaunchedStep:
+        for request_id in step.finished_request_ids:
+            self._generators.pop(request_id, None)
+        batch = build_batch(step, self.block_size)
+        in_flight = self._in_flight_inputs(batch)
+        if self.decode_graphs is not None and self.decode_graphs.fits(batch):
+            hidden = self.decode_graphs.run(batch, in_flight)
+        else:
+            input_ids, positions, meta = batch.to_device(self.device)
+            if in_flight is not None:
+                input_ids.index_copy_(0, *in_flight)
+            hidden = self.model(input_ids, positions, meta)
+        self._last_draws, self._last_draw_rows = None, {}
+        if not batch.sample_slots:
+            return LaunchedStep(len(step.rows), [], None)
+        rows = batch.sample_token_indices
+        if len(rows) != batch.num_tokens:
+            hidden = hidden[to_device(rows, torch.int64, self.device)]
+        sample_rows = [step.rows[slot] for slot in batch.sample_slots]
+        metadata = self._sampling_metadata(sample_rows)
+        sampled = self.sampler.sample(self.model.compute_logits(hidden), metadata)
+        self._last_draws = sampled.token_ids
+        self._last_draw_rows = {r.request_id: i for i, r in enumerate(sample_rows)}
+        return LaunchedStep(len(step.rows), batch.sample_slots, SampledBatch(sampled, metadata.logprobs))
+
+    def finish(self, step: LaunchedStep) -> list[SampledToken | None]:
+        results: list[SampledToken | None] = [None] * step.num_rows
+        if step.sampled is not None:
+            for slot, token in zip(step.sample_slots, step.sampled.to_host()):
+                results[slot] = token
+        return results
+
+    def release_cached_memory(self) -> None:
+        """After a step ran out of memory: its tensors went back to the allocator's cache in pieces
+        cut for that batch; handing them back to the device lets the next batches be cut afresh."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _sampling_metadata(self, rows: list[RowInput]) -> SamplingMetadata:
+        params = [r.sampling for r in rows]
+        history = None
+        if any(r.prompt_token_ids is not None for r in rows):  # some row has penalties
+            history = ([r.prompt_token_ids or [] for r in rows], [r.output_token_ids or [] for r in rows])
+        return build_sampling_metadata(params, [self._generator(r) for r in rows], self.device, history)
+
+    def _generator(self, row: RowInput) -> torch.Generator | None:
+        seed = row.sampling.seed
+        if seed is None:
+            return None
+        generator = self._generators.get(row.request_id)
+        if generator is None:
+            generator = self._generators[row.request_id] = torch.Generator(device=self.device)
+            generator.manual_seed(seed)
+        return generator
+
+    def _in_flight_inputs(self, batch: BatchInputs) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(flat positions, token ids) of input tokens that are last step's draws, still on the device."""
+        if not batch.pending_request_ids:
+            return None
+        rows = [self._last_draw_rows[request_id] for request_id in batch.pending_request_ids]
+        draws = self._last_draws[to_device(rows, torch.int64, self.device)]
+        return to_device(batch.pending_token_indices, torch.int64, self.device), draws
