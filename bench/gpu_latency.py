@@ -53,7 +53,11 @@ def decode_step_seconds(built: BuiltEngine, batch: int, context: int, steps: int
     """Median wall time of a decode step for `batch` sequences at about `context` tokens."""
     engine = built.engine
     for i in range(batch):
-        engine.add_request(f"decode-{batch}-{i}", random_prompt(rng, context, built.info.vocab_size), SamplingParams(temperature=0, max_tokens=steps + 3, ignore_eos=True))
+        engine.add_request(
+            f"decode-{batch}-{i}",
+            random_prompt(rng, context, built.info.vocab_size),
+            SamplingParams(temperature=0, max_tokens=steps + 3, ignore_eos=True),
+        )
     while engine.stats().num_waiting or any(r.num_uncomputed_tokens > 1 for r in engine.scheduler.running):
         engine.step()  # prefill
     engine.step()
@@ -87,7 +91,11 @@ def profile_decode_step(built: BuiltEngine, batch: int, context: int, rng: rando
 
     engine = built.engine
     for i in range(batch):
-        engine.add_request(f"profile-{batch}-{i}", random_prompt(rng, context, built.info.vocab_size), SamplingParams(temperature=0, max_tokens=8, ignore_eos=True))
+        engine.add_request(
+            f"profile-{batch}-{i}",
+            random_prompt(rng, context, built.info.vocab_size),
+            SamplingParams(temperature=0, max_tokens=8, ignore_eos=True),
+        )
     while any(r.num_uncomputed_tokens > 1 for r in engine.scheduler.running) or engine.stats().num_waiting:
         engine.step()
     engine.step()
@@ -118,7 +126,12 @@ def main() -> None:
 
     device = torch.device("cuda")
     bandwidth = measure_bandwidth(device)
-    config = EngineConfig(model=args.model, load_format=args.load_format, dtype=args.dtype, gpu_memory_utilization=args.gpu_memory_utilization)
+    config = EngineConfig(
+        model=args.model,
+        load_format=args.load_format,
+        dtype=args.dtype,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+    )
     built = build_engine(config)
     freeze_long_lived_objects()
     model = built.engine.runner.model
@@ -130,13 +143,31 @@ def main() -> None:
     for batch in args.batches:
         seconds = decode_step_seconds(built, batch, args.context, args.decode_steps, rng)
         decode[batch] = seconds
-        rows.append([f"decode, batch {batch}, context {args.context}", f"{seconds * 1000:.2f} ms/token", f"{seconds / roofline_s:.2f}x roofline" if batch == 1 else f"{batch / seconds:,.0f} tok/s"])
+        rows.append(
+            [
+                f"decode, batch {batch}, context {args.context}",
+                f"{seconds * 1000:.2f} ms/token",
+                f"{seconds / roofline_s:.2f}x roofline" if batch == 1 else f"{batch / seconds:,.0f} tok/s",
+            ]
+        )
     ttft = ttft_seconds(built, args.ttft_prompt, rng)
     rows.append([f"TTFT, one {args.ttft_prompt}-token prompt, idle engine", f"{ttft * 1000:.1f} ms", ""])
-    rows.append(["batch-1 roofline: weight bytes / HBM bandwidth", f"{roofline_s * 1000:.2f} ms/token", f"{weight_bytes / 2**30:.2f} GiB at {bandwidth / 1e12:.2f} TB/s"])
+    rows.append(
+        [
+            "batch-1 roofline: weight bytes / HBM bandwidth",
+            f"{roofline_s * 1000:.2f} ms/token",
+            f"{weight_bytes / 2**30:.2f} GiB at {bandwidth / 1e12:.2f} TB/s",
+        ]
+    )
     capacity = built.info.kv_cache_tokens
     free_tokens = built.info.free_memory_tokens
-    rows.append(["KV capacity", f"{capacity:,} tokens", f"{capacity / free_tokens:.1%} of the {free_tokens:,} tokens the free memory after the weights would hold"])
+    rows.append(
+        [
+            "KV capacity",
+            f"{capacity:,} tokens",
+            f"{capacity / free_tokens:.1%} of the {free_tokens:,} tokens the free memory after the weights would hold",
+        ]
+    )
     profiles = [profile_decode_step(built, batch, args.context, rng) for batch in args.profile_batches]
 
     table = markdown_table(["measurement", "value", "against"], rows)
@@ -146,7 +177,12 @@ def main() -> None:
     slug = re.sub(r"[^a-z0-9.]+", "-", Path(args.model).name.lower()).strip("-")
     payload = {
         "benchmark": "gpu_latency",
-        "model": {"path": args.model, "load_format": args.load_format, "dtype": built.info.dtype, "weight_bytes": weight_bytes},
+        "model": {
+            "path": args.model,
+            "load_format": args.load_format,
+            "dtype": built.info.dtype,
+            "weight_bytes": weight_bytes,
+        },
         "settings": vars(args),
         "hbm_bandwidth_bytes_per_s": bandwidth,
         "roofline_decode_s": roofline_s,
@@ -157,7 +193,9 @@ def main() -> None:
         "profiles": profiles,
     }
     title = f"# GPU latency: {Path(args.model).name} ({built.info.dtype}, random weights)\n\n"
-    write_report(args.name or f"gpu_latency_{slug}", payload, title + table + "\n\n## Profiles\n\n" + "\n".join(profiles))
+    write_report(
+        args.name or f"gpu_latency_{slug}", payload, title + table + "\n\n## Profiles\n\n" + "\n".join(profiles)
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def git_commit() -> str:
     if os.environ.get("SHOAL_GIT_COMMIT"):
         return os.environ["SHOAL_GIT_COMMIT"]
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -49,14 +51,15 @@ def write_report(name: str, payload: dict, markdown: str, results_dir: Path = RE
     """Writes <name>.json (everything, machine and time included) and <name>.md (the table)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     stamped = {
-        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
         "machine": describe_machine(),
         **payload,
     }
     json_path, md_path = results_dir / f"{name}.json", results_dir / f"{name}.md"
     json_path.write_text(json.dumps(stamped, indent=2) + "\n")
-    header = f"_Measured {stamped['measured_at']} at commit {stamped['git_commit']} on {_machine_line(stamped['machine'])}._\n\n"
+    machine = _machine_line(stamped["machine"])
+    header = f"_Measured {stamped['measured_at']} at commit {stamped['git_commit']} on {machine}._\n\n"
     md_path.write_text(markdown.rstrip() + "\n\n" + header)
     return json_path, md_path
 

@@ -50,7 +50,17 @@ def wait_for(url: str, process: subprocess.Popen) -> None:
 def start_processes(args: argparse.Namespace, workdir: Path) -> tuple[list[subprocess.Popen], dict]:
     ports = {name: free_port() for name in ("fake", "fake_metrics", "http", "admin", "grpc")}
     fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.router.fake_runtime", "--port", str(ports["fake"]), "--metrics-port", str(ports["fake_metrics"]), "--tokens", str(args.tokens)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.router.fake_runtime",
+            "--port",
+            str(ports["fake"]),
+            "--metrics-port",
+            str(ports["fake_metrics"]),
+            "--tokens",
+            str(args.tokens),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
     )
@@ -66,14 +76,24 @@ def start_processes(args: argparse.Namespace, workdir: Path) -> tuple[list[subpr
                 "name": "bench",
                 "model": MODEL,
                 "stable": "v1",
-                "revisions": {"v1": {"endpoints": [{"target": f"127.0.0.1:{ports['fake']}", "metrics_url": f"http://127.0.0.1:{ports['fake_metrics']}/metrics"}]}},  # fmt: skip
+                "revisions": {
+                    "v1": {
+                        "endpoints": [
+                            {
+                                "target": f"127.0.0.1:{ports['fake']}",
+                                "metrics_url": f"http://127.0.0.1:{ports['fake_metrics']}/metrics",
+                            }
+                        ]
+                    }
+                },
                 "qos": {"max_concurrency_per_endpoint": 4096, "realtime_queue": 4096},
             }
         ],
     }
     (workdir / "router.yaml").write_text(json.dumps(config))
     router = subprocess.Popen(
-        [sys.executable, "-m", "shoal", "router", "--config", str(workdir / "router.yaml"), "--log-level", "WARNING"], cwd=ROOT
+        [sys.executable, "-m", "shoal", "router", "--config", str(workdir / "router.yaml"), "--log-level", "WARNING"],
+        cwd=ROOT,
     )
     wait_for(f"http://127.0.0.1:{ports['fake_metrics']}/metrics", fake)
     wait_for(f"http://127.0.0.1:{ports['http']}/ready", router)
@@ -100,7 +120,10 @@ async def measure(args: argparse.Namespace, ports: dict) -> list[dict]:
     sampling = runtime_pb2.SamplingParams(max_tokens=args.tokens)
     direct_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports['fake']}")
     router_channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports['grpc']}")
-    direct_stub, router_stub = runtime_pb2_grpc.RuntimeStub(direct_channel), router_pb2_grpc.InferenceStub(router_channel)
+    direct_stub, router_stub = (
+        runtime_pb2_grpc.RuntimeStub(direct_channel),
+        router_pb2_grpc.InferenceStub(router_channel),
+    )
     metadata = (("authorization", f"Bearer {KEY}"),)
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": args.tokens, "stream": True}
@@ -111,7 +134,12 @@ async def measure(args: argparse.Namespace, ports: dict) -> list[dict]:
         assert tokens[-1].finish_reason
 
     async def via_grpc():
-        tokens = [r async for r in router_stub.Generate(router_pb2.InferenceRequest(model=MODEL, chat=chat, sampling=sampling), metadata=metadata)]  # fmt: skip
+        tokens = [
+            r
+            async for r in router_stub.Generate(
+                router_pb2.InferenceRequest(model=MODEL, chat=chat, sampling=sampling), metadata=metadata
+            )
+        ]
         assert tokens[-1].finish_reason
 
     async def via_http():
@@ -136,7 +164,11 @@ async def measure(args: argparse.Namespace, ports: dict) -> list[dict]:
                     "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
                 }
             )
-            print(f"{mode:12s} concurrency {concurrency:3d}: {rows[-1]['requests_per_s']:7.0f} req/s  p50 {rows[-1]['p50_ms']:6.1f} ms  p99 {rows[-1]['p99_ms']:6.1f} ms", flush=True)  # fmt: skip
+            print(
+                f"{mode:12s} concurrency {concurrency:3d}: {rows[-1]['requests_per_s']:7.0f} req/s  p50 "
+                f"{rows[-1]['p50_ms']:6.1f} ms  p99 {rows[-1]['p99_ms']:6.1f} ms",
+                flush=True,
+            )
     await http.close()
     await direct_channel.close()
     await router_channel.close()
@@ -162,7 +194,10 @@ def main() -> None:
         base = direct[r["concurrency"]]
         r["added_p50_ms"] = r["p50_ms"] - base["p50_ms"]
         r["added_p99_ms"] = r["p99_ms"] - base["p99_ms"]
-    best = {mode: max(r["requests_per_s"] for r in rows if r["mode"] == mode) for mode in ("direct", "router gRPC", "router HTTP")}
+    best = {
+        mode: max(r["requests_per_s"] for r in rows if r["mode"] == mode)
+        for mode in ("direct", "router gRPC", "router HTTP")
+    }
     table = markdown_table(
         ["path", "concurrency", "req/s", "p50 ms", "p99 ms", "added p50 ms", "added p99 ms"],
         [
@@ -173,13 +208,21 @@ def main() -> None:
     )
     markdown = (
         f"# Router overhead: `shoal router` in front of a fake runtime vs the fake runtime directly\n\n"
-        f"Each request streams {args.tokens} tokens from a fake runtime (no model: tokens at once). Closed loop: at each "
-        f"concurrency that many workers send back to back for {args.seconds:g} s. The fake runtime, the router and the load "
+        f"Each request streams {args.tokens} tokens from a fake runtime (no model: tokens at once). Closed "
+        "loop: at each "
+        f"concurrency that many workers send back to back for {args.seconds:g} s. The fake runtime, the router "
+        "and the load "
         f"generator share the machine's {os.cpu_count()} cores.\n\n{table}\n\n"
         f"Most requests per second sustained: direct {best['direct']:.0f}, through the router's gRPC API "
         f"{best['router gRPC']:.0f}, through its OpenAI HTTP API (SSE) {best['router HTTP']:.0f}.\n"
     )
-    payload = {"benchmark": "router_overhead", "backend": "fake runtime (tests/router/fake_runtime.py)", "settings": vars(args), "rows": rows, "max_requests_per_s": best}  # fmt: skip
+    payload = {
+        "benchmark": "router_overhead",
+        "backend": "fake runtime (tests/router/fake_runtime.py)",
+        "settings": vars(args),
+        "rows": rows,
+        "max_requests_per_s": best,
+    }
     json_path, md_path = write_report("router_overhead_fake_backend", payload, markdown)
     print(f"\n{markdown}\nwrote {json_path} and {md_path}")
 

@@ -84,7 +84,9 @@ def make_workload(args: argparse.Namespace, vocab_size: int) -> Workload:
     else:
         input_lens = [rng.randint(*args.input_range) for _ in range(args.num_requests)]
         output_lens = [rng.randint(*args.output_range) for _ in range(args.num_requests)]
-        description = f"random {args.input_range[0]}-{args.input_range[1]} in / {args.output_range[0]}-{args.output_range[1]} out"
+        description = (
+            f"random {args.input_range[0]}-{args.input_range[1]} in / {args.output_range[0]}-{args.output_range[1]} out"
+        )
     prompts = [[rng.randrange(low_id, high_id) for _ in range(n)] for n in input_lens]
     return Workload(prompts, output_lens, f"{args.num_requests} requests, {description}, seed {args.seed}")
 
@@ -92,7 +94,7 @@ def make_workload(args: argparse.Namespace, vocab_size: int) -> Workload:
 def run_shoal(built: BuiltEngine, workload: Workload) -> RunResult:
     engine = built.engine
     started = time.perf_counter()
-    for i, (prompt, out_len) in enumerate(zip(workload.prompts, workload.output_lens)):
+    for i, (prompt, out_len) in enumerate(zip(workload.prompts, workload.output_lens, strict=True)):
         engine.add_request(str(i), prompt, SamplingParams(temperature=0, max_tokens=out_len, ignore_eos=True))
     generated = 0
     while engine.has_unfinished():
@@ -123,20 +125,34 @@ def run_hf_static(model, workload: Workload, batch_size: int, device: torch.devi
             )
     _sync(str(device))
     elapsed = time.perf_counter() - started
-    return RunResult(f"HF transformers static batching (batch {batch_size})", elapsed, len(workload.prompts), workload.prompt_tokens, workload.output_tokens)
+    return RunResult(
+        f"HF transformers static batching (batch {batch_size})",
+        elapsed,
+        len(workload.prompts),
+        workload.prompt_tokens,
+        workload.output_tokens,
+    )
 
 
 def run_hf_continuous(model, workload: Workload, device: torch.device) -> RunResult:
     """HF's own continuous batching (generate_batch): one call, every request to the longest output."""
     from transformers import GenerationConfig
 
-    config = GenerationConfig(max_new_tokens=max(workload.output_lens), do_sample=False, eos_token_id=None, pad_token_id=0)
+    config = GenerationConfig(
+        max_new_tokens=max(workload.output_lens), do_sample=False, eos_token_id=None, pad_token_id=0
+    )
     started = time.perf_counter()
     outputs = model.generate_batch(inputs=workload.prompts, generation_config=config)
     _sync(str(device))
     elapsed = time.perf_counter() - started
     generated = sum(len(o.generated_tokens) for o in outputs.values())
-    return RunResult("HF transformers generate_batch (continuous batching)", elapsed, len(workload.prompts), workload.prompt_tokens, min(generated, workload.output_tokens))
+    return RunResult(
+        "HF transformers generate_batch (continuous batching)",
+        elapsed,
+        len(workload.prompts),
+        workload.prompt_tokens,
+        min(generated, workload.output_tokens),
+    )
 
 
 def run_hf_continuous_with_timeout(argv: list[str], timeout_s: float) -> RunResult | str:
@@ -188,7 +204,12 @@ def main() -> None:
     parser.add_argument("--kv-cache-memory", type=int, default=None, help="bytes")
     parser.add_argument("--hf-batch-size", type=int, default=64)
     parser.add_argument("--skip-hf", action="store_true", help="no anchor (the report says so)")
-    parser.add_argument("--hf-continuous-timeout", type=float, default=0, help="also run HF generate_batch, killed after this many seconds (0: skip)")
+    parser.add_argument(
+        "--hf-continuous-timeout",
+        type=float,
+        default=0,
+        help="also run HF generate_batch, killed after this many seconds (0: skip)",
+    )
     parser.add_argument("--anchor-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--name", default=None, help="result file name (default: from model, device, workload)")
     args = parser.parse_args()
@@ -247,7 +268,8 @@ def main() -> None:
     headers = ["system", "requests", "seconds", "req/s", "output tok/s", "total tok/s"]
     table = markdown_table(headers, [r.row() for r in results])
     speedup = "".join(
-        f"\n\nShoal / {r.system}: {results[0].output_tokens_per_s / r.output_tokens_per_s:.2f}x output tokens/s." for r in results[1:]
+        f"\n\nShoal / {r.system}: {results[0].output_tokens_per_s / r.output_tokens_per_s:.2f}x output tokens/s."
+        for r in results[1:]
     )
     speedup += "".join(f"\n\n{note}" for note in notes) + "\n"
     print("\n" + table + speedup)
@@ -270,7 +292,10 @@ def main() -> None:
         },
         "anchors": [r.system for r in results[1:]],
         "notes": notes,
-        "results": [{**asdict(r), "output_tokens_per_s": r.output_tokens_per_s, "total_tokens_per_s": r.total_tokens_per_s} for r in results],
+        "results": [
+            {**asdict(r), "output_tokens_per_s": r.output_tokens_per_s, "total_tokens_per_s": r.total_tokens_per_s}
+            for r in results
+        ],
     }
     title = f"# Throughput: {source.name}, {workload.description}\n\n{dtype} on {device}.\n\n"
     json_path, md_path = write_report(name, payload, title + table + speedup)

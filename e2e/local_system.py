@@ -90,22 +90,58 @@ async def local_system(cluster: Cluster, namespace: str, directory: Path) -> Asy
     operator_kubeconfig = cluster.operator_kubeconfig(directory / "operator.kubeconfig")
     http, admin, grpc, liveness, metrics = free_port(), free_port(), free_port(), free_port(), free_port()
     router_url, admin_url = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{admin}"
-    router = ["router", "--config", str(LOCAL / "router.yaml"), "--port", str(http), "--admin-port", str(admin), "--grpc-port", str(grpc)]  # fmt: skip
+    router = [
+        "router",
+        "--config",
+        str(LOCAL / "router.yaml"),
+        "--port",
+        str(http),
+        "--admin-port",
+        str(admin),
+        "--grpc-port",
+        str(grpc),
+    ]
     operator = [
-        "operator", "--router-admin-url", admin_url, "--namespace", namespace,
-        "--reconcile-interval", str(RECONCILE_INTERVAL_S), "--drain", str(DRAIN_S),
-        "--liveness", f"http://127.0.0.1:{liveness}/healthz", "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics),
-    ]  # fmt: skip
+        "operator",
+        "--router-admin-url",
+        admin_url,
+        "--namespace",
+        namespace,
+        "--reconcile-interval",
+        str(RECONCILE_INTERVAL_S),
+        "--drain",
+        str(DRAIN_S),
+        "--liveness",
+        f"http://127.0.0.1:{liveness}/healthz",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(metrics),
+    ]
     async with (
         aiohttp.ClientSession() as session,
         shoal_process(router, log=directory / "router.log", ready_url=f"{router_url}/ready"),
-        shoal_process(operator, log=directory / "operator.log", ready_url=f"http://127.0.0.1:{liveness}/healthz", env={"KUBECONFIG": str(operator_kubeconfig)}),  # fmt: skip
+        shoal_process(
+            operator,
+            log=directory / "operator.log",
+            ready_url=f"http://127.0.0.1:{liveness}/healthz",
+            env={"KUBECONFIG": str(operator_kubeconfig)},
+        ),
     ):
         client = ApiClient(session, cluster.plane.admin)
         history = StatusHistory()
         following = asyncio.create_task(history.follow(client, object_path(POOL_API_VERSION, "modelpools", namespace)))
         try:
-            yield LocalSystem(cluster, namespace, client, history, router_url, admin_url, f"http://127.0.0.1:{metrics}/metrics", directory)  # fmt: skip
+            yield LocalSystem(
+                cluster,
+                namespace,
+                client,
+                history,
+                router_url,
+                admin_url,
+                f"http://127.0.0.1:{metrics}/metrics",
+                directory,
+            )
         finally:
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)

@@ -16,14 +16,20 @@ from tests.support.local_node import SHOAL  # this venv's `shoal`, as the local 
 
 
 @contextlib.asynccontextmanager
-async def shoal_process(args: list[str], *, log: Path, ready_url: str, env: Mapping[str, str] | None = None, timeout_s: float = 60) -> AsyncIterator[asyncio.subprocess.Process]:  # fmt: skip
+async def shoal_process(
+    args: list[str], *, log: Path, ready_url: str, env: Mapping[str, str] | None = None, timeout_s: float = 60
+) -> AsyncIterator[asyncio.subprocess.Process]:
     """`shoal ARGS...`, its output in `log`, yielded once `ready_url` answers 200; SIGTERM on exit
     (SIGKILL after 30 s). RuntimeError, with the log's tail, if it exits or never gets ready."""
     with open(log, "ab") as output:
         process = await asyncio.create_subprocess_exec(
-            SHOAL, *args, stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=asyncio.subprocess.STDOUT,
+            SHOAL,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, **(env or {})},
-        )  # fmt: skip
+        )
     try:
         await _wait_ready(process, ready_url, timeout_s, log)
         yield process
@@ -49,4 +55,3 @@ async def _wait_ready(process: asyncio.subprocess.Process, url: str, timeout_s: 
                         return
             await asyncio.sleep(0.2)
     raise RuntimeError(f"{url} did not answer 200 within {timeout_s:g}s:\n{tail(log)}")
-

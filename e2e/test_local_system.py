@@ -78,7 +78,9 @@ async def test_modelpool_story_on_the_local_cluster(system: LocalSystem):
     assert not (await system.kubectl_json("get", "modelpools"))["items"]
 
     await system.kubectl("apply", "-f", str(MANIFEST))
-    status = await system.wait_for_status(POOL, lambda s: s.get("phase") == "Ready", timeout=FIRST_START_S, what="pool Ready")
+    status = await system.wait_for_status(
+        POOL, lambda s: s.get("phase") == "Ready", timeout=FIRST_START_S, what="pool Ready"
+    )
     stable = status["stableRevision"]
     assert stable.startswith("v1-") and status["readyReplicas"] == 1
     header, row = (await system.kubectl("get", "mp", POOL)).splitlines()
@@ -93,10 +95,15 @@ async def test_modelpool_story_on_the_local_cluster(system: LocalSystem):
         faulty = {"spec": {"model": {"revision": "v2"}, "runtime": {"args": ["--fault-error-rate", "0.5"]}}}
         await system.kubectl("patch", "mp", POOL, "--type", "merge", "-p", json.dumps(faulty))
         await system.wait_for_status(
-            POOL, lambda s: s.get("canaryWeight", 0) > 0 or s.get("phase") == "RolledBack", timeout=POD_START_S, what="canary takes traffic"
-        )  # fmt: skip
+            POOL,
+            lambda s: s.get("canaryWeight", 0) > 0 or s.get("phase") == "RolledBack",
+            timeout=POD_START_S,
+            what="canary takes traffic",
+        )
         canary_traffic_at = time.monotonic()
-        status = await system.wait_for_status(POOL, lambda s: s.get("phase") == "RolledBack", timeout=ROLLBACK_BOUND_S, what="automatic rollback")  # fmt: skip
+        status = await system.wait_for_status(
+            POOL, lambda s: s.get("phase") == "RolledBack", timeout=ROLLBACK_BOUND_S, what="automatic rollback"
+        )
         rollback_s = time.monotonic() - canary_traffic_at
         bad = status["rolledBackRevision"]
         assert bad.startswith("v2-") and status["stableRevision"] == stable and "canaryRevision" not in status
@@ -110,20 +117,33 @@ async def test_modelpool_story_on_the_local_cluster(system: LocalSystem):
         # Clients keep being answered by the stable revision, and the faulty one's pods go.
         answered_before = outcomes.ok[stable]
         await answered(outcomes, stable, answered_before + 8, "stable answers after the rollback")
-        await eventually(lambda: revisions_running(system), lambda running: running == {stable}, timeout=30, what="faulty pods gone")
+        await eventually(
+            lambda: revisions_running(system), lambda running: running == {stable}, timeout=30, what="faulty pods gone"
+        )
 
         # A good revision: through both steps (25 %, then 50 %), then promoted; the old one drains and goes.
-        good_patch = [{"op": "replace", "path": "/spec/model/revision", "value": "v3"}, {"op": "remove", "path": "/spec/runtime/args"}]  # fmt: skip
+        good_patch = [
+            {"op": "replace", "path": "/spec/model/revision", "value": "v3"},
+            {"op": "remove", "path": "/spec/runtime/args"},
+        ]
         await system.kubectl("patch", "mp", POOL, "--type", "json", "-p", json.dumps(good_patch))
         status = await system.wait_for_status(
-            POOL, lambda s: s.get("stableRevision", "").startswith("v3-") and s.get("phase") == "Ready", timeout=POD_START_S + PROMOTION_S, what="v3 promoted"
-        )  # fmt: skip
+            POOL,
+            lambda s: s.get("stableRevision", "").startswith("v3-") and s.get("phase") == "Ready",
+            timeout=POD_START_S + PROMOTION_S,
+            what="v3 promoted",
+        )
         good = status["stableRevision"]
         weights = [s.get("canaryWeight") for s in system.status_history(POOL) if s.get("canaryRevision") == good]
         assert list(dict.fromkeys(weights)) == [0, 25, 50], weights  # ready first, then each step in order
         reasons = [reason for _, reason, message in await pool_events(system) if good in message]
         assert reasons == ["RolloutStarted", "CanaryStep", "CanaryStep", "Promoted"], reasons
-        await eventually(lambda: revisions_running(system), lambda running: running == {good}, timeout=30, what="old stable pods gone")
+        await eventually(
+            lambda: revisions_running(system),
+            lambda running: running == {good},
+            timeout=30,
+            what="old stable pods gone",
+        )
         await answered(outcomes, good, 8, "answers from the promoted revision")
 
     # Every failure came from the faulty canary; clients routed to stable never saw one.
@@ -132,7 +152,9 @@ async def test_modelpool_story_on_the_local_cluster(system: LocalSystem):
 
     # Scaled like a Deployment; the router gets the new replica's endpoint.
     await system.kubectl("scale", f"mp/{POOL}", "--replicas", "2")
-    await system.wait_for_status(POOL, lambda s: s.get("readyReplicas") == 2, timeout=POD_START_S, what="2 replicas ready")
+    await system.wait_for_status(
+        POOL, lambda s: s.get("readyReplicas") == 2, timeout=POD_START_S, what="2 replicas ready"
+    )
 
     async def endpoints() -> int:
         route = (await system.router_pools()).get(f"{system.namespace}.{POOL}") or {}
@@ -151,7 +173,9 @@ async def test_modelpool_story_on_the_local_cluster(system: LocalSystem):
 
     # Deleted: the route goes from the router, the Deployments and their pods go.
     await system.kubectl("delete", "mp", POOL, "--timeout=60s")
-    await eventually(system.router_pools, lambda pools: f"{system.namespace}.{POOL}" not in pools, timeout=30, what="route removed")
+    await eventually(
+        system.router_pools, lambda pools: f"{system.namespace}.{POOL}" not in pools, timeout=30, what="route removed"
+    )
     await eventually(lambda: revisions_running(system), lambda running: not running, timeout=60, what="pods gone")
     assert not (await system.kubectl_json("get", "deployments"))["items"]
     assert not [key for key in await system.operator_metrics() if pool_label in key[1]]

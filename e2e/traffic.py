@@ -38,7 +38,9 @@ async def send_one(client: openai.AsyncOpenAI, model: str, outcomes: Outcomes) -
         outcomes.errors.append(f"{type(error).__name__}: {error}"[:300])
 
 
-async def keep_sending(client: openai.AsyncOpenAI, model: str, outcomes: Outcomes, stop: asyncio.Event, concurrency: int = 4) -> None:  # fmt: skip
+async def keep_sending(
+    client: openai.AsyncOpenAI, model: str, outcomes: Outcomes, stop: asyncio.Event, concurrency: int = 4
+) -> None:
     """`concurrency` clients, each sending one request after another until stop is set."""
 
     async def loop() -> None:

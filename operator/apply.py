@@ -17,7 +17,18 @@ async def apply_plan(kube: KubeApi, routers: RouterClient, pool: PoolRef, plan: 
         if existing is None:
             await kube.create(DEPLOYMENTS, pool.namespace, desired)
         elif needs_update(existing, desired):
-            await kube.merge_patch(DEPLOYMENTS, pool.namespace, name, {"metadata": {"labels": desired["metadata"]["labels"], "annotations": desired["metadata"]["annotations"]}, "spec": desired["spec"]})  # fmt: skip
+            await kube.merge_patch(
+                DEPLOYMENTS,
+                pool.namespace,
+                name,
+                {
+                    "metadata": {
+                        "labels": desired["metadata"]["labels"],
+                        "annotations": desired["metadata"]["annotations"],
+                    },
+                    "spec": desired["spec"],
+                },
+            )
     if plan.service is not None and await kube.get(SERVICES, pool.namespace, plan.service["metadata"]["name"]) is None:
         await kube.create(SERVICES, pool.namespace, plan.service)
     if plan.reset_verdict is not None:

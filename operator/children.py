@@ -26,7 +26,14 @@ class PoolRef:
         return f"{self.namespace}.{self.name}"
 
     def owner_reference(self) -> dict:
-        return {"apiVersion": API_VERSION, "kind": KIND, "name": self.name, "uid": self.uid, "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
 
 
 def deployment_name(pool: PoolRef, revision: str) -> str:
@@ -43,14 +50,21 @@ def pool_selector(pool: PoolRef) -> str:
 
 def desired_deployment(pool: PoolRef, revision: str, spec: PoolSpec, replicas: int) -> dict:
     labels = revision_labels(pool, revision)
-    pod_labels = {**labels, "app.kubernetes.io/name": "shoal-runtime", "app.kubernetes.io/instance": pool.name, **MANAGED_BY}
+    pod_labels = {
+        **labels,
+        "app.kubernetes.io/name": "shoal-runtime",
+        "app.kubernetes.io/instance": pool.name,
+        **MANAGED_BY,
+    }
     pod_spec = {
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
         "containers": [runtime_container(pool, revision, spec)],
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
     }
     if spec.model.volume_claim:
-        pod_spec["volumes"] = [{"name": "models", "persistentVolumeClaim": {"claimName": spec.model.volume_claim, "readOnly": True}}]  # fmt: skip
+        pod_spec["volumes"] = [
+            {"name": "models", "persistentVolumeClaim": {"claimName": spec.model.volume_claim, "readOnly": True}}
+        ]
     if spec.placement.node_selector:
         pod_spec["nodeSelector"] = dict(spec.placement.node_selector)
     if spec.placement.tolerations:
@@ -72,7 +86,11 @@ def desired_deployment(pool: PoolRef, revision: str, spec: PoolSpec, replicas: i
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics"},  # fmt: skip
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
                 },
                 "spec": pod_spec,
             },
@@ -100,10 +118,22 @@ def runtime_container(pool: PoolRef, revision: str, spec: PoolSpec) -> dict:
         "ports": [{"name": "grpc", "containerPort": GRPC_PORT}, {"name": "metrics", "containerPort": METRICS_PORT}],
         # /ready turns true once the model is loaded; a slow first load must not look dead.
         "readinessProbe": {"httpGet": {"path": "/ready", "port": "metrics"}, "periodSeconds": 2, "failureThreshold": 3},
-        "startupProbe": {"httpGet": {"path": "/health", "port": "metrics"}, "periodSeconds": 5, "failureThreshold": 120},
-        "livenessProbe": {"httpGet": {"path": "/health", "port": "metrics"}, "periodSeconds": 10, "failureThreshold": 3},
+        "startupProbe": {
+            "httpGet": {"path": "/health", "port": "metrics"},
+            "periodSeconds": 5,
+            "failureThreshold": 120,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "metrics"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "resources": resources,
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False, "capabilities": {"drop": ["ALL"]}},  # fmt: skip
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
     }
     if model.volume_claim:
         container["volumeMounts"] = [{"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True}]
@@ -119,7 +149,12 @@ def runtime_args(pool: PoolRef, revision: str, spec: PoolSpec) -> list[str]:
     else:
         args = ["--model", model.path]
     args += ["--served-model-name", model.served_name or pool.name, "--dtype", model.dtype, "--device", runtime.device]
-    args += ["--max-num-seqs", str(runtime.max_num_seqs), "--max-num-batched-tokens", str(runtime.max_num_batched_tokens)]
+    args += [
+        "--max-num-seqs",
+        str(runtime.max_num_seqs),
+        "--max-num-batched-tokens",
+        str(runtime.max_num_batched_tokens),
+    ]
     args += ["--block-size", str(runtime.block_size)]
     if runtime.max_model_len is not None:
         args += ["--max-model-len", str(runtime.max_model_len)]

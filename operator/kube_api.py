@@ -54,7 +54,9 @@ class KubeApi:
         if info.token:
             headers["Authorization"] = f"{info.scheme or 'Bearer'} {info.token}"
         auth = aiohttp.BasicAuth(info.username, info.password or "") if info.username else None
-        self._session = aiohttp.ClientSession(headers=headers, auth=auth, connector=aiohttp.TCPConnector(ssl=_ssl_context(info)))  # fmt: skip
+        self._session = aiohttp.ClientSession(
+            headers=headers, auth=auth, connector=aiohttp.TCPConnector(ssl=_ssl_context(info))
+        )
 
     async def close(self) -> None:
         await self._session.close()
@@ -78,7 +80,9 @@ class KubeApi:
         """PUT: with body's metadata.resourceVersion, a 409 if the object changed since it was read."""
         return await self._call("PUT", resource.path(namespace, name), json=body)
 
-    async def merge_patch(self, resource: Resource, namespace: str, name: str, patch: dict, subresource: str | None = None) -> dict:  # fmt: skip
+    async def merge_patch(
+        self, resource: Resource, namespace: str, name: str, patch: dict, subresource: str | None = None
+    ) -> dict:
         path = resource.path(namespace, name, subresource)
         return await self._call("PATCH", path, json=patch, headers={"Content-Type": MERGE_PATCH})
 
@@ -108,7 +112,9 @@ def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
         ca_data = base64.b64decode(info.ca_data).decode() if info.ca_data else None
         context = ssl.create_default_context(cafile=info.ca_path, cadata=ca_data)
     if info.certificate_path or info.certificate_data:
-        context.load_cert_chain(_file(info.certificate_path, info.certificate_data), _file(info.private_key_path, info.private_key_data))  # fmt: skip
+        context.load_cert_chain(
+            _file(info.certificate_path, info.certificate_data), _file(info.private_key_path, info.private_key_data)
+        )
     return context
 
 

@@ -79,7 +79,9 @@ def observe(previous: Observation | None, current: LeaseRecord, now: float) -> O
     return Observation(current, now)
 
 
-def decide(current: LeaseRecord | None, previous: Observation | None, identity: str, now: float, wall: float, timing: Timing) -> Decision:  # fmt: skip
+def decide(
+    current: LeaseRecord | None, previous: Observation | None, identity: str, now: float, wall: float, timing: Timing
+) -> Decision:
     """One attempt to acquire or renew. `current`: the Lease as read (None: there is none); `now`:
     the monotonic clock; `wall`: Unix time, for the timestamps written."""
     duration = max(1, round(timing.lease_duration_s))

@@ -23,7 +23,15 @@ from typing import NoReturn
 import aiohttp
 
 from shoal.operator.kube_api import KubeApi, KubeApiError, Resource
-from shoal.operator.leader_election import Action, LeaderElectionSettings, LeaseRecord, Observation, decide, leadership_lost, released
+from shoal.operator.leader_election import (
+    Action,
+    LeaderElectionSettings,
+    LeaseRecord,
+    Observation,
+    decide,
+    leadership_lost,
+    released,
+)
 
 LEASES = Resource("apis/coordination.k8s.io/v1", "leases")
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -87,7 +95,10 @@ class LeaderElector:
                 raise LeadershipLost(f"the lease {self.settings.namespace}/{self.settings.name} is held by {holder}")
             if action is None and leadership_lost(self._last_renewal, time.monotonic(), timing):
                 self._last_renewal = None
-                raise LeadershipLost(f"the lease {self.settings.namespace}/{self.settings.name} was not renewed for {timing.renew_deadline_s:g}s")  # fmt: skip
+                raise LeadershipLost(
+                    f"the lease {self.settings.namespace}/{self.settings.name} was not renewed for "
+                    f"{timing.renew_deadline_s:g}s"
+                )
 
     async def release(self) -> None:
         """Hand the lease back on a clean stop, so another replica takes over without waiting it out."""
@@ -112,7 +123,9 @@ class LeaderElector:
             async with asyncio.timeout(timeout_s):
                 lease = await self.kube.get(LEASES, s.namespace, s.name)
                 now = time.monotonic()
-                decision = decide(record_of(lease) if lease else None, self._observed, s.identity, now, time.time(), s.timing)  # fmt: skip
+                decision = decide(
+                    record_of(lease) if lease else None, self._observed, s.identity, now, time.time(), s.timing
+                )
                 self._observed = decision.observed
                 if decision.action is Action.CREATE:
                     await self.kube.create(LEASES, s.namespace, lease_body(s, decision.record))
@@ -154,4 +167,6 @@ def lease_body(settings: LeaderElectionSettings, record: LeaseRecord, current: d
 def _seconds(text: str | None) -> float | None:
     if not text:
         return None
-    return datetime.strptime(text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z" if "." in text else "%Y-%m-%dT%H:%M:%S%z").timestamp()  # fmt: skip
+    return datetime.strptime(
+        text.replace("Z", "+0000"), "%Y-%m-%dT%H:%M:%S.%f%z" if "." in text else "%Y-%m-%dT%H:%M:%S%z"
+    ).timestamp()

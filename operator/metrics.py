@@ -48,13 +48,42 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         pool, r = [names.LABEL_POOL], self.registry
-        self.desired = Gauge(names.OPERATOR_REPLICAS_DESIRED, "Runtime replicas the pool's Deployments ask for, all revisions.", pool, registry=r)  # fmt: skip
-        self.ready = Gauge(names.OPERATOR_REPLICAS_READY, "Runtime pods of the pool that are ready and not terminating.", pool, registry=r)  # fmt: skip
-        self.condition = Gauge(names.OPERATOR_POOL_CONDITION, "1 where the pool's status condition is True.", [names.LABEL_POOL, names.LABEL_CONDITION], registry=r)  # fmt: skip
-        self.rollout_active = Gauge(names.OPERATOR_ROLLOUT_ACTIVE, "1 while a canary revision is rolled out.", pool, registry=r)  # fmt: skip
-        self.canary_weight = Gauge(names.OPERATOR_ROLLOUT_CANARY_WEIGHT, "The canary's share of traffic, percent.", pool, registry=r)  # fmt: skip
-        self.last_progress = Gauge(names.OPERATOR_ROLLOUT_LAST_PROGRESS, "When the rollout last moved (began, stepped, began promoting), Unix seconds.", pool, registry=r)  # fmt: skip
-        self.rollouts = Counter(names.OPERATOR_ROLLOUTS, "Rollouts ended, by outcome (promoted, rolled_back).", [names.LABEL_POOL, names.LABEL_OUTCOME], registry=r)  # fmt: skip
+        self.desired = Gauge(
+            names.OPERATOR_REPLICAS_DESIRED,
+            "Runtime replicas the pool's Deployments ask for, all revisions.",
+            pool,
+            registry=r,
+        )
+        self.ready = Gauge(
+            names.OPERATOR_REPLICAS_READY,
+            "Runtime pods of the pool that are ready and not terminating.",
+            pool,
+            registry=r,
+        )
+        self.condition = Gauge(
+            names.OPERATOR_POOL_CONDITION,
+            "1 where the pool's status condition is True.",
+            [names.LABEL_POOL, names.LABEL_CONDITION],
+            registry=r,
+        )
+        self.rollout_active = Gauge(
+            names.OPERATOR_ROLLOUT_ACTIVE, "1 while a canary revision is rolled out.", pool, registry=r
+        )
+        self.canary_weight = Gauge(
+            names.OPERATOR_ROLLOUT_CANARY_WEIGHT, "The canary's share of traffic, percent.", pool, registry=r
+        )
+        self.last_progress = Gauge(
+            names.OPERATOR_ROLLOUT_LAST_PROGRESS,
+            "When the rollout last moved (began, stepped, began promoting), Unix seconds.",
+            pool,
+            registry=r,
+        )
+        self.rollouts = Counter(
+            names.OPERATOR_ROLLOUTS,
+            "Rollouts ended, by outcome (promoted, rolled_back).",
+            [names.LABEL_POOL, names.LABEL_OUTCOME],
+            registry=r,
+        )
 
     def record(self, pool: str, sample: PoolSample) -> None:
         self.desired.labels(pool).set(sample.desired_replicas)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from shoal.operator import children
 from shoal.operator.revisions import pool_spec_of_template, revision_name, template_of
-from shoal.operator.rollout import PROMOTE, ABORT, Event, RolloutState, RouterView, advance
+from shoal.operator.rollout import ABORT, PROMOTE, Event, Observations, RolloutState, RouterView, Wanted, advance
 from shoal.operator.route import is_serving, pod_endpoints, route_for
 from shoal.operator.spec import PoolSpec, SpecError, parse_pool_spec
 from shoal.operator.status import Condition, merge_conditions, phase_of, state_from_status, status_of_state
@@ -58,13 +58,23 @@ def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: floa
         desired = revision_name(spec)
     except SpecError as error:
         return _invalid(pool, str(error), now)
-    decision = advance(state_from_status(pool.status), desired, template_of(pool.spec), spec, _ready_counts(observed.pods), router, action, now, drain_s)  # fmt: skip
+    decision = advance(
+        state_from_status(pool.status),
+        Wanted(desired, template_of(pool.spec)),
+        spec,
+        Observations(_ready_counts(observed.pods), router, action, now),
+        drain_s,
+    )
     events = decision.events
     if annotation is not None and action is None:
-        events += (Event("Warning", "UnknownAction", f"{ACTION_ANNOTATION}={annotation!r} ignored: use promote or abort"),)  # fmt: skip
+        events += (
+            Event("Warning", "UnknownAction", f"{ACTION_ANNOTATION}={annotation!r} ignored: use promote or abort"),
+        )
     state = decision.state
     try:
-        wanted = {name: _with_hash(d) for name, d in _deployments(pool.ref, spec, state, decision.replicas(spec)).items()}
+        wanted = {
+            name: _with_hash(d) for name, d in _deployments(pool.ref, spec, state, decision.replicas(spec)).items()
+        }
     except SpecError as error:  # a stored stable template this version cannot read
         return _invalid(pool, f"status.stableTemplate: {error}", now)
     keep = set(wanted) | {children.deployment_name(pool.ref, r.revision) for r in state.retiring}
@@ -88,10 +98,16 @@ def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: floa
     )
 
 
-def _deployments(ref: children.PoolRef, spec: PoolSpec, state: RolloutState, replicas: dict[str, int]) -> dict[str, dict]:
+def _deployments(
+    ref: children.PoolRef, spec: PoolSpec, state: RolloutState, replicas: dict[str, int]
+) -> dict[str, dict]:
     out = {}
     for revision, count in replicas.items():
-        revision_spec = spec if revision == state.canary or state.stable_template is None else pool_spec_of_template(state.stable_template)  # fmt: skip
+        revision_spec = (
+            spec
+            if revision == state.canary or state.stable_template is None
+            else pool_spec_of_template(state.stable_template)
+        )
         deployment = children.desired_deployment(ref, revision, revision_spec, count)
         out[deployment["metadata"]["name"]] = deployment
     return out
@@ -123,13 +139,25 @@ def _counts(ref: children.PoolRef, state: RolloutState, pods: list[dict]) -> dic
     }
 
 
-def _conditions(spec: PoolSpec, state: RolloutState, desired: str, pods: list[dict], router: RouterView) -> list[Condition]:
+def _conditions(
+    spec: PoolSpec, state: RolloutState, desired: str, pods: list[dict], router: RouterView
+) -> list[Condition]:
     ready = _ready_counts(pods)
     stable_ready = ready.get(state.stable, 0)
     conditions = [
-        Condition("Ready", stable_ready >= spec.replicas, "ReplicasReady" if stable_ready >= spec.replicas else "ReplicasNotReady", f"{stable_ready}/{spec.replicas} replicas of {state.stable} ready"),  # fmt: skip
+        Condition(
+            "Ready",
+            stable_ready >= spec.replicas,
+            "ReplicasReady" if stable_ready >= spec.replicas else "ReplicasNotReady",
+            f"{stable_ready}/{spec.replicas} replicas of {state.stable} ready",
+        ),
         _progressing(spec, state, ready, router),
-        Condition("Degraded", not router.reachable, "RouterUnreachable" if not router.reachable else "AsExpected", f"router admin API: {router.error}; rollout paused" if not router.reachable else ""),  # fmt: skip
+        Condition(
+            "Degraded",
+            not router.reachable,
+            "RouterUnreachable" if not router.reachable else "AsExpected",
+            f"router admin API: {router.error}; rollout paused" if not router.reachable else "",
+        ),
     ]
     if state.rolled_back and desired == state.rolled_back and state.last_rollback:
         conditions.append(Condition("RolledBack", True, "CanaryRolledBack", _rollback_message(state.last_rollback)))
@@ -145,23 +173,45 @@ def _progressing(spec: PoolSpec, state: RolloutState, ready: dict[str, int], rou
         return Condition("Progressing", False, "Idle", f"stable revision {state.stable}")
     steps = spec.rollout.steps
     if state.step >= len(steps):
-        return Condition("Progressing", True, "Promoting", f"canary {state.canary}: {ready.get(state.canary, 0)}/{spec.replicas} replicas ready before it takes the pool")  # fmt: skip
+        return Condition(
+            "Progressing",
+            True,
+            "Promoting",
+            f"canary {state.canary}: {ready.get(state.canary, 0)}/{spec.replicas} replicas ready before it "
+            "takes the pool",
+        )
     target = steps[state.step]
     if state.canary_weight != target.weight:
-        return Condition("Progressing", True, "WaitingForCanary", f"step {state.step + 1}/{len(steps)}: canary {state.canary} scaling for {target.weight}%")  # fmt: skip
+        return Condition(
+            "Progressing",
+            True,
+            "WaitingForCanary",
+            f"step {state.step + 1}/{len(steps)}: canary {state.canary} scaling for {target.weight}%",
+        )
     samples = f"{router.canary_requests}/{spec.rollout.analysis.min_samples} samples"
-    return Condition("Progressing", True, "CanaryStep", f"step {state.step + 1}/{len(steps)}: canary {state.canary} at {target.weight}%, {samples}")  # fmt: skip
+    return Condition(
+        "Progressing",
+        True,
+        "CanaryStep",
+        f"step {state.step + 1}/{len(steps)}: canary {state.canary} at {target.weight}%, {samples}",
+    )
 
 
 def _rollback_message(last: dict) -> str:
     rules = ", ".join(r.get("rule", "?") for r in last.get("rules") or ())
-    return f"canary {last.get('revision')} at {last.get('weight')}%: {last.get('reason')}" + (f" (rules: {rules})" if rules else "")
+    return f"canary {last.get('revision')} at {last.get('weight')}%: {last.get('reason')}" + (
+        f" (rules: {rules})" if rules else ""
+    )
 
 
 def _invalid(pool: PoolObject, message: str, now: float) -> Plan:
     """Leaves children and routes as they are; says why in status, once per distinct message."""
     previous = {c.get("type"): c for c in pool.status.get("conditions") or ()}
-    conditions = [Condition(c["type"], c.get("status") == "True", c.get("reason", ""), c.get("message", "")) for c in previous.values() if c.get("type") != "Degraded"]  # fmt: skip
+    conditions = [
+        Condition(c["type"], c.get("status") == "True", c.get("reason", ""), c.get("message", ""))
+        for c in previous.values()
+        if c.get("type") != "Degraded"
+    ]
     conditions.append(Condition("Degraded", True, "InvalidSpec", message))
     repeated = previous.get("Degraded", {}).get("message") == message
     return Plan(

@@ -48,7 +48,13 @@ async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> Non
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         ref = PoolRef(name, namespace, body["metadata"]["uid"])
-        pool = PoolObject(ref, int(body["metadata"].get("generation") or 1), body.get("spec") or {}, body.get("status") or {}, body["metadata"].get("annotations") or {})  # fmt: skip
+        pool = PoolObject(
+            ref,
+            int(body["metadata"].get("generation") or 1),
+            body.get("spec") or {},
+            body.get("status") or {},
+            body["metadata"].get("annotations") or {},
+        )
         deployments = await ctx.kube.list(DEPLOYMENTS, namespace, pool_selector(ref))
         pods = await ctx.kube.list(PODS, namespace, pool_selector(ref))
         now = time.time()
@@ -60,11 +66,15 @@ async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> Non
             await apply_plan(ctx.kube, ctx.routers, ref, plan, deployments)
         except Exception as error:
             await _report_failure(ctx, pool, plan.status, error, now)
-            raise kopf.TemporaryError(f"applying the plan failed: {error}", delay=ctx.config.reconcile_interval_s) from error  # fmt: skip
+            raise kopf.TemporaryError(
+                f"applying the plan failed: {error}", delay=ctx.config.reconcile_interval_s
+            ) from error
         await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"status": plan.status}, subresource="status")
         ctx.metrics.record(ref.router_pool, sample_of(plan, pods))
         if plan.clear_action:
-            await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}})  # fmt: skip
+            await ctx.kube.merge_patch(
+                MODELPOOLS, namespace, name, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}}
+            )
         for event in plan.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
             log.info("pool %s/%s: %s: %s", namespace, name, event.reason, event.message)
@@ -73,10 +83,14 @@ async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> Non
 async def _report_failure(ctx: OperatorContext, pool: PoolObject, planned: dict, error: Exception, now: float) -> None:
     """Degraded, with what failed; the rollout state is not written, so the pass is retried whole."""
     others = [c for c in planned.get("conditions", []) if c["type"] != "Degraded"]
-    degraded = merge_conditions(pool.status.get("conditions"), [Condition("Degraded", True, "ApplyFailed", str(error)[:1000])], now)  # fmt: skip
+    degraded = merge_conditions(
+        pool.status.get("conditions"), [Condition("Degraded", True, "ApplyFailed", str(error)[:1000])], now
+    )
     status = {"phase": "Degraded", "conditions": others + degraded, "observedGeneration": pool.generation}
     try:
-        await ctx.kube.merge_patch(MODELPOOLS, pool.ref.namespace, pool.ref.name, {"status": status}, subresource="status")
+        await ctx.kube.merge_patch(
+            MODELPOOLS, pool.ref.namespace, pool.ref.name, {"status": status}, subresource="status"
+        )
     except Exception:  # the API itself may be what failed; the retry reports it
         log.exception("could not report the failure in status of %s/%s", pool.ref.namespace, pool.ref.name)
 

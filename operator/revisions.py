@@ -29,6 +29,11 @@ def revision_name(spec: PoolSpec) -> str:
     # Hashed under the field's first name, so that renaming it (kvCacheFraction, now
     # gpuMemoryUtilization) renamed no revision: a new name would have rolled out every pool again.
     runtime["kv_cache_fraction"] = runtime.pop("gpu_memory_utilization")
-    parts = {"model": asdict(spec.model), "runtime": runtime, "resources": asdict(spec.resources), "placement": asdict(spec.placement)}  # fmt: skip
+    parts = {
+        "model": asdict(spec.model),
+        "runtime": runtime,
+        "resources": asdict(spec.resources),
+        "placement": asdict(spec.placement),
+    }
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:6]
     return f"{spec.model.revision}-{digest}"

@@ -53,6 +53,24 @@ class RouterView:
 
 
 @dataclass(frozen=True)
+class Wanted:
+    """The revision the spec names, and the pod template it runs."""
+
+    revision: str
+    template: dict
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What one pass saw: ready replicas per revision, the routers' view, an annotation's action."""
+
+    ready: dict[str, int]
+    router: RouterView
+    action: str | None  # PROMOTE, ABORT or None
+    now: float
+
+
+@dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning
     reason: str
@@ -82,24 +100,23 @@ def canary_replicas(replicas: int, weight: int) -> int:
 
 
 def advance(
-    state: RolloutState,
-    desired: str,
-    desired_template: dict,
-    spec: PoolSpec,
-    ready: dict[str, int],
-    router: RouterView,
-    action: str | None,
-    now: float,
-    drain_s: float = DEFAULT_DRAIN_S,
+    state: RolloutState, wanted: Wanted, spec: PoolSpec, seen: Observations, drain_s: float = DEFAULT_DRAIN_S
 ) -> Decision:
     events: list[Event] = []
+    desired, desired_template, now = wanted.revision, wanted.template, seen.now
     state = replace(state, retiring=tuple(r for r in state.retiring if r.at > now))
     if state.stable is None:
         state = replace(state, stable=desired, stable_template=desired_template)
         events.append(Event("Normal", "StableCreated", f"revision {desired} serves the pool"))
     if desired == state.stable:
         if state.canary:
-            events.append(Event("Normal", "RolloutCancelled", f"the spec is back at the stable revision {desired}; canary {state.canary} withdrawn"))  # fmt: skip
+            events.append(
+                Event(
+                    "Normal",
+                    "RolloutCancelled",
+                    f"the spec is back at the stable revision {desired}; canary {state.canary} withdrawn",
+                )
+            )
             state = _without_canary(state, now + drain_s)
         return Decision(state, tuple(events))
     if desired == state.rolled_back:
@@ -108,16 +125,21 @@ def advance(
         if state.canary:
             events.append(Event("Normal", "RolloutSuperseded", f"canary {state.canary} replaced by {desired}"))
             state = _without_canary(state, now + drain_s)
-        state = replace(state, canary=desired, canary_weight=0, step=0, step_started_at=None, waiting_since=now, rolled_back=None)  # fmt: skip
+        state = replace(
+            state, canary=desired, canary_weight=0, step=0, step_started_at=None, waiting_since=now, rolled_back=None
+        )
         events.append(Event("Normal", "RolloutStarted", f"canary {desired} against stable {state.stable}"))
         # The router may still hold a verdict from an earlier try of this revision: it is cleared
         # first, and the canary judged from the next pass on.
-        return Decision(state, tuple(events), reset_verdict=desired if desired in router.verdicts else None)
-    return _step(state, desired_template, spec, ready, router, action, now, drain_s, events)
+        return Decision(state, tuple(events), reset_verdict=desired if desired in seen.router.verdicts else None)
+    return _step(state, desired_template, spec, seen, drain_s, events)
 
 
-def _step(state, template, spec, ready, router, action, now, drain_s, events) -> Decision:
+def _step(
+    state: RolloutState, template: dict, spec: PoolSpec, seen: Observations, drain_s: float, events: list[Event]
+) -> Decision:
     steps = spec.rollout.steps
+    ready, router, action, now = seen.ready, seen.router, seen.action, seen.now
     verdict = router.verdicts.get(state.canary)
     if verdict is not None:
         return _abort(state, verdict.reason or "the router rolled it back", verdict, now, drain_s, events)
@@ -131,19 +153,33 @@ def _step(state, template, spec, ready, router, action, now, drain_s, events) ->
         if canary_ready >= spec.replicas:
             events.append(Event("Normal", "Promoted", f"revision {state.canary} is stable; {state.stable} drains"))
             retiring = state.retiring + (Retiring(state.stable, now + drain_s),)
-            state = RolloutState(stable=state.canary, stable_template=template, rolled_back=state.rolled_back, last_rollback=state.last_rollback, retiring=retiring)  # fmt: skip
+            state = RolloutState(
+                stable=state.canary,
+                stable_template=template,
+                rolled_back=state.rolled_back,
+                last_rollback=state.last_rollback,
+                retiring=retiring,
+            )
             return Decision(state, tuple(events))
         return _deadline(state, now, drain_s, spec, events)
     target = steps[state.step]
     if state.canary_weight != target.weight:
         if canary_ready >= canary_replicas(spec.replicas, target.weight) and router.reachable:
-            events.append(Event("Normal", "CanaryStep", f"step {state.step + 1}/{len(steps)}: canary {state.canary} takes {target.weight}%"))  # fmt: skip
-            return Decision(replace(state, canary_weight=target.weight, step_started_at=now, waiting_since=None), tuple(events))  # fmt: skip
+            events.append(
+                Event(
+                    "Normal",
+                    "CanaryStep",
+                    f"step {state.step + 1}/{len(steps)}: canary {state.canary} takes {target.weight}%",
+                )
+            )
+            return Decision(
+                replace(state, canary_weight=target.weight, step_started_at=now, waiting_since=None), tuple(events)
+            )
         return _deadline(state, now, drain_s, spec, events)
     paused = now - state.step_started_at >= target.pause_s
     if paused and router.reachable and router.canary_requests >= spec.rollout.analysis.min_samples:
         state = replace(state, step=state.step + 1, step_started_at=None, waiting_since=now)
-        return _step(state, template, spec, ready, router, None, now, drain_s, events)
+        return _step(state, template, spec, replace(seen, action=None), drain_s, events)
     return Decision(state, tuple(events))
 
 
@@ -155,12 +191,16 @@ def _deadline(state: RolloutState, now: float, drain_s: float, spec: PoolSpec, e
     return Decision(state, tuple(events))
 
 
-def _abort(state: RolloutState, reason: str, verdict: Verdict | None, now: float, drain_s: float, events: list) -> Decision:
+def _abort(
+    state: RolloutState, reason: str, verdict: Verdict | None, now: float, drain_s: float, events: list
+) -> Decision:
     # The record goes into status.lastRollback as it is: the rules broken in the router's own JSON.
     record = {"revision": state.canary, "reason": reason, "weight": state.canary_weight, "at": now}
     if verdict is not None:
         record["rules"] = [breach_to_json(b) for b in verdict.breaches]
-    events.append(Event("Warning", "RolledBack", f"canary {state.canary} rolled back at {state.canary_weight}%: {reason}"))  # fmt: skip
+    events.append(
+        Event("Warning", "RolledBack", f"canary {state.canary} rolled back at {state.canary_weight}%: {reason}")
+    )
     state = replace(_without_canary(state, now + drain_s), rolled_back=record["revision"], last_rollback=record)
     return Decision(state, tuple(events))
 

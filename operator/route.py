@@ -30,7 +30,9 @@ def pod_endpoints(pods: list[dict]) -> dict[str, tuple[RuntimeEndpoint, ...]]:
         if not revision or not ip or not is_serving(pod):
             continue
         host = f"[{ip}]" if ":" in ip else ip
-        endpoints.setdefault(revision, []).append(RuntimeEndpoint(f"{host}:{GRPC_PORT}", f"http://{host}:{METRICS_PORT}/metrics"))  # fmt: skip
+        endpoints.setdefault(revision, []).append(
+            RuntimeEndpoint(f"{host}:{GRPC_PORT}", f"http://{host}:{METRICS_PORT}/metrics")
+        )
     return {revision: tuple(sorted(found, key=lambda e: e.target)) for revision, found in endpoints.items()}
 
 
@@ -44,7 +46,9 @@ def is_ready(pod: dict) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def route_for(pool: PoolRef, spec: PoolSpec, state: RolloutState, endpoints: dict[str, tuple[RuntimeEndpoint, ...]]) -> Route:  # fmt: skip
+def route_for(
+    pool: PoolRef, spec: PoolSpec, state: RolloutState, endpoints: dict[str, tuple[RuntimeEndpoint, ...]]
+) -> Route:
     analysis, qos = spec.rollout.analysis, spec.qos
     window = float(analysis.window_s)
     revisions = [r for r in (state.stable, state.canary) if r]
@@ -62,7 +66,14 @@ def route_for(pool: PoolRef, spec: PoolSpec, state: RolloutState, endpoints: dic
             batch_share_max=qos.batch_share_max,
         ),
         rollback_rules=(
-            LatencyRatioRule(metric="e2e", quantile=0.99, max_ratio=analysis.max_p99_latency_ratio, min_difference_s=analysis.min_p99_latency_increase_s, min_samples=analysis.min_samples, window_s=window),  # fmt: skip
+            LatencyRatioRule(
+                metric="e2e",
+                quantile=0.99,
+                max_ratio=analysis.max_p99_latency_ratio,
+                min_difference_s=analysis.min_p99_latency_increase_s,
+                min_samples=analysis.min_samples,
+                window_s=window,
+            ),
             ErrorRateRule(max_rate=analysis.max_error_rate, min_samples=analysis.min_samples, window_s=window),
             PreemptionRule(max_count=analysis.max_preemptions, window_s=window),
             KvFreeRule(min_free=analysis.min_kv_free_fraction, window_s=window),

@@ -60,7 +60,9 @@ def _running(pod: dict) -> bool:
 
 
 class RouterClient:
-    def __init__(self, static_urls: tuple[str, ...], discovery: RouterDiscovery | None, kube: KubeApi | None, token: str | None):  # fmt: skip
+    def __init__(
+        self, static_urls: tuple[str, ...], discovery: RouterDiscovery | None, kube: KubeApi | None, token: str | None
+    ):
         self.static_urls = tuple(u.rstrip("/") for u in static_urls)
         self.discovery, self.kube = discovery, kube
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -78,7 +80,9 @@ class RouterClient:
     async def put_route(self, pool: str, route: Route) -> None:
         """Raises RouteRejected (4xx) or aiohttp.ClientError; every replica is tried either way."""
         body = route_to_json(route)
-        results = await asyncio.gather(*(self._put(url, pool, body) for url in await self.urls()), return_exceptions=True)  # fmt: skip
+        results = await asyncio.gather(
+            *(self._put(url, pool, body) for url in await self.urls()), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -87,11 +91,15 @@ class RouterClient:
         for url in await self.urls():
             async with self._session.delete(f"{url}/admin/pools/{quote(pool)}/route") as response:
                 if response.status not in (200, 404):
-                    raise RouteRejected(f"{url}: DELETE route of {pool}: HTTP {response.status}: {await response.text()}")
+                    raise RouteRejected(
+                        f"{url}: DELETE route of {pool}: HTTP {response.status}: {await response.text()}"
+                    )
 
     async def reset_verdict(self, pool: str, revision: str) -> None:
         for url in await self.urls():
-            async with self._session.post(f"{url}/admin/pools/{quote(pool)}/revisions/{quote(revision)}/reset") as response:
+            async with self._session.post(
+                f"{url}/admin/pools/{quote(pool)}/revisions/{quote(revision)}/reset"
+            ) as response:
                 await response.read()  # 404: that replica had no verdict on it
 
     async def view(self, pool: str, canary: str | None, window_s: float | None) -> RouterView:
@@ -102,7 +110,7 @@ class RouterClient:
             replies = await asyncio.gather(*(self._view_one(url, pool, canary, window_s) for url in urls))
         # FieldError: a reply not in the contract's shape (a router of another version) pauses the
         # rollout as an unreachable router does, rather than being acted on.
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, FieldError) as error:
+        except (TimeoutError, aiohttp.ClientError, OSError, FieldError) as error:
             return RouterView(reachable=False, error=f"{type(error).__name__}: {error}")
         verdicts: dict[str, Verdict] = {}
         for replica_verdicts, _ in replies:
@@ -114,13 +122,17 @@ class RouterClient:
             if response.status >= 400:
                 raise RouteRejected(f"{url}: HTTP {response.status}: {await response.text()}")
 
-    async def _view_one(self, url: str, pool: str, canary: str | None, window_s: float | None) -> tuple[dict[str, Verdict], int]:  # fmt: skip
+    async def _view_one(
+        self, url: str, pool: str, canary: str | None, window_s: float | None
+    ) -> tuple[dict[str, Verdict], int]:
         async with self._session.get(f"{url}/admin/pools/{quote(pool)}/rollback") as response:
             verdicts = {}
             if response.status == 200:  # 404: the replica has no route for the pool yet
                 verdicts = rollback_from_json(await response.json())
             elif response.status != 404:
-                raise aiohttp.ClientResponseError(response.request_info, (), status=response.status, message=await response.text())  # fmt: skip
+                raise aiohttp.ClientResponseError(
+                    response.request_info, (), status=response.status, message=await response.text()
+                )
         if canary is None or not window_s:
             return verdicts, 0
         async with self._session.get(f"{url}/admin/measurements", params={"window_s": f"{window_s:.3f}"}) as response:

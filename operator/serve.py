@@ -31,7 +31,9 @@ async def run_operator(
     """Returns when stopped (stop_flag, or SIGTERM once kopf runs); raises LeadershipLost when
     leader election is on and this replica lost the lease."""
     kube = KubeApi(login())
-    ctx = OperatorContext(config, kube, RouterClient(config.router_admin_urls, config.router_discovery, kube, config.router_admin_token))  # fmt: skip
+    ctx = OperatorContext(
+        config, kube, RouterClient(config.router_admin_urls, config.router_discovery, kube, config.router_admin_token)
+    )
     try:
         async with serving(ctx.metrics.app(), config.metrics_address):
             if config.leader_election is None:
@@ -42,7 +44,13 @@ async def run_operator(
         await ctx.close()
 
 
-async def _run_as_leader(ctx: OperatorContext, settings: LeaderElectionSettings, stop_flag: Flag | None, ready_flag: Flag | None, liveness_endpoint: str | None) -> None:  # fmt: skip
+async def _run_as_leader(
+    ctx: OperatorContext,
+    settings: LeaderElectionSettings,
+    stop_flag: Flag | None,
+    ready_flag: Flag | None,
+    liveness_endpoint: str | None,
+) -> None:
     elector = LeaderElector(ctx.kube, settings)
     # A standby replica is alive, only not acting: its liveness probe must pass while it waits
     # (kopf serves the endpoint once it runs).
@@ -63,7 +71,9 @@ async def _run_as_leader(ctx: OperatorContext, settings: LeaderElectionSettings,
         await elector.release()  # only while still holding it: a stop on purpose
 
 
-async def _run_kopf(ctx: OperatorContext, stop_flag: Flag | None, ready_flag: Flag | None, liveness_endpoint: str | None) -> None:  # fmt: skip
+async def _run_kopf(
+    ctx: OperatorContext, stop_flag: Flag | None, ready_flag: Flag | None, liveness_endpoint: str | None
+) -> None:
     namespaces = {"namespaces": list(ctx.config.namespaces)} if ctx.config.namespaces else {"clusterwide": True}
     await kopf.operator(
         registry=build_registry(ctx),

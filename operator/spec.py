@@ -218,7 +218,9 @@ def _gpu_memory_utilization(f: Fields) -> tuple[float, tuple[str, ...]]:
     if old is None:
         return (RuntimeSpec.gpu_memory_utilization if value is None else value), ()
     if value is not None:
-        raise SpecError(f"{f.name('kvCacheFraction')}: deprecated name of gpuMemoryUtilization; set only gpuMemoryUtilization")
+        raise SpecError(
+            f"{f.name('kvCacheFraction')}: deprecated name of gpuMemoryUtilization; set only gpuMemoryUtilization"
+        )
     return old, (f"{f.name('kvCacheFraction')} is deprecated: use {f.name('gpuMemoryUtilization')} (the same value)",)
 
 
@@ -236,15 +238,22 @@ def _resources(f: Fields, device: str) -> ResourcesSpec:
 def _rollout(f: Fields) -> RolloutSpec:
     steps = []
     for item in f.items("steps"):
-        steps.append(Step(item.get("weight", int, minimum=1, maximum=100), parse_duration(item.get("pause", str, DEFAULT_PAUSE), item.name("pause"))))  # fmt: skip
+        steps.append(
+            Step(
+                item.get("weight", int, minimum=1, maximum=100),
+                parse_duration(item.get("pause", str, DEFAULT_PAUSE), item.name("pause")),
+            )
+        )
         item.done()
     weights = [s.weight for s in steps]
-    if any(b <= a for a, b in zip(weights, weights[1:])):
+    if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
         raise SpecError(f"{f.name('steps')}: weights must be strictly increasing, got {weights}")
     a, d = f.sub("analysis"), Analysis
     analysis = Analysis(
         max_p99_latency_ratio=a.get("maxP99LatencyRatio", float, d.max_p99_latency_ratio, minimum=1.0),
-        min_p99_latency_increase_s=a.get("minP99LatencyIncreaseSeconds", float, d.min_p99_latency_increase_s, minimum=0.0),  # fmt: skip
+        min_p99_latency_increase_s=a.get(
+            "minP99LatencyIncreaseSeconds", float, d.min_p99_latency_increase_s, minimum=0.0
+        ),
         max_error_rate=a.get("maxErrorRate", float, d.max_error_rate, minimum=0.0, maximum=1.0),
         max_preemptions=a.get("maxPreemptions", int, d.max_preemptions, minimum=0),
         min_kv_free_fraction=a.get("minKvFreeFraction", float, d.min_kv_free_fraction, minimum=0.0, maximum=1.0),

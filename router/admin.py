@@ -71,11 +71,18 @@ def build_admin_app(
 
     def weights(pool: PoolState) -> dict:
         split = pool.rollout.split
-        return {"stable": split.stable, "canary": split.canary, "canary_weight": split.effective_canary_weight, "stable_weight": split.stable_weight}  # fmt: skip
+        return {
+            "stable": split.stable,
+            "canary": split.canary,
+            "canary_weight": split.effective_canary_weight,
+            "stable_weight": split.stable_weight,
+        }
 
     def describe(pool: PoolState) -> dict:
         revisions = {}
-        for revision in sorted(backends.revisions(pool.name) | set(filter(None, [pool.rollout.split.stable, pool.rollout.split.canary]))):  # fmt: skip
+        for revision in sorted(
+            backends.revisions(pool.name) | set(filter(None, [pool.rollout.split.stable, pool.rollout.split.canary]))
+        ):
             verdict = pool.rollout.rolled_back.get(revision)
             revisions[revision] = {
                 "rolled_back": verdict_to_json(verdict) if verdict else None,
@@ -155,7 +162,9 @@ def build_admin_app(
         try:
             pool.rollout.set_weights(stable, canary, float(weight))
         except RolloutConflict as conflict:
-            raise _error(409, f"{conflict}: POST /admin/pools/{pool.name}/revisions/{conflict.revision}/reset") from None
+            raise _error(
+                409, f"{conflict}: POST /admin/pools/{pool.name}/revisions/{conflict.revision}/reset"
+            ) from None
         except ValueError as error:
             raise _error(400, str(error)) from None
         pool.refresh_capacity(backends)
@@ -182,7 +191,9 @@ def build_admin_app(
         for pool in pools.values():
             for revision in measurements.revisions(pool.name):
                 every = measurements.stats(pool.name, revision, window_s, now).summary()
-                per_class = {qos: measurements.stats(pool.name, revision, window_s, now, qos).summary() for qos in QOS_CLASSES}  # fmt: skip
+                per_class = {
+                    qos: measurements.stats(pool.name, revision, window_s, now, qos).summary() for qos in QOS_CLASSES
+                }
                 out.append(measurement_to_json(pool.name, revision, window_s, every, per_class))
         return web.json_response({"measurements": out})
 

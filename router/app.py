@@ -50,11 +50,15 @@ class Router:
         self.config = config
         self.registry = CollectorRegistry()
         self.metrics = RouterMetrics(self.registry)
-        self.measurements = Measurements(retention_s=max([MIN_RETENTION_S, *(p.longest_window_s for p in config.pools)]))
+        self.measurements = Measurements(
+            retention_s=max([MIN_RETENTION_S, *(p.longest_window_s for p in config.pools)])
+        )
         self.backends = BackendRegistry(rng)
         self.pools = {p.name: PoolState(p) for p in config.pools}
         self.route_table = RouteTable(self.backends.apply, self.pools)
-        self.routes = Routes(self.pools, self.route_table, self.backends, self.measurements, [t.name for t in config.tenants])
+        self.routes = Routes(
+            self.pools, self.route_table, self.backends, self.measurements, [t.name for t in config.tenants]
+        )
         self.limiter = TenantLimiter(config.tenants, time.monotonic())
         self.dispatcher = Dispatcher(self.pools, self.backends, self.limiter, self.measurements, self.metrics, rng=rng)
         self.auth = Authenticator(config)
@@ -87,11 +91,15 @@ class Router:
         self._spawn(self._control_loop(), "control-loop")
         await asyncio.sleep(0)  # a static source publishes at once
         # handler_cancellation: a client that disconnects cancels its handler, and so its runtime call.
-        self.http_port = await self._serve_http(self.http_app(), self.config.listen.host, self.config.listen.port, handler_cancellation=True)  # fmt: skip
+        self.http_port = await self._serve_http(
+            self.http_app(), self.config.listen.host, self.config.listen.port, handler_cancellation=True
+        )
         self.admin_port = await self._serve_http(self.admin_app(), self.config.admin.host, self.config.admin.port)
         if self.config.grpc is not None:
             self._grpc_server = grpc.aio.server()
-            router_pb2_grpc.add_InferenceServicer_to_server(InferenceService(self.dispatcher, self.auth), self._grpc_server)
+            router_pb2_grpc.add_InferenceServicer_to_server(
+                InferenceService(self.dispatcher, self.auth), self._grpc_server
+            )
             self.grpc_port = self._grpc_server.add_insecure_port(f"{self.config.grpc.host}:{self.config.grpc.port}")
             await self._grpc_server.start()
         log.info(

@@ -23,7 +23,9 @@ def load(args: argparse.Namespace):
     config = load_config(args.config)
     listen = config.listen
     if args.host is not None or args.port is not None:
-        listen = dataclasses.replace(listen, host=args.host or listen.host, port=listen.port if args.port is None else args.port)
+        listen = dataclasses.replace(
+            listen, host=args.host or listen.host, port=listen.port if args.port is None else args.port
+        )
     admin = config.admin if args.admin_port is None else dataclasses.replace(config.admin, port=args.admin_port)
     grpc = config.grpc
     if grpc is not None and args.grpc_port is not None:

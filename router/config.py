@@ -16,7 +16,15 @@ import yaml
 
 from shoal.constants import ROUTER_ADMIN_PORT, ROUTER_GRPC_PORT, ROUTER_HTTP_PORT
 from shoal.fields import FieldError, Fields
-from shoal.route_contract import QOS_CLASSES, Route, TenantLimit, parse_route, read_tenant_limit, route_from_json, unique
+from shoal.route_contract import (
+    QOS_CLASSES,
+    Route,
+    TenantLimit,
+    parse_route,
+    read_tenant_limit,
+    route_from_json,
+    unique,
+)
 
 
 class ConfigError(FieldError):
@@ -88,7 +96,9 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
     for index, pool in enumerate(pools):  # one file holds both lists, so a name in one only is a mistake
         for limit, tenant in enumerate(pool.tenants):
             if tenant.name not in names:
-                raise ConfigError(f"pools[{index}].tenants[{limit}].name: no tenant {tenant.name!r} under tenants (have {names})")
+                raise ConfigError(
+                    f"pools[{index}].tenants[{limit}].name: no tenant {tenant.name!r} under tenants (have {names})"
+                )
     auth = f.sub("auth")
     keys_file = auth.get("api_keys_file", str, None)
     anonymous = auth.get("anonymous_tenant", str, None)
@@ -114,7 +124,9 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
     known = {t.name for t in tenants}
     for tenant in set(config.api_keys.values()) | ({anonymous} if anonymous else set()):
         if tenant not in known:
-            raise ConfigError(f"auth: tenant {tenant!r} has keys but is not listed under tenants (have {sorted(known)})")
+            raise ConfigError(
+                f"auth: tenant {tenant!r} has keys but is not listed under tenants (have {sorted(known)})"
+            )
     return config
 
 

@@ -25,11 +25,17 @@ log = logging.getLogger("shoal.router.dev")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(LOCAL_CONFIG), help="router config with one pool (default: router/examples/local.yaml)")
-    parser.add_argument("--model", default="default", help="the runtime's --model (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--config", default=str(LOCAL_CONFIG), help="router config with one pool (default: router/examples/local.yaml)"
+    )
+    parser.add_argument(
+        "--model", default="default", help="the runtime's --model (default: the embedded SmolLM2-135M-Instruct)"
+    )
     parser.add_argument("--runtime-port", type=int, default=RUNTIME_GRPC_PORT, help="the runtime's gRPC port")
     parser.add_argument("--runtime-metrics-port", type=int, default=RUNTIME_METRICS_PORT)
-    parser.add_argument("--port", type=int, default=None, help=f"override the router's listen.port (default {ROUTER_HTTP_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=None, help=f"override the router's listen.port (default {ROUTER_HTTP_PORT})"
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
@@ -40,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from shoal.router.serve import serve
 
     try:
-        config = load(argparse.Namespace(config=args.config, host=None, port=args.port, admin_port=None, grpc_port=None))
+        config = load(
+            argparse.Namespace(config=args.config, host=None, port=args.port, admin_port=None, grpc_port=None)
+        )
     except ConfigError as error:
         raise SystemExit(f"shoal dev: {args.config}: {error}") from None
     if len(config.pools) != 1:
@@ -73,10 +81,25 @@ def with_local_runtime(config, port: int, metrics_port: int):
 
 def _start_runtime(args: argparse.Namespace, pool) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "shoal", "runtime", "--model", args.model, "--host", "127.0.0.1",
-        "--port", str(args.runtime_port), "--metrics-port", str(args.runtime_metrics_port),
-        "--pool", pool.name, "--revision", pool.stable, "--log-level", args.log_level,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "shoal",
+        "runtime",
+        "--model",
+        args.model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.runtime_port),
+        "--metrics-port",
+        str(args.runtime_metrics_port),
+        "--pool",
+        pool.name,
+        "--revision",
+        pool.stable,
+        "--log-level",
+        args.log_level,
+    ]
     log.info("starting the runtime: %s", " ".join(command[1:]))
     # Its own process group: Ctrl-C reaches the router only, which then stops the runtime in order.
     return subprocess.Popen(command, start_new_session=True)

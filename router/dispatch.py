@@ -20,7 +20,7 @@ import grpc
 from shoal.router.backends.registry import Backend, BackendRegistry
 from shoal.router.backends.upstream import error_from_rpc, generate_request
 from shoal.router.errors import ModelNotFound, RateLimitExceeded, RouterError, Unavailable
-from shoal.router.metrics import RouterMetrics
+from shoal.router.metrics import FinishedRequest, RouterMetrics
 from shoal.router.pools import PoolState
 from shoal.router.request import InferenceRequest
 from shoal.router.traffic.measurements import Measurements
@@ -77,7 +77,9 @@ class Dispatcher:
         arrival = self.clock()
         pool = self.pool_for(request.model)
         try:
-            if not pool.routable_revisions() or not any(self.backends.backends(pool.name, r) for r in pool.routable_revisions()):
+            if not pool.routable_revisions() or not any(
+                self.backends.backends(pool.name, r) for r in pool.routable_revisions()
+            ):
                 raise Unavailable(f"No runtime is serving `{request.model}` right now. Please retry later.")
             leases = self._admit_tenant(pool, request, arrival)
         except RouterError as error:
@@ -99,13 +101,22 @@ class Dispatcher:
                 raise
         except RateLimited as limited:
             self.metrics.rate_limited.labels(request.tenant, limited.limit).inc()
-            raise RateLimitExceeded(str(limited), limited.limit, limited.retry_after_s, limited.status.headers()) from None
+            raise RateLimitExceeded(
+                str(limited), limited.limit, limited.retry_after_s, limited.status.headers()
+            ) from None
 
 
 class Generation:
     """One request from admission to its last token; whoever started it calls close() when done."""
 
-    def __init__(self, dispatcher: Dispatcher, pool: PoolState, request: InferenceRequest, leases: tuple[Lease, Lease], arrival: float):  # fmt: skip
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        pool: PoolState,
+        request: InferenceRequest,
+        leases: tuple[Lease, Lease],
+        arrival: float,
+    ):
         self.d = dispatcher
         self.pool = pool
         self.request = request
@@ -229,7 +240,16 @@ class Generation:
         completion_tokens = usage.completion_tokens if usage is not None else self._completion_tokens
         if status == 200 or upstream_failed:  # the windows judge runtimes: not clients leaving or refused input
             self.d.measurements.record_finish(
-                pool, self.revision, qos, now, error=upstream_failed, e2e_s=e2e, token_gaps_s=self._gaps,
-                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            )  # fmt: skip
-        self.d.metrics.finished(pool, self.revision, qos, tenant, status, e2e, self._gaps, prompt_tokens, completion_tokens)
+                pool,
+                self.revision,
+                qos,
+                now,
+                error=upstream_failed,
+                e2e_s=e2e,
+                token_gaps_s=self._gaps,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+        self.d.metrics.finished(
+            FinishedRequest(pool, self.revision, qos, tenant, status, e2e, self._gaps, prompt_tokens, completion_tokens)
+        )

@@ -13,7 +13,14 @@ from shoal.router.errors import InvalidRequest, Unauthenticated
 
 QOS_HEADER = "x-shoal-qos"
 SESSION_HEADER = "x-session-id"
-SERVICE_TIERS = {"auto": None, "default": None, "flex": "batch", "batch": "batch", "priority": "realtime", "realtime": "realtime"}
+SERVICE_TIERS = {
+    "auto": None,
+    "default": None,
+    "flex": "batch",
+    "batch": "batch",
+    "priority": "realtime",
+    "realtime": "realtime",
+}
 
 
 class Authenticator:
@@ -41,16 +48,21 @@ class Authenticator:
         return self._defaults.get(tenant, "realtime")
 
 
-def qos_class(default: str, header: str | None = None, service_tier: str | None = None, priority: int | None = None) -> str:
+def qos_class(
+    default: str, header: str | None = None, service_tier: str | None = None, priority: int | None = None
+) -> str:
     if header:
         value = header.strip().lower()
         if value not in QOS_CLASSES:
-            raise InvalidRequest(None, f"Invalid {QOS_HEADER} header {header!r}: expected one of {', '.join(QOS_CLASSES)}.")
+            raise InvalidRequest(
+                None, f"Invalid {QOS_HEADER} header {header!r}: expected one of {', '.join(QOS_CLASSES)}."
+            )
         return value
     if service_tier is not None:
         if service_tier not in SERVICE_TIERS:
             raise InvalidRequest(
-                "service_tier", f"Invalid value {service_tier!r} for service_tier: expected one of {', '.join(SERVICE_TIERS)}."
+                "service_tier",
+                f"Invalid value {service_tier!r} for service_tier: expected one of {', '.join(SERVICE_TIERS)}.",
             )
         return SERVICE_TIERS[service_tier] or default
     if priority is not None:

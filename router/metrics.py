@@ -8,6 +8,7 @@ qos_class, tenant and a few closed sets (status, reason, rule): bounded, never a
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -27,35 +28,111 @@ WINDOW_S = 60.0  # the window the /metrics gauges summarize
 L_POOL, L_REV, L_QOS, L_TENANT = names.LABEL_POOL, names.LABEL_REVISION, names.LABEL_QOS_CLASS, names.LABEL_TENANT
 
 
+@dataclass(frozen=True)
+class FinishedRequest:
+    """A request that reached a runtime, as its end is counted."""
+
+    pool: str
+    revision: str
+    qos: str
+    tenant: str
+    status: int  # the HTTP status answered (499: the client left first)
+    e2e_s: float | None  # None unless answered in full
+    token_gaps_s: list[float]
+    prompt_tokens: int
+    completion_tokens: int
+
+
 class RouterMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
-        self.requests = Counter(names.ROUTER_REQUESTS, "Requests answered, by the HTTP status the client got.", [L_POOL, L_REV, L_QOS, L_TENANT, names.LABEL_STATUS], registry=registry)
-        self.prompt_tokens = Counter(names.ROUTER_PROMPT_TOKENS, "Prompt tokens of finished requests.", [L_POOL, L_REV, L_QOS, L_TENANT], registry=registry)
-        self.generation_tokens = Counter(names.ROUTER_GENERATION_TOKENS, "Tokens generated for clients.", [L_POOL, L_REV, L_QOS, L_TENANT], registry=registry)
-        self.upstream_errors = Counter(names.ROUTER_UPSTREAM_ERRORS, "Runtime calls that failed, by gRPC code.", [L_POOL, L_REV, names.LABEL_CODE], registry=registry)
-        self.rate_limited = Counter(names.ROUTER_RATE_LIMITED, "Requests refused by a tenant limit.", [L_TENANT, names.LABEL_LIMIT], registry=registry)
-        self.rollbacks = Counter(names.ROUTER_ROLLBACKS, "Canary revisions rolled back, by the first rule broken.", [L_POOL, L_REV, names.LABEL_RULE], registry=registry)
-        self.ttft = Histogram(names.ROUTER_TIME_TO_FIRST_TOKEN, "Arrival at the router to first token, seconds.", [L_POOL, L_REV, L_QOS], buckets=TTFT_BUCKETS, registry=registry)
-        self.itl = Histogram(names.ROUTER_INTER_TOKEN_LATENCY, "Time between streamed responses, seconds.", [L_POOL, L_REV, L_QOS], buckets=ITL_BUCKETS, registry=registry)
-        self.e2e = Histogram(names.ROUTER_E2E_REQUEST_LATENCY, "Arrival at the router to the last token, seconds.", [L_POOL, L_REV, L_QOS], buckets=E2E_BUCKETS, registry=registry)
-        self.queue_time = Histogram(names.ROUTER_QUEUE_TIME, "Time waiting in the router's QoS queue, seconds.", [L_POOL, L_QOS], buckets=QUEUE_BUCKETS, registry=registry)  # fmt: skip
+        self.requests = Counter(
+            names.ROUTER_REQUESTS,
+            "Requests answered, by the HTTP status the client got.",
+            [L_POOL, L_REV, L_QOS, L_TENANT, names.LABEL_STATUS],
+            registry=registry,
+        )
+        self.prompt_tokens = Counter(
+            names.ROUTER_PROMPT_TOKENS,
+            "Prompt tokens of finished requests.",
+            [L_POOL, L_REV, L_QOS, L_TENANT],
+            registry=registry,
+        )
+        self.generation_tokens = Counter(
+            names.ROUTER_GENERATION_TOKENS,
+            "Tokens generated for clients.",
+            [L_POOL, L_REV, L_QOS, L_TENANT],
+            registry=registry,
+        )
+        self.upstream_errors = Counter(
+            names.ROUTER_UPSTREAM_ERRORS,
+            "Runtime calls that failed, by gRPC code.",
+            [L_POOL, L_REV, names.LABEL_CODE],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            names.ROUTER_RATE_LIMITED,
+            "Requests refused by a tenant limit.",
+            [L_TENANT, names.LABEL_LIMIT],
+            registry=registry,
+        )
+        self.rollbacks = Counter(
+            names.ROUTER_ROLLBACKS,
+            "Canary revisions rolled back, by the first rule broken.",
+            [L_POOL, L_REV, names.LABEL_RULE],
+            registry=registry,
+        )
+        self.ttft = Histogram(
+            names.ROUTER_TIME_TO_FIRST_TOKEN,
+            "Arrival at the router to first token, seconds.",
+            [L_POOL, L_REV, L_QOS],
+            buckets=TTFT_BUCKETS,
+            registry=registry,
+        )
+        self.itl = Histogram(
+            names.ROUTER_INTER_TOKEN_LATENCY,
+            "Time between streamed responses, seconds.",
+            [L_POOL, L_REV, L_QOS],
+            buckets=ITL_BUCKETS,
+            registry=registry,
+        )
+        self.e2e = Histogram(
+            names.ROUTER_E2E_REQUEST_LATENCY,
+            "Arrival at the router to the last token, seconds.",
+            [L_POOL, L_REV, L_QOS],
+            buckets=E2E_BUCKETS,
+            registry=registry,
+        )
+        self.queue_time = Histogram(
+            names.ROUTER_QUEUE_TIME,
+            "Time waiting in the router's QoS queue, seconds.",
+            [L_POOL, L_QOS],
+            buckets=QUEUE_BUCKETS,
+            registry=registry,
+        )
 
-    def watch(self, pools: dict[str, PoolState], measurements: Measurements, backends: BackendRegistry, sessions: Callable[[], int]) -> None:
+    def watch(
+        self,
+        pools: dict[str, PoolState],
+        measurements: Measurements,
+        backends: BackendRegistry,
+        sessions: Callable[[], int],
+    ) -> None:
         self.registry.register(_StateCollector(pools, measurements, backends, sessions))
 
     def first_token(self, pool: str, revision: str, qos: str, ttft_s: float) -> None:
         self.ttft.labels(pool, revision, qos).observe(ttft_s)
 
-    def finished(self, pool: str, revision: str, qos: str, tenant: str, status: int, e2e_s: float | None, token_gaps_s: list[float], prompt_tokens: int, completion_tokens: int) -> None:  # fmt: skip
-        self.requests.labels(pool, revision, qos, tenant, str(status)).inc()
-        if e2e_s is not None:
-            self.e2e.labels(pool, revision, qos).observe(e2e_s)
+    def finished(self, request: FinishedRequest) -> None:
+        pool, revision, qos, tenant = request.pool, request.revision, request.qos, request.tenant
+        self.requests.labels(pool, revision, qos, tenant, str(request.status)).inc()
+        if request.e2e_s is not None:
+            self.e2e.labels(pool, revision, qos).observe(request.e2e_s)
         itl = self.itl.labels(pool, revision, qos)
-        for gap in token_gaps_s:
+        for gap in request.token_gaps_s:
             itl.observe(gap)
-        self.prompt_tokens.labels(pool, revision, qos, tenant).inc(prompt_tokens)
-        self.generation_tokens.labels(pool, revision, qos, tenant).inc(completion_tokens)
+        self.prompt_tokens.labels(pool, revision, qos, tenant).inc(request.prompt_tokens)
+        self.generation_tokens.labels(pool, revision, qos, tenant).inc(request.completion_tokens)
 
     def refused(self, pool: str, qos: str, tenant: str, status: int) -> None:
         """Answered without reaching a runtime (limits, shedding, bad input, no backend)."""
@@ -75,7 +152,9 @@ class _StateCollector(Collector):
         weight = gauge(names.ROUTER_REVISION_WEIGHT, "Percent of new requests sent to the revision.", [L_POOL, L_REV])
         rolled_back = gauge(names.ROUTER_REVISION_ROLLED_BACK, "1 while the revision is rolled back.", [L_POOL, L_REV])
         ready = gauge(names.ROUTER_BACKENDS_READY, "Runtime endpoints taking requests.", [L_POOL, L_REV])
-        shed = CounterMetricFamily(names.ROUTER_SHED, "Requests shed by QoS admission.", labels=[L_POOL, L_QOS, names.LABEL_REASON])
+        shed = CounterMetricFamily(
+            names.ROUTER_SHED, "Requests shed by QoS admission.", labels=[L_POOL, L_QOS, names.LABEL_REASON]
+        )
         for pool in self.pools.values():
             for qos in QOS_CLASSES:
                 running.add_metric([pool.name, qos], pool.gate.in_flight(qos))
@@ -90,7 +169,9 @@ class _StateCollector(Collector):
             for revision in pool.rollout.rolled_back:
                 rolled_back.add_metric([pool.name, revision], 1)
             for revision in sorted(self.backends.revisions(pool.name)):
-                ready.add_metric([pool.name, revision], sum(b.ready for b in self.backends.backends(pool.name, revision)))
+                ready.add_metric(
+                    [pool.name, revision], sum(b.ready for b in self.backends.backends(pool.name, revision))
+                )
         yield from (running, waiting, batch_limit, weight, rolled_back, ready, shed)
         sessions = gauge(names.ROUTER_REALTIME_SESSIONS, "Open WebSocket realtime sessions.", [])
         sessions.add_metric([], self.sessions())
@@ -99,11 +180,29 @@ class _StateCollector(Collector):
 
     def _windows(self, now: float) -> Iterator[Metric]:
         labels = [L_POOL, L_REV, L_QOS]
-        latency = GaugeMetricFamily(names.ROUTER_WINDOW_LATENCY, f"Latency quantiles over the last {WINDOW_S:g}s.", labels=labels + [names.LABEL_METRIC, names.LABEL_QUANTILE])  # fmt: skip
-        errors = GaugeMetricFamily(names.ROUTER_WINDOW_ERROR_RATIO, f"Failed / finished requests over the last {WINDOW_S:g}s.", labels=labels)
-        tokens = GaugeMetricFamily(names.ROUTER_WINDOW_TOKENS_PER_SECOND, f"Generated tokens per second over the last {WINDOW_S:g}s.", labels=labels)
-        kv_free = GaugeMetricFamily(names.ROUTER_WINDOW_KV_FREE, "Mean KV free fraction of the revision's fullest runtime.", labels=[L_POOL, L_REV])
-        preemptions = GaugeMetricFamily(names.ROUTER_WINDOW_PREEMPTIONS, f"Preemptions on the revision's runtimes over the last {WINDOW_S:g}s.", labels=[L_POOL, L_REV])  # fmt: skip
+        latency = GaugeMetricFamily(
+            names.ROUTER_WINDOW_LATENCY,
+            f"Latency quantiles over the last {WINDOW_S:g}s.",
+            labels=labels + [names.LABEL_METRIC, names.LABEL_QUANTILE],
+        )
+        errors = GaugeMetricFamily(
+            names.ROUTER_WINDOW_ERROR_RATIO, f"Failed / finished requests over the last {WINDOW_S:g}s.", labels=labels
+        )
+        tokens = GaugeMetricFamily(
+            names.ROUTER_WINDOW_TOKENS_PER_SECOND,
+            f"Generated tokens per second over the last {WINDOW_S:g}s.",
+            labels=labels,
+        )
+        kv_free = GaugeMetricFamily(
+            names.ROUTER_WINDOW_KV_FREE,
+            "Mean KV free fraction of the revision's fullest runtime.",
+            labels=[L_POOL, L_REV],
+        )
+        preemptions = GaugeMetricFamily(
+            names.ROUTER_WINDOW_PREEMPTIONS,
+            f"Preemptions on the revision's runtimes over the last {WINDOW_S:g}s.",
+            labels=[L_POOL, L_REV],
+        )
         for pool, revision, qos in self.measurements.keys():
             stats = self.measurements.stats(pool, revision, WINDOW_S, now, qos)
             for metric in LATENCIES:

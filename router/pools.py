@@ -44,7 +44,9 @@ class PoolState:
         split = self.rollout.split
         return [split.stable] + ([split.canary] if self.rollout.canary_active else [])
 
-    def choose(self, registry: BackendRegistry, session_key: str | None, prompt_head: str, rng: random.Random) -> Backend | None:
+    def choose(
+        self, registry: BackendRegistry, session_key: str | None, prompt_head: str, rng: random.Random
+    ) -> Backend | None:
         """The revision by the split (stable if the canary has no endpoints), then the replica."""
         sticky_key = session_key if self.config.sticky else None
         revision = self.rollout.split.choose(sticky_key, rng)
@@ -62,7 +64,9 @@ class PoolState:
         endpoints = sum(len(registry.backends(self.name, revision)) for revision in self.routable_revisions())
         self.gate.set_capacity(endpoints * self.config.qos.max_concurrency_per_endpoint, self.batch_share.share)
 
-    def control(self, measurements: Measurements, registry: BackendRegistry, now: float, wall_now: float) -> Verdict | None:
+    def control(
+        self, measurements: Measurements, registry: BackendRegistry, now: float, wall_now: float
+    ) -> Verdict | None:
         """Rollback rules, then the batch share and capacity; returns a new verdict if one was reached."""
         verdict = None
         split = self.rollout.split

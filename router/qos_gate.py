@@ -31,7 +31,7 @@ class QosGate:
             raise self._shed(qos, outcome.reason)
         try:
             await asyncio.wait_for(asyncio.shield(future), self.config.max_queue_wait_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as error:
+        except (TimeoutError, asyncio.CancelledError) as error:
             if not self.policy.withdraw(qos, future):  # admitted just now: hand the slot back
                 self.release(qos)
             if isinstance(error, asyncio.CancelledError):
@@ -62,7 +62,11 @@ class QosGate:
     def _shed(self, qos: str, reason: str) -> Overloaded:
         key = (qos, reason)
         self.shed_counts[key] = self.shed_counts.get(key, 0) + 1
-        what = {"queue_full": "its queue is full", "overload": "realtime traffic has priority", "queue_timeout": "it waited too long"}
+        what = {
+            "queue_full": "its queue is full",
+            "overload": "realtime traffic has priority",
+            "queue_timeout": "it waited too long",
+        }
         return Overloaded(
             f"The {qos} request was shed because the model is overloaded ({what[reason]}). Please retry later.",
             self.policy.retry_after_s(self.clock()),

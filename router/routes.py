@@ -26,7 +26,14 @@ class RouteConflict(ValueError):
 
 
 class Routes:
-    def __init__(self, pools: dict[str, PoolState], table: RouteTable, backends: BackendRegistry, measurements: Measurements, tenants: Collection[str]):  # fmt: skip
+    def __init__(
+        self,
+        pools: dict[str, PoolState],
+        table: RouteTable,
+        backends: BackendRegistry,
+        measurements: Measurements,
+        tenants: Collection[str],
+    ):
         self.pools = pools  # the router's live map, shared with the dispatcher, admin API and metrics
         self.table = table
         self.backends = backends
@@ -58,7 +65,12 @@ class Routes:
         # does not have is harmless (it has no keys, so no requests) and must not keep the pool unserved.
         unknown = sorted(t.name for t in config.tenants if t.name not in self.tenants)
         if unknown:
-            log.warning("pool %s limits tenants the router does not have: %s (have %s)", config.name, unknown, sorted(self.tenants))
+            log.warning(
+                "pool %s limits tenants the router does not have: %s (have %s)",
+                config.name,
+                unknown,
+                sorted(self.tenants),
+            )
 
     def delete(self, name: str) -> bool:
         """Removes the pool and its endpoints; False if there is none."""

@@ -67,8 +67,10 @@ class Scraper:
         preemptions = await asyncio.gather(*(self._scrape(session, b) for b in backends))
         now = self.clock()
         by_revision: dict[tuple[str, str], list[tuple[Backend, int]]] = {}
-        for backend, new_preemptions in zip(backends, preemptions):
-            by_revision.setdefault((backend.endpoint.pool, backend.endpoint.revision), []).append((backend, new_preemptions))
+        for backend, new_preemptions in zip(backends, preemptions, strict=True):
+            by_revision.setdefault((backend.endpoint.pool, backend.endpoint.revision), []).append(
+                (backend, new_preemptions)
+            )
         for (pool, revision), entries in by_revision.items():
             fresh = [b.scraped for b, _ in entries if b.scraped is not None and b.failed_scrapes == 0]
             kv_free = min(1.0 - s.kv_usage for s in fresh) if fresh else None
@@ -80,7 +82,7 @@ class Scraper:
             async with session.get(backend.endpoint.metrics_url) as response:
                 response.raise_for_status()
                 load = parse_runtime_metrics(await response.text())
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
             backend.failed_scrapes += 1
             if backend.failed_scrapes == 1:
                 log.warning("scrape of %s failed: %r", backend.endpoint.metrics_url, error)

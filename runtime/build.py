@@ -107,7 +107,11 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         activations = profile_activation_bytes(model, bounds, config.block_size, placement)
         budget, free = gpu_kv_budget(device, config.gpu_memory_utilization, activations)
         free_memory_tokens = free // arch.kv_bytes_per_token(dtype.itemsize)
-        log.info("profiled step peak: %.2f GiB of activations; %.2f GiB free after the weights", activations / 2**30, free / 2**30)
+        log.info(
+            "profiled step peak: %.2f GiB of activations; %.2f GiB free after the weights",
+            activations / 2**30,
+            free / 2**30,
+        )
     else:
         budget = CPU_DEFAULT_KV_CACHE_BYTES
     num_blocks = num_kv_blocks(arch, dtype, config.block_size, budget)
@@ -120,7 +124,9 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
             )
         log.warning("context window capped at the KV cache's %d tokens (the model allows %d)", capacity, max_model_len)
         max_model_len = capacity
-    log.info("KV cache: %d blocks of %d tokens (%d tokens), %s on %s", num_blocks, config.block_size, capacity, dtype, device)
+    log.info(
+        "KV cache: %d blocks of %d tokens (%d tokens), %s on %s", num_blocks, config.block_size, capacity, dtype, device
+    )
 
     runner = ModelRunner(model, Sampler(device, config.seed), KVCacheShape(num_blocks, config.block_size, placement))
     if device.type == "cuda" and not config.enforce_eager:

@@ -24,40 +24,118 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every default is the config dataclass's own (runtime/config.py)."""
     engine, server_config = EngineConfig(), ServerConfig()
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default=engine.model, help="'default' (the embedded SmolLM2-135M-Instruct), a .gguf file, or an HF model directory")
-    model.add_argument("--load-format", default=engine.load_format, choices=LOAD_FORMATS, help="'dummy': random weights from the directory's config.json")
-    model.add_argument("--served-model-name", default=engine.served_model_name, help="name reported to clients and in metrics (default: from the model)")
-    model.add_argument("--dtype", default=engine.dtype, choices=DTYPES, help="auto: float32 on CPU, bfloat16/float16 on GPU")
+    model.add_argument(
+        "--model",
+        default=engine.model,
+        help="'default' (the embedded SmolLM2-135M-Instruct), a .gguf file, or an HF model directory",
+    )
+    model.add_argument(
+        "--load-format",
+        default=engine.load_format,
+        choices=LOAD_FORMATS,
+        help="'dummy': random weights from the directory's config.json",
+    )
+    model.add_argument(
+        "--served-model-name",
+        default=engine.served_model_name,
+        help="name reported to clients and in metrics (default: from the model)",
+    )
+    model.add_argument(
+        "--dtype", default=engine.dtype, choices=DTYPES, help="auto: float32 on CPU, bfloat16/float16 on GPU"
+    )
     model.add_argument("--device", default=engine.device, choices=DEVICES)
-    model.add_argument("--max-model-len", type=int, default=engine.max_model_len, help="context window in tokens (default: the model's)")
+    model.add_argument(
+        "--max-model-len",
+        type=int,
+        default=engine.max_model_len,
+        help="context window in tokens (default: the model's)",
+    )
     model.add_argument("--seed", type=int, default=engine.seed, help="seed for requests that bring none")
-    model.add_argument("--kernels", default=engine.kernels, choices=KERNELS, help="attention and fused layer kernels; auto: Triton on CUDA, torch elsewhere")
+    model.add_argument(
+        "--kernels",
+        default=engine.kernels,
+        choices=KERNELS,
+        help="attention and fused layer kernels; auto: Triton on CUDA, torch elsewhere",
+    )
     model.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs for decode steps")
-    model.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=engine.async_scheduling, help="schedule step N+1 while the GPU runs step N (default: on with CUDA)")
+    model.add_argument(
+        "--async-scheduling",
+        action=argparse.BooleanOptionalAction,
+        default=engine.async_scheduling,
+        help="schedule step N+1 while the GPU runs step N (default: on with CUDA)",
+    )
 
     cache = parser.add_argument_group("KV cache")
     cache.add_argument("--block-size", type=int, default=engine.block_size, help="tokens per KV block")
-    cache.add_argument("--kv-cache-memory", type=parse_size, default=engine.kv_cache_memory, help="KV pool size, e.g. 4GiB (default: 1GiB on CPU; on GPU see --gpu-memory-utilization)")
-    cache.add_argument("--gpu-memory-utilization", type=float, default=engine.gpu_memory_utilization, help="fraction of GPU memory for weights, activations and KV cache")
-    cache.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=engine.enable_prefix_caching, help="share KV blocks of common prompt prefixes")
+    cache.add_argument(
+        "--kv-cache-memory",
+        type=parse_size,
+        default=engine.kv_cache_memory,
+        help="KV pool size, e.g. 4GiB (default: 1GiB on CPU; on GPU see --gpu-memory-utilization)",
+    )
+    cache.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=engine.gpu_memory_utilization,
+        help="fraction of GPU memory for weights, activations and KV cache",
+    )
+    cache.add_argument(
+        "--enable-prefix-caching",
+        action=argparse.BooleanOptionalAction,
+        default=engine.enable_prefix_caching,
+        help="share KV blocks of common prompt prefixes",
+    )
 
     sched = parser.add_argument_group("scheduler")
     sched.add_argument("--max-num-seqs", type=int, default=engine.max_num_seqs, help="most requests in one batch")
-    sched.add_argument("--max-num-batched-tokens", type=int, default=engine.max_num_batched_tokens, help="token budget per step (prefill chunks + decodes)")
-    sched.add_argument("--max-waiting", type=int, default=server_config.max_waiting, help="queued requests beyond which new ones get RESOURCE_EXHAUSTED")
+    sched.add_argument(
+        "--max-num-batched-tokens",
+        type=int,
+        default=engine.max_num_batched_tokens,
+        help="token budget per step (prefill chunks + decodes)",
+    )
+    sched.add_argument(
+        "--max-waiting",
+        type=int,
+        default=server_config.max_waiting,
+        help="queued requests beyond which new ones get RESOURCE_EXHAUSTED",
+    )
 
     server = parser.add_argument_group("server")
     server.add_argument("--host", default=server_config.host)
     server.add_argument("--port", type=int, default=server_config.port, help="gRPC port")
-    server.add_argument("--metrics-port", type=int, default=server_config.metrics_port, help="HTTP port for /metrics, /health, /ready")
-    server.add_argument("--pool", default=os.environ.get("SHOAL_POOL", ""), help="pool label on metrics (env SHOAL_POOL)")
-    server.add_argument("--revision", default=os.environ.get("SHOAL_REVISION", ""), help="revision label on metrics (env SHOAL_REVISION)")
-    server.add_argument("--shutdown-grace", type=float, default=server_config.shutdown_grace_s, help="seconds to let requests finish on SIGTERM")
+    server.add_argument(
+        "--metrics-port", type=int, default=server_config.metrics_port, help="HTTP port for /metrics, /health, /ready"
+    )
+    server.add_argument(
+        "--pool", default=os.environ.get("SHOAL_POOL", ""), help="pool label on metrics (env SHOAL_POOL)"
+    )
+    server.add_argument(
+        "--revision",
+        default=os.environ.get("SHOAL_REVISION", ""),
+        help="revision label on metrics (env SHOAL_REVISION)",
+    )
+    server.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=server_config.shutdown_grace_s,
+        help="seconds to let requests finish on SIGTERM",
+    )
     server.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
     testing = parser.add_argument_group("fault injection (for testing only)")
-    testing.add_argument("--fault-latency-ms", type=float, default=server_config.fault_latency_s * 1000, help="delay every request by this much before it starts")
-    testing.add_argument("--fault-error-rate", type=float, default=server_config.fault_error_rate, help="fraction of requests refused with INTERNAL")
+    testing.add_argument(
+        "--fault-latency-ms",
+        type=float,
+        default=server_config.fault_latency_s * 1000,
+        help="delay every request by this much before it starts",
+    )
+    testing.add_argument(
+        "--fault-error-rate",
+        type=float,
+        default=server_config.fault_error_rate,
+        help="fraction of requests refused with INTERNAL",
+    )
 
 
 def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerConfig]:

@@ -25,7 +25,9 @@ class StepOutOfMemoryError(RuntimeError):
     retry_after_s = 1
 
     def __init__(self) -> None:
-        super().__init__(f"the engine step running this request ran out of GPU memory; retry after {self.retry_after_s}s")
+        super().__init__(
+            f"the engine step running this request ran out of GPU memory; retry after {self.retry_after_s}s"
+        )
 
 
 class EngineUnavailableError(RuntimeError):

@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from shoal.runtime.build import build_engine, freeze_long_lived_objects
 from shoal.runtime.config import EngineConfig, ServerConfig
-from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.async_engine import AsyncEngine
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.grpc_service import PoolRevision, RuntimeService
 from shoal.runtime.server.http_server import build_http_app
@@ -43,7 +43,12 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
         log.warning("fault injection is on (for testing only): %s", faults)
     runtime_pb2_grpc.add_RuntimeServicer_to_server(
         RuntimeService(
-            engine, built.tokenizer, built.info, metrics, PoolRevision(server_config.pool, server_config.revision), faults
+            engine,
+            built.tokenizer,
+            built.info,
+            metrics,
+            PoolRevision(server_config.pool, server_config.revision),
+            faults,
         ),
         grpc_server,
     )

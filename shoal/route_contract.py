@@ -200,8 +200,13 @@ def route_to_json(route: Route) -> dict:
             "canary": route.canary,
             "canary_weight": route.canary_weight,
             "sticky": route.sticky,
-            "revisions": {r: {"endpoints": [_without_none(dataclasses.asdict(e)) for e in es]} for r, es in route.revisions.items()},  # fmt: skip
-            "rollback_rules": [{_KIND_OF[type(rule)]: _without_none(dataclasses.asdict(rule))} for rule in route.rollback_rules],  # fmt: skip
+            "revisions": {
+                r: {"endpoints": [_without_none(dataclasses.asdict(e)) for e in es]}
+                for r, es in route.revisions.items()
+            },
+            "rollback_rules": [
+                {_KIND_OF[type(rule)]: _without_none(dataclasses.asdict(rule))} for rule in route.rollback_rules
+            ],
             "qos": dataclasses.asdict(route.qos),
             "prefix_affinity": dataclasses.asdict(route.prefix_affinity),
             "tenants": [_without_none(dataclasses.asdict(t)) for t in route.tenants],
@@ -312,7 +317,9 @@ def _rule(kind: type, f: Fields):
 def _qos(f: Fields) -> QosConfig:
     d = QosConfig
     qos = QosConfig(
-        max_concurrency_per_endpoint=f.get("max_concurrency_per_endpoint", int, d.max_concurrency_per_endpoint, minimum=1),
+        max_concurrency_per_endpoint=f.get(
+            "max_concurrency_per_endpoint", int, d.max_concurrency_per_endpoint, minimum=1
+        ),
         realtime_queue=f.get("realtime_queue", int, d.realtime_queue, minimum=0),
         batch_queue=f.get("batch_queue", int, d.batch_queue, minimum=0),
         max_queue_wait_s=f.get("max_queue_wait_s", float, d.max_queue_wait_s, minimum=0.0),
@@ -397,7 +404,9 @@ def _breach(f: Fields) -> Breach:
     return Breach(f.get("rule", str), dict(f.get("observed", dict, {})), f.get("threshold", str, ""))
 
 
-def measurement_to_json(pool: str, revision: str, window_s: float, all_classes: dict, per_class: dict[str, dict]) -> dict:
+def measurement_to_json(
+    pool: str, revision: str, window_s: float, all_classes: dict, per_class: dict[str, dict]
+) -> dict:
     """One entry of GET /admin/measurements: the window's summary for all classes, then per class."""
     return {"pool": pool, "revision": revision, "window_s": window_s, "all": all_classes, **per_class}
 
@@ -407,7 +416,15 @@ def measurements_from_json(body) -> tuple[MeasuredWindow, ...]:
     windows = []
     for item in f.items("measurements"):
         counts = item.sub("all", required=True)
-        windows.append(MeasuredWindow(item.get("pool", str), item.get("revision", str), item.get("window_s", float), counts.get("requests", int), counts.get("errors", int, 0)))  # fmt: skip
+        windows.append(
+            MeasuredWindow(
+                item.get("pool", str),
+                item.get("revision", str),
+                item.get("window_s", float),
+                counts.get("requests", int),
+                counts.get("errors", int, 0),
+            )
+        )
     return tuple(windows)
 
 

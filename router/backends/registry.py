@@ -66,7 +66,9 @@ class BackendRegistry:
             backend = self._backends.pop(endpoint)
             backend.retired = True
             self._retiring.append(backend)
-            log.info("backend removed: pool=%s revision=%s target=%s", endpoint.pool, endpoint.revision, endpoint.target)
+            log.info(
+                "backend removed: pool=%s revision=%s target=%s", endpoint.pool, endpoint.revision, endpoint.target
+            )
         self.close_idle_retired()
         for callback in self.on_change:
             callback()
@@ -81,7 +83,9 @@ class BackendRegistry:
     def revisions(self, pool: str) -> set[str]:
         return {b.endpoint.revision for b in self._backends.values() if b.endpoint.pool == pool}
 
-    def pick(self, pool: str, revision: str, affinity_key: str | None = None, max_load_factor: float = 1.5) -> Backend | None:
+    def pick(
+        self, pool: str, revision: str, affinity_key: str | None = None, max_load_factor: float = 1.5
+    ) -> Backend | None:
         """A backend of that revision (ready ones first; all if none is ready), or None if it has none."""
         candidates = self.backends(pool, revision)
         ready = [b for b in candidates if b.ready]

@@ -31,7 +31,9 @@ def _error_from_rpc(error: grpc.aio.AioRpcError) -> RouterError:
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         trailers = dict(error.trailing_metadata() or ())
         retry_after = trailers.get(RETRY_AFTER_KEY, "1")
-        return Overloaded(f"The model server is overloaded: {details}", int(retry_after) if retry_after.isdigit() else 1)
+        return Overloaded(
+            f"The model server is overloaded: {details}", int(retry_after) if retry_after.isdigit() else 1
+        )
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return Unavailable(f"The model server is unavailable: {details}")
     return UpstreamFailure(f"The model server failed the request: {code.name}: {details}")

@@ -53,7 +53,9 @@ class InferenceService(router_pb2_grpc.InferenceServicer):
             trailers = tuple((k.lower(), v) for k, v in error.headers.items())
             await context.abort(error.grpc_code, error.message, trailing_metadata=trailers)
 
-    async def ListModels(self, request: rpb.ListModelsRequest, context: grpc.aio.ServicerContext) -> rpb.ListModelsResponse:
+    async def ListModels(
+        self, request: rpb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> rpb.ListModelsResponse:
         try:
             self.auth.tenant(_metadata(context).get("authorization"))
         except RouterError as error:

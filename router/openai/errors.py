@@ -42,7 +42,9 @@ async def openai_errors(request: web.Request, handler) -> web.StreamResponse:
         return web.json_response(http_error_body(error.status, message), status=error.status, headers=_allow(error))
     except Exception:
         log.exception("unexpected error handling %s %s", request.method, request.path)
-        return web.json_response(http_error_body(500, "The server had an error while processing your request."), status=500)
+        return web.json_response(
+            http_error_body(500, "The server had an error while processing your request."), status=500
+        )
 
 
 async def read_json(request: web.Request) -> object:

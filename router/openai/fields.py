@@ -33,7 +33,9 @@ class Body:
         if not isinstance(value, str):
             raise _type_error(name, value, "a string")
         if choices is not None and value not in choices:
-            raise InvalidRequest(name, f"Invalid value for '{name}': expected one of {', '.join(choices)}, got {value!r}.")
+            raise InvalidRequest(
+                name, f"Invalid value for '{name}': expected one of {', '.join(choices)}, got {value!r}."
+            )
         return value
 
     def boolean(self, name: str, default=_MISSING) -> bool | None:
@@ -42,7 +44,9 @@ class Body:
             raise _type_error(name, value, "a boolean")
         return value
 
-    def integer(self, name: str, default=_MISSING, minimum: int | None = None, maximum: int | None = None) -> int | None:
+    def integer(
+        self, name: str, default=_MISSING, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         value = self._get(name, default)
         if value is default:
             return value
@@ -53,7 +57,14 @@ class Body:
         _check_range(name, value, minimum, maximum)
         return value
 
-    def number(self, name: str, default=_MISSING, minimum: float | None = None, maximum: float | None = None, above: float | None = None) -> float | None:  # fmt: skip
+    def number(
+        self,
+        name: str,
+        default=_MISSING,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        above: float | None = None,
+    ) -> float | None:
         value = self._get(name, default)
         if value is default:
             return value
@@ -91,7 +102,9 @@ class Body:
         """A field the router accepts only at a value that asks for nothing it lacks."""
         value = self.raw(name)
         if value is not None and value not in allowed:
-            raise InvalidRequest(name, f"'{name}' is not supported by this server (only {', '.join(map(repr, allowed))}).")
+            raise InvalidRequest(
+                name, f"'{name}' is not supported by this server (only {', '.join(map(repr, allowed))})."
+            )
 
     def ignored(self, *names: str) -> None:
         """Fields that change nothing here (metadata, parallel_tool_calls, ...)."""

@@ -105,7 +105,9 @@ class OpenAIHandlers:
         limit_headers = lambda: self.dispatcher.limit_headers(tenant, parsed.model if parsed else None)  # noqa: E731
         try:
             parsed = endpoint.parse(await read_json(request))
-            qos = qos_class(self.auth.default_qos(tenant), request.headers.get(QOS_HEADER), parsed.service_tier, parsed.priority)
+            qos = qos_class(
+                self.auth.default_qos(tenant), request.headers.get(QOS_HEADER), parsed.service_tier, parsed.priority
+            )
             inference = InferenceRequest(
                 model=parsed.model,
                 prompt=parsed.prompt,
@@ -121,7 +123,12 @@ class OpenAIHandlers:
             error.headers = {**limit_headers(), **error.headers}
             raise
         try:
-            meta = responses.ResponseMeta(endpoint.id_prefix + inference.request_id, parsed.model, generation.revision, "flex" if qos == "batch" else "default")  # fmt: skip
+            meta = responses.ResponseMeta(
+                endpoint.id_prefix + inference.request_id,
+                parsed.model,
+                generation.revision,
+                "flex" if qos == "batch" else "default",
+            )
             headers = {**limit_headers(), "x-request-id": inference.request_id, "x-shoal-revision": generation.revision}
             if parsed.stream:
                 return await self._stream(request, endpoint, parsed, meta, generation, headers)
@@ -130,7 +137,15 @@ class OpenAIHandlers:
         finally:
             await generation.close()
 
-    async def _stream(self, request: web.Request, endpoint: _Endpoint, parsed: ParsedRequest, meta, generation: Generation, headers: dict) -> web.StreamResponse:  # fmt: skip
+    async def _stream(
+        self,
+        request: web.Request,
+        endpoint: _Endpoint,
+        parsed: ParsedRequest,
+        meta,
+        generation: Generation,
+        headers: dict,
+    ) -> web.StreamResponse:
         sse = SseStream(headers)
         await sse.open(request)
         usage = parsed.include_usage
@@ -144,7 +159,11 @@ class OpenAIHandlers:
                     await sse.send(endpoint.chunk(meta, endpoint.chunk_text(message.text), usage, None, logprobs))
                 text_offset += len(message.text)
                 if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
-                    await sse.send(endpoint.chunk(meta, endpoint.finish_delta, usage, responses.FINISH_REASONS[message.finish_reason]))
+                    await sse.send(
+                        endpoint.chunk(
+                            meta, endpoint.finish_delta, usage, responses.FINISH_REASONS[message.finish_reason]
+                        )
+                    )
                     if usage:
                         await sse.send(responses.usage_chunk(meta, endpoint.chunk_object, message))
             await sse.done()

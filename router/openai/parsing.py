@@ -172,11 +172,17 @@ def _completion_prompt(body: Body) -> Prompt:
         prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str):
         return Prompt(text=prompt)
-    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt):
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt)
+    ):
         return Prompt(token_ids=tuple(prompt))
     if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
         raise InvalidRequest("prompt", "Only one prompt per request is supported.")
-    raise InvalidRequest("prompt", "Invalid 'prompt': expected a string, an array of token ids, or an array with one of those.")
+    raise InvalidRequest(
+        "prompt", "Invalid 'prompt': expected a string, an array of token ids, or an array with one of those."
+    )
 
 
 @contextlib.contextmanager

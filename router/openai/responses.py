@@ -44,7 +44,9 @@ def chat_logprobs(messages: list[pb.GenerateResponse]) -> dict:
                 "token": lp.token,
                 "logprob": lp.logprob,
                 "bytes": list(lp.token.encode()),
-                "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode())} for t in lp.top_logprobs],
+                "top_logprobs": [
+                    {"token": t.token, "logprob": t.logprob, "bytes": list(t.token.encode())} for t in lp.top_logprobs
+                ],
             }
             for m in messages
             for lp in m.logprobs
@@ -99,15 +101,21 @@ def text_completion(meta: ResponseMeta, messages: list[pb.GenerateResponse], log
     }
 
 
-def chat_chunk(meta: ResponseMeta, delta: dict, include_usage: bool, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:  # fmt: skip
+def chat_chunk(
+    meta: ResponseMeta, delta: dict, include_usage: bool, finish_reason: str | None = None, logprobs: dict | None = None
+) -> dict:
     return _chunk(meta, "chat.completion.chunk", {"delta": delta}, include_usage, finish_reason, logprobs)
 
 
-def completion_chunk(meta: ResponseMeta, text: str, include_usage: bool, finish_reason: str | None = None, logprobs: dict | None = None) -> dict:  # fmt: skip
+def completion_chunk(
+    meta: ResponseMeta, text: str, include_usage: bool, finish_reason: str | None = None, logprobs: dict | None = None
+) -> dict:
     return _chunk(meta, "text_completion", {"text": text}, include_usage, finish_reason, logprobs)
 
 
-def _chunk(meta: ResponseMeta, obj: str, content: dict, include_usage: bool, finish_reason: str | None, logprobs: dict | None) -> dict:  # fmt: skip
+def _chunk(
+    meta: ResponseMeta, obj: str, content: dict, include_usage: bool, finish_reason: str | None, logprobs: dict | None
+) -> dict:
     chunk = meta.header(obj) | {
         "system_fingerprint": meta.system_fingerprint,
         "choices": [{"index": 0, **content, "logprobs": logprobs, "finish_reason": finish_reason}],

@@ -12,7 +12,12 @@ from aiohttp import web
 class SseStream:
     def __init__(self, headers: dict[str, str]):
         self.response = web.StreamResponse(
-            headers={**headers, "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            headers={
+                **headers,
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
         )
 
     async def open(self, request: web.Request) -> None:

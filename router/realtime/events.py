@@ -43,8 +43,12 @@ def event(event_type: str, **fields) -> dict:
     return {"type": event_type, "event_id": f"event_{next(_ids)}", **fields}
 
 
-def error_event(error_type: str, code: str | None, message: str, param: str | None = None, event_id: str | None = None) -> dict:
-    return event("error", error={"type": error_type, "code": code, "message": message, "param": param, "event_id": event_id})
+def error_event(
+    error_type: str, code: str | None, message: str, param: str | None = None, event_id: str | None = None
+) -> dict:
+    return event(
+        "error", error={"type": error_type, "code": code, "message": message, "param": param, "event_id": event_id}
+    )
 
 
 def apply_settings(settings: SessionSettings, data: object) -> SessionSettings:
@@ -61,7 +65,9 @@ def apply_settings(settings: SessionSettings, data: object) -> SessionSettings:
             changes["max_output_tokens"] = None if value == "inf" else body.integer(name, minimum=1)
     if body.has("qos_class"):
         changes["qos"] = body.string("qos_class", choices=("realtime", "batch"))
-    body.ignored("modalities", "model", "output_modalities", "type", "tools", "tool_choice", "voice", "conversation", "metadata")
+    body.ignored(
+        "modalities", "model", "output_modalities", "type", "tools", "tool_choice", "voice", "conversation", "metadata"
+    )
     body.done()
     return replace(settings, **changes)
 
@@ -78,7 +84,11 @@ def parse_item(data: object) -> tuple[str, str]:
         raise InvalidRequest("item.content", "Expected a non-empty array of content parts.")
     texts = []
     for index, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") not in ("input_text", "text") or not isinstance(part.get("text"), str):
+        if (
+            not isinstance(part, dict)
+            or part.get("type") not in ("input_text", "text")
+            or not isinstance(part.get("text"), str)
+        ):
             raise InvalidRequest(f"item.content[{index}]", "Only input_text and text content parts are supported.")
         texts.append(part["text"])
     body.ignored("id", "object", "status")
@@ -88,8 +98,24 @@ def parse_item(data: object) -> tuple[str, str]:
 
 def item_object(item_id: str, role: str, text: str, status: str = "completed") -> dict:
     part_type = "text" if role == "assistant" else "input_text"
-    return {"id": item_id, "object": "realtime.item", "type": "message", "role": role, "status": status, "content": [{"type": part_type, "text": text}]}  # fmt: skip
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "role": role,
+        "status": status,
+        "content": [{"type": part_type, "text": text}],
+    }
 
 
-def response_object(response_id: str, status: str, usage: dict | None = None, details: dict | None = None, output: list | None = None) -> dict:  # fmt: skip
-    return {"id": response_id, "object": "realtime.response", "status": status, "status_details": details, "output": output or [], "usage": usage}  # fmt: skip
+def response_object(
+    response_id: str, status: str, usage: dict | None = None, details: dict | None = None, output: list | None = None
+) -> dict:
+    return {
+        "id": response_id,
+        "object": "realtime.response",
+        "status": status,
+        "status_details": details,
+        "output": output or [],
+        "usage": usage,
+    }

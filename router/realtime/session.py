@@ -41,13 +41,15 @@ class RealtimeSessions:
         self.dispatcher = dispatcher
         self.auth = auth
         self.config = config
-        self.open: set["Session"] = set()
+        self.open: set[Session] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         tenant = self.auth.tenant(request.headers.get("Authorization"))  # 401 before the upgrade
         model = request.query.get("model", "")
         pool = self.dispatcher.pool_for(model)  # 404 before the upgrade
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_message_bytes, writer_limit=self.config.send_buffer_bytes)
+        ws = web.WebSocketResponse(
+            max_msg_size=self.config.max_message_bytes, writer_limit=self.config.send_buffer_bytes
+        )
         await ws.prepare(request)
         session = Session(ws, self.dispatcher, tenant, self.auth.default_qos(tenant), pool.config.model, self.config)
         self.open.add(session)
@@ -62,7 +64,15 @@ class RealtimeSessions:
 
 
 class Session:
-    def __init__(self, ws: web.WebSocketResponse, dispatcher: Dispatcher, tenant: str, default_qos: str, model: str, config: RealtimeConfig):  # fmt: skip
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        dispatcher: Dispatcher,
+        tenant: str,
+        default_qos: str,
+        model: str,
+        config: RealtimeConfig,
+    ):
         self.ws = ws
         self.dispatcher = dispatcher
         self.tenant = tenant
@@ -85,16 +95,22 @@ class Session:
             left_s = deadline - time.monotonic()
             try:
                 message = await self.ws.receive(timeout=min(left_s, idle_s or left_s))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 expired = time.monotonic() >= deadline
-                code, text = ("session_expired", "the session reached its maximum lifetime") if expired else ("idle_timeout", "the session was idle too long")
+                code, text = (
+                    ("session_expired", "the session reached its maximum lifetime")
+                    if expired
+                    else ("idle_timeout", "the session was idle too long")
+                )
                 await self._goodbye(code, text)
                 await self.close(WSCloseCode.OK, code)
                 break
             if message.type == WSMsgType.TEXT:
                 await self._on_event(message.data)
             elif message.type == WSMsgType.BINARY:
-                await self.send(events.error_event("invalid_request_error", "binary_not_supported", "Send JSON text frames."))
+                await self.send(
+                    events.error_event("invalid_request_error", "binary_not_supported", "Send JSON text frames.")
+                )
             else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 for a message too large is aiohttp's)
                 break
         await self._cancel_response()
@@ -116,22 +132,34 @@ class Session:
             elif event_type == "conversation.item.create":
                 role, content = events.parse_item(data.get("item"))
                 if sum(len(c) for _, c in self.conversation) + len(content) > self.config.max_conversation_chars:
-                    raise InvalidRequest("item", "The conversation is too long for this session; start a new one.", "conversation_too_long")  # fmt: skip
+                    raise InvalidRequest(
+                        "item",
+                        "The conversation is too long for this session; start a new one.",
+                        "conversation_too_long",
+                    )
                 self.conversation.append((role, content))
                 item_id = events.new_id("item")
-                await self.send(events.event("conversation.item.created", item=events.item_object(item_id, role, content)))
+                await self.send(
+                    events.event("conversation.item.created", item=events.item_object(item_id, role, content))
+                )
             elif event_type == "response.create":
                 await self._start_response(data.get("response"))
             elif event_type == "response.cancel":
                 await self._cancel_response()
             else:
-                raise InvalidRequest("type", f"Unknown event type {event_type!r}; expected one of {', '.join(events.CLIENT_EVENTS)}.")
+                raise InvalidRequest(
+                    "type", f"Unknown event type {event_type!r}; expected one of {', '.join(events.CLIENT_EVENTS)}."
+                )
         except RouterError as error:
             await self.send(events.error_event(error.error_type, error.code, error.message, error.param, event_id))
 
     async def _start_response(self, overrides) -> None:
         if self.response is not None and not self.response.done():
-            raise InvalidRequest(None, "A response is already in progress; cancel it or wait for response.done.", "conversation_already_has_active_response")  # fmt: skip
+            raise InvalidRequest(
+                None,
+                "A response is already in progress; cancel it or wait for response.done.",
+                "conversation_already_has_active_response",
+            )
         settings = events.apply_settings(self.settings, overrides)
         if not any(role == "user" for role, _ in self.conversation):
             raise InvalidRequest(None, "The conversation has no user message yet.", "empty_conversation")
@@ -163,17 +191,29 @@ class Session:
                 async for message in generation.messages():
                     if message.text:
                         parts.append(message.text)
-                        await self.send(events.event("response.text.delta", response_id=response_id, item_id=item_id, delta=message.text))  # fmt: skip
+                        await self.send(
+                            events.event(
+                                "response.text.delta", response_id=response_id, item_id=item_id, delta=message.text
+                            )
+                        )
                     if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
                         status = "completed" if message.finish_reason == pb.FINISH_REASON_STOP else "incomplete"
                         u = message.usage
-                        usage = {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens, "input_token_details": {"cached_tokens": u.cached_prompt_tokens}}  # fmt: skip
+                        usage = {
+                            "input_tokens": u.prompt_tokens,
+                            "output_tokens": u.completion_tokens,
+                            "total_tokens": u.prompt_tokens + u.completion_tokens,
+                            "input_token_details": {"cached_tokens": u.cached_prompt_tokens},
+                        }
                         if status == "incomplete":
                             details = {"type": "incomplete", "reason": "max_output_tokens"}
             finally:
                 await generation.close()  # cancels the runtime call if we leave early
         except RouterError as error:
-            details = {"type": "failed", "error": {"type": error.error_type, "code": error.code, "message": error.message}}
+            details = {
+                "type": "failed",
+                "error": {"type": error.error_type, "code": error.code, "message": error.message},
+            }
             await self.send(events.error_event(error.error_type, error.code, error.message, error.param))
         except asyncio.CancelledError:
             status, details = "cancelled", {"type": "cancelled", "reason": "client_cancelled"}
@@ -186,7 +226,9 @@ class Session:
         output = [events.item_object(item_id, "assistant", text, status)] if text else []
         if text:
             await self.send(events.event("response.text.done", response_id=response_id, item_id=item_id, text=text))
-        await self.send(events.event("response.done", response=events.response_object(response_id, status, usage, details, output)))
+        await self.send(
+            events.event("response.done", response=events.response_object(response_id, status, usage, details, output))
+        )
 
     async def _cancel_response(self) -> None:
         """Cancels the response in progress; its task then reports response.done (cancelled)."""
@@ -212,7 +254,7 @@ class Session:
     async def _goodbye(self, code: str, message: str) -> None:
         try:
             await asyncio.wait_for(self.send(events.error_event("session_error", code, message)), CLOSE_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
 
     async def close(self, code: int, message: str) -> None:
@@ -220,7 +262,7 @@ class Session:
         await self._cancel_response()
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=message.encode()), CLOSE_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             pass
 
     def _public(self) -> dict:

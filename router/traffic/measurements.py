@@ -140,7 +140,9 @@ class Measurements:
             windows.kv_free.add(kv_free, now)
         windows.preemptions.add(now, preemptions=preemptions)
 
-    def stats(self, pool: str, revision: str | None, window_s: float, now: float, qos: str | None = None) -> RevisionStats:
+    def stats(
+        self, pool: str, revision: str | None, window_s: float, now: float, qos: str | None = None
+    ) -> RevisionStats:
         """One revision's window (all revisions of the pool if None; all QoS classes if qos is None)."""
         stats = RevisionStats(window_s=min(window_s, self.retention_s))
         for (p, r, q), windows in self._requests.items():

@@ -124,7 +124,9 @@ class BatchShare:
     `near` x target; add `step` (up to max) while it is below `relax` x target or there is no
     realtime traffic; hold in between."""
 
-    def __init__(self, config: QosConfig, near: float = 0.8, relax: float = 0.5, step: float = 0.05, decrease: float = 0.5):
+    def __init__(
+        self, config: QosConfig, near: float = 0.8, relax: float = 0.5, step: float = 0.05, decrease: float = 0.5
+    ):
         self.config = config
         self.share = config.batch_share_max
         self.near, self.relax, self.step, self.decrease = near, relax, step, decrease

@@ -46,7 +46,11 @@ def _latency_ratio(rule: LatencyRatioRule, canary: RevisionStats, stable: Revisi
 def _error_rate(rule: ErrorRateRule, canary: RevisionStats, stable: RevisionStats) -> Breach | None:
     if canary.requests < rule.min_samples:
         return None
-    observed = {"canary_error_rate": canary.error_rate, "canary_errors": canary.errors, "canary_requests": canary.requests}
+    observed = {
+        "canary_error_rate": canary.error_rate,
+        "canary_errors": canary.errors,
+        "canary_requests": canary.requests,
+    }
     if rule.max_rate is not None and canary.error_rate > rule.max_rate:
         return Breach(rule.name, observed, f"<= {rule.max_rate:g} over {rule.window_s:g}s")
     if rule.max_over_stable is not None and stable.requests >= rule.min_samples:
@@ -58,7 +62,9 @@ def _error_rate(rule: ErrorRateRule, canary: RevisionStats, stable: RevisionStat
 
 def _preemptions(rule: PreemptionRule, canary: RevisionStats, stable: RevisionStats) -> Breach | None:
     if canary.preemptions > rule.max_count:
-        return Breach(rule.name, {"canary_preemptions": canary.preemptions}, f"<= {rule.max_count} over {rule.window_s:g}s")
+        return Breach(
+            rule.name, {"canary_preemptions": canary.preemptions}, f"<= {rule.max_count} over {rule.window_s:g}s"
+        )
     return None
 
 
@@ -67,7 +73,11 @@ def _kv_free(rule: KvFreeRule, canary: RevisionStats, stable: RevisionStats) -> 
         return None
     mean = canary.kv_free_mean
     if mean < rule.min_free:
-        return Breach(rule.name, {"canary_kv_free": mean, "scrapes": len(canary.kv_free)}, f">= {rule.min_free:g} over {rule.window_s:g}s")
+        return Breach(
+            rule.name,
+            {"canary_kv_free": mean, "scrapes": len(canary.kv_free)},
+            f">= {rule.min_free:g} over {rule.window_s:g}s",
+        )
     return None
 
 
@@ -77,4 +87,3 @@ _CHECKS = {
     PreemptionRule: _preemptions,
     KvFreeRule: _kv_free,
 }
-

@@ -51,4 +51,6 @@ class PoolRollout:
 
     @property
     def canary_active(self) -> bool:
-        return self.split.canary is not None and self.split.canary_weight > 0 and self.split.canary not in self.rolled_back
+        return (
+            self.split.canary is not None and self.split.canary_weight > 0 and self.split.canary not in self.rolled_back
+        )

@@ -72,7 +72,13 @@ def tighter(a: LimitStatus, b: LimitStatus) -> LimitStatus:
     """Where two limiters apply (the router's and the pool's): per kind, the limit with less left."""
     requests = min((s for s in (a, b) if s.limit_requests is not None), key=lambda s: s.remaining_requests, default=a)
     tokens = min((s for s in (a, b) if s.limit_tokens is not None), key=lambda s: s.remaining_tokens, default=a)
-    return LimitStatus(requests.limit_requests, requests.remaining_requests, tokens.limit_tokens, tokens.remaining_tokens, tokens.reset_tokens_s)  # fmt: skip
+    return LimitStatus(
+        requests.limit_requests,
+        requests.remaining_requests,
+        tokens.limit_tokens,
+        tokens.remaining_tokens,
+        tokens.reset_tokens_s,
+    )
 
 
 class RateLimited(Exception):
@@ -144,7 +150,8 @@ class TenantLimiter:
             raise RateLimited(
                 tenant,
                 "requests",
-                f"Rate limit reached for tenant {tenant}{where} on concurrent requests: limit {cap}, in flight {state.in_flight}. "
+                f"Rate limit reached for tenant {tenant}{where} on concurrent requests: limit {cap}, in flight "
+                f"{state.in_flight}. "
                 "Please retry when one of your requests has finished.",
                 1.0,
                 self.status(tenant, now),
@@ -155,7 +162,8 @@ class TenantLimiter:
                 raise RateLimited(
                     tenant,
                     "tokens",
-                    f"Rate limit reached for tenant {tenant}{where} on tokens per min: limit {state.config.tokens_per_minute}, "
+                    f"Rate limit reached for tenant {tenant}{where} on tokens per min: limit "
+                    f"{state.config.tokens_per_minute}, "
                     f"remaining {max(0, math.floor(state.bucket.level))}, requested ~{estimated_tokens}. "
                     f"Please try again in {format_duration(wait_s)}.",
                     wait_s,

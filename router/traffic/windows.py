@@ -59,7 +59,7 @@ class CountWindow:
             if bucket[0] > cutoff:
                 for i in range(len(sums)):
                     sums[i] += bucket[1 + i]
-        return dict(zip(self.fields, sums))
+        return dict(zip(self.fields, sums, strict=True))
 
     def _forget(self, now: float) -> None:
         cutoff = math.floor(now - self.retention_s)

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.llm_engine import EngineStats, LLMEngine, StepResult
 from shoal.runtime.engine.output_processor import RequestOutput
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.request import Request
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError
 from shoal.runtime.sampling.params import SamplingParams
@@ -124,7 +124,9 @@ class AsyncEngine:
 
     def _accept(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int) -> Request:
         if not self.accepting or not self.healthy:
-            raise EngineUnavailableError("the runtime is shutting down" if not self.accepting else "the engine has failed")
+            raise EngineUnavailableError(
+                "the runtime is shutting down" if not self.accepting else "the engine has failed"
+            )
         request = self.engine.make_request(request_id, prompt_token_ids, sampling, priority)
         if request_id in self._streams:
             raise InvalidRequestError("request_id", f"{request_id!r} is already in use")

@@ -147,7 +147,10 @@ class BlockManager:
         """The request's blocks hold `total_tokens`, and every full one is already offered to the cache."""
         if total_tokens > len(entry.block_ids) * self.block_size:
             return False
-        return not self.enable_prefix_caching or min(total_tokens, request.num_tokens) // self.block_size <= entry.num_registered
+        return (
+            not self.enable_prefix_caching
+            or min(total_tokens, request.num_tokens) // self.block_size <= entry.num_registered
+        )
 
     def _entry(self, request_id: str) -> _RequestBlocks:
         entry = self._requests.get(request_id)

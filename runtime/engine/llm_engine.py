@@ -118,7 +118,9 @@ class LLMEngine:
         self.scheduler.add(request)
         self.output_processor.add(request)
 
-    def add_request(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int = 0) -> Request:
+    def add_request(
+        self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int = 0
+    ) -> Request:
         request = self.make_request(request_id, prompt_token_ids, sampling, priority)
         self.add(request)
         return request
@@ -223,7 +225,9 @@ class LLMEngine:
             raise InvalidRequestError("prompt", "must not be empty")
         bad = next((t for t in prompt_token_ids if not 0 <= t < self.vocab_size), None)
         if bad is not None:
-            raise InvalidRequestError("prompt.token_ids", f"token id {bad} is outside the vocabulary [0, {self.vocab_size})")
+            raise InvalidRequestError(
+                "prompt.token_ids", f"token id {bad} is outside the vocabulary [0, {self.vocab_size})"
+            )
         bad = next((t for t in sampling.stop_token_ids if t >= self.vocab_size), None)
         if bad is not None:
             raise InvalidRequestError("sampling.stop_token_ids", f"token id {bad} is outside the vocabulary")

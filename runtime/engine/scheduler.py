@@ -194,7 +194,7 @@ class Scheduler:
         blocks. Returns the (request, token) pairs appended; a draw for a request that ended while it
         was in flight is dropped."""
         appended = []
-        for item, token in zip(output.scheduled, tokens):
+        for item, token in zip(output.scheduled, tokens, strict=True):
             if token is None:
                 continue
             request = item.request
@@ -226,7 +226,9 @@ class Scheduler:
         sampling = request.sampling
         if not sampling.needs_penalties:
             return RowInput(row_id, start, num_new, token_ids, block_ids, sampling)
-        return RowInput(row_id, start, num_new, token_ids, block_ids, sampling, request.prompt_token_ids, request.output_token_ids)
+        return RowInput(
+            row_id, start, num_new, token_ids, block_ids, sampling, request.prompt_token_ids, request.output_token_ids
+        )
 
     def _preempt(self, request: Request) -> None:
         self.running.remove(request)

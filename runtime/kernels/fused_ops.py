@@ -13,9 +13,18 @@ import triton.language as tl
 
 @triton.jit
 def _rms_norm_kernel(
-    out_ptr, x_ptr, residual_ptr, weight_ptr, x_stride, residual_stride, out_stride, eps,
-    N: tl.constexpr, N_PAD: tl.constexpr, ADD_RESIDUAL: tl.constexpr,
-):  # fmt: skip
+    out_ptr,
+    x_ptr,
+    residual_ptr,
+    weight_ptr,
+    x_stride,
+    residual_stride,
+    out_stride,
+    eps,
+    N: tl.constexpr,
+    N_PAD: tl.constexpr,
+    ADD_RESIDUAL: tl.constexpr,
+):
     row = tl.program_id(0)
     cols = tl.arange(0, N_PAD)
     mask = cols < N
@@ -36,10 +45,19 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float, residual: torch.
     out = torch.empty_like(x)
     n = x.shape[-1]
     _rms_norm_kernel[(x.shape[0],)](
-        out, x, residual if residual is not None else x, weight, x.stride(0),
-        residual.stride(0) if residual is not None else 0, out.stride(0), eps,
-        N=n, N_PAD=triton.next_power_of_2(n), ADD_RESIDUAL=residual is not None, num_warps=4 if n <= 4096 else 8,
-    )  # fmt: skip
+        out,
+        x,
+        residual if residual is not None else x,
+        weight,
+        x.stride(0),
+        residual.stride(0) if residual is not None else 0,
+        out.stride(0),
+        eps,
+        N=n,
+        N_PAD=triton.next_power_of_2(n),
+        ADD_RESIDUAL=residual is not None,
+        num_warps=4 if n <= 4096 else 8,
+    )
     return out
 
 
@@ -59,15 +77,28 @@ def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
     n = width // 2
     out = torch.empty((rows, n), dtype=gate_up.dtype, device=gate_up.device)
     block = 1024
-    _silu_and_mul_kernel[(rows, triton.cdiv(n, block))](out, gate_up, gate_up.stride(0), out.stride(0), N=n, BLOCK=block)
+    _silu_and_mul_kernel[(rows, triton.cdiv(n, block))](
+        out, gate_up, gate_up.stride(0), out.stride(0), N=n, BLOCK=block
+    )
     return out
 
 
 @triton.jit
 def _rotary_kernel(
-    q_ptr, k_ptr, cos_ptr, sin_ptr, positions_ptr, q_stride, k_stride, table_stride,
-    NUM_Q_HEADS: tl.constexpr, NUM_K_HEADS: tl.constexpr, HEADS_PAD: tl.constexpr, HALF: tl.constexpr, HALF_PAD: tl.constexpr,
-):  # fmt: skip
+    q_ptr,
+    k_ptr,
+    cos_ptr,
+    sin_ptr,
+    positions_ptr,
+    q_stride,
+    k_stride,
+    table_stride,
+    NUM_Q_HEADS: tl.constexpr,
+    NUM_K_HEADS: tl.constexpr,
+    HEADS_PAD: tl.constexpr,
+    HALF: tl.constexpr,
+    HALF_PAD: tl.constexpr,
+):
     token = tl.program_id(0)
     position = tl.load(positions_ptr + token)
     d = tl.arange(0, HALF_PAD)
@@ -89,13 +120,25 @@ def _rotate(pointers, mask, cos, sin, HALF: tl.constexpr):
     tl.store(pointers + HALF, (s32 * cos + f32 * sin).to(first.dtype), mask=mask)
 
 
-def rotary_in_place(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+def rotary_in_place(
+    q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> None:
     """q: [tokens, heads, head_dim], k: [tokens, kv_heads, head_dim] (rows may be strided views of
     the fused qkv output); cos/sin: [max_position, head_dim] float32 (both halves equal)."""
     tokens, num_q_heads, head_dim = q.shape
     assert q.stride()[1:] == k.stride()[1:] == (head_dim, 1)
     _rotary_kernel[(tokens,)](
-        q, k, cos, sin, positions, q.stride(0), k.stride(0), cos.stride(0),
-        NUM_Q_HEADS=num_q_heads, NUM_K_HEADS=k.shape[1], HEADS_PAD=triton.next_power_of_2(num_q_heads),
-        HALF=head_dim // 2, HALF_PAD=triton.next_power_of_2(head_dim // 2),
-    )  # fmt: skip
+        q,
+        k,
+        cos,
+        sin,
+        positions,
+        q.stride(0),
+        k.stride(0),
+        cos.stride(0),
+        NUM_Q_HEADS=num_q_heads,
+        NUM_K_HEADS=k.shape[1],
+        HEADS_PAD=triton.next_power_of_2(num_q_heads),
+        HALF=head_dim // 2,
+        HALF_PAD=triton.next_power_of_2(head_dim // 2),
+    )

@@ -55,16 +55,34 @@ def _find_sequence(query_start_loc_ptr, q_block, seq_begin, num_seqs, first_toke
 
 @triton.jit
 def _attend(
-    q, q_pos, key_begin, key_end, seq, kv_head, cache_ptr, v_offset, block_tables_ptr, bt_stride,
-    c_stride_block, c_stride_slot, c_stride_head, scale_log2, d, d_ok,
-    ROWS: tl.constexpr, HEAD_DIM_PAD: tl.constexpr, PAGE: tl.constexpr, TILE_N: tl.constexpr,
-    CAUSAL: tl.constexpr, PRECISION: tl.constexpr,
-):  # fmt: skip
+    q,
+    q_pos,
+    key_begin,
+    key_end,
+    seq,
+    kv_head,
+    cache_ptr,
+    v_offset,
+    block_tables_ptr,
+    bt_stride,
+    c_stride_block,
+    c_stride_slot,
+    c_stride_head,
+    scale_log2,
+    d,
+    d_ok,
+    ROWS: tl.constexpr,
+    HEAD_DIM_PAD: tl.constexpr,
+    PAGE: tl.constexpr,
+    TILE_N: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    PRECISION: tl.constexpr,
+):
     """Online softmax of q's rows over keys [key_begin, key_end) of one sequence and KV head, read
     through its block table; returns (running max, running sum, unnormalised output), log2 domain.
     CAUSAL: row i sees keys up to q_pos[i] only."""
     m = tl.full([ROWS], float("-inf"), tl.float32)
-    l = tl.zeros([ROWS], tl.float32)
+    row_sum = tl.zeros([ROWS], tl.float32)
     acc = tl.zeros([ROWS, HEAD_DIM_PAD], tl.float32)
     for start in range(key_begin, key_end, TILE_N):
         k_pos = start + tl.arange(0, TILE_N)
@@ -83,10 +101,10 @@ def _attend(
         m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
         p = tl.exp2(s - m_safe[:, None])
         alpha = tl.exp2(m - m_safe)
-        l = l * alpha + tl.sum(p, 1)
+        row_sum = row_sum * alpha + tl.sum(p, 1)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m = m_new
-    return m, l, acc
+    return m, row_sum, acc
 
 
 @triton.jit
@@ -141,12 +159,31 @@ def _prefill_kernel(
     q_offsets = (q_start + q_idx)[:, None] * q_stride_token + head[:, None] * q_stride_head + d[None, :]
     q = tl.load(q_ptr + q_offsets, mask=row_ok[:, None] & d_ok[None, :], other=0.0)
     key_end = tl.minimum(seq_len, context + (local + 1) * BLOCK_Q)
-    m, l, acc = _attend(
-        q, context + q_idx, 0, key_end, seq, kv_head, cache_ptr, v_offset, block_tables_ptr, bt_stride,
-        c_stride_block, c_stride_slot, c_stride_head, scale_log2, d, d_ok,
-        BLOCK_M, HEAD_DIM_PAD, PAGE, TILE_N, True, PRECISION,
-    )  # fmt: skip
-    out = acc / tl.where(l == 0.0, 1.0, l)[:, None]
+    m, row_sum, acc = _attend(
+        q,
+        context + q_idx,
+        0,
+        key_end,
+        seq,
+        kv_head,
+        cache_ptr,
+        v_offset,
+        block_tables_ptr,
+        bt_stride,
+        c_stride_block,
+        c_stride_slot,
+        c_stride_head,
+        scale_log2,
+        d,
+        d_ok,
+        BLOCK_M,
+        HEAD_DIM_PAD,
+        PAGE,
+        TILE_N,
+        True,
+        PRECISION,
+    )
+    out = acc / tl.where(row_sum == 0.0, 1.0, row_sum)[:, None]
     o_offsets = (q_start + q_idx)[:, None] * o_stride_token + head[:, None] * o_stride_head + d[None, :]
     tl.store(out_ptr + o_offsets, out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
 
@@ -196,17 +233,36 @@ def _decode_kernel(
     q_mask = row_ok[:, None] & d_ok[None, :]
     q = tl.load(q_ptr + seq * q_stride_token + head[:, None] * q_stride_head + d[None, :], mask=q_mask, other=0.0)
 
-    m, l, acc = _attend(
-        q, rows, key_begin, key_end, seq, kv_head, cache_ptr, v_offset, block_tables_ptr, bt_stride,
-        c_stride_block, c_stride_slot, c_stride_head, scale_log2, d, d_ok,
-        GROUP_PAD, HEAD_DIM_PAD, PAGE, TILE_N, False, PRECISION,
-    )  # fmt: skip
-    out = acc / tl.where(l == 0.0, 1.0, l)[:, None]
+    m, row_sum, acc = _attend(
+        q,
+        rows,
+        key_begin,
+        key_end,
+        seq,
+        kv_head,
+        cache_ptr,
+        v_offset,
+        block_tables_ptr,
+        bt_stride,
+        c_stride_block,
+        c_stride_slot,
+        c_stride_head,
+        scale_log2,
+        d,
+        d_ok,
+        GROUP_PAD,
+        HEAD_DIM_PAD,
+        PAGE,
+        TILE_N,
+        False,
+        PRECISION,
+    )
+    out = acc / tl.where(row_sum == 0.0, 1.0, row_sum)[:, None]
     if SPLITS == 1:
         o_offsets = seq * o_stride_token + head[:, None] * o_stride_head + d[None, :]
         tl.store(out_ptr + o_offsets, out.to(out_ptr.dtype.element_ty), mask=q_mask)
     else:
-        lse = tl.where(l == 0.0, float("-inf"), m + tl.log2(tl.where(l == 0.0, 1.0, l)))
+        lse = tl.where(row_sum == 0.0, float("-inf"), m + tl.log2(tl.where(row_sum == 0.0, 1.0, row_sum)))
         slot = (seq * num_heads + head) * SPLITS + split
         tl.store(partial_lse_ptr + slot, lse, mask=row_ok)
         tl.store(partial_out_ptr + slot[:, None] * HEAD_DIM + d[None, :], out, mask=q_mask)
@@ -236,7 +292,9 @@ def _decode_merge_kernel(
     d = tl.arange(0, HEAD_DIM_PAD)
     d_ok = d < HEAD_DIM
     partial = tl.load(
-        partial_out_ptr + slot[:, None] * HEAD_DIM + d[None, :], mask=(splits < SPLITS)[:, None] & d_ok[None, :], other=0.0
+        partial_out_ptr + slot[:, None] * HEAD_DIM + d[None, :],
+        mask=(splits < SPLITS)[:, None] & d_ok[None, :],
+        other=0.0,
     )
     total = tl.sum(weight, 0)
     out = tl.sum(partial * weight[:, None], 0) / tl.where(total == 0.0, 1.0, total)
@@ -258,7 +316,15 @@ class PagedAttentionKernels:
     BLOCK_Q_ROWS = 64  # query rows (tokens x heads of a group) per prefill program
     TILE_N = 64
 
-    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, block_size: int, dtype: torch.dtype, device: torch.device):
+    def __init__(
+        self,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        block_size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ):
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
         self.group = num_heads // num_kv_heads
@@ -279,33 +345,90 @@ class PagedAttentionKernels:
         if num_seqs > num_decodes:
             grid = (batch.num_prefill_tokens // self.block_q + (num_seqs - num_decodes), self.num_kv_heads)
             _prefill_kernel[grid](
-                out, query, kv_cache, block_tables, batch.seq_lens, batch.query_start_loc,
-                scale * LOG2_E, num_decodes, num_seqs,
-                query.stride(0), query.stride(1), out.stride(0), out.stride(1),
-                kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), kv_cache.stride(3), block_tables.stride(0),
-                GROUP=self.group, GROUP_PAD=self.prefill_group_pad, HEAD_DIM=self.head_dim, HEAD_DIM_PAD=self.head_dim_pad,
-                PAGE=self.block_size, BLOCK_Q=self.block_q, TILE_N=self.TILE_N, PRECISION=self.precision,
-                num_warps=4, num_stages=2,
-            )  # fmt: skip
+                out,
+                query,
+                kv_cache,
+                block_tables,
+                batch.seq_lens,
+                batch.query_start_loc,
+                scale * LOG2_E,
+                num_decodes,
+                num_seqs,
+                query.stride(0),
+                query.stride(1),
+                out.stride(0),
+                out.stride(1),
+                kv_cache.stride(0),
+                kv_cache.stride(1),
+                kv_cache.stride(2),
+                kv_cache.stride(3),
+                block_tables.stride(0),
+                GROUP=self.group,
+                GROUP_PAD=self.prefill_group_pad,
+                HEAD_DIM=self.head_dim,
+                HEAD_DIM_PAD=self.head_dim_pad,
+                PAGE=self.block_size,
+                BLOCK_Q=self.block_q,
+                TILE_N=self.TILE_N,
+                PRECISION=self.precision,
+                num_warps=4,
+                num_stages=2,
+            )
         return out
 
     def _decode(self, out, query, kv_cache, batch: PagedBatch, scale: float) -> None:
-        num_decodes, splits, block_tables, seq_lens = batch.num_decodes, batch.decode_splits, batch.block_tables, batch.seq_lens
+        num_decodes, splits, block_tables, seq_lens = (
+            batch.num_decodes,
+            batch.decode_splits,
+            batch.block_tables,
+            batch.seq_lens,
+        )
         partial_out = partial_lse = out  # unused when there is one split
         if splits > 1:
-            partial_out = torch.empty((num_decodes, self.num_heads, splits, self.head_dim), dtype=torch.float32, device=out.device)
+            partial_out = torch.empty(
+                (num_decodes, self.num_heads, splits, self.head_dim), dtype=torch.float32, device=out.device
+            )
             partial_lse = torch.empty((num_decodes, self.num_heads, splits), dtype=torch.float32, device=out.device)
         _decode_kernel[(num_decodes, self.num_kv_heads, splits)](
-            out, partial_out, partial_lse, query, kv_cache, block_tables, seq_lens, scale * LOG2_E,
-            query.stride(0), query.stride(1), out.stride(0), out.stride(1),
-            kv_cache.stride(0), kv_cache.stride(1), kv_cache.stride(2), kv_cache.stride(3), block_tables.stride(0),
+            out,
+            partial_out,
+            partial_lse,
+            query,
+            kv_cache,
+            block_tables,
+            seq_lens,
+            scale * LOG2_E,
+            query.stride(0),
+            query.stride(1),
+            out.stride(0),
+            out.stride(1),
+            kv_cache.stride(0),
+            kv_cache.stride(1),
+            kv_cache.stride(2),
+            kv_cache.stride(3),
+            block_tables.stride(0),
             self.num_heads,
-            GROUP=self.group, GROUP_PAD=self.decode_group_pad, HEAD_DIM=self.head_dim, HEAD_DIM_PAD=self.head_dim_pad,
-            PAGE=self.block_size, TILE_N=self.TILE_N, SPLITS=splits, PRECISION=self.precision,
-            num_warps=4, num_stages=2,
-        )  # fmt: skip
+            GROUP=self.group,
+            GROUP_PAD=self.decode_group_pad,
+            HEAD_DIM=self.head_dim,
+            HEAD_DIM_PAD=self.head_dim_pad,
+            PAGE=self.block_size,
+            TILE_N=self.TILE_N,
+            SPLITS=splits,
+            PRECISION=self.precision,
+            num_warps=4,
+            num_stages=2,
+        )
         if splits > 1:
             _decode_merge_kernel[(num_decodes, self.num_heads)](
-                out, partial_out, partial_lse, out.stride(0), out.stride(1), self.num_heads,
-                HEAD_DIM=self.head_dim, HEAD_DIM_PAD=self.head_dim_pad, SPLITS=splits, SPLITS_PAD=triton.next_power_of_2(splits),
-            )  # fmt: skip
+                out,
+                partial_out,
+                partial_lse,
+                out.stride(0),
+                out.stride(1),
+                self.num_heads,
+                HEAD_DIM=self.head_dim,
+                HEAD_DIM_PAD=self.head_dim_pad,
+                SPLITS=splits,
+                SPLITS_PAD=triton.next_power_of_2(splits),
+            )

@@ -14,7 +14,9 @@ class TorchAttentionBackend:
         flat[0].index_copy_(0, slots, key)
         flat[1].index_copy_(0, slots, value)
 
-    def attend(self, query: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    def attend(
+        self, query: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float
+    ) -> torch.Tensor:
         out = torch.empty_like(query)
         if meta.num_decodes:
             out[: meta.num_decodes] = self._decode(query[: meta.num_decodes], kv_cache, meta, scale)
@@ -23,7 +25,9 @@ class TorchAttentionBackend:
             out[start:end] = self._prefill(query[start:end], kv_cache, meta, i, scale)
         return out
 
-    def _decode(self, query: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float) -> torch.Tensor:
+    def _decode(
+        self, query: torch.Tensor, kv_cache: torch.Tensor, meta: AttentionMetadata, scale: float
+    ) -> torch.Tensor:
         n = meta.num_decodes
         block_size = kv_cache.shape[2]
         max_len = max(meta.seq_lens_host[:n])

@@ -91,7 +91,9 @@ class LlamaModel(nn.Module):
         super().__init__()
         self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
         rotary = RotaryEmbedding(arch.rope, arch.head_dim, max_position, ops)
-        self.layers = nn.ModuleList(LlamaDecoderLayer(arch, rotary, backend, ops) for _ in range(arch.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            LlamaDecoderLayer(arch, rotary, backend, ops) for _ in range(arch.num_hidden_layers)
+        )
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
@@ -118,11 +120,13 @@ class LlamaForCausalLM(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden).float()
 
-    def allocate_kv_caches(self, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device) -> list[torch.Tensor]:
+    def allocate_kv_caches(
+        self, num_blocks: int, block_size: int, dtype: torch.dtype, device: torch.device
+    ) -> list[torch.Tensor]:
         """One [2, num_blocks, block_size, kv_heads, head_dim] cache per layer, bound to its attention."""
         shape = (2, num_blocks, block_size, self.arch.num_key_value_heads, self.arch.head_dim)
         caches = [torch.zeros(shape, dtype=dtype, device=device) for _ in self.model.layers]
-        for layer, cache in zip(self.model.layers, caches):
+        for layer, cache in zip(self.model.layers, caches, strict=True):
             layer.self_attn.attn.kv_cache = cache
         return caches
 

@@ -85,7 +85,9 @@ def build_model(
     return model.eval()
 
 
-def _checkpoint_tensors(source: ModelSource, dtype: torch.dtype, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+def _checkpoint_tensors(
+    source: ModelSource, dtype: torch.dtype, device: torch.device
+) -> Iterator[tuple[str, torch.Tensor]]:
     from safetensors import safe_open
 
     for file in sorted(source.directory.glob("*.safetensors")):

@@ -41,7 +41,9 @@ class SamplingParams:
         _check(all(self.stop), "stop", "stop strings must not be empty")
         _check(all(t >= 0 for t in self.stop_token_ids), "stop_token_ids", "token ids must be >= 0")
         if self.logprobs is not None:
-            _check(0 <= self.logprobs <= MAX_LOGPROBS, "logprobs", f"must be in [0, {MAX_LOGPROBS}], got {self.logprobs}")
+            _check(
+                0 <= self.logprobs <= MAX_LOGPROBS, "logprobs", f"must be in [0, {MAX_LOGPROBS}], got {self.logprobs}"
+            )
 
     # Cached: the scheduler, the worker and the sampler each ask for every row of every step.
     @cached_property

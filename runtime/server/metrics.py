@@ -15,9 +15,82 @@ from shoal import metric_names as names
 from shoal.runtime.engine.llm_engine import EngineStats
 
 # vLLM's buckets, with finer steps at the fast end for GPU decode latencies.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+ITL_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.025,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+E2E_BUCKETS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12)
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 
@@ -42,17 +115,27 @@ class RuntimeMetrics:
         self.request_errors = counter(
             names.REQUEST_ERRORS, "Requests refused or failed, by gRPC status code.", (names.LABEL_CODE,)
         )
-        self.ttft = histogram(names.TIME_TO_FIRST_TOKEN, "Time to first token, seconds.", TTFT_BUCKETS).labels(*self.label_values)
-        self.itl = histogram(names.INTER_TOKEN_LATENCY, "Time between output tokens, seconds.", ITL_BUCKETS).labels(*self.label_values)
-        self.e2e = histogram(names.E2E_REQUEST_LATENCY, "Request latency, arrival to last token, seconds.", E2E_BUCKETS).labels(*self.label_values)
+        self.ttft = histogram(names.TIME_TO_FIRST_TOKEN, "Time to first token, seconds.", TTFT_BUCKETS).labels(
+            *self.label_values
+        )
+        self.itl = histogram(names.INTER_TOKEN_LATENCY, "Time between output tokens, seconds.", ITL_BUCKETS).labels(
+            *self.label_values
+        )
+        self.e2e = histogram(
+            names.E2E_REQUEST_LATENCY, "Request latency, arrival to last token, seconds.", E2E_BUCKETS
+        ).labels(*self.label_values)
         self.request_prompt_tokens = histogram(
             names.REQUEST_PROMPT_TOKENS, "Prompt length of finished requests.", TOKEN_BUCKETS
         ).labels(*self.label_values)
         self.request_generation_tokens = histogram(
             names.REQUEST_GENERATION_TOKENS, "Generated length of finished requests.", TOKEN_BUCKETS
         ).labels(*self.label_values)
-        self.iteration_tokens = histogram(names.ITERATION_TOKENS, "Tokens per engine step.", TOKEN_BUCKETS).labels(*self.label_values)
-        self.step_duration = histogram(names.ENGINE_STEP_DURATION, "Engine step wall time, seconds.", STEP_BUCKETS).labels(*self.label_values)
+        self.iteration_tokens = histogram(names.ITERATION_TOKENS, "Tokens per engine step.", TOKEN_BUCKETS).labels(
+            *self.label_values
+        )
+        self.step_duration = histogram(
+            names.ENGINE_STEP_DURATION, "Engine step wall time, seconds.", STEP_BUCKETS
+        ).labels(*self.label_values)
 
     def watch_engine(self, stats: Callable[[], EngineStats], num_waiting: Callable[[], int]) -> None:
         """Reads scheduler and KV-cache state at every scrape."""
@@ -94,13 +177,38 @@ class _EngineStateCollector(Collector):
         for kind, name, doc, value in (
             (GaugeMetricFamily, names.NUM_REQUESTS_RUNNING, "Requests in the running batch.", s.num_running),
             (GaugeMetricFamily, names.NUM_REQUESTS_WAITING, "Requests waiting to be scheduled.", self._num_waiting()),
-            (GaugeMetricFamily, names.KV_CACHE_USAGE_PERC, "Fraction of KV blocks in use (1 = full).", s.kv_cache_usage),
-            (GaugeMetricFamily, names.KV_CACHE_FREE_BLOCKS, "KV blocks no request holds (cached prefixes included).", s.kv_blocks_free),
+            (
+                GaugeMetricFamily,
+                names.KV_CACHE_USAGE_PERC,
+                "Fraction of KV blocks in use (1 = full).",
+                s.kv_cache_usage,
+            ),
+            (
+                GaugeMetricFamily,
+                names.KV_CACHE_FREE_BLOCKS,
+                "KV blocks no request holds (cached prefixes included).",
+                s.kv_blocks_free,
+            ),
             (GaugeMetricFamily, names.KV_CACHE_TOTAL_BLOCKS, "KV blocks in the pool.", s.kv_blocks_total),
             (CounterMetricFamily, names.NUM_PREEMPTIONS, "Requests preempted to free KV blocks.", s.num_preemptions),
-            (CounterMetricFamily, names.PREFIX_CACHE_QUERIES, "Prompt tokens looked up in the prefix cache.", s.prefix_cache_queries),
-            (CounterMetricFamily, names.PREFIX_CACHE_HITS, "Prompt tokens found in the prefix cache.", s.prefix_cache_hits),
-            (CounterMetricFamily, names.OOM_ERRORS, "Requests failed by a step out of GPU memory, one per request.", s.num_oom_errors),
+            (
+                CounterMetricFamily,
+                names.PREFIX_CACHE_QUERIES,
+                "Prompt tokens looked up in the prefix cache.",
+                s.prefix_cache_queries,
+            ),
+            (
+                CounterMetricFamily,
+                names.PREFIX_CACHE_HITS,
+                "Prompt tokens found in the prefix cache.",
+                s.prefix_cache_hits,
+            ),
+            (
+                CounterMetricFamily,
+                names.OOM_ERRORS,
+                "Requests failed by a step out of GPU memory, one per request.",
+                s.num_oom_errors,
+            ),
         ):
             family = kind(name, doc, labels=list(names.RUNTIME_LABELS))
             family.add_metric(self._label_values, value)

@@ -44,8 +44,12 @@ class BatchInputs:
 
     def to_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         """input_ids, positions and attention metadata on the device."""
-        tokens = torch.from_numpy(np.array([self.input_ids, self.positions, self.slot_mapping], dtype=np.int64)).to(device, non_blocking=True)
-        sequences = torch.from_numpy(np.array(self.query_start_loc + self.seq_lens, dtype=np.int32)).to(device, non_blocking=True)
+        tokens = torch.from_numpy(np.array([self.input_ids, self.positions, self.slot_mapping], dtype=np.int64)).to(
+            device, non_blocking=True
+        )
+        sequences = torch.from_numpy(np.array(self.query_start_loc + self.seq_lens, dtype=np.int32)).to(
+            device, non_blocking=True
+        )
         meta = AttentionMetadata(
             slot_mapping=tokens[2],
             query_start_loc=sequences[: self.num_seqs + 1],

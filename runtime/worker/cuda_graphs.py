@@ -21,7 +21,9 @@ def capture_sizes(max_batch_size: int) -> list[int]:
 
 
 class DecodeGraphs:
-    def __init__(self, model: LlamaForCausalLM, max_batch_size: int, max_seq_len: int, block_size: int, device: torch.device):
+    def __init__(
+        self, model: LlamaForCausalLM, max_batch_size: int, max_seq_len: int, block_size: int, device: torch.device
+    ):
         self.model = model
         self.sizes = capture_sizes(max_batch_size)
         self.max_seq_len = max_seq_len

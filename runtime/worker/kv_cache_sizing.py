@@ -66,7 +66,9 @@ def profile_activation_bytes(model: LlamaForCausalLM, bounds: StepBounds, block_
     """Peak memory of one step at the token budget, over what was allocated before it."""
     num_tokens, num_seqs, max_model_len = bounds.max_num_batched_tokens, bounds.max_num_seqs, bounds.max_model_len
     device = placement.device
-    lengths = [max_model_len] * (num_tokens // max_model_len) + ([num_tokens % max_model_len] if num_tokens % max_model_len else [])
+    lengths = [max_model_len] * (num_tokens // max_model_len) + (
+        [num_tokens % max_model_len] if num_tokens % max_model_len else []
+    )
     batch = _contiguous_batch(lengths, block_size)
     model.allocate_kv_caches(sum(-(-n // block_size) for n in lengths), block_size, placement.dtype, device)
     torch.cuda.synchronize(device)
@@ -77,7 +79,9 @@ def profile_activation_bytes(model: LlamaForCausalLM, bounds: StepBounds, block_
     rows = torch.arange(num_seqs, device=device) % hidden.shape[0]
     logits = model.compute_logits(hidden[rows])
     vocab = logits.shape[-1]
-    filtered = apply_top_k_top_p(logits, torch.full((num_seqs,), vocab, device=device), torch.full((num_seqs,), 0.9, device=device))
+    filtered = apply_top_k_top_p(
+        logits, torch.full((num_seqs,), vocab, device=device), torch.full((num_seqs,), 0.9, device=device)
+    )
     apply_min_p(filtered, torch.full((num_seqs,), 0.1, device=device)).softmax(-1)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before

@@ -88,7 +88,7 @@ class ModelRunner:
     def finish(self, step: LaunchedStep) -> list[SampledToken | None]:
         results: list[SampledToken | None] = [None] * step.num_rows
         if step.sampled is not None:
-            for slot, token in zip(step.sample_slots, step.sampled.to_host()):
+            for slot, token in zip(step.sample_slots, step.sampled.to_host(), strict=True):
                 results[slot] = token
         return results
 

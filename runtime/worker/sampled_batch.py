@@ -31,5 +31,9 @@ class SampledBatch:
             if n is None:
                 out.append(SampledToken(token_ids[row]))
             else:
-                out.append(SampledToken(token_ids[row], chosen[row], list(zip(top_ids[row][:n], top_values[row][:n]))))
+                out.append(
+                    SampledToken(
+                        token_ids[row], chosen[row], list(zip(top_ids[row][:n], top_values[row][:n], strict=True))
+                    )
+                )
         return out

@@ -57,11 +57,17 @@ def test_the_chart_installs_the_repositorys_crd_unchanged():
 
 
 def test_the_operators_cluster_role_has_exactly_the_rules_of_crds_rbac():
-    (expected,) = [doc for doc in yaml.safe_load_all((ROOT / "crds" / "rbac.yaml").read_text()) if doc["kind"] == "ClusterRole"]
+    (expected,) = [
+        doc for doc in yaml.safe_load_all((ROOT / "crds" / "rbac.yaml").read_text()) if doc["kind"] == "ClusterRole"
+    ]
     (rendered,) = by_kind(render(), "ClusterRole")
     assert rendered["rules"] == expected["rules"]
 
 
 def test_names_follow_the_release():
-    names = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(helm("template", "shoal", str(CHART)).stdout) if doc}
+    names = {
+        (doc["kind"], doc["metadata"]["name"])
+        for doc in yaml.safe_load_all(helm("template", "shoal", str(CHART)).stdout)
+        if doc
+    }
     assert ("Deployment", "shoal-router") in names and ("Deployment", "shoal-operator") in names  # no shoal-shoal-

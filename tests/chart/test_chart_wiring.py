@@ -48,9 +48,16 @@ def test_the_router_parses_its_rendered_config(tmp_path):
     config = parse_config(yaml.safe_load(router_config_text(docs, tmp_path)), base_dir=tmp_path)
     assert config.pools == ()  # the operator puts the routes
     assert [t.name for t in config.tenants] == ["acme", "nightly"]
-    assert config.api_keys == {hash_api_key("sk-acme-0123456789"): "acme", hash_api_key("sk-nightly-0123456789"): "nightly"}
+    assert config.api_keys == {
+        hash_api_key("sk-acme-0123456789"): "acme",
+        hash_api_key("sk-nightly-0123456789"): "nightly",
+    }
     assert config.anonymous_tenant == "nightly" and config.admin_token == "a-token-from-the-secret"
-    assert (config.listen.port, config.admin.port, config.grpc.port) == (constants.ROUTER_HTTP_PORT, constants.ROUTER_ADMIN_PORT, constants.ROUTER_GRPC_PORT)  # fmt: skip
+    assert (config.listen.port, config.admin.port, config.grpc.port) == (
+        constants.ROUTER_HTTP_PORT,
+        constants.ROUTER_ADMIN_PORT,
+        constants.ROUTER_GRPC_PORT,
+    )
 
 
 def test_the_routers_config_and_pod_agree_on_paths_and_ports():
@@ -64,7 +71,11 @@ def test_the_routers_config_and_pod_agree_on_paths_and_ports():
     for path in re.findall(r"/etc/shoal/[\w/.-]+", text):
         assert str(Path(path).parent) in mounts, path
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": constants.ROUTER_HTTP_PORT, "admin": constants.ROUTER_ADMIN_PORT, "grpc": constants.ROUTER_GRPC_PORT}
+    assert ports == {
+        "http": constants.ROUTER_HTTP_PORT,
+        "admin": constants.ROUTER_ADMIN_PORT,
+        "grpc": constants.ROUTER_GRPC_PORT,
+    }
 
 
 def operator_args(docs: list[dict]) -> list[str]:
@@ -77,11 +88,17 @@ def operator_args(docs: list[dict]) -> list[str]:
 def test_the_operators_pod_and_flags_use_the_default_ports():
     docs = render(EVERYTHING)
     (container,) = one(docs, "Deployment", f"shoal-{RELEASE}-operator")["spec"]["template"]["spec"]["containers"]
-    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"health": constants.OPERATOR_HEALTH_PORT, "metrics": constants.OPERATOR_METRICS_PORT}  # fmt: skip
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "health": constants.OPERATOR_HEALTH_PORT,
+        "metrics": constants.OPERATOR_METRICS_PORT,
+    }
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(operator_args(docs))
-    assert args.liveness == f"http://0.0.0.0:{constants.OPERATOR_HEALTH_PORT}/healthz" and args.metrics_port == constants.OPERATOR_METRICS_PORT  # fmt: skip
+    assert (
+        args.liveness == f"http://0.0.0.0:{constants.OPERATOR_HEALTH_PORT}/healthz"
+        and args.metrics_port == constants.OPERATOR_METRICS_PORT
+    )
     assert parser.parse_args([]).liveness == args.liveness and parser.parse_args([]).metrics_port == args.metrics_port
 
 
@@ -94,7 +111,11 @@ def test_the_operator_accepts_its_flags_and_finds_this_releases_routers(tmp_path
     config = config_of(args)
     assert config.namespaces == ("team-a", "team-b") and config.router_admin_token == "a-token-from-the-secret"
     discovery = config.router_discovery
-    assert discovery is not None and discovery.namespace == "shoal-system" and discovery.admin_port == constants.ROUTER_ADMIN_PORT
+    assert (
+        discovery is not None
+        and discovery.namespace == "shoal-system"
+        and discovery.admin_port == constants.ROUTER_ADMIN_PORT
+    )
     router_pod_labels = one(docs, "Deployment", f"shoal-{RELEASE}-router")["spec"]["template"]["metadata"]["labels"]
     wanted = dict(term.split("=") for term in discovery.selector.split(","))
     assert wanted.items() <= router_pod_labels.items()
@@ -115,7 +136,9 @@ def test_operator_replicas_elect_a_leader_on_a_lease_they_may_write(values, monk
     args = parser.parse_args(container["args"])
     args.router_admin_token_file = None  # a mounted Secret; not the point here
     election = config_of(args).leader_election
-    assert election is not None and election.namespace == "shoal-system" and election.name == f"shoal-{RELEASE}-operator"
+    assert (
+        election is not None and election.namespace == "shoal-system" and election.name == f"shoal-{RELEASE}-operator"
+    )
     # Several replicas roll (a new one waits as a candidate); one alone is replaced.
     replicas = deployment["spec"]["replicas"]
     assert deployment["spec"]["strategy"]["type"] == ("RollingUpdate" if replicas > 1 else "Recreate")
@@ -123,9 +146,17 @@ def test_operator_replicas_elect_a_leader_on_a_lease_they_may_write(values, monk
     (role,) = by_kind(docs, "Role")
     (binding,) = by_kind(docs, "RoleBinding")
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == election.namespace
-    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": deployment["spec"]["template"]["spec"]["serviceAccountName"], "namespace": election.namespace}]  # fmt: skip
+    assert binding["subjects"] == [
+        {
+            "kind": "ServiceAccount",
+            "name": deployment["spec"]["template"]["spec"]["serviceAccountName"],
+            "namespace": election.namespace,
+        }
+    ]
 
 
 def test_the_operators_replicas_follow_the_values():
@@ -162,7 +193,11 @@ def test_every_pod_is_locked_down_and_sized(values):
 def test_monitors_select_what_they_scrape():
     docs = render(EVERYTHING)
     (service_monitor,) = by_kind(docs, "ServiceMonitor")
-    services = [s for s in by_kind(docs, "Service") if service_monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    services = [
+        s
+        for s in by_kind(docs, "Service")
+        if service_monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+    ]
     scraped = {port["name"] for s in services for port in s["spec"]["ports"]}
     assert {endpoint["port"] for endpoint in service_monitor["spec"]["endpoints"]} <= scraped
     assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -207,11 +242,17 @@ def test_the_prometheus_rule_carries_the_alert_file_and_promtool_accepts_it(tmp_
 def test_each_dashboard_is_a_configmap_for_the_grafana_sidecar():
     dashboards = sorted((CHART / "dashboards").glob("*.json"))
     assert len(dashboards) == 4
-    maps = [m for m in by_kind(render(EVERYTHING), "ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    maps = [
+        m for m in by_kind(render(EVERYTHING), "ConfigMap") if m["metadata"]["labels"].get("grafana_dashboard") == "1"
+    ]
     assert sorted(name for m in maps for name in m["data"]) == [path.name for path in dashboards]
     for config_map in maps:
         assert config_map["metadata"]["namespace"] == "monitoring"
         assert config_map["metadata"]["annotations"] == {"grafana_folder": "LLM serving"}
         ((name, text),) = config_map["data"].items()
         assert json.loads(text) == json.loads((CHART / "dashboards" / name).read_text())
-    assert not [m for m in by_kind(render(VALUE_SETS / "minimal.yaml"), "ConfigMap") if "grafana_dashboard" in m["metadata"]["labels"]]
+    assert not [
+        m
+        for m in by_kind(render(VALUE_SETS / "minimal.yaml"), "ConfigMap")
+        if "grafana_dashboard" in m["metadata"]["labels"]
+    ]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import openai
 import pytest
-from shoal.operator.route import is_ready
 
+from shoal.operator.route import is_ready
 from tests.chart.helm import CHART, helm
 from tests.support.cluster import Cluster
 
@@ -54,11 +54,14 @@ def get_json(cluster: Cluster, namespace: str, *args: str) -> dict:
 
 
 def ready_pods(cluster: Cluster, namespace: str, component: str) -> list[dict]:
-    pods = get_json(cluster, namespace, "pods", "-l", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}")  # fmt: skip
-    return [
-        pod for pod in pods["items"]
-        if not pod["metadata"].get("deletionTimestamp") and is_ready(pod)
-    ]  # fmt: skip
+    pods = get_json(
+        cluster,
+        namespace,
+        "pods",
+        "-l",
+        f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}",
+    )
+    return [pod for pod in pods["items"] if not pod["metadata"].get("deletionTimestamp") and is_ready(pod)]
 
 
 def service_addresses(cluster: Cluster, namespace: str, service: str, port_name: str) -> list[str]:
@@ -77,8 +80,11 @@ def chat(address: str, model: str) -> tuple[str, str]:
     """One chat completion through the router at address: (content, revision that answered)."""
     client = openai.OpenAI(base_url=f"http://{address}/v1", api_key=API_KEY, max_retries=0, timeout=60)
     raw = client.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "user", "content": "What is the capital of France?"}], max_tokens=12, temperature=0
-    )  # fmt: skip
+        model=model,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=12,
+        temperature=0,
+    )
     return raw.parse().choices[0].message.content, raw.headers["x-shoal-revision"]
 
 
@@ -94,7 +100,9 @@ def release_namespace(cluster: Cluster, tmp_path) -> Iterator[tuple[str, Path]]:
 
 def test_a_value_the_schema_refuses_fails_helm_install_before_anything_is_created(cluster: Cluster, release_namespace):
     namespace, _ = release_namespace
-    result = helm_on(cluster, "install", RELEASE, str(CHART), "--namespace", namespace, "--set", "router.replicas=-1", check=False)  # fmt: skip
+    result = helm_on(
+        cluster, "install", RELEASE, str(CHART), "--namespace", namespace, "--set", "router.replicas=-1", check=False
+    )
     assert result.returncode != 0 and "router.replicas" in result.stderr, result.stderr
     assert RELEASE not in helm_on(cluster, "list", "--namespace", namespace, "--all", "-q").stdout
     assert leftovers(cluster, namespace) == []
@@ -102,51 +110,120 @@ def test_a_value_the_schema_refuses_fails_helm_install_before_anything_is_create
 
 def test_helm_install_serves_a_pool_then_upgrades_and_uninstalls(cluster: Cluster, release_namespace):
     namespace, values = release_namespace
-    helm_on(cluster, "install", RELEASE, str(CHART), "--namespace", namespace, "--values", str(values), "--wait", "--timeout", "3m")  # fmt: skip
+    helm_on(
+        cluster,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--values",
+        str(values),
+        "--wait",
+        "--timeout",
+        "3m",
+    )
     assert len(ready_pods(cluster, namespace, "router")) == 2 and len(ready_pods(cluster, namespace, "operator")) >= 1
 
     # A pool, applied as a user would; the chart's operator (in a pod, with its own token) runs it.
     cluster.kubectl("--namespace", namespace, "apply", "-f", str(POOL_MANIFEST))
     status = wait_for(
         lambda: get_json(cluster, namespace, "modelpool", POOL).get("status") or {},
-        lambda s: s.get("phase") == "Ready", timeout_s=READY_S, what="the pool Ready",
-    )  # fmt: skip
+        lambda s: s.get("phase") == "Ready",
+        timeout_s=READY_S,
+        what="the pool Ready",
+    )
     stable = status["stableRevision"]
 
     # Through the router Service: both routers get the route and answer.
-    routers = wait_for(lambda: service_addresses(cluster, namespace, f"{RELEASE}-router", "http"), lambda found: len(found) == 2, timeout_s=30, what="two router endpoints")  # fmt: skip
+    routers = wait_for(
+        lambda: service_addresses(cluster, namespace, f"{RELEASE}-router", "http"),
+        lambda found: len(found) == 2,
+        timeout_s=30,
+        what="two router endpoints",
+    )
     for address in routers:
-        content, revision = wait_for(lambda: _try_chat(address), lambda answer: answer is not None, timeout_s=30, what=f"an answer from {address}")  # fmt: skip
+        content, revision = wait_for(
+            lambda address=address: _try_chat(address),
+            lambda answer: answer is not None,
+            timeout_s=30,
+            what=f"an answer from {address}",
+        )
         assert "Paris" in content and revision == stable
 
     # A values change that rolls the routers (their config's checksum changes): new pods, served.
     old_routers = {pod["metadata"]["name"] for pod in ready_pods(cluster, namespace, "router")}
-    helm_on(cluster, "upgrade", RELEASE, str(CHART), "--namespace", namespace, "--values", str(values), "--set", "router.logLevel=DEBUG", "--wait", "--timeout", "3m")  # fmt: skip
+    helm_on(
+        cluster,
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--values",
+        str(values),
+        "--set",
+        "router.logLevel=DEBUG",
+        "--wait",
+        "--timeout",
+        "3m",
+    )
     new_routers = wait_for(
         lambda: {pod["metadata"]["name"] for pod in ready_pods(cluster, namespace, "router")},
-        lambda names: len(names) == 2 and not names & old_routers, timeout_s=60, what="the routers replaced",
-    )  # fmt: skip
+        lambda names: len(names) == 2 and not names & old_routers,
+        timeout_s=60,
+        what="the routers replaced",
+    )
     assert new_routers
-    for address in wait_for(lambda: service_addresses(cluster, namespace, f"{RELEASE}-router", "http"), lambda found: len(found) == 2 and set(found).isdisjoint(routers), timeout_s=60, what="the new routers' endpoints"):  # fmt: skip
-        content, _ = wait_for(lambda: _try_chat(address), lambda answer: answer is not None, timeout_s=30, what=f"an answer from {address}")  # fmt: skip
+    for address in wait_for(
+        lambda: service_addresses(cluster, namespace, f"{RELEASE}-router", "http"),
+        lambda found: len(found) == 2 and set(found).isdisjoint(routers),
+        timeout_s=60,
+        what="the new routers' endpoints",
+    ):
+        content, _ = wait_for(
+            lambda address=address: _try_chat(address),
+            lambda answer: answer is not None,
+            timeout_s=30,
+            what=f"an answer from {address}",
+        )
         assert "Paris" in content
 
     # Uninstalled: the pool goes first (its finalizer needs the operator), then the release.
     cluster.kubectl("--namespace", namespace, "delete", "modelpool", POOL, "--timeout=60s")
     helm_on(cluster, "uninstall", RELEASE, "--namespace", namespace, "--wait", "--timeout", "2m")
-    wait_for(lambda: leftovers(cluster, namespace), lambda left: left == [], timeout_s=60, what="everything gone (pods finish their grace period)")  # fmt: skip
+    wait_for(
+        lambda: leftovers(cluster, namespace),
+        lambda left: left == [],
+        timeout_s=60,
+        what="everything gone (pods finish their grace period)",
+    )
     # The operators' leader-election Lease is their state, not the chart's: like controller-runtime's
     # it outlives the release (a re-install's operators take it over once it expires).
-    assert [lease["metadata"]["name"] for lease in get_json(cluster, namespace, "leases")["items"]] == [f"{RELEASE}-operator"]
-    cluster_scoped = json.loads(cluster.kubectl("get", "clusterroles,clusterrolebindings", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json").stdout)  # fmt: skip
+    assert [lease["metadata"]["name"] for lease in get_json(cluster, namespace, "leases")["items"]] == [
+        f"{RELEASE}-operator"
+    ]
+    cluster_scoped = json.loads(
+        cluster.kubectl(
+            "get", "clusterroles,clusterrolebindings", "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json"
+        ).stdout
+    )
     assert cluster_scoped["items"] == []
     assert cluster.kubectl("get", "crd", "modelpools.shoal.dev").returncode == 0  # Helm keeps CRDs
 
 
 def leftovers(cluster: Cluster, namespace: str) -> list[str]:
     """What is left in the namespace besides what Kubernetes itself puts in every one."""
-    left = get_json(cluster, namespace, "deployments,replicasets,pods,services,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets")  # fmt: skip
-    return [f"{i['kind']}/{i['metadata']['name']}" for i in left["items"] if i["metadata"]["name"] not in ("default", "kube-root-ca.crt")]  # fmt: skip
+    left = get_json(
+        cluster,
+        namespace,
+        "deployments,replicasets,pods,services,configmaps,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets",
+    )
+    return [
+        f"{i['kind']}/{i['metadata']['name']}"
+        for i in left["items"]
+        if i["metadata"]["name"] not in ("default", "kube-root-ca.crt")
+    ]
 
 
 def _try_chat(address: str) -> tuple[str, str] | None:

@@ -34,7 +34,12 @@ POD_NAME_ENV = {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "met
 def pod(name: str, script: str, **spec: Any) -> dict[str, Any]:
     """A pod whose one container runs `python -c script`; `container` in spec adds to it."""
     container = {"name": "main", "image": "python:3", "command": ["python", "-c", script], **spec.pop("container", {})}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **spec.pop("metadata", {})}, "spec": {"containers": [container], **spec}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, **spec.pop("metadata", {})},
+        "spec": {"containers": [container], **spec},
+    }
 
 
 def pods_path(namespace: str, name: str | None = None) -> str:
@@ -63,8 +68,15 @@ async def read_pod(api: ApiClient, namespace: str, name: str) -> dict[str, Any]:
         raise
 
 
-async def wait_pod(api: ApiClient, namespace: str, name: str, accept, *, timeout: float = 30, what: str = "") -> dict[str, Any]:
-    return await eventually(lambda: read_pod(api, namespace, name), lambda p: bool(p) and accept(p), timeout=timeout, what=what or f"pod {name}")
+async def wait_pod(
+    api: ApiClient, namespace: str, name: str, accept, *, timeout: float = 30, what: str = ""
+) -> dict[str, Any]:
+    return await eventually(
+        lambda: read_pod(api, namespace, name),
+        lambda p: bool(p) and accept(p),
+        timeout=timeout,
+        what=what or f"pod {name}",
+    )
 
 
 def container_status(obj: dict[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import ipaddress
 
 import aiohttp
 import pytest
-from shoal.operator.route import is_ready
 
+from shoal.operator.route import is_ready
 from tests.cluster.pods import HTTP_SERVER, POD_NAME_ENV, create, is_running, pid_of
 from tests.support.api_client import ApiClient
 from tests.support.api_paths import object_path
@@ -27,23 +27,44 @@ async def test_the_node_registers_its_capacity_and_the_gateway_as_its_address(cl
     assert lease["spec"]["holderIdentity"] == cluster.node_name
 
 
-async def test_a_deployments_replicas_listen_on_one_port_each_at_its_own_address(cluster: Cluster, api: ApiClient, namespace: str):
+async def test_a_deployments_replicas_listen_on_one_port_each_at_its_own_address(
+    cluster: Cluster, api: ApiClient, namespace: str
+):
     labels = {"app": "web"}
     container = {
-        "name": "web", "image": "python:3", "command": ["python", "-c", HTTP_SERVER], "env": [POD_NAME_ENV],
+        "name": "web",
+        "image": "python:3",
+        "command": ["python", "-c", HTTP_SERVER],
+        "env": [POD_NAME_ENV],
         "ports": [{"name": "http", "containerPort": 8080}],
         "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
-    }  # fmt: skip
+    }
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}},
-    }  # fmt: skip
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]}}  # fmt: skip
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}},
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
     await create(api, object_path("apps/v1", "deployments", namespace), deployment)
     await create(api, object_path("v1", "services", namespace), service)
 
     pods_path = object_path("v1", "pods", namespace)
-    pods = await eventually(lambda: api.list(pods_path), lambda ps: len(ps) == 2 and all(map(is_ready, ps)), timeout=30, what="both replicas Ready")  # fmt: skip
+    pods = await eventually(
+        lambda: api.list(pods_path),
+        lambda ps: len(ps) == 2 and all(map(is_ready, ps)),
+        timeout=30,
+        what="both replicas Ready",
+    )
     addresses = {p["status"]["podIP"]: p["metadata"]["name"] for p in pods}
     assert len(addresses) == 2 and all(p["spec"]["nodeName"] == cluster.node_name for p in pods)
     assert all(p["status"]["podIPs"] == [{"ip": p["status"]["podIP"]}] for p in pods)
@@ -55,13 +76,20 @@ async def test_a_deployments_replicas_listen_on_one_port_each_at_its_own_address
     slices = object_path("discovery.k8s.io/v1", "endpointslices", namespace)
     listed = await eventually(
         lambda: api.list(slices, label_selector="kubernetes.io/service-name=web"),
-        lambda found: sorted(a for s in found for e in s.get("endpoints") or [] for a in e["addresses"]) == sorted(addresses),
+        lambda found: (
+            sorted(a for s in found for e in s.get("endpoints") or [] for a in e["addresses"]) == sorted(addresses)
+        ),
         timeout=15,
         what="the Service's EndpointSlice listing both pods",
     )
     assert all(e["conditions"]["ready"] for s in listed for e in s["endpoints"])
     deployment_path = object_path("apps/v1", "deployments", namespace, "web")
-    await eventually(lambda: api.get(deployment_path), lambda d: d.get("status", {}).get("availableReplicas") == 2, timeout=15, what="the Deployment available")  # fmt: skip
+    await eventually(
+        lambda: api.get(deployment_path),
+        lambda d: d.get("status", {}).get("availableReplicas") == 2,
+        timeout=15,
+        what="the Deployment available",
+    )
 
     # Deleting the Deployment: the garbage collector deletes its ReplicaSet and pods, and the node
     # stops their processes.

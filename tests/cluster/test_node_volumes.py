@@ -43,7 +43,10 @@ print(json.dumps({
     "namespace": open(sa + "namespace").read(),
     "ca": open(sa + "ca.crt").read().startswith("-----BEGIN CERTIFICATE-----"),
     "token_parts": len(open(sa + "token").read().split(".")),
-    "env": {key: os.environ.get(key) for key in ("MODE", "DB_PASSWORD", "PREFIX_settings.yaml", "KUBERNETES_SERVICE_PORT")},
+    "env": {
+        key: os.environ.get(key)
+        for key in ("MODE", "DB_PASSWORD", "PREFIX_settings.yaml", "KUBERNETES_SERVICE_PORT")
+    },
     "cwd": os.getcwd(),
 }))
 """
@@ -55,8 +58,10 @@ sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
 namespace, token = open(sa + "namespace").read(), open(sa + "token").read()
 context = ssl.create_default_context(cafile=sa + "ca.crt")
 statuses = []
-for host in (os.environ["KUBERNETES_SERVICE_HOST"] + ":" + os.environ["KUBERNETES_SERVICE_PORT"], "kubernetes.default.svc"):
-    request = urllib.request.Request(f"https://{host}/api/v1/namespaces/{namespace}/pods", headers={"Authorization": "Bearer " + token})
+in_cluster = os.environ["KUBERNETES_SERVICE_HOST"] + ":" + os.environ["KUBERNETES_SERVICE_PORT"]
+for host in (in_cluster, "kubernetes.default.svc"):
+    url = f"https://{host}/api/v1/namespaces/{namespace}/pods"
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer " + token})
     try:
         statuses.append(urllib.request.urlopen(request, context=context, timeout=10).status)
     except urllib.error.HTTPError as error:
@@ -70,8 +75,17 @@ def config_map(name: str, data: dict[str, str]) -> dict:
 
 
 async def test_a_pod_sees_each_volume_at_its_mount_path(cluster: Cluster, api: ApiClient, namespace: str):
-    await create(api, object_path("v1", "configmaps", namespace), config_map("app", {"settings.yaml": "level: 3\n", "one.yaml": "one: 1\n"}))  # fmt: skip
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": base64.b64encode(b"hunter2").decode()}}  # fmt: skip
+    await create(
+        api,
+        object_path("v1", "configmaps", namespace),
+        config_map("app", {"settings.yaml": "level: 3\n", "one.yaml": "one: 1\n"}),
+    )
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db"},
+        "data": {"password": base64.b64encode(b"hunter2").decode()},
+    }
     await create(api, object_path("v1", "secrets", namespace), secret)
     marker = f"marker-{uuid.uuid4().hex[:8]}"
     reader = pod(
@@ -98,17 +112,36 @@ async def test_a_pod_sees_each_volume_at_its_mount_path(cluster: Cluster, api: A
             ],
         },
         volumes=[
-            {"name": "config", "configMap": {"name": "app", "items": [{"key": "settings.yaml", "path": "settings.yaml", "mode": 0o440}, {"key": "one.yaml", "path": "one.yaml"}]}},  # fmt: skip
+            {
+                "name": "config",
+                "configMap": {
+                    "name": "app",
+                    "items": [
+                        {"key": "settings.yaml", "path": "settings.yaml", "mode": 0o440},
+                        {"key": "one.yaml", "path": "one.yaml"},
+                    ],
+                },
+            },
             {"name": "secret", "secret": {"secretName": "db", "defaultMode": 0o400}},
-            {"name": "podinfo", "downwardAPI": {"items": [
-                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
-                {"path": "cpu", "resourceFieldRef": {"containerName": "main", "resource": "requests.cpu", "divisor": "1m"}},
-            ]}},  # fmt: skip
+            {
+                "name": "podinfo",
+                "downwardAPI": {
+                    "items": [
+                        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                        {
+                            "path": "cpu",
+                            "resourceFieldRef": {"containerName": "main", "resource": "requests.cpu", "divisor": "1m"},
+                        },
+                    ]
+                },
+            },
             {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
     )
     await create(api, pods_path(namespace), reader)
-    done = await wait_pod(api, namespace, "reader", lambda p: phase(p) in ("Succeeded", "Failed"), what="the reader done")
+    done = await wait_pod(
+        api, namespace, "reader", lambda p: phase(p) in ("Succeeded", "Failed"), what="the reader done"
+    )
     assert phase(done) == "Succeeded", log_of(cluster, namespace, "reader")
 
     seen = printed_json(cluster, namespace, "reader")
@@ -122,7 +155,12 @@ async def test_a_pod_sees_each_volume_at_its_mount_path(cluster: Cluster, api: A
     assert set(seen["tmp"]) - software_in_tmp == {marker} and not (Path("/tmp") / marker).exists()
     assert seen["sa_files"] == ["ca.crt", "namespace", "token"] and seen["namespace"] == namespace
     assert seen["ca"] and seen["token_parts"] == 3  # a JWT
-    assert seen["env"] == {"MODE": "one: 1\n", "DB_PASSWORD": "hunter2", "PREFIX_settings.yaml": "level: 3\n", "KUBERNETES_SERVICE_PORT": "443"}
+    assert seen["env"] == {
+        "MODE": "one: 1\n",
+        "DB_PASSWORD": "hunter2",
+        "PREFIX_settings.yaml": "level: 3\n",
+        "KUBERNETES_SERVICE_PORT": "443",
+    }
     assert seen["cwd"] == "/etc/app"
 
 
@@ -135,29 +173,57 @@ async def test_a_pod_waits_for_a_config_map_it_needs_then_runs(cluster: Cluster,
         volumes=[{"name": "config", "configMap": {"name": "late"}}],
     )
     await create(api, pods_path(namespace), waiting)
-    pending = await wait_pod(api, namespace, "late", lambda p: "waiting" in (p.get("status", {}).get("containerStatuses") or [{}])[0].get("state", {}), what="the pod waiting")  # fmt: skip
+    pending = await wait_pod(
+        api,
+        namespace,
+        "late",
+        lambda p: "waiting" in (p.get("status", {}).get("containerStatuses") or [{}])[0].get("state", {}),
+        what="the pod waiting",
+    )
     assert phase(pending) == "Pending" and pending["status"]["podIP"]
-    assert pending["status"]["containerStatuses"][0]["state"]["waiting"] == {"reason": "ContainerCreating", "message": 'configmap "late" not found'}  # fmt: skip
+    assert pending["status"]["containerStatuses"][0]["state"]["waiting"] == {
+        "reason": "ContainerCreating",
+        "message": 'configmap "late" not found',
+    }
 
     await create(api, object_path("v1", "configmaps", namespace), config_map("late", {"greeting": "hello"}))
-    await wait_pod(api, namespace, "late", lambda p: phase(p) == "Succeeded", what="the pod run once its ConfigMap is there")
+    await wait_pod(
+        api, namespace, "late", lambda p: phase(p) == "Succeeded", what="the pod run once its ConfigMap is there"
+    )
     assert log_of(cluster, namespace, "late").strip() == "hello"
 
 
-async def test_a_pod_talks_to_the_api_server_in_cluster_with_its_service_accounts_rbac(cluster: Cluster, api: ApiClient, namespace: str):
+async def test_a_pod_talks_to_the_api_server_in_cluster_with_its_service_accounts_rbac(
+    cluster: Cluster, api: ApiClient, namespace: str
+):
     for account in ("reader", "nobody"):
-        await create(api, object_path("v1", "serviceaccounts", namespace), {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}})  # fmt: skip
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "list-pods"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]}  # fmt: skip
+        await create(
+            api,
+            object_path("v1", "serviceaccounts", namespace),
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account}},
+        )
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "list-pods"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+    }
     binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader-lists-pods"},
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "reader-lists-pods"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "list-pods"},
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
-    }  # fmt: skip
+    }
     await create(api, object_path("rbac.authorization.k8s.io/v1", "roles", namespace), role)
     await create(api, object_path("rbac.authorization.k8s.io/v1", "rolebindings", namespace), binding)
     for account in ("reader", "nobody"):
-        await create(api, pods_path(namespace), pod(account, LIST_PODS, serviceAccountName=account, restartPolicy="Never"))
+        await create(
+            api, pods_path(namespace), pod(account, LIST_PODS, serviceAccountName=account, restartPolicy="Never")
+        )
     for account, expected in (("reader", [200, 200]), ("nobody", [403, 403])):
-        done = await wait_pod(api, namespace, account, lambda p: phase(p) in ("Succeeded", "Failed"), what=f"{account} done")
+        done = await wait_pod(
+            api, namespace, account, lambda p: phase(p) in ("Succeeded", "Failed"), what=f"{account} done"
+        )
         assert phase(done) == "Succeeded", log_of(cluster, namespace, account)
         assert printed_json(cluster, namespace, account) == expected, account

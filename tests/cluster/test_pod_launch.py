@@ -11,7 +11,14 @@ from tests.support.pod_launch import Mount, Probe, UnsupportedPod, check_support
 from tests.support.pod_references import MissingReference, PodObjects, TokenSpec, references
 
 EXECUTABLES = {"shoal": "/venv/bin/shoal", "python": "/venv/bin/python", "python3": "/venv/bin/python"}
-PLACEMENT = Placement(node_name="n", host_ip="10.9.0.1", pod_ip="10.9.0.7", api_host="10.9.0.1", api_port=443, allocatable={"cpu": "64", "memory": "256Gi"})  # fmt: skip
+PLACEMENT = Placement(
+    node_name="n",
+    host_ip="10.9.0.1",
+    pod_ip="10.9.0.7",
+    api_host="10.9.0.1",
+    api_port=443,
+    allocatable={"cpu": "64", "memory": "256Gi"},
+)
 OBJECTS = PodObjects(
     config_maps={"settings": {"mode": b"fast", "size": b"3"}},
     secrets={"creds": {"password": b"hunter2", "user": b"admin"}},
@@ -21,50 +28,95 @@ OBJECTS = PodObjects(
 RUNTIME_POD = {
     "metadata": {"name": "chat-r1-abc", "namespace": "team", "uid": "u-1", "labels": {"pool": "chat"}},
     "spec": {
-        "containers": [{
-            "name": "runtime",
-            "image": "ghcr.io/shoal-dev/shoal-runtime:0.1.0",
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["shoal", "runtime"],
-            "args": ["--model", "default", "--host", "$(POD_IP)", "--port", "50051", "--pool", "$(POOL)", "--keep", "$$(POOL)"],
-            "env": [
-                {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
-                {"name": "POOL", "value": "chat"},
-                {"name": "WHERE", "value": "$(POOL)@$(POD_NAME)"},
-                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "LABEL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['pool']"}}},
-                {"name": "ACCOUNT", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
-                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
-                {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
-                {"name": "ABSENT", "valueFrom": {"secretKeyRef": {"name": "other", "key": "k", "optional": True}}},
-                {"name": "MEMORY_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
-                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-                {"name": "CPU_REQUEST_M", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}}},
-            ],
-            "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}, {"secretRef": {"name": "creds"}}],
-            "ports": [{"name": "grpc", "containerPort": 50051}, {"name": "metrics", "containerPort": 8001}],
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": "metrics", "httpHeaders": [{"name": "X-Probe", "value": "1"}]}, "periodSeconds": 2},
-            "livenessProbe": {"httpGet": {"path": "/health", "port": 8001}},
-            "startupProbe": {"tcpSocket": {"port": "grpc"}, "failureThreshold": 30},
-            "resources": {"limits": {"memory": "1Gi", "nvidia.com/gpu": 1}, "requests": {"cpu": "250m"}},
-            "securityContext": {"readOnlyRootFilesystem": True, "runAsUser": 1000},
-            "volumeMounts": [
-                {"name": "kube-api-access-x1", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": True},
-                {"name": "tmp", "mountPath": "/tmp"},
-                {"name": "settings", "mountPath": "/etc/app/mode", "subPath": "mode"},
-                {"name": "tmp", "mountPath": "/scratch", "subPathExpr": "$(POD_NAME)", "readOnly": True},
-            ],
-            "terminationMessagePath": "/dev/termination-log",
-            "terminationMessagePolicy": "File",
-        }],
+        "containers": [
+            {
+                "name": "runtime",
+                "image": "ghcr.io/shoal-dev/shoal-runtime:0.1.0",
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["shoal", "runtime"],
+                "args": [
+                    "--model",
+                    "default",
+                    "--host",
+                    "$(POD_IP)",
+                    "--port",
+                    "50051",
+                    "--pool",
+                    "$(POOL)",
+                    "--keep",
+                    "$$(POOL)",
+                ],
+                "env": [
+                    {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}},
+                    {"name": "POOL", "value": "chat"},
+                    {"name": "WHERE", "value": "$(POOL)@$(POD_NAME)"},
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "LABEL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['pool']"}}},
+                    {"name": "ACCOUNT", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+                    {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode"}}},
+                    {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+                    {"name": "ABSENT", "valueFrom": {"secretKeyRef": {"name": "other", "key": "k", "optional": True}}},
+                    {
+                        "name": "MEMORY_MI",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                    },
+                    {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                    {
+                        "name": "CPU_REQUEST_M",
+                        "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}},
+                    },
+                ],
+                "envFrom": [{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}, {"secretRef": {"name": "creds"}}],
+                "ports": [{"name": "grpc", "containerPort": 50051}, {"name": "metrics", "containerPort": 8001}],
+                "readinessProbe": {
+                    "httpGet": {
+                        "path": "/ready",
+                        "port": "metrics",
+                        "httpHeaders": [{"name": "X-Probe", "value": "1"}],
+                    },
+                    "periodSeconds": 2,
+                },
+                "livenessProbe": {"httpGet": {"path": "/health", "port": 8001}},
+                "startupProbe": {"tcpSocket": {"port": "grpc"}, "failureThreshold": 30},
+                "resources": {"limits": {"memory": "1Gi", "nvidia.com/gpu": 1}, "requests": {"cpu": "250m"}},
+                "securityContext": {"readOnlyRootFilesystem": True, "runAsUser": 1000},
+                "volumeMounts": [
+                    {
+                        "name": "kube-api-access-x1",
+                        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                        "readOnly": True,
+                    },
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "settings", "mountPath": "/etc/app/mode", "subPath": "mode"},
+                    {"name": "tmp", "mountPath": "/scratch", "subPathExpr": "$(POD_NAME)", "readOnly": True},
+                ],
+                "terminationMessagePath": "/dev/termination-log",
+                "terminationMessagePolicy": "File",
+            }
+        ],
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
             {"name": "settings", "configMap": {"name": "settings", "defaultMode": 420}},
-            {"name": "kube-api-access-x1", "projected": {"defaultMode": 420, "sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
-            ]}},
+            {
+                "name": "kube-api-access-x1",
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {
+                                        "path": "namespace",
+                                        "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                                    }
+                                ]
+                            }
+                        },
+                    ],
+                },
+            },
         ],
         "restartPolicy": "Always",
         "terminationGracePeriodSeconds": 45,
@@ -73,7 +125,14 @@ RUNTIME_POD = {
         "serviceAccount": "pools",
         "securityContext": {"runAsNonRoot": True, "fsGroup": 1000},
         "schedulerName": "default-scheduler",
-        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+        "tolerations": [
+            {
+                "key": "node.kubernetes.io/not-ready",
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": 300,
+            }
+        ],
         "priority": 0,
         "enableServiceLinks": True,
         "preemptionPolicy": "PreemptLowerPriority",
@@ -81,7 +140,7 @@ RUNTIME_POD = {
         "hostNetwork": False,
         "initContainers": [],
     },
-}  # fmt: skip
+}
 
 
 def launch(pod: dict = RUNTIME_POD, objects: PodObjects = OBJECTS):
@@ -90,7 +149,20 @@ def launch(pod: dict = RUNTIME_POD, objects: PodObjects = OBJECTS):
 
 def test_a_shoal_command_runs_this_venvs_shoal_with_its_variables_expanded():
     plan = launch()
-    assert plan.argv == ["/venv/bin/shoal", "runtime", "--model", "default", "--host", "10.9.0.7", "--port", "50051", "--pool", "chat", "--keep", "$(POOL)"]  # fmt: skip
+    assert plan.argv == [
+        "/venv/bin/shoal",
+        "runtime",
+        "--model",
+        "default",
+        "--host",
+        "10.9.0.7",
+        "--port",
+        "50051",
+        "--pool",
+        "chat",
+        "--keep",
+        "$(POOL)",
+    ]
     assert plan.restart_policy == "Always" and plan.grace_s == 45 and plan.working_dir == "/"
 
 
@@ -99,7 +171,12 @@ def test_env_is_built_as_the_kubelet_builds_it():
     # The `kubernetes` Service first, then envFrom, then env; a value sees only what is above it.
     assert env["KUBERNETES_SERVICE_HOST"] == "10.9.0.1" and env["KUBERNETES_SERVICE_PORT"] == "443"
     assert env["KUBERNETES_PORT_443_TCP"] == "tcp://10.9.0.1:443"
-    assert {key: env[key] for key in ("CFG_mode", "CFG_size", "user", "password")} == {"CFG_mode": "fast", "CFG_size": "3", "user": "admin", "password": "hunter2"}  # fmt: skip
+    assert {key: env[key] for key in ("CFG_mode", "CFG_size", "user", "password")} == {
+        "CFG_mode": "fast",
+        "CFG_size": "3",
+        "user": "admin",
+        "password": "hunter2",
+    }
     assert env["WHERE"] == "chat@$(POD_NAME)" and env["POD_NAME"] == "chat-r1-abc"
     assert (env["POD_IP"], env["LABEL"], env["ACCOUNT"]) == ("10.9.0.7", "chat", "pools")
     assert (env["MODE"], env["PASSWORD"]) == ("fast", "hunter2")
@@ -111,7 +188,9 @@ def test_env_is_built_as_the_kubelet_builds_it():
 def test_probes_resolve_named_ports_and_take_the_kubelets_defaults():
     plan = launch()
     assert plan.readiness == Probe(port=8001, path="/ready", period_s=2, headers=(("X-Probe", "1"),))
-    assert plan.liveness == Probe(port=8001, path="/health", initial_delay_s=0, period_s=10, timeout_s=1, success_threshold=1, failure_threshold=3)  # fmt: skip
+    assert plan.liveness == Probe(
+        port=8001, path="/health", initial_delay_s=0, period_s=10, timeout_s=1, success_threshold=1, failure_threshold=3
+    )
     assert plan.startup == Probe(port=50051, path=None, failure_threshold=30)
 
 
@@ -152,21 +231,41 @@ def test_quantities_and_expansion():
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda spec: spec["volumes"].append({"name": "models", "persistentVolumeClaim": {"claimName": "m"}}), "not persistentVolumeClaim"),
+        (
+            lambda spec: spec["volumes"].append({"name": "models", "persistentVolumeClaim": {"claimName": "m"}}),
+            "not persistentVolumeClaim",
+        ),
         (lambda spec: spec["volumes"].append({"name": "host", "hostPath": {"path": "/"}}), "not hostPath"),
-        (lambda spec: spec["volumes"][2]["projected"]["sources"].append({"clusterTrustBundle": {"path": "x"}}), "not clusterTrustBundle"),
+        (
+            lambda spec: spec["volumes"][2]["projected"]["sources"].append({"clusterTrustBundle": {"path": "x"}}),
+            "not clusterTrustBundle",
+        ),
         (lambda spec: spec.update(initContainers=[{"name": "i", "image": "i"}]), "pods with initContainers"),
         (lambda spec: spec.update(hostNetwork=True), "pods with hostNetwork"),
         (lambda spec: spec["containers"].append(copy.deepcopy(spec["containers"][0])), "exactly one container"),
         (lambda spec: spec["containers"][0].pop("command"), "the image entrypoint"),
-        (lambda spec: spec["containers"][0].update(command=["sleep", "60"]), "only commands starting with `shoal`, `python`, `python3`"),
-        (lambda spec: spec["containers"][0]["env"].append({"name": "K", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPx"}}}), "fieldRef status.podIPx"),
+        (
+            lambda spec: spec["containers"][0].update(command=["sleep", "60"]),
+            "only commands starting with `shoal`, `python`, `python3`",
+        ),
+        (
+            lambda spec: spec["containers"][0]["env"].append(
+                {"name": "K", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPx"}}}
+            ),
+            "fieldRef status.podIPx",
+        ),
         (lambda spec: spec["containers"][0].update(readinessProbe={"exec": {"command": ["true"]}}), "not exec"),
         (lambda spec: spec["containers"][0].update(livenessProbe={"grpc": {"port": 50051}}), "not grpc"),
-        (lambda spec: spec["containers"][0].update(livenessProbe={"tcpSocket": {"port": "admin"}}), "names no container port"),
-        (lambda spec: spec["containers"][0].update(lifecycle={"preStop": {"sleep": {"seconds": 1}}}), "container.lifecycle"),
+        (
+            lambda spec: spec["containers"][0].update(livenessProbe={"tcpSocket": {"port": "admin"}}),
+            "names no container port",
+        ),
+        (
+            lambda spec: spec["containers"][0].update(lifecycle={"preStop": {"sleep": {"seconds": 1}}}),
+            "container.lifecycle",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_node_refuses_what_it_cannot_run_locally(change, reason):
     pod = copy.deepcopy(RUNTIME_POD)
     change(pod["spec"])

@@ -10,15 +10,25 @@ SCHEDULED = {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "l
 
 
 def test_a_running_pods_status_keeps_the_schedulers_condition_and_reports_the_process():
-    state = PodState(pod_ip="10.9.0.7", host_ip="10.9.0.1", start_time="t1", container="c", image="i", scheduled=SCHEDULED)
+    state = PodState(
+        pod_ip="10.9.0.7", host_ip="10.9.0.1", start_time="t1", container="c", image="i", scheduled=SCHEDULED
+    )
     state.phase, state.started, state.ready, state.ready_since, state.restart_count = "Running", True, True, "t2", 2
     state.container_id, state.state = "local-process://42", {"running": {"startedAt": "t2"}}
     status = pod_status(state)
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
-        "PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True", "ContainersReady": "True", "PodScheduled": "True",
-    }  # fmt: skip
+        "PodReadyToStartContainers": "True",
+        "Initialized": "True",
+        "Ready": "True",
+        "ContainersReady": "True",
+        "PodScheduled": "True",
+    }
     assert status["conditions"][-1] == SCHEDULED  # as the scheduler wrote it: a merge patch replaces the list
-    assert (status["podIP"], status["podIPs"], status["hostIPs"]) == ("10.9.0.7", [{"ip": "10.9.0.7"}], [{"ip": "10.9.0.1"}])
+    assert (status["podIP"], status["podIPs"], status["hostIPs"]) == (
+        "10.9.0.7",
+        [{"ip": "10.9.0.7"}],
+        [{"ip": "10.9.0.1"}],
+    )
     [container] = status["containerStatuses"]
     assert container["containerID"] == "local-process://42" and container["restartCount"] == 2 and container["ready"]
     assert "qosClass" not in status  # the API server's
@@ -57,5 +67,8 @@ def test_addresses_go_round_robin_after_the_gateway():
 def test_the_node_offers_gpus_only_when_asked_and_keeps_cluster_credentials_from_pods(tmp_path):
     config = NodeConfig(log_dir=tmp_path, state_dir=tmp_path, api_server_port=1)
     assert node_capacity(config) == {"cpu": "64", "memory": "256Gi", "pods": "110"}
-    assert node_capacity(NodeConfig(log_dir=tmp_path, state_dir=tmp_path, api_server_port=1, gpus=2))["nvidia.com/gpu"] == "2"
+    assert (
+        node_capacity(NodeConfig(log_dir=tmp_path, state_dir=tmp_path, api_server_port=1, gpus=2))["nvidia.com/gpu"]
+        == "2"
+    )
     assert pod_base_env({"PATH": "/bin", "KUBECONFIG": "/k", "KUBERNETES_SERVICE_HOST": "x"}) == {"PATH": "/bin"}

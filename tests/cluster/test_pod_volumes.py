@@ -33,10 +33,18 @@ def test_the_service_account_volume_that_admission_injects_holds_token_ca_and_na
 
 
 def test_config_map_and_secret_volumes_hold_their_keys_or_the_items_asked_for():
-    assert files_of({"name": "c", "configMap": {"name": "app", "defaultMode": 0o600}}) == {"a.yaml": VolumeFile(b"a: 1", 0o600), "b.yaml": VolumeFile(b"b: 2", 0o600)}  # fmt: skip
-    items = {"name": "c", "configMap": {"name": "app", "items": [{"key": "b.yaml", "path": "conf/b.yaml", "mode": 0o400}]}}
+    assert files_of({"name": "c", "configMap": {"name": "app", "defaultMode": 0o600}}) == {
+        "a.yaml": VolumeFile(b"a: 1", 0o600),
+        "b.yaml": VolumeFile(b"b: 2", 0o600),
+    }
+    items = {
+        "name": "c",
+        "configMap": {"name": "app", "items": [{"key": "b.yaml", "path": "conf/b.yaml", "mode": 0o400}]},
+    }
     assert files_of(items) == {"conf/b.yaml": VolumeFile(b"b: 2", 0o400)}
-    assert files_of({"name": "k", "secret": {"secretName": "keys"}}) == {"api-keys.yaml": VolumeFile(b"keys: []", 0o644)}
+    assert files_of({"name": "k", "secret": {"secretName": "keys"}}) == {
+        "api-keys.yaml": VolumeFile(b"keys: []", 0o644)
+    }
     assert files_of({"name": "k", "secret": {"secretName": "absent", "optional": True}}) == {}
     with pytest.raises(MissingReference, match='secret "absent" not found') as missing:
         files_of({"name": "k", "secret": {"secretName": "absent"}})
@@ -44,13 +52,30 @@ def test_config_map_and_secret_volumes_hold_their_keys_or_the_items_asked_for():
 
 
 def test_downward_api_and_projected_token_volumes():
-    downward = {"name": "d", "downwardAPI": {"items": [
-        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
-        {"path": "pool", "fieldRef": {"fieldPath": "metadata.labels['pool']"}},
-        {"path": "mem", "resourceFieldRef": {"containerName": "runtime", "resource": "limits.memory", "divisor": "1Mi"}},
-    ]}}  # fmt: skip
-    assert {path: file.data for path, file in files_of(downward).items()} == {"labels": b'pool="chat"', "pool": b"chat", "mem": b"1024"}
-    token = {"name": "v", "projected": {"sources": [{"serviceAccountToken": {"audience": "vault", "expirationSeconds": 600, "path": "vault-token"}}]}}  # fmt: skip
+    downward = {
+        "name": "d",
+        "downwardAPI": {
+            "items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "pool", "fieldRef": {"fieldPath": "metadata.labels['pool']"}},
+                {
+                    "path": "mem",
+                    "resourceFieldRef": {"containerName": "runtime", "resource": "limits.memory", "divisor": "1Mi"},
+                },
+            ]
+        },
+    }
+    assert {path: file.data for path, file in files_of(downward).items()} == {
+        "labels": b'pool="chat"',
+        "pool": b"chat",
+        "mem": b"1024",
+    }
+    token = {
+        "name": "v",
+        "projected": {
+            "sources": [{"serviceAccountToken": {"audience": "vault", "expirationSeconds": 600, "path": "vault-token"}}]
+        },
+    }
     assert files_of(token) == {"vault-token": VolumeFile(b"v4ult", 0o644)}
     assert files_of({"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}) == {}
 
@@ -63,7 +88,11 @@ def test_volumes_are_written_with_their_modes(tmp_path):
 
 
 def test_mounts_go_parents_first_then_the_pods_etc_files(tmp_path):
-    mounts = [Mount("conf", "", "/etc/app/conf", True), Mount("tmp", "", "/tmp", False), Mount("conf", "a.yaml", "/etc/a.yaml", True)]  # fmt: skip
+    mounts = [
+        Mount("conf", "", "/etc/app/conf", True),
+        Mount("tmp", "", "/tmp", False),
+        Mount("conf", "a.yaml", "/etc/a.yaml", True),
+    ]
     binds = bind_mounts(mounts, tmp_path / "volumes", tmp_path / "etc")
     assert [(b.target, b.source.relative_to(tmp_path).as_posix(), b.read_only) for b in binds] == [
         ("/tmp", "volumes/tmp", False),
@@ -80,7 +109,10 @@ def test_mounts_go_parents_first_then_the_pods_etc_files(tmp_path):
 
 
 def test_the_sandbox_opens_every_source_before_mounting_then_execs_the_command():
-    binds = [BindMount(Path("/state/v/tmp"), "/tmp", False), BindMount(Path("/state/v/conf/a b"), "/etc/a b", True, file=True)]
+    binds = [
+        BindMount(Path("/state/v/tmp"), "/tmp", False),
+        BindMount(Path("/state/v/conf/a b"), "/etc/a b", True, file=True),
+    ]
     argv = sandbox_argv("shoal-abc-2", binds, "/work dir", ["/venv/bin/python", "-c", "print(1)"])
     assert argv[1:4] == ["netns", "exec", "shoal-abc-2"] and argv[-4:] == ["pod", "/venv/bin/python", "-c", "print(1)"]
     script = argv[argv.index("-c") + 1].splitlines()
@@ -96,7 +128,10 @@ def test_the_nodes_software_under_a_pods_mount_is_bound_back_after_it():
     binds = [BindMount(Path("/state/v/tmp"), "/tmp", False), BindMount(Path("/state/v/conf"), "/etc/shoal", True)]
     software = (Path("/tmp/ci"), Path("/tmp/ci/.venv"), Path("/root/.pyenv/versions/3.11.7"), Path("/root"))
     kept = kept_in_view(binds, software)
-    assert kept == [BindMount(Path("/tmp/ci"), "/tmp/ci", False), BindMount(Path("/tmp/ci/.venv"), "/tmp/ci/.venv", False)]
+    assert kept == [
+        BindMount(Path("/tmp/ci"), "/tmp/ci", False),
+        BindMount(Path("/tmp/ci/.venv"), "/tmp/ci/.venv", False),
+    ]
     assert kept_in_view([BindMount(Path("/state/v/conf"), "/etc/shoal", True)], software) == []
 
 
@@ -104,5 +139,7 @@ def test_the_pods_hosts_file_names_the_pod_and_the_kubernetes_service():
     files = etc_files(hostname="web-0", pod_ip="10.9.0.7", namespace="team", api_host="10.9.0.1", subdomain="web")
     lines = files["hosts"].splitlines()
     assert "127.0.0.1\tlocalhost" in lines and "10.9.0.7\tweb-0.web.team.svc.cluster.local\tweb-0" in lines
-    assert "10.9.0.1\tkubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.cluster.local" in lines
+    assert (
+        "10.9.0.1\tkubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.cluster.local" in lines
+    )
     assert "nameserver 127.0.0.1" in files["resolv.conf"]

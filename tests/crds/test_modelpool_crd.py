@@ -15,9 +15,14 @@ from tests.support.control_plane import ControlPlane
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/modelpools.shoal.dev"
 # What the operator writes, one value for each field the printer columns and the scale subresource read.
 STATUS = {
-    "replicas": 3, "readyReplicas": 2, "selector": "shoal.dev/pool=chat", "stableRevision": "v1-5d8f6c",
-    "canaryRevision": "v2-7c9e1a", "canaryWeight": 25, "phase": "Progressing",
-}  # fmt: skip
+    "replicas": 3,
+    "readyReplicas": 2,
+    "selector": "shoal.dev/pool=chat",
+    "stableRevision": "v1-5d8f6c",
+    "canaryRevision": "v2-7c9e1a",
+    "canaryWeight": 25,
+    "phase": "Progressing",
+}
 
 
 def test_the_api_server_serves_the_crd_as_written(control_plane):
@@ -34,7 +39,12 @@ def kubectl(control_plane: ControlPlane) -> Iterator[Callable[..., str]]:
     stored with its status written as the operator would."""
     namespace = control_plane.create_namespace("crd")
     pools = f"/apis/shoal.dev/v1alpha1/namespaces/{namespace}/modelpools"
-    manifest = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata": {"name": "chat"}, "spec": {"model": {"revision": "v1"}}}  # fmt: skip
+    manifest = {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "ModelPool",
+        "metadata": {"name": "chat"},
+        "spec": {"model": {"revision": "v1"}},
+    }
     stored = control_plane.request("POST", pools, manifest)
     control_plane.request("PUT", f"{pools}/chat/status", {**stored, "status": STATUS})
 
@@ -49,11 +59,16 @@ def test_kubectl_get_shows_each_printer_columns_status_field(kubectl):
     header, row = (line.split() for line in kubectl("get", "modelpools").splitlines())
     (version,) = MODELPOOL_CRD["spec"]["versions"]
     assert header == ["NAME"] + [column["name"].upper() for column in version["additionalPrinterColumns"]]
-    cells = dict(zip(header, row))
+    cells = dict(zip(header, row, strict=True))
     assert re.fullmatch(r"\d+s", cells.pop("AGE"))  # .metadata.creationTimestamp, as a date
     assert cells == {
-        "NAME": "chat", "READY": "2", "STABLE": "v1-5d8f6c", "CANARY": "v2-7c9e1a", "WEIGHT": "25", "PHASE": "Progressing",
-    }  # fmt: skip
+        "NAME": "chat",
+        "READY": "2",
+        "STABLE": "v1-5d8f6c",
+        "CANARY": "v2-7c9e1a",
+        "WEIGHT": "25",
+        "PHASE": "Progressing",
+    }
 
 
 def test_the_scale_subresource_reads_the_status_and_writes_spec_replicas(kubectl):

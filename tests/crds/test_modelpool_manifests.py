@@ -21,33 +21,60 @@ def stored_spec(server_dry_run, spec: dict | None) -> dict:
 
 DEFAULT_STEPS = [{"weight": 5, "pause": "2m"}, {"weight": 25, "pause": "5m"}, {"weight": 50, "pause": "5m"}]
 DEFAULT_ANALYSIS = {
-    "maxP99LatencyRatio": 1.3, "minP99LatencyIncreaseSeconds": 0.05, "maxErrorRate": 0.01, "maxPreemptions": 0,
-    "minKvFreeFraction": 0.1, "minSamples": 200, "windowSeconds": 60,
+    "maxP99LatencyRatio": 1.3,
+    "minP99LatencyIncreaseSeconds": 0.05,
+    "maxErrorRate": 0.01,
+    "maxPreemptions": 0,
+    "minKvFreeFraction": 0.1,
+    "minSamples": 200,
+    "windowSeconds": 60,
 }
 DEFAULTED_MINIMAL_SPEC = {
     "model": {"revision": "v1", "source": "embedded", "dtype": "auto"},
     "replicas": 1,
     "runtime": {
-        "image": "ghcr.io/shoal-dev/shoal-runtime:0.1.0", "imagePullPolicy": "IfNotPresent", "device": "cuda",
-        "maxNumSeqs": 256, "maxNumBatchedTokens": 8192, "blockSize": 16,
+        "image": "ghcr.io/shoal-dev/shoal-runtime:0.1.0",
+        "imagePullPolicy": "IfNotPresent",
+        "device": "cuda",
+        "maxNumSeqs": 256,
+        "maxNumBatchedTokens": 8192,
+        "blockSize": 16,
     },  # no gpuMemoryUtilization: it has no schema default (the operator's 0.9 applies), see the CRD
     "resources": {"gpus": 1},
     "rollout": {"steps": DEFAULT_STEPS, "analysis": DEFAULT_ANALYSIS, "progressDeadline": "10m"},
-    "qos": {"maxConcurrencyPerReplica": 16, "realtimeTtftTargetSeconds": 1.0, "batchShareMin": 0.1, "batchShareMax": 0.5},
+    "qos": {
+        "maxConcurrencyPerReplica": 16,
+        "realtimeTtftTargetSeconds": 1.0,
+        "batchShareMin": 0.1,
+        "batchShareMax": 0.5,
+    },
 }
 
 # Every field the schema declares, none at its default: stored exactly as given.
 FULL_SPEC = {
     "model": {
-        "source": "path", "path": "/models/Llama-3.1-8B-Instruct", "config": "/models/Llama-3.1-8B-Instruct",
-        "volumeClaim": "models", "revision": "llama8b-r2", "dtype": "bfloat16", "servedName": "llama-3.1-8b",
+        "source": "path",
+        "path": "/models/Llama-3.1-8B-Instruct",
+        "config": "/models/Llama-3.1-8B-Instruct",
+        "volumeClaim": "models",
+        "revision": "llama8b-r2",
+        "dtype": "bfloat16",
+        "servedName": "llama-3.1-8b",
     },
     "replicas": 3,
     "runtime": {
-        "image": "registry.example.com/shoal-runtime:0.2.0", "imagePullPolicy": "Always", "device": "cuda",
-        "maxNumSeqs": 128, "maxNumBatchedTokens": 16384, "maxModelLen": 32768, "gpuMemoryUtilization": 0.85,
-        "kvCacheMemory": "20GiB", "blockSize": 32, "maxWaiting": 2048,
-        "args": ["--enforce-eager"], "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+        "image": "registry.example.com/shoal-runtime:0.2.0",
+        "imagePullPolicy": "Always",
+        "device": "cuda",
+        "maxNumSeqs": 128,
+        "maxNumBatchedTokens": 16384,
+        "maxModelLen": 32768,
+        "gpuMemoryUtilization": 0.85,
+        "kvCacheMemory": "20GiB",
+        "blockSize": 32,
+        "maxWaiting": 2048,
+        "args": ["--enforce-eager"],
+        "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
     },
     "resources": {"gpus": 2, "cpu": "7500m", "memory": "96Gi"},
     "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
@@ -56,12 +83,22 @@ FULL_SPEC = {
     "rollout": {
         "steps": [{"weight": 10, "pause": "90s"}, {"weight": 100, "pause": "1h30m"}],
         "analysis": {
-            "maxP99LatencyRatio": 2.0, "minP99LatencyIncreaseSeconds": 0.2, "maxErrorRate": 0.05, "maxPreemptions": 3,
-            "minKvFreeFraction": 0.2, "minSamples": 50, "windowSeconds": 300,
+            "maxP99LatencyRatio": 2.0,
+            "minP99LatencyIncreaseSeconds": 0.2,
+            "maxErrorRate": 0.05,
+            "maxPreemptions": 3,
+            "minKvFreeFraction": 0.2,
+            "minSamples": 50,
+            "windowSeconds": 300,
         },
         "progressDeadline": "30m",
     },
-    "qos": {"maxConcurrencyPerReplica": 64, "realtimeTtftTargetSeconds": 0.25, "batchShareMin": 0.2, "batchShareMax": 0.8},
+    "qos": {
+        "maxConcurrencyPerReplica": 64,
+        "realtimeTtftTargetSeconds": 0.25,
+        "batchShareMin": 0.2,
+        "batchShareMax": 0.8,
+    },
     "tenants": [{"name": "search", "maxConcurrent": 100, "tokensPerMinute": 1_000_000}, {"name": "evals"}],
 }
 
@@ -113,10 +150,12 @@ def _at(obj: dict, dotted: str):
 # id: (spec, {dotted path in the stored spec: value it must have})
 VALID = {
     "runtime {} gets its fields' defaults": (
-        {"model": MODEL, "runtime": {}}, {"runtime": DEFAULTED_MINIMAL_SPEC["runtime"]},
+        {"model": MODEL, "runtime": {}},
+        {"runtime": DEFAULTED_MINIMAL_SPEC["runtime"]},
     ),
     "runtime left empty in YAML (null) gets defaults": (
-        {"model": MODEL, "runtime": None, "qos": None}, {"runtime.maxNumSeqs": 256, "qos.batchShareMax": 0.5},
+        {"model": MODEL, "runtime": None, "qos": None},
+        {"runtime.maxNumSeqs": 256, "qos.batchShareMax": 0.5},
     ),
     "given runtime fields are kept, the others defaulted": (
         {"model": MODEL, "runtime": {"device": "cpu", "maxNumSeqs": 8}, "resources": {"gpus": 0}},
@@ -124,30 +163,42 @@ VALID = {
     ),
     "steps without a pause hold 1m each": (
         {"model": MODEL, "rollout": {"steps": [{"weight": 20}, {"weight": 70, "pause": "30s"}]}},
-        {"rollout.steps": [{"weight": 20, "pause": "1m"}, {"weight": 70, "pause": "30s"}], "rollout.progressDeadline": "10m"},
+        {
+            "rollout.steps": [{"weight": 20, "pause": "1m"}, {"weight": 70, "pause": "30s"}],
+            "rollout.progressDeadline": "10m",
+        },
     ),
     "a partial analysis gets the other thresholds' defaults": (
         {"model": MODEL, "rollout": {"analysis": {"maxErrorRate": 0.05}}},
         {"rollout.analysis": {**DEFAULT_ANALYSIS, "maxErrorRate": 0.05}, "rollout.steps": DEFAULT_STEPS},
     ),
     "one step straight to 100%": (
-        {"model": MODEL, "rollout": {"steps": [{"weight": 100}]}}, {"rollout.steps": [{"weight": 100, "pause": "1m"}]},
+        {"model": MODEL, "rollout": {"steps": [{"weight": 100}]}},
+        {"rollout.steps": [{"weight": 100, "pause": "1m"}]},
     ),
     "a model from a PVC": (
         {"model": {"revision": "v1", "source": "path", "path": "/models/qwen", "volumeClaim": "models"}},
         {"model.path": "/models/qwen", "model.dtype": "auto"},
     ),
     "random weights from a config": (
-        {"model": {"revision": "v1", "source": "random", "config": "/configs/llama-3.1-8b"}}, {"model.source": "random"},
+        {"model": {"revision": "v1", "source": "random", "config": "/configs/llama-3.1-8b"}},
+        {"model.source": "random"},
     ),
     "scaled to zero": ({"model": MODEL, "replicas": 0}, {"replicas": 0}),
     "cpu as an integer, memory as a quantity": (
-        {"model": MODEL, "resources": {"cpu": 2, "memory": "16Gi"}}, {"resources": {"cpu": 2, "memory": "16Gi", "gpus": 1}},
+        {"model": MODEL, "resources": {"cpu": 2, "memory": "16Gi"}},
+        {"resources": {"cpu": 2, "memory": "16Gi", "gpus": 1}},
     ),
     "cpu in millicores": ({"model": MODEL, "resources": {"cpu": "500m"}}, {"resources.cpu": "500m"}),
-    "batch shares equal": ({"model": MODEL, "qos": {"batchShareMin": 0.3, "batchShareMax": 0.3}}, {"qos.batchShareMin": 0.3}),
+    "batch shares equal": (
+        {"model": MODEL, "qos": {"batchShareMin": 0.3, "batchShareMax": 0.3}},
+        {"qos.batchShareMin": 0.3},
+    ),
     # CEL compares a number field as a double even when written as an integer (0.5 vs 0 is no type error).
-    "batchShareMin written as an integer": ({"model": MODEL, "qos": {"batchShareMin": 0}}, {"qos.batchShareMin": 0, "qos.batchShareMax": 0.5}),
+    "batchShareMin written as an integer": (
+        {"model": MODEL, "qos": {"batchShareMin": 0}},
+        {"qos.batchShareMin": 0, "qos.batchShareMax": 0.5},
+    ),
     "tolerations keep whatever fields they have": (
         {"model": MODEL, "tolerations": [{"key": "gpu", "operator": "Exists", "tolerationSeconds": 30}]},
         {"tolerations": [{"key": "gpu", "operator": "Exists", "tolerationSeconds": 30}]},
@@ -157,7 +208,8 @@ VALID = {
         {"runtime": {**DEFAULTED_MINIMAL_SPEC["runtime"], "kvCacheFraction": 0.8}},
     ),
     "tenants with distinct names": (
-        {"model": MODEL, "tenants": [{"name": "a"}, {"name": "b", "maxConcurrent": 4}]}, {"tenants": [{"name": "a"}, {"name": "b", "maxConcurrent": 4}]},
+        {"model": MODEL, "tenants": [{"name": "a"}, {"name": "b", "maxConcurrent": 4}]},
+        {"tenants": [{"name": "a"}, {"name": "b", "maxConcurrent": 4}]},
     ),
 }
 
@@ -177,81 +229,159 @@ INVALID = {
     "spec left empty": (None, "spec", "Required value"),
     "no model": ({}, "spec.model", "Required value"),
     "no model.revision": ({"model": {}}, "spec.model.revision", "Required value"),
-    "revision with capitals and underscore": ({"model": {"revision": "V1_final"}}, "spec.model.revision", "should match"),
+    "revision with capitals and underscore": (
+        {"model": {"revision": "V1_final"}},
+        "spec.model.revision",
+        "should match",
+    ),
     "revision of 41 characters": ({"model": {"revision": "r" * 41}}, "spec.model.revision", "should match"),
     "unknown model.source": (
-        {"model": {"revision": "v1", "source": "s3"}}, "spec.model.source",
+        {"model": {"revision": "v1", "source": "s3"}},
+        "spec.model.source",
         'Unsupported value: "s3": supported values: "embedded", "path", "random"',
     ),
     "source path without a path": (
-        {"model": {"revision": "v1", "source": "path"}}, "spec.model.path",
+        {"model": {"revision": "v1", "source": "path"}},
+        "spec.model.path",
         "Required value: model.path is required when model.source is 'path'",
     ),
     "source random without a config": (
-        {"model": {"revision": "v1", "source": "random"}}, "spec.model.config", "Required value: model.config",
+        {"model": {"revision": "v1", "source": "random"}},
+        "spec.model.config",
+        "Required value: model.config",
     ),
     "embedded with a path": (
-        {"model": {"revision": "v1", "source": "embedded", "path": "/models/x"}}, "spec.model.path",
+        {"model": {"revision": "v1", "source": "embedded", "path": "/models/x"}},
+        "spec.model.path",
         "Forbidden: model.path does not apply to the embedded model",
     ),
     "embedded by default, with a config": (
-        {"model": {"revision": "v1", "config": "/configs/x"}}, "spec.model.config", "Forbidden: model.config does not apply",
+        {"model": {"revision": "v1", "config": "/configs/x"}},
+        "spec.model.config",
+        "Forbidden: model.config does not apply",
     ),
-    "volumeClaim not a DNS name": ({"model": {"revision": "v1", "volumeClaim": "My_Claim"}}, "spec.model.volumeClaim", "should match"),
-    "negative replicas": ({"model": MODEL, "replicas": -1}, "spec.replicas", "Invalid value: -1: spec.replicas in body should be greater than or equal to 0"),
+    "volumeClaim not a DNS name": (
+        {"model": {"revision": "v1", "volumeClaim": "My_Claim"}},
+        "spec.model.volumeClaim",
+        "should match",
+    ),
+    "negative replicas": (
+        {"model": MODEL, "replicas": -1},
+        "spec.replicas",
+        "Invalid value: -1: spec.replicas in body should be greater than or equal to 0",
+    ),
     "replicas as a string": (
-        {"model": MODEL, "replicas": "3"}, "spec.replicas", 'Invalid value: "string": spec.replicas in body must be of type integer',
+        {"model": MODEL, "replicas": "3"},
+        "spec.replicas",
+        'Invalid value: "string": spec.replicas in body must be of type integer',
     ),
     "gpuMemoryUtilization 1.5": (
-        {"model": MODEL, "runtime": {"gpuMemoryUtilization": 1.5}}, "spec.runtime.gpuMemoryUtilization", "should be less than or equal to 0.99",
+        {"model": MODEL, "runtime": {"gpuMemoryUtilization": 1.5}},
+        "spec.runtime.gpuMemoryUtilization",
+        "should be less than or equal to 0.99",
     ),
-    "kvCacheFraction 1.5": ({"model": MODEL, "runtime": {"kvCacheFraction": 1.5}}, "spec.runtime.kvCacheFraction", "should be less than or equal to 0.99"),
+    "kvCacheFraction 1.5": (
+        {"model": MODEL, "runtime": {"kvCacheFraction": 1.5}},
+        "spec.runtime.kvCacheFraction",
+        "should be less than or equal to 0.99",
+    ),
     "both gpuMemoryUtilization and its deprecated name kvCacheFraction": (
-        {"model": MODEL, "runtime": {"gpuMemoryUtilization": 0.8, "kvCacheFraction": 0.8}}, "spec.runtime.kvCacheFraction",
+        {"model": MODEL, "runtime": {"gpuMemoryUtilization": 0.8, "kvCacheFraction": 0.8}},
+        "spec.runtime.kvCacheFraction",
         "Forbidden: runtime.kvCacheFraction is the deprecated name of runtime.gpuMemoryUtilization",
     ),
     "blockSize 12": ({"model": MODEL, "runtime": {"blockSize": 12}}, "spec.runtime.blockSize", "Unsupported value: 12"),
-    "env name with a dash": ({"model": MODEL, "runtime": {"env": [{"name": "HF-TOKEN"}]}}, "spec.runtime.env[0].name", "should match"),
-    "device cpu keeping the default gpus 1": (
-        {"model": MODEL, "runtime": {"device": "cpu"}}, "spec.resources.gpus", "resources.gpus must be 0 when runtime.device is cpu",
+    "env name with a dash": (
+        {"model": MODEL, "runtime": {"env": [{"name": "HF-TOKEN"}]}},
+        "spec.runtime.env[0].name",
+        "should match",
     ),
-    "device cuda with gpus 0": ({"model": MODEL, "resources": {"gpus": 0}}, "spec.resources.gpus", "runtime.device cuda needs resources.gpus >= 1"),
+    "device cpu keeping the default gpus 1": (
+        {"model": MODEL, "runtime": {"device": "cpu"}},
+        "spec.resources.gpus",
+        "resources.gpus must be 0 when runtime.device is cpu",
+    ),
+    "device cuda with gpus 0": (
+        {"model": MODEL, "resources": {"gpus": 0}},
+        "spec.resources.gpus",
+        "runtime.device cuda needs resources.gpus >= 1",
+    ),
     "memory in GB": ({"model": MODEL, "resources": {"memory": "16GB"}}, "spec.resources.memory", "should match"),
     "cpu in words": ({"model": MODEL, "resources": {"cpu": "two"}}, "spec.resources.cpu", "should match"),
-    "cpu as a fractional number": ({"model": MODEL, "resources": {"cpu": 1.5}}, "spec.resources.cpu", "must be of type integer,string"),
-    "nodeSelector value not a string": ({"model": MODEL, "nodeSelector": {"gpu": True}}, "spec.nodeSelector.gpu", "must be of type string"),
-    "decreasing step weights": (steps(50, 25), "spec.rollout.steps", "rollout.steps weights must be strictly increasing"),
+    "cpu as a fractional number": (
+        {"model": MODEL, "resources": {"cpu": 1.5}},
+        "spec.resources.cpu",
+        "must be of type integer,string",
+    ),
+    "nodeSelector value not a string": (
+        {"model": MODEL, "nodeSelector": {"gpu": True}},
+        "spec.nodeSelector.gpu",
+        "must be of type string",
+    ),
+    "decreasing step weights": (
+        steps(50, 25),
+        "spec.rollout.steps",
+        "rollout.steps weights must be strictly increasing",
+    ),
     "repeated step weight": (steps(25, 25, 50), "spec.rollout.steps", "strictly increasing"),
     "no steps": (steps(), "spec.rollout.steps", "should have at least 1 items"),
     "21 steps": (steps(*range(1, 22)), "spec.rollout.steps", "Too many: 21: must have at most 20 items"),
     "step weight 0": (steps(0, 50), "spec.rollout.steps[0].weight", "should be greater than or equal to 1"),
     "step weight 101": (steps(50, 101), "spec.rollout.steps[1].weight", "should be less than or equal to 100"),
     "step without a weight": (
-        {"model": MODEL, "rollout": {"steps": [{"pause": "1m"}]}}, "spec.rollout.steps[0].weight", "Required value",
+        {"model": MODEL, "rollout": {"steps": [{"pause": "1m"}]}},
+        "spec.rollout.steps[0].weight",
+        "Required value",
     ),
     "pause without a unit": (
-        {"model": MODEL, "rollout": {"steps": [{"weight": 5, "pause": "90"}]}}, "spec.rollout.steps[0].pause", "should match",
+        {"model": MODEL, "rollout": {"steps": [{"weight": 5, "pause": "90"}]}},
+        "spec.rollout.steps[0].pause",
+        "should match",
     ),
     "pause in words": (
-        {"model": MODEL, "rollout": {"steps": [{"weight": 5, "pause": "2 minutes"}]}}, "spec.rollout.steps[0].pause", "should match",
+        {"model": MODEL, "rollout": {"steps": [{"weight": 5, "pause": "2 minutes"}]}},
+        "spec.rollout.steps[0].pause",
+        "should match",
     ),
-    "progressDeadline in days": ({"model": MODEL, "rollout": {"progressDeadline": "1d"}}, "spec.rollout.progressDeadline", "should match"),
+    "progressDeadline in days": (
+        {"model": MODEL, "rollout": {"progressDeadline": "1d"}},
+        "spec.rollout.progressDeadline",
+        "should match",
+    ),
     "batchShareMin above batchShareMax": (
-        {"model": MODEL, "qos": {"batchShareMin": 0.6, "batchShareMax": 0.4}}, "spec.qos.batchShareMin",
+        {"model": MODEL, "qos": {"batchShareMin": 0.6, "batchShareMax": 0.4}},
+        "spec.qos.batchShareMin",
         "qos.batchShareMin must not exceed qos.batchShareMax",
     ),
     "batchShareMin 1, as an integer, above the default batchShareMax": (
-        {"model": MODEL, "qos": {"batchShareMin": 1}}, "spec.qos.batchShareMin", "must not exceed",
+        {"model": MODEL, "qos": {"batchShareMin": 1}},
+        "spec.qos.batchShareMin",
+        "must not exceed",
     ),
     "duplicate tenant names": (
-        {"model": MODEL, "tenants": [{"name": "acme"}, {"name": "acme", "maxConcurrent": 2}]}, "spec.tenants[1]",
+        {"model": MODEL, "tenants": [{"name": "acme"}, {"name": "acme", "maxConcurrent": 2}]},
+        "spec.tenants[1]",
         'Duplicate value: {"name":"acme"}',
     ),
-    "tenant without a name": ({"model": MODEL, "tenants": [{"maxConcurrent": 2}]}, "spec.tenants[0].name", "Required value"),
-    "unknown field in spec": ({"model": MODEL, "gpus": 1}, "spec.gpus", 'strict decoding error: unknown field "spec.gpus"'),
-    "unknown field in runtime": ({"model": MODEL, "runtime": {"maxBatchSize": 8}}, "spec.runtime.maxBatchSize", "unknown field"),
+    "tenant without a name": (
+        {"model": MODEL, "tenants": [{"maxConcurrent": 2}]},
+        "spec.tenants[0].name",
+        "Required value",
+    ),
+    "unknown field in spec": (
+        {"model": MODEL, "gpus": 1},
+        "spec.gpus",
+        'strict decoding error: unknown field "spec.gpus"',
+    ),
+    "unknown field in runtime": (
+        {"model": MODEL, "runtime": {"maxBatchSize": 8}},
+        "spec.runtime.maxBatchSize",
+        "unknown field",
+    ),
     "unknown field in a step": (
-        {"model": MODEL, "rollout": {"steps": [{"weight": 5, "duration": "1m"}]}}, "spec.rollout.steps[0].duration", "unknown field",
+        {"model": MODEL, "rollout": {"steps": [{"weight": 5, "duration": "1m"}]}},
+        "spec.rollout.steps[0].duration",
+        "unknown field",
     ),
 }
 

@@ -42,7 +42,11 @@ def test_the_bindings_give_the_roles_to_the_operators_service_account():
     account = DOCS["ServiceAccount"]
     assert account["metadata"] == {"name": "shoal-operator", "namespace": "shoal-system"}
     for role, binding in ((DOCS["ClusterRole"], DOCS["ClusterRoleBinding"]), (DOCS["Role"], DOCS["RoleBinding"])):
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role["kind"], "name": role["metadata"]["name"]}
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": role["kind"],
+            "name": role["metadata"]["name"],
+        }
         assert binding["subjects"] == [{"kind": "ServiceAccount", **account["metadata"]}]
 
 

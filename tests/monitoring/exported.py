@@ -14,10 +14,13 @@ from shoal.runtime.server.metrics import RuntimeMetrics
 
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
+
 def registered_families() -> dict[str, str]:
     """Metric family name -> type, for everything the runtime, the router and the operator register."""
     runtime = CollectorRegistry()
-    RuntimeMetrics(runtime, "model", "pool", "revision").watch_engine(lambda: EngineStats(0, 0, 1, 1, 0, 0.0, 0, 0, 0, 0), lambda: 0)
+    RuntimeMetrics(runtime, "model", "pool", "revision").watch_engine(
+        lambda: EngineStats(0, 0, 1, 1, 0, 0.0, 0, 0, 0, 0), lambda: 0
+    )
     router = CollectorRegistry()
     RouterMetrics(router).watch({}, Measurements(), BackendRegistry(), lambda: 0)
     operator = OperatorMetrics().registry

@@ -30,11 +30,20 @@ def one_request(router: RouterProcess, i: int) -> str:
     question = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
     try:
         if i % 3 == 0:
-            answer = c.completions.create(model=MODEL, prompt=QUESTIONS[i % len(QUESTIONS)], max_tokens=8, extra_headers=headers)
+            answer = c.completions.create(
+                model=MODEL, prompt=QUESTIONS[i % len(QUESTIONS)], max_tokens=8, extra_headers=headers
+            )
         elif i % 3 == 1:
             answer = c.chat.completions.create(model=MODEL, messages=question, max_tokens=12, extra_headers=headers)
         else:
-            stream = c.chat.completions.create(model=MODEL, messages=question, max_tokens=12, stream=True, stream_options={"include_usage": True}, extra_headers=headers)  # fmt: skip
+            stream = c.chat.completions.create(
+                model=MODEL,
+                messages=question,
+                max_tokens=12,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_headers=headers,
+            )
             answer = list(stream)[-1]
     except openai.InternalServerError as error:
         assert "injected fault" in str(error)
@@ -53,7 +62,9 @@ def send_load(router: RouterProcess) -> int:
             or sum(a.startswith("r2") for a in answered) < MIN_CANARY_REQUESTS
             or answered.count("r2 failed") < MIN_CANARY_FAILURES
         ):
-            assert len(answered) < MAX_REQUESTS, f"a 50 % canary failing half its requests should not look like this: {answered}"
+            assert len(answered) < MAX_REQUESTS, (
+                f"a 50 % canary failing half its requests should not look like this: {answered}"
+            )
             answered += executor.map(lambda i: one_request(router, i), range(len(answered), len(answered) + 8))
     assert set(answered) == {"r1", "r2", "r2 failed"}
     return len(answered) + hold_noisy_over_its_limit(router)
@@ -66,7 +77,9 @@ def hold_noisy_over_its_limit(router: RouterProcess) -> int:
     while len(held) < 2:  # a stream that sent its first chunk runs on; one the canary fails is retried
         sent += 1
         try:
-            stream = noisy.chat.completions.create(model=MODEL, messages=question, max_tokens=200, stream=True, extra_body={"ignore_eos": True})  # fmt: skip
+            stream = noisy.chat.completions.create(
+                model=MODEL, messages=question, max_tokens=200, stream=True, extra_body={"ignore_eos": True}
+            )
             next(iter(stream))
             held.append(stream)
         except openai.InternalServerError:

@@ -26,7 +26,11 @@ BIN_DIR = Path(os.environ.get("SHOAL_PROMETHEUS_BIN", REPO / ".tools" / "prometh
 def binary(name: str) -> str:
     path = BIN_DIR / name
     if not os.access(path, os.X_OK):
-        pytest.fail(f"{path} is missing: run `make prometheus` (or set SHOAL_PROMETHEUS_BIN to a directory with prometheus and promtool)", pytrace=False)
+        pytest.fail(
+            f"{path} is missing: run `make prometheus` (or set SHOAL_PROMETHEUS_BIN to a directory with "
+            "prometheus and promtool)",
+            pytrace=False,
+        )
     return str(path)
 
 
@@ -38,7 +42,9 @@ class PrometheusProcess:
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in targets.items()],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in targets.items()
+            ],
         }
         (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.log_path = directory / "prometheus.log"

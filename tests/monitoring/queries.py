@@ -59,7 +59,9 @@ def panel_queries() -> list[Query]:
     out = []
     for uid, dashboard in dashboards().items():
         for panel in panels(dashboard):
-            out.extend(Query(uid, panel["title"], fill(target["expr"], dashboard)) for target in panel.get("targets", []))
+            out.extend(
+                Query(uid, panel["title"], fill(target["expr"], dashboard)) for target in panel.get("targets", [])
+            )
         for annotation in dashboard["annotations"]["list"]:
             out.append(Query(uid, annotation["name"], fill(annotation["expr"], dashboard)))
     return out
@@ -78,6 +80,8 @@ def variable_queries() -> list[tuple[Query, str]]:
             if variable["type"] != "query":
                 continue
             match = _LABEL_VALUES.match(variable["query"])
-            assert match, f"{uid}: variable {variable['name']} is not label_values(selector, label): {variable['query']!r}"
+            assert match, (
+                f"{uid}: variable {variable['name']} is not label_values(selector, label): {variable['query']!r}"
+            )
             out.append((Query(uid, variable["name"], fill(match["selector"], dashboard)), match["label"]))
     return out

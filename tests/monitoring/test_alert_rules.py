@@ -14,7 +14,9 @@ SEVERITIES = {"critical", "warning", "info"}
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([binary("promtool"), *args], cwd=UNIT_TESTS.parent, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [binary("promtool"), *args], cwd=UNIT_TESTS.parent, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_promtool_checks_the_rule_file():

@@ -29,32 +29,72 @@ RUNTIME_FLAGS = ("--device", "cpu", "--kv-cache-memory", "64MiB", "--max-num-bat
 # Panels that must show data after the load, every query of them (dashboard uid -> panel titles).
 KEY_PANELS = {
     "shoal-fleet-overview": [
-        "Requests/s", "5xx error ratio", "Generated tokens/s", "p99 TTFT", "Fullest KV cache",
-        "Requests/s by pool", "Error ratio by pool", "Tokens/s by pool", "p99 TTFT by pool",
-        "KV cache usage by pool (fullest runtime)", "Requests waiting by pool", "Traffic weight by pool and revision",
+        "Requests/s",
+        "5xx error ratio",
+        "Generated tokens/s",
+        "p99 TTFT",
+        "Fullest KV cache",
+        "Requests/s by pool",
+        "Error ratio by pool",
+        "Tokens/s by pool",
+        "p99 TTFT by pool",
+        "KV cache usage by pool (fullest runtime)",
+        "Requests waiting by pool",
+        "Traffic weight by pool and revision",
     ],
     "shoal-pool-detail": [
-        "Traffic weight", "Ready runtimes", "Traffic weight by revision", "Requests/s by revision and status",
-        "Time to first token: $revision", "Inter-token latency: $revision", "End-to-end latency: $revision",
-        "p99 TTFT by revision", "p99 inter-token latency by revision", "p99 end-to-end latency by revision",
-        "5xx error ratio by revision", "Runtime errors/s by revision and gRPC code", "Generated tokens/s by revision",
-        "KV cache usage by revision (fullest runtime)", "Queue depth by revision",
+        "Traffic weight",
+        "Ready runtimes",
+        "Traffic weight by revision",
+        "Requests/s by revision and status",
+        "Time to first token: $revision",
+        "Inter-token latency: $revision",
+        "End-to-end latency: $revision",
+        "p99 TTFT by revision",
+        "p99 inter-token latency by revision",
+        "p99 end-to-end latency by revision",
+        "5xx error ratio by revision",
+        "Runtime errors/s by revision and gRPC code",
+        "Generated tokens/s by revision",
+        "KV cache usage by revision (fullest runtime)",
+        "Queue depth by revision",
     ],
     "shoal-runtime-internals": [
-        "KV cache usage (fullest runtime)", "KV blocks free", "Requests running", "Requests waiting",
-        "KV cache usage per runtime", "KV blocks used and free", "Preemptions/s", "Prefix cache hit rate",
-        "Queue depth: running and waiting", "Tokens per engine step", "Engine step time", "Engine steps/s",
-        "Tokens/s: prompt and generated", "Request sizes (tokens)", "TTFT in the runtime",
-        "Inter-token latency in the runtime", "End-to-end latency in the runtime", "Finished requests/s by reason",
+        "KV cache usage (fullest runtime)",
+        "KV blocks free",
+        "Requests running",
+        "Requests waiting",
+        "KV cache usage per runtime",
+        "KV blocks used and free",
+        "Preemptions/s",
+        "Prefix cache hit rate",
+        "Queue depth: running and waiting",
+        "Tokens per engine step",
+        "Engine step time",
+        "Engine steps/s",
+        "Tokens/s: prompt and generated",
+        "Request sizes (tokens)",
+        "TTFT in the runtime",
+        "Inter-token latency in the runtime",
+        "End-to-end latency in the runtime",
+        "Finished requests/s by reason",
         "Failed requests/s by gRPC code",
     ],
     "shoal-qos-tenants": [
-        "Requests/s by QoS class and status", "p95 TTFT by QoS class", "Time in the router's queue by QoS class",
-        "Router queue depth by QoS class", "Batch concurrency limit", "Requests/s by tenant",
-        "Generated tokens/s by tenant", "Prompt tokens/s by tenant", "Rate limited/s by tenant and limit",
-        "429 ratio by tenant", "5xx ratio by tenant", "Open realtime sessions",
+        "Requests/s by QoS class and status",
+        "p95 TTFT by QoS class",
+        "Time in the router's queue by QoS class",
+        "Router queue depth by QoS class",
+        "Batch concurrency limit",
+        "Requests/s by tenant",
+        "Generated tokens/s by tenant",
+        "Prompt tokens/s by tenant",
+        "Rate limited/s by tenant and limit",
+        "429 ratio by tenant",
+        "5xx ratio by tenant",
+        "Open realtime sessions",
     ],
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +112,23 @@ def prometheus(tmp_path_factory) -> PrometheusProcess:
         for runtime in runtimes:
             stack.callback(runtime.stop)
         # No rollback rules: the canary fails on purpose and must keep its share for the whole test.
-        router = RouterProcess([pool(POOL, {"r1": [runtimes[0]], "r2": [runtimes[1]]}, model=MODEL, canary="r2", canary_weight=50, rollback_rules=[])])  # fmt: skip
+        router = RouterProcess(
+            [
+                pool(
+                    POOL,
+                    {"r1": [runtimes[0]], "r2": [runtimes[1]]},
+                    model=MODEL,
+                    canary="r2",
+                    canary_weight=50,
+                    rollback_rules=[],
+                )
+            ]
+        )
         stack.callback(router.stop)
-        targets = {"shoal-runtime": [f"127.0.0.1:{r.metrics_port}" for r in runtimes], "shoal-router": [f"127.0.0.1:{router.port}"]}
+        targets = {
+            "shoal-runtime": [f"127.0.0.1:{r.metrics_port}" for r in runtimes],
+            "shoal-router": [f"127.0.0.1:{router.port}"],
+        }
         prometheus = PrometheusProcess(tmp_path_factory.mktemp("prometheus"), targets, [RULES_FILE])
         stack.callback(prometheus.stop)
         for process in (*runtimes, router, prometheus):
@@ -88,7 +142,9 @@ def wait_for_scrapes(prometheus: PrometheusProcess, sent: int, timeout_s: float 
     """Until Prometheus has every request the router answered, and a scrape of every target after that."""
     deadline = time.monotonic() + timeout_s
     while prometheus.value("sum(shoal:router_requests_total)") != sent:
-        assert time.monotonic() < deadline, f"Prometheus never counted {sent} requests: {prometheus.value('sum(shoal:router_requests_total)')}"
+        assert time.monotonic() < deadline, (
+            f"Prometheus never counted {sent} requests: {prometheus.value('sum(shoal:router_requests_total)')}"
+        )
         time.sleep(0.2)
     counted_at = time.time()
     while (prometheus.value("min(timestamp(up))") or 0) <= counted_at:
@@ -135,7 +191,9 @@ def test_the_failing_canary_has_a_pending_error_rate_alert(prometheus):
     r1 is not. Rules are evaluated every second, so the first evaluation after the scrape may be due."""
     deadline = time.monotonic() + 10
     while True:
-        alerts = [a for a in prometheus.api("alerts")["data"]["alerts"] if a["labels"]["alertname"] == "ShoalHighErrorRate"]
+        alerts = [
+            a for a in prometheus.api("alerts")["data"]["alerts"] if a["labels"]["alertname"] == "ShoalHighErrorRate"
+        ]
         if alerts or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -156,16 +214,31 @@ def test_key_panels_show_data(prometheus):
 
 def test_stable_and_canary_side_by_side(prometheus):
     assert set(by_label(prometheus, "shoal-pool-detail", "p99 TTFT by revision", "revision")) == {"r1", "r2"}
-    assert by_label(prometheus, "shoal-pool-detail", "Traffic weight by revision", "revision") == {"r1": 50.0, "r2": 50.0}
+    assert by_label(prometheus, "shoal-pool-detail", "Traffic weight by revision", "revision") == {
+        "r1": 50.0,
+        "r2": 50.0,
+    }
     errors = by_label(prometheus, "shoal-pool-detail", "5xx error ratio by revision", "revision")
     assert errors["r1"] == 0 and errors["r2"] > 0.05
-    assert set(by_label(prometheus, "shoal-pool-detail", "Runtime errors/s by revision and gRPC code", "code")) == {"INTERNAL"}
-    assert set(by_label(prometheus, "shoal-runtime-internals", "KV cache usage per runtime", "revision")) == {"r1", "r2"}
+    assert set(by_label(prometheus, "shoal-pool-detail", "Runtime errors/s by revision and gRPC code", "code")) == {
+        "INTERNAL"
+    }
+    assert set(by_label(prometheus, "shoal-runtime-internals", "KV cache usage per runtime", "revision")) == {
+        "r1",
+        "r2",
+    }
 
 
 def test_tenants_and_qos_classes(prometheus):
-    assert set(by_label(prometheus, "shoal-qos-tenants", "Requests/s by tenant", "tenant")) == {"quiet", "batchy", "noisy"}
-    assert set(by_label(prometheus, "shoal-qos-tenants", "Requests/s by QoS class and status", "qos_class")) == {"realtime", "batch"}
+    assert set(by_label(prometheus, "shoal-qos-tenants", "Requests/s by tenant", "tenant")) == {
+        "quiet",
+        "batchy",
+        "noisy",
+    }
+    assert set(by_label(prometheus, "shoal-qos-tenants", "Requests/s by QoS class and status", "qos_class")) == {
+        "realtime",
+        "batch",
+    }
     # One refusal makes a series but no rate yet (its first scrape is its baseline): its labels show.
     assert set(by_label(prometheus, "shoal-qos-tenants", "Rate limited/s by tenant and limit", "limit")) == {"requests"}
 
@@ -173,7 +246,10 @@ def test_tenants_and_qos_classes(prometheus):
 def test_variables_list_the_pools_revisions_and_runtimes(prometheus):
     values = {}
     for query, label in variable_queries():
-        values[query.source, query.name] = {labels.get(label) for labels, _ in series(prometheus, Query(query.source, query.name, f"group by ({label}) ({query.expr})"))}  # fmt: skip
+        values[query.source, query.name] = {
+            labels.get(label)
+            for labels, _ in series(prometheus, Query(query.source, query.name, f"group by ({label}) ({query.expr})"))
+        }
     assert values["shoal-pool-detail", "pool"] == values["shoal-runtime-internals", "pool"] == {POOL}
     assert values["shoal-pool-detail", "revision"] == values["shoal-runtime-internals", "revision"] == {"r1", "r2"}
     assert len(values["shoal-runtime-internals", "instance"]) == 2

@@ -30,7 +30,9 @@ def test_every_declared_name_is_exported():
 
 def test_every_expression_reads_only_exported_series():
     exported = series_names(registered_families())
-    unknown = [f"{sorted(metric_names(q.expr) - exported)} in {q}" for q in every_query() if metric_names(q.expr) - exported]
+    unknown = [
+        f"{sorted(metric_names(q.expr) - exported)} in {q}" for q in every_query() if metric_names(q.expr) - exported
+    ]
     assert not unknown, "\n".join(unknown)
 
 

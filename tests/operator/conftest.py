@@ -23,7 +23,9 @@ def fake_node(control_plane: ControlPlane) -> Iterator[FakeNode]:
     """Logged in as a kubelet is (system:node:<name>): the Node authorizer lets it see and change
     only its own Node, Lease and pods."""
     shape = node_shape()
-    access, _ = control_plane.client_access(f"node-{shape.name}", Identity(f"system:node:{shape.name}", ("system:nodes",)))
+    access, _ = control_plane.client_access(
+        f"node-{shape.name}", Identity(f"system:node:{shape.name}", ("system:nodes",))
+    )
     with fake_node_in_thread(access, shape) as node:
         yield node
 
@@ -44,7 +46,16 @@ def namespace(control_plane: ControlPlane, fake_node: FakeNode) -> Iterator[str]
     name = control_plane.create_namespace("op")
     yield name
     for pool in control_plane.request("GET", object_path(API_VERSION, PLURAL, name))["items"]:
-        control_plane.kubectl("-n", name, "patch", "modelpool", pool["metadata"]["name"], "--type=merge", "-p", '{"metadata":{"finalizers":null}}')  # fmt: skip
+        control_plane.kubectl(
+            "-n",
+            name,
+            "patch",
+            "modelpool",
+            pool["metadata"]["name"],
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+        )
     control_plane.request("DELETE", f"/api/v1/namespaces/{name}")
 
 

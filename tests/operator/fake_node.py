@@ -64,7 +64,9 @@ PLACEMENT = FakeNodePlacement(
 
 def node_shape(name: str = NAME) -> NodeShape:
     taint = {"key": LABEL[0], "value": LABEL[1], "effect": "NoSchedule"}
-    return NodeShape(name=name, address="127.77.0.1", labels={LABEL[0]: LABEL[1]}, taints=(taint,), runtime="fake-runtime://1")  # fmt: skip
+    return NodeShape(
+        name=name, address="127.77.0.1", labels={LABEL[0]: LABEL[1]}, taints=(taint,), runtime="fake-runtime://1"
+    )
 
 
 class FakeNode:
@@ -90,7 +92,9 @@ class FakeNode:
                 await asyncio.sleep(self._poll_s)
         finally:
             heartbeat.cancel()
-            await asyncio.gather(heartbeat, *(runtime.stop() for runtime, _ in self._running.values()), return_exceptions=True)  # fmt: skip
+            await asyncio.gather(
+                heartbeat, *(runtime.stop() for runtime, _ in self._running.values()), return_exceptions=True
+            )
 
     async def _sync(self) -> None:
         pods = await self._client.list(object_path("v1", "pods"), field_selector=f"spec.nodeName={self.shape.name}")
@@ -138,7 +142,9 @@ class FakeNode:
         running = self._running.pop(metadata["uid"], None)
         if running is not None:
             await running[0].stop()
-        await self._client.delete(object_path("v1", "pods", metadata["namespace"], metadata["name"]), grace_seconds=0, uid=metadata["uid"])  # fmt: skip
+        await self._client.delete(
+            object_path("v1", "pods", metadata["namespace"], metadata["name"]), grace_seconds=0, uid=metadata["uid"]
+        )
 
 
 def running_status(pod: dict[str, Any], address: str, host_ip: str) -> dict[str, Any]:
@@ -148,10 +154,19 @@ def running_status(pod: dict[str, Any], address: str, host_ip: str) -> dict[str,
     at = now()
     container = pod["spec"]["containers"][0]
     state = PodState(
-        pod_ip=address, host_ip=host_ip, start_time=at, container=container["name"], image=container.get("image", ""),
-        scheduled=scheduled_condition(pod), phase="Running", started=True, ready=True, ready_since=at,
-        container_id=f"fake://{pod['metadata']['uid']}", state={"running": {"startedAt": at}},
-    )  # fmt: skip
+        pod_ip=address,
+        host_ip=host_ip,
+        start_time=at,
+        container=container["name"],
+        image=container.get("image", ""),
+        scheduled=scheduled_condition(pod),
+        phase="Running",
+        started=True,
+        ready=True,
+        ready_since=at,
+        container_id=f"fake://{pod['metadata']['uid']}",
+        state={"running": {"startedAt": at}},
+    )
     return pod_status(state)
 
 
@@ -174,7 +189,11 @@ def fake_node_in_thread(access: ClusterAccess, shape: NodeShape | None = None) -
             await node.run()
 
     task = loop.create_task(main())
-    thread = threading.Thread(target=lambda: loop.run_until_complete(asyncio.gather(task, return_exceptions=True)), name="fake-node", daemon=True)  # fmt: skip
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(asyncio.gather(task, return_exceptions=True)),
+        name="fake-node",
+        daemon=True,
+    )
     thread.start()
     try:
         asyncio.run_coroutine_threadsafe(_wait_registered(started, task), loop).result(READY_TIMEOUT_S)

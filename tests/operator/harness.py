@@ -26,7 +26,15 @@ RECONCILE_INTERVAL_S = 0.3
 DRAIN_S = 1.0
 
 
-def modelpool(revision: str, *, name: str = POOL, replicas: int = 2, args: Sequence[str] = (), steps: Sequence[tuple[int, str]] = ((50, "1s"),), min_samples: int = 6) -> dict:  # fmt: skip
+def modelpool(
+    revision: str,
+    *,
+    name: str = POOL,
+    replicas: int = 2,
+    args: Sequence[str] = (),
+    steps: Sequence[tuple[int, str]] = ((50, "1s"),),
+    min_samples: int = 6,
+) -> dict:
     """A pool of fake runtimes on the fake node (its nodeSelector and toleration); `args` with
     FAULT_FLAG makes them fail every request."""
     return {
@@ -74,12 +82,16 @@ async def deployment_names(api: ApiClient, namespace: str) -> list[str]:
 
 async def send(router: Router, n: int, model: str = POOL) -> dict[str, int]:
     """n chat completions through the router; outcomes by the revision that answered."""
-    client = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{router.http_port}/v1", api_key="sk-test-quiet", max_retries=0)
+    client = openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{router.http_port}/v1", api_key="sk-test-quiet", max_retries=0
+    )
     outcomes: dict[str, int] = {}
     try:
         for _ in range(n):
             try:
-                raw = await client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=2)  # fmt: skip
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+                )
                 key = "ok:" + raw.headers["x-shoal-revision"]
             except openai.APIStatusError as error:
                 key = "failed:" + error.response.headers.get("x-shoal-revision", "?")
@@ -101,11 +113,18 @@ class LeaderElection:
 
     def args(self) -> list[str]:
         return [
-            "--leader-elect", "--leader-election-namespace", self.namespace, "--leader-election-id", self.lease_id,
-            "--leader-election-lease-duration", str(self.lease_duration_s),
-            "--leader-election-renew-deadline", str(self.renew_deadline_s),
-            "--leader-election-retry-period", str(self.retry_period_s),
-        ]  # fmt: skip
+            "--leader-elect",
+            "--leader-election-namespace",
+            self.namespace,
+            "--leader-election-id",
+            self.lease_id,
+            "--leader-election-lease-duration",
+            str(self.lease_duration_s),
+            "--leader-election-renew-deadline",
+            str(self.renew_deadline_s),
+            "--leader-election-retry-period",
+            str(self.retry_period_s),
+        ]
 
 
 @dataclass
@@ -127,7 +146,15 @@ class OperatorProcess:
 
 
 @contextlib.asynccontextmanager
-async def running_operator(kubeconfig: Path, router: Router, log: Path, *, namespaces: Sequence[str] = (), leader_election: LeaderElection | None = None, name: str = "operator") -> AsyncIterator[OperatorProcess]:  # fmt: skip
+async def running_operator(
+    kubeconfig: Path,
+    router: Router,
+    log: Path,
+    *,
+    namespaces: Sequence[str] = (),
+    leader_election: LeaderElection | None = None,
+    name: str = "operator",
+) -> AsyncIterator[OperatorProcess]:
     """`shoal operator` logged in with `kubeconfig`, driving `router`; yielded once its liveness
     endpoint answers (kopf runs; or, with leader election, the replica waits as a candidate).
     POD_NAME=name starts its leader-election identity."""
@@ -136,7 +163,14 @@ async def running_operator(kubeconfig: Path, router: Router, log: Path, *, names
     for namespace in namespaces:
         args += ["--namespace", namespace]
     args += ["--reconcile-interval", str(RECONCILE_INTERVAL_S), "--drain", str(DRAIN_S)]
-    args += ["--liveness", f"http://127.0.0.1:{liveness}/healthz", "--metrics-host", "127.0.0.1", "--metrics-port", str(metrics)]
+    args += [
+        "--liveness",
+        f"http://127.0.0.1:{liveness}/healthz",
+        "--metrics-host",
+        "127.0.0.1",
+        "--metrics-port",
+        str(metrics),
+    ]
     args += leader_election.args() if leader_election else []
     env = {"KUBECONFIG": str(kubeconfig), "POD_NAME": name}
     async with shoal_process(args, log=log, ready_url=f"http://127.0.0.1:{liveness}/healthz", env=env) as process:
@@ -152,4 +186,3 @@ async def lease_holder(api: ApiClient, election: LeaderElection) -> str | None:
             return None
         raise
     return (lease.get("spec") or {}).get("holderIdentity")
-

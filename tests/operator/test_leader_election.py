@@ -3,7 +3,16 @@ records and clocks given."""
 
 import pytest
 
-from shoal.operator.leader_election import Action, LeaseRecord, Observation, Timing, decide, leadership_lost, observe, released
+from shoal.operator.leader_election import (
+    Action,
+    LeaseRecord,
+    Observation,
+    Timing,
+    decide,
+    leadership_lost,
+    observe,
+    released,
+)
 
 TIMING = Timing(lease_duration_s=15, renew_deadline_s=10, retry_period_s=2)
 WALL = 1_800_000_000.0

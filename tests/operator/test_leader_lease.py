@@ -35,7 +35,10 @@ def test_the_lease_lives_in_the_pods_namespace_else_shoal_system(tmp_path):
 
 
 def test_each_start_is_a_new_candidate():
-    first, second = default_identity({"POD_NAME": "shoal-operator-7d9f"}), default_identity({"POD_NAME": "shoal-operator-7d9f"})
+    first, second = (
+        default_identity({"POD_NAME": "shoal-operator-7d9f"}),
+        default_identity({"POD_NAME": "shoal-operator-7d9f"}),
+    )
     assert first.startswith("shoal-operator-7d9f_") and first != second
 
 
@@ -44,14 +47,22 @@ def test_each_start_is_a_new_candidate():
 async def test_of_candidates_racing_for_a_new_lease_exactly_one_wins(operator_rbac):
     plane = operator_rbac
     admin = plane.admin
-    info = kopf.ConnectionInfo(server=admin.server, ca_path=str(admin.ca_file), certificate_path=str(admin.cert_file), private_key_path=str(admin.key_file))  # fmt: skip
+    info = kopf.ConnectionInfo(
+        server=admin.server,
+        ca_path=str(admin.ca_file),
+        certificate_path=str(admin.cert_file),
+        private_key_path=str(admin.key_file),
+    )
     name = f"race-{uuid.uuid4().hex[:8]}"
     kubes = [KubeApi(info) for _ in range(4)]
-    electors = [LeaderElector(kube, LeaderElectionSettings("shoal-system", name, f"candidate-{i}", TIMING)) for i, kube in enumerate(kubes)]  # fmt: skip
+    electors = [
+        LeaderElector(kube, LeaderElectionSettings("shoal-system", name, f"candidate-{i}", TIMING))
+        for i, kube in enumerate(kubes)
+    ]
     try:
         tasks = [asyncio.create_task(elector.acquire()) for elector in electors]
         done, pending = await asyncio.wait(tasks, timeout=TIMING.retry_period_s, return_when=asyncio.FIRST_COMPLETED)
-        (winner,) = [e for e, t in zip(electors, tasks) if t in done]
+        (winner,) = [e for e, t in zip(electors, tasks, strict=True) if t in done]
         holding = asyncio.create_task(winner.hold())  # renews, as the operator does once it leads
         await asyncio.sleep(2 * TIMING.lease_duration_s)  # the others keep waiting, past the lease duration
         assert [t for t in tasks if t.done()] == list(done)

@@ -9,7 +9,10 @@ from shoal.operator.rollout import Event
 
 
 def pod(revision: str, ready: bool, terminating: bool = False) -> dict:
-    metadata = {"labels": {"shoal.dev/revision": revision}, **({"deletionTimestamp": "2026-11-23T12:00:00Z"} if terminating else {})}
+    metadata = {
+        "labels": {"shoal.dev/revision": revision},
+        **({"deletionTimestamp": "2026-11-23T12:00:00Z"} if terminating else {}),
+    }
     return {"metadata": metadata, "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
@@ -23,7 +26,11 @@ ROLLING = {
     "canaryWeight": 25,
     "stepStartedAt": "2026-11-23T12:00:10Z",
     "waitingSince": "2026-11-23T12:00:00Z",
-    "conditions": [{"type": "Ready", "status": "True"}, {"type": "Progressing", "status": "True"}, {"type": "Degraded", "status": "False"}],
+    "conditions": [
+        {"type": "Ready", "status": "True"},
+        {"type": "Progressing", "status": "True"},
+        {"type": "Degraded", "status": "False"},
+    ],
 }
 
 
@@ -38,7 +45,9 @@ def samples(metrics: OperatorMetrics) -> dict[tuple, float]:
 
 
 def test_a_sample_counts_wanted_and_serving_replicas_and_the_rollouts_last_move():
-    sample = sample_of(plan(ROLLING), [pod("v1", True), pod("v1", True), pod("v2", False), pod("v1", True, terminating=True)])
+    sample = sample_of(
+        plan(ROLLING), [pod("v1", True), pod("v1", True), pod("v2", False), pod("v1", True, terminating=True)]
+    )
     assert (sample.desired_replicas, sample.ready_replicas) == (3, 2)
     assert sample.rollout_active and sample.canary_weight == 25
     assert sample.last_progress == 1795435210.0  # the later of the step's start and the wait's
@@ -47,13 +56,19 @@ def test_a_sample_counts_wanted_and_serving_replicas_and_the_rollouts_last_move(
 
 
 def test_ended_rollouts_are_counted_by_outcome():
-    events = (Event("Normal", "CanaryStep", "..."), Event("Normal", "Promoted", "..."), Event("Warning", "RolledBack", "..."))
+    events = (
+        Event("Normal", "CanaryStep", "..."),
+        Event("Normal", "Promoted", "..."),
+        Event("Warning", "RolledBack", "..."),
+    )
     assert sample_of(plan({}, events), []).outcomes == ("promoted", "rolled_back")
 
 
 def test_series_follow_the_pool_and_go_with_it():
     metrics = OperatorMetrics()
-    metrics.record("default.chat", sample_of(plan(ROLLING, (Event("Warning", "RolledBack", "..."),)), [pod("v1", True)]))
+    metrics.record(
+        "default.chat", sample_of(plan(ROLLING, (Event("Warning", "RolledBack", "..."),)), [pod("v1", True)])
+    )
     seen = samples(metrics)
     pool = ("pool", "default.chat")
     assert seen["shoal:operator_pool_replicas_desired", (pool,)] == 3

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tests.support.operator_account import WRITES, requests_of, token
 from tests.operator.harness import POOL, LeaderElection, lease_holder, modelpool, pool_status, pools, running_operator
+from tests.support.operator_account import WRITES, requests_of, token
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -20,11 +20,18 @@ LEASE = ("coordination.k8s.io", "leases")
 async def held_by(api, election: LeaderElection, replica: str, timeout: float) -> float:
     """Seconds until `replica` holds the lease."""
     started = time.monotonic()
-    await eventually(lambda: lease_holder(api, election), lambda holder: (holder or "").startswith(f"{replica}_"), timeout=timeout, what=f"{replica} holding the lease")  # fmt: skip
+    await eventually(
+        lambda: lease_holder(api, election),
+        lambda holder: (holder or "").startswith(f"{replica}_"),
+        timeout=timeout,
+        what=f"{replica} holding the lease",
+    )
     return time.monotonic() - started
 
 
-async def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(operator_rbac, namespace, api, router, tmp_path):  # fmt: skip
+async def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(
+    operator_rbac, namespace, api, router, tmp_path
+):
     plane, election = operator_rbac, LeaderElection(f"leader-{namespace}")
     a, b = token(plane, tmp_path / "a.kubeconfig"), token(plane, tmp_path / "b.kubeconfig")
     run = {"router": router, "namespaces": [namespace], "leader_election": election}
@@ -32,7 +39,9 @@ async def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(operat
         await held_by(api, election, "replica-a", timeout=10)
         async with running_operator(b.kubeconfig, log=tmp_path / "b.log", name="replica-b", **run):
             await api.create(pools(namespace), modelpool("v1"))
-            await eventually(lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready")  # fmt: skip
+            await eventually(
+                lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"
+            )
 
             # The audit log, by token: the leader wrote children and status; the standby only
             # read the Lease (every retry period), and wrote nothing at all.
@@ -42,7 +51,10 @@ async def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(operat
 
             await replica_a.kill()
             takeover_s = await held_by(api, election, "replica-b", timeout=election.lease_duration_s + 10)
-            print(f"replica-b took over {takeover_s:.1f}s after replica-a was killed (lease {election.lease_duration_s:g}s)")
+            print(
+                f"replica-b took over {takeover_s:.1f}s after replica-a was killed (lease "
+                f"{election.lease_duration_s:g}s)"
+            )
             # Not before the lease ran out in its eyes (it last saw a renewal up to a retry period or
             # two before the kill), and soon after (a retry period or two, and this test's polling).
             slack = 2 * election.retry_period_s + 1
@@ -50,18 +62,30 @@ async def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(operat
 
             # The pool keeps being reconciled, by the new leader.
             await api.merge_patch(pools(namespace, POOL), {"spec": {"replicas": 3}})
-            await eventually(lambda: pool_status(api, namespace), lambda s: s.get("readyReplicas") == 3 and s.get("phase") == "Ready", timeout=30, what="scaled by replica-b")  # fmt: skip
+            await eventually(
+                lambda: pool_status(api, namespace),
+                lambda s: s.get("readyReplicas") == 3 and s.get("phase") == "Ready",
+                timeout=30,
+                what="scaled by replica-b",
+            )
             writes = {r.permission for r in requests_of(plane, b) if r.verb in WRITES}
             assert ("apps", "deployments", "patch") in writes and (*LEASE, "update") in writes
 
 
-async def test_a_leader_that_could_not_renew_exits_and_a_clean_stop_hands_over_at_once(operator_rbac, namespace, api, router, tmp_path):  # fmt: skip
+async def test_a_leader_that_could_not_renew_exits_and_a_clean_stop_hands_over_at_once(
+    operator_rbac, namespace, api, router, tmp_path
+):
     plane, election = operator_rbac, LeaderElection(f"leader-{namespace}")
     run = {"router": router, "namespaces": [namespace], "leader_election": election}
-    kubeconfigs = {name: token(plane, tmp_path / f"{name}.kubeconfig").kubeconfig for name in ("replica-a", "replica-b", "replica-c")}  # fmt: skip
+    kubeconfigs = {
+        name: token(plane, tmp_path / f"{name}.kubeconfig").kubeconfig
+        for name in ("replica-a", "replica-b", "replica-c")
+    }
     async with running_operator(kubeconfigs["replica-a"], log=tmp_path / "a.log", name="replica-a", **run) as replica_a:
         await held_by(api, election, "replica-a", timeout=10)
-        async with running_operator(kubeconfigs["replica-b"], log=tmp_path / "b.log", name="replica-b", **run) as replica_b:
+        async with running_operator(
+            kubeconfigs["replica-b"], log=tmp_path / "b.log", name="replica-b", **run
+        ) as replica_b:
             # Frozen (a stalled node, a long GC pause): it cannot renew; the other takes over.
             replica_a.freeze()
             await held_by(api, election, "replica-b", timeout=election.lease_duration_s + 10)
@@ -72,7 +96,9 @@ async def test_a_leader_that_could_not_renew_exits_and_a_clean_stop_hands_over_a
 
             # replica-b acts: a pool is served.
             await api.create(pools(namespace), modelpool("v1", replicas=1))
-            await eventually(lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready")  # fmt: skip
+            await eventually(
+                lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"
+            )
 
             async with running_operator(kubeconfigs["replica-c"], log=tmp_path / "c.log", name="replica-c", **run):
                 await asyncio.sleep(2 * election.retry_period_s)  # a candidate that has seen the lease renewed
@@ -84,4 +110,9 @@ async def test_a_leader_that_could_not_renew_exits_and_a_clean_stop_hands_over_a
                 print(f"replica-c took over {handover_s:.1f}s after replica-b was told to stop")
                 assert handover_s < election.lease_duration_s  # it did not wait the lease out
                 await api.merge_patch(pools(namespace, POOL), {"spec": {"replicas": 2}})
-                await eventually(lambda: pool_status(api, namespace), lambda s: s.get("readyReplicas") == 2, timeout=30, what="scaled by replica-c")  # fmt: skip
+                await eventually(
+                    lambda: pool_status(api, namespace),
+                    lambda s: s.get("readyReplicas") == 2,
+                    timeout=30,
+                    what="scaled by replica-c",
+                )

@@ -11,8 +11,18 @@ abort. Delete the pool: the garbage collector takes its children, and the route 
 
 import pytest
 
+from tests.operator.harness import (
+    POOL,
+    deployment_names,
+    failing,
+    modelpool,
+    pool_status,
+    pools,
+    running_operator,
+    send,
+    services,
+)
 from tests.support.operator_account import token
-from tests.operator.harness import POOL, deployment_names, failing, modelpool, pool_status, pools, running_operator, send, services  # fmt: skip
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -22,7 +32,9 @@ async def test_modelpool_lifecycle_on_the_real_api(operator_rbac, namespace, api
     operator = token(operator_rbac, tmp_path / "operator.kubeconfig")
     async with running_operator(operator.kubeconfig, router, tmp_path / "operator.log", namespaces=[namespace]):
         pool = await api.create(pools(namespace), modelpool("v1"))
-        status = await eventually(lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready")  # fmt: skip
+        status = await eventually(
+            lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"
+        )
         stable = status["stableRevision"]
         assert stable.startswith("v1-") and status["readyReplicas"] == 2
         pool = await api.get(pools(namespace, POOL))
@@ -37,7 +49,9 @@ async def test_modelpool_lifecycle_on_the_real_api(operator_rbac, namespace, api
 
         # A good revision: canary at 50%, samples, promoted; the old Deployment drains and goes.
         await api.merge_patch(pools(namespace, POOL), {"spec": {"model": {"revision": "v2"}}})
-        status = await eventually(lambda: pool_status(api, namespace), lambda s: s.get("canaryWeight") == 50, timeout=30, what="canary at 50%")  # fmt: skip
+        status = await eventually(
+            lambda: pool_status(api, namespace), lambda s: s.get("canaryWeight") == 50, timeout=30, what="canary at 50%"
+        )
         canary = status["canaryRevision"]
         assert canary.startswith("v2-") and status["phase"] == "Progressing"
 
@@ -45,9 +59,16 @@ async def test_modelpool_lifecycle_on_the_real_api(operator_rbac, namespace, api
             await send(router, 4)
             return await pool_status(api, namespace)
 
-        status = await eventually(after_traffic, lambda s: s.get("stableRevision") == canary, timeout=30, what="v2 promoted")
+        status = await eventually(
+            after_traffic, lambda s: s.get("stableRevision") == canary, timeout=30, what="v2 promoted"
+        )
         assert "canaryRevision" not in status and status["canaryWeight"] == 0
-        await eventually(lambda: deployment_names(api, namespace), lambda names: names == [f"chat-{canary}"], timeout=30, what="old Deployment deleted after the drain")  # fmt: skip
+        await eventually(
+            lambda: deployment_names(api, namespace),
+            lambda names: names == [f"chat-{canary}"],
+            timeout=30,
+            what="old Deployment deleted after the drain",
+        )
 
         # A failing revision: the router pulls it back; the operator aborts and says why.
         await api.merge_patch(pools(namespace, POOL), {"spec": failing("v3")["spec"]})
@@ -58,7 +79,9 @@ async def test_modelpool_lifecycle_on_the_real_api(operator_rbac, namespace, api
                 outcomes[key] = outcomes.get(key, 0) + n
             return await pool_status(api, namespace)
 
-        status = await eventually(while_failing, lambda s: s.get("phase") == "RolledBack", timeout=45, what="automatic rollback")
+        status = await eventually(
+            while_failing, lambda s: s.get("phase") == "RolledBack", timeout=45, what="automatic rollback"
+        )
         bad = status["rolledBackRevision"]
         assert bad.startswith("v3-") and status["stableRevision"] == canary and "canaryRevision" not in status
         assert "error_rate" in status["lastRollback"]["reason"]
@@ -74,6 +97,13 @@ async def test_modelpool_lifecycle_on_the_real_api(operator_rbac, namespace, api
 
         async def what_is_left() -> tuple:
             pods = await api.list(f"/api/v1/namespaces/{namespace}/pods")
-            return await deployment_names(api, namespace), await api.list(services(namespace)), pods, f"{namespace}.chat" in router.pools  # fmt: skip
+            return (
+                await deployment_names(api, namespace),
+                await api.list(services(namespace)),
+                pods,
+                f"{namespace}.chat" in router.pools,
+            )
 
-        await eventually(what_is_left, lambda left: left == ([], [], [], False), timeout=30, what="children, pods and route gone")  # fmt: skip
+        await eventually(
+            what_is_left, lambda left: left == ([], [], [], False), timeout=30, what="children, pods and route gone"
+        )

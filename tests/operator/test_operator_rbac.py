@@ -7,8 +7,17 @@ import asyncio
 
 import pytest
 
+from tests.operator.harness import (
+    POOL,
+    LeaderElection,
+    deployment_names,
+    modelpool,
+    pool_status,
+    pools,
+    running_operator,
+    send,
+)
 from tests.support.operator_account import account_without, delete_account, granted, requests_of, token
-from tests.operator.harness import POOL, LeaderElection, deployment_names, modelpool, pool_status, pools, running_operator, send  # fmt: skip
 from tests.support.polling import eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
@@ -17,17 +26,34 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 async def a_pools_life(api, router, namespace: str, name: str = POOL) -> None:
     """Created, Ready, rolled to a new revision and promoted (the old Deployment deleted), deleted."""
     await api.create(pools(namespace), modelpool("v1", name=name))
-    await eventually(lambda: pool_status(api, namespace, name), lambda s: s.get("phase") == "Ready", timeout=30, what=f"{name} Ready")  # fmt: skip
+    await eventually(
+        lambda: pool_status(api, namespace, name), lambda s: s.get("phase") == "Ready", timeout=30, what=f"{name} Ready"
+    )
     await api.merge_patch(pools(namespace, name), {"spec": {"model": {"revision": "v2"}}})
 
     async def after_traffic() -> dict:
         await send(router, 4, model=name)
         return await pool_status(api, namespace, name)
 
-    status = await eventually(after_traffic, lambda s: (s.get("stableRevision") or "").startswith("v2-") and not s.get("retiring"), timeout=30, what=f"{name} promoted, old revision retired")  # fmt: skip
-    await eventually(lambda: deployment_names(api, namespace), lambda names: names == [f"{name}-{status['stableRevision']}"], timeout=30, what="old Deployment deleted")  # fmt: skip
+    status = await eventually(
+        after_traffic,
+        lambda s: (s.get("stableRevision") or "").startswith("v2-") and not s.get("retiring"),
+        timeout=30,
+        what=f"{name} promoted, old revision retired",
+    )
+    await eventually(
+        lambda: deployment_names(api, namespace),
+        lambda names: names == [f"{name}-{status['stableRevision']}"],
+        timeout=30,
+        what="old Deployment deleted",
+    )
     await api.delete(pools(namespace, name))
-    await eventually(lambda: api.list(pools(namespace)), lambda left: not left, timeout=30, what=f"{name} deleted (finalizer removed)")  # fmt: skip
+    await eventually(
+        lambda: api.list(pools(namespace)),
+        lambda left: not left,
+        timeout=30,
+        what=f"{name} deleted (finalizer removed)",
+    )
 
 
 async def test_the_role_grants_exactly_what_the_operator_uses(operator_rbac, namespace, api, router, tmp_path):
@@ -36,7 +62,9 @@ async def test_the_role_grants_exactly_what_the_operator_uses(operator_rbac, nam
     # the Lease read, created, renewed, and released on SIGTERM.
     namespaced = token(plane, tmp_path / "namespaced.kubeconfig")
     election = LeaderElection(f"rbac-{namespace}")
-    async with running_operator(namespaced.kubeconfig, router, tmp_path / "namespaced.log", namespaces=[namespace], leader_election=election):  # fmt: skip
+    async with running_operator(
+        namespaced.kubeconfig, router, tmp_path / "namespaced.log", namespaces=[namespace], leader_election=election
+    ):
         await a_pools_life(api, router, namespace)
     # Watching every namespace, as the chart installs it by default.
     clusterwide = token(plane, tmp_path / "clusterwide.kubeconfig")
@@ -50,7 +78,11 @@ async def test_the_role_grants_exactly_what_the_operator_uses(operator_rbac, nam
     # deleted; there the API server refuses new content to anyone (403, NamespaceTerminating), so
     # only this test's namespaces, and requests outside any namespace, say what the role allows.
     ours = (f"/namespaces/{namespace}/", "/namespaces/shoal-system/")
-    forbidden = [f"{r.verb} {r.uri}" for r in requests if r.code == 403 and ("/namespaces/" not in r.uri or any(n in r.uri for n in ours))]  # fmt: skip
+    forbidden = [
+        f"{r.verb} {r.uri}"
+        for r in requests
+        if r.code == 403 and ("/namespaces/" not in r.uri or any(n in r.uri for n in ours))
+    ]
     assert not forbidden, f"the operator was refused: {forbidden}"
     used = {r.permission for r in requests if r.resource}  # discovery (/api, /apis, /version) is anyone's
     role = granted()
@@ -72,7 +104,11 @@ async def test_a_verb_missing_from_the_role_fails_the_pool_visibly(operator_rbac
             status = await eventually(lambda: pool_status(api, namespace), degraded, timeout=30, what="pool Degraded")
             condition = next(c for c in status["conditions"] if c["type"] == "Degraded")
             assert status["phase"] == "Degraded" and condition["reason"] == "ApplyFailed"
-            assert "deployments" in condition["message"] and "403" in condition["message"] and "forbidden" in condition["message"]  # fmt: skip
+            assert (
+                "deployments" in condition["message"]
+                and "403" in condition["message"]
+                and "forbidden" in condition["message"]
+            )
             await asyncio.sleep(1)  # more passes: still refused, nothing made
             assert await deployment_names(api, namespace) == []
             refused = [r for r in requests_of(plane, restricted) if r.code == 403]

@@ -7,10 +7,19 @@ from collections import Counter
 
 import pytest
 
-from tests.support.status_history import StatusHistory
+from tests.operator.harness import (
+    POOL,
+    deployment_names,
+    deployments,
+    modelpool,
+    pool_status,
+    pools,
+    running_operator,
+    send,
+)
 from tests.support.operator_account import token
-from tests.operator.harness import POOL, deployment_names, deployments, modelpool, pool_status, pools, running_operator, send  # fmt: skip
 from tests.support.polling import eventually
+from tests.support.status_history import StatusHistory
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -25,13 +34,20 @@ def rollout_path(history: list[dict]) -> list[tuple]:
     """(stable, canary, step, weight) each time one of them changed."""
     path: list[tuple] = []
     for status in history:
-        point = (status.get("stableRevision"), status.get("canaryRevision"), status.get("currentStep"), status.get("canaryWeight"))  # fmt: skip
+        point = (
+            status.get("stableRevision"),
+            status.get("canaryRevision"),
+            status.get("currentStep"),
+            status.get("canaryWeight"),
+        )
         if point[0] and (not path or path[-1] != point):
             path.append(point)
     return path
 
 
-async def test_a_rollout_carries_on_from_status_after_the_operator_is_killed(operator_rbac, namespace, api, router, tmp_path):  # fmt: skip
+async def test_a_rollout_carries_on_from_status_after_the_operator_is_killed(
+    operator_rbac, namespace, api, router, tmp_path
+):
     kubeconfig = token(operator_rbac, tmp_path / "operator.kubeconfig").kubeconfig
     history = StatusHistory()
     following = asyncio.create_task(history.follow(api, pools(namespace)))
@@ -45,19 +61,41 @@ async def test_a_rollout_carries_on_from_status_after_the_operator_is_killed(ope
     try:
         async with running_operator(kubeconfig, router, tmp_path / "first.log", namespaces=[namespace]) as first:
             await api.create(pools(namespace), modelpool("v1", steps=((25, "4s"), (50, "1s")), min_samples=3))
-            status = await eventually(lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready")  # fmt: skip
+            status = await eventually(
+                lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"
+            )
             stable = status["stableRevision"]
             await api.merge_patch(pools(namespace, POOL), {"spec": {"model": {"revision": "v2"}}})
-            at_step = await eventually(traffic_and_deployments, lambda s: s.get("canaryWeight") == 25, timeout=30, what="canary at its first step")  # fmt: skip
-            await eventually(lambda: pool_events(api, namespace), lambda reasons: "CanaryStep" in reasons, timeout=10, what="the step's event")  # fmt: skip
+            at_step = await eventually(
+                traffic_and_deployments,
+                lambda s: s.get("canaryWeight") == 25,
+                timeout=30,
+                what="canary at its first step",
+            )
+            await eventually(
+                lambda: pool_events(api, namespace),
+                lambda reasons: "CanaryStep" in reasons,
+                timeout=10,
+                what="the step's event",
+            )
             await first.kill()  # mid-pause: the step's clock runs in status, not in the process
 
         await asyncio.sleep(1.0)
         assert await pool_status(api, namespace) == at_step  # nobody acts meanwhile
         canary = at_step["canaryRevision"]
         async with running_operator(kubeconfig, router, tmp_path / "second.log", namespaces=[namespace]):
-            status = await eventually(traffic_and_deployments, lambda s: s.get("stableRevision") == canary, timeout=40, what="promoted by the new operator")  # fmt: skip
-            await eventually(lambda: deployment_names(api, namespace), lambda names: names == [f"chat-{canary}"], timeout=30, what="old Deployment drained and deleted")  # fmt: skip
+            status = await eventually(
+                traffic_and_deployments,
+                lambda s: s.get("stableRevision") == canary,
+                timeout=40,
+                what="promoted by the new operator",
+            )
+            await eventually(
+                lambda: deployment_names(api, namespace),
+                lambda names: names == [f"chat-{canary}"],
+                timeout=30,
+                what="old Deployment drained and deleted",
+            )
             reasons = await pool_events(api, namespace)
     finally:
         following.cancel()
@@ -65,7 +103,11 @@ async def test_a_rollout_carries_on_from_status_after_the_operator_is_killed(ope
 
     # The step was neither restarted nor repeated: it kept the time it began, and the rollout
     # moved only forward, one step after the other.
-    after_kill = [s for s in history.statuses[POOL] if s.get("canaryRevision") == canary and s.get("currentStep") == 0 and s.get("canaryWeight") == 25]  # fmt: skip
+    after_kill = [
+        s
+        for s in history.statuses[POOL]
+        if s.get("canaryRevision") == canary and s.get("currentStep") == 0 and s.get("canaryWeight") == 25
+    ]
     assert {s["stepStartedAt"] for s in after_kill} == {at_step["stepStartedAt"]}
     assert rollout_path(history.statuses[POOL]) == [
         (stable, None, None, 0),
@@ -80,12 +122,16 @@ async def test_a_rollout_carries_on_from_status_after_the_operator_is_killed(ope
     assert all(set(names) <= {f"chat-{stable}", f"chat-{canary}"} for names in seen_deployments)
 
 
-async def test_the_operator_resumes_its_watches_after_the_api_server_restarts(operator_rbac, namespace, api, router, tmp_path):  # fmt: skip
+async def test_the_operator_resumes_its_watches_after_the_api_server_restarts(
+    operator_rbac, namespace, api, router, tmp_path
+):
     plane = operator_rbac
     kubeconfig = token(plane, tmp_path / "operator.kubeconfig").kubeconfig
     async with running_operator(kubeconfig, router, tmp_path / "operator.log", namespaces=[namespace]) as operator:
         await api.create(pools(namespace), modelpool("v1"))
-        status = await eventually(lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready")  # fmt: skip
+        status = await eventually(
+            lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"
+        )
         stable = status["stableRevision"]
 
         await asyncio.to_thread(plane.restart_api_server)
@@ -99,14 +145,23 @@ async def test_the_operator_resumes_its_watches_after_the_api_server_restarts(op
             return status.get("readyReplicas") == 3 and status.get("phase") == "Ready"
 
         status = await eventually(lambda: pool_status(api, namespace), scaled, timeout=45, what="the change acted on")
-        await eventually(lambda: pool_status(api, namespace, "after-restart"), lambda s: s.get("phase") == "Ready", timeout=45, what="the new pool Ready")  # fmt: skip
+        await eventually(
+            lambda: pool_status(api, namespace, "after-restart"),
+            lambda s: s.get("phase") == "Ready",
+            timeout=45,
+            what="the new pool Ready",
+        )
         recovery_s = time.monotonic() - restarted
         print(f"acted on both changes {recovery_s:.1f}s after the API server was back")
 
         pool = await api.get(pools(namespace, POOL))
         assert status["stableRevision"] == stable and status["observedGeneration"] == pool["metadata"]["generation"]
         names = await deployment_names(api, namespace)
-        assert len(names) == 2 and f"chat-{stable}" in names and all(n.startswith(("chat-", "after-restart-")) for n in names)
+        assert (
+            len(names) == 2
+            and f"chat-{stable}" in names
+            and all(n.startswith(("chat-", "after-restart-")) for n in names)
+        )
         (deployment,) = [d for d in await api.list(deployments(namespace)) if d["metadata"]["name"] == f"chat-{stable}"]
         assert deployment["spec"]["replicas"] == 3
         assert operator.process.returncode is None  # rode it out, no restart

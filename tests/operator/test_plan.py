@@ -28,15 +28,25 @@ def pod(revision, ip, ready=True, deleting=False):
     metadata = {"name": f"p-{ip}", "labels": {"shoal.dev/pool": "chat", "shoal.dev/revision": revision}}
     if deleting:
         metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return {"metadata": metadata, "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}  # fmt: skip
+    return {
+        "metadata": metadata,
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
 
 
 def test_new_pool_gets_a_deployment_a_service_a_route_and_pending_status():
     plan = plan_for(pool(), Observed([], []), OK, T0, drain_s=30)
     revision = revision_name(parse_pool_spec(SPEC))
-    (name, deployment), = plan.deployments.items()
+    ((name, deployment),) = plan.deployments.items()
     assert name == f"chat-{revision}" and deployment["spec"]["replicas"] == 2
-    assert deployment["metadata"]["ownerReferences"][0] == {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "name": "chat", "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+    assert deployment["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "shoal.dev/v1alpha1",
+        "kind": "ModelPool",
+        "name": "chat",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["shoal", "runtime"]
     args = container["args"]
@@ -51,16 +61,31 @@ def test_new_pool_gets_a_deployment_a_service_a_route_and_pending_status():
     assert plan.route.revisions == {revision: ()}
     assert plan.route.tenants == (TenantLimit("acme", max_concurrent=2),)
     assert ErrorRateRule(max_rate=0.01, min_samples=5, window_s=60.0) in plan.route.rollback_rules
-    assert LatencyRatioRule(metric="e2e", quantile=0.99, max_ratio=1.3, min_difference_s=0.05, min_samples=5, window_s=60.0) in plan.route.rollback_rules  # fmt: skip
+    assert (
+        LatencyRatioRule(
+            metric="e2e", quantile=0.99, max_ratio=1.3, min_difference_s=0.05, min_samples=5, window_s=60.0
+        )
+        in plan.route.rollback_rules
+    )
     assert plan.status["phase"] == "Pending" and plan.status["observedGeneration"] == 1
     assert plan.status["stableRevision"] == revision and plan.status["selector"] == "shoal.dev/pool=chat"
-    assert {c["type"]: c["status"] for c in plan.status["conditions"]} == {"Ready": "False", "Progressing": "False", "Degraded": "False", "RolledBack": "False"}  # fmt: skip
+    assert {c["type"]: c["status"] for c in plan.status["conditions"]} == {
+        "Ready": "False",
+        "Progressing": "False",
+        "Degraded": "False",
+        "RolledBack": "False",
+    }
 
 
 def test_ready_pods_become_route_endpoints_and_the_pool_ready():
     first = plan_for(pool(), Observed([], []), OK, T0, 30)
     revision = first.status["stableRevision"]
-    pods = [pod(revision, "10.0.0.2"), pod(revision, "10.0.0.3"), pod(revision, "10.0.0.4", ready=False), pod(revision, "10.0.0.5", deleting=True)]  # fmt: skip
+    pods = [
+        pod(revision, "10.0.0.2"),
+        pod(revision, "10.0.0.3"),
+        pod(revision, "10.0.0.4", ready=False),
+        pod(revision, "10.0.0.5", deleting=True),
+    ]
     plan = plan_for(pool(status=first.status), Observed(list(first.deployments.values()), pods), OK, T0 + 5, 30)
     endpoints = plan.route.revisions[revision]
     assert [e.target for e in endpoints] == [f"10.0.0.2:{GRPC_PORT}", f"10.0.0.3:{GRPC_PORT}"]
@@ -75,7 +100,13 @@ def test_a_revision_change_adds_a_canary_deployment_and_keeps_the_stable_templat
     first = plan_for(pool(), Observed([], []), OK, T0, 30)
     stable = first.status["stableRevision"]
     changed = {**SPEC, "model": {"source": "embedded", "revision": "v2"}}
-    plan = plan_for(pool(changed, first.status, generation=2), Observed(list(first.deployments.values()), [pod(stable, "10.0.0.2"), pod(stable, "10.0.0.3")]), OK, T0 + 5, 30)  # fmt: skip
+    plan = plan_for(
+        pool(changed, first.status, generation=2),
+        Observed(list(first.deployments.values()), [pod(stable, "10.0.0.2"), pod(stable, "10.0.0.3")]),
+        OK,
+        T0 + 5,
+        30,
+    )
     canary = plan.status["canaryRevision"]
     assert canary.startswith("v2-") and plan.status["phase"] == "Progressing"
     assert set(plan.deployments) == {f"chat-{stable}", f"chat-{canary}"}
@@ -98,11 +129,21 @@ def test_rollback_shows_in_status_and_drained_deployments_go():
     changed = {**SPEC, "model": {"source": "embedded", "revision": "v2"}}
     started = plan_for(pool(changed, first.status), Observed([], []), OK, T0 + 1, 30)
     canary = started.status["canaryRevision"]
-    verdict = Verdict(canary, (Breach("error_rate", {"canary_error_rate": 0.4}, "<= 0.01 over 60s"),), at=T0 + 1.5, weight_before=20.0)  # fmt: skip
+    verdict = Verdict(
+        canary, (Breach("error_rate", {"canary_error_rate": 0.4}, "<= 0.01 over 60s"),), at=T0 + 1.5, weight_before=20.0
+    )
     deployments = list(started.deployments.values())
-    aborted = plan_for(pool(changed, started.status), Observed(deployments, []), RouterView(True, verdicts={canary: verdict}), T0 + 2, 30)  # fmt: skip
+    aborted = plan_for(
+        pool(changed, started.status),
+        Observed(deployments, []),
+        RouterView(True, verdicts={canary: verdict}),
+        T0 + 2,
+        30,
+    )
     status = aborted.status
-    assert status["phase"] == "RolledBack" and status["canaryRevision"] is None and status["rolledBackRevision"] == canary
+    assert (
+        status["phase"] == "RolledBack" and status["canaryRevision"] is None and status["rolledBackRevision"] == canary
+    )
     rolled = next(c for c in status["conditions"] if c["type"] == "RolledBack")
     assert rolled["status"] == "True" and "error_rate" in rolled["message"]
     assert status["lastRollback"]["rules"][0]["observed"] == {"canary_error_rate": 0.4}
@@ -119,7 +160,11 @@ def test_invalid_spec_is_degraded_once_and_touches_nothing():
     plan = plan_for(pool(bad, first.status), Observed(list(first.deployments.values()), []), OK, T0 + 1, 30)
     assert plan.route is None and plan.deployments == {} and plan.delete_deployments == () and plan.service is None
     degraded = next(c for c in plan.status["conditions"] if c["type"] == "Degraded")
-    assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec" and "spec.model.config" in degraded["message"]
+    assert (
+        degraded["status"] == "True"
+        and degraded["reason"] == "InvalidSpec"
+        and "spec.model.config" in degraded["message"]
+    )
     assert plan.status["phase"] == "Degraded" and "stableRevision" not in plan.status  # rollout state kept
     assert [e.reason for e in plan.events] == ["InvalidSpec"]
     again = plan_for(pool(bad, {**first.status, **plan.status}), Observed([], []), OK, T0 + 2, 30)
@@ -135,7 +180,9 @@ def test_unreachable_router_is_degraded_but_children_are_kept():
 
 def test_action_annotation_is_cleared_and_unknown_actions_warned():
     first = plan_for(pool(), Observed([], []), OK, T0, 30)
-    plan = plan_for(pool(status=first.status, annotations={ACTION_ANNOTATION: "yolo"}), Observed([], []), OK, T0 + 1, 30)
+    plan = plan_for(
+        pool(status=first.status, annotations={ACTION_ANNOTATION: "yolo"}), Observed([], []), OK, T0 + 1, 30
+    )
     assert plan.clear_action and [e.reason for e in plan.events] == ["UnknownAction"]
 
 

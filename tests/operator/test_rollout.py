@@ -2,7 +2,17 @@
 
 import pytest
 
-from shoal.operator.rollout import ABORT, PROMOTE, Retiring, RolloutState, RouterView, advance, canary_replicas
+from shoal.operator.rollout import (
+    ABORT,
+    PROMOTE,
+    Observations,
+    Retiring,
+    RolloutState,
+    RouterView,
+    Wanted,
+    advance,
+    canary_replicas,
+)
 from shoal.operator.spec import parse_pool_spec
 from shoal.route_contract import Breach, Verdict
 
@@ -10,7 +20,11 @@ SPEC = parse_pool_spec(
     {
         "model": {"revision": "v1"},
         "replicas": 4,
-        "rollout": {"steps": [{"weight": 10, "pause": "60s"}, {"weight": 50, "pause": "60s"}], "analysis": {"minSamples": 100}, "progressDeadline": "5m"},  # fmt: skip
+        "rollout": {
+            "steps": [{"weight": 10, "pause": "60s"}, {"weight": 50, "pause": "60s"}],
+            "analysis": {"minSamples": 100},
+            "progressDeadline": "5m",
+        },
     }
 )
 OK = RouterView(reachable=True)
@@ -18,7 +32,8 @@ T0 = 1_000_000.0
 
 
 def step(state, desired="v2-x", ready=None, router=OK, action=None, now=T0):
-    return advance(state, desired, {"model": {"revision": desired}}, SPEC, ready or {}, router, action, now, drain_s=30)
+    wanted = Wanted(desired, {"model": {"revision": desired}})
+    return advance(state, wanted, SPEC, Observations(ready or {}, router, action, now), drain_s=30)
 
 
 def test_first_revision_becomes_stable_without_a_canary():
@@ -46,7 +61,9 @@ def test_weight_moves_only_once_the_canary_is_ready():
 def test_step_advances_after_pause_and_enough_samples_only():
     at_10 = RolloutState(stable="v1-a", canary="v2-x", canary_weight=10, step=0, step_started_at=T0)
     ready = {"v1-a": 4, "v2-x": 2}
-    assert step(at_10, ready=ready, router=RouterView(True, canary_requests=500), now=T0 + 30).state.step == 0  # pausing
+    assert (
+        step(at_10, ready=ready, router=RouterView(True, canary_requests=500), now=T0 + 30).state.step == 0
+    )  # pausing
     assert step(at_10, ready=ready, router=RouterView(True, canary_requests=99), now=T0 + 90).state.step == 0  # samples
     moved = step(at_10, ready=ready, router=RouterView(True, canary_requests=100), now=T0 + 90)
     # 50% needs 2 of 4 replicas, which are ready: the weight moves in the same pass
@@ -75,12 +92,19 @@ def test_last_step_promotes_once_the_canary_is_full_size_and_old_stable_drains()
 
 def test_router_verdict_aborts_and_the_revision_is_not_retried():
     at_10 = RolloutState(stable="v1-a", canary="v2-x", canary_weight=10, step=0, step_started_at=T0)
-    verdict = Verdict("v2-x", (Breach("error_rate", {"canary_error_rate": 0.5}, "<= 0.01 over 60s"),), at=T0, weight_before=10.0)  # fmt: skip
+    verdict = Verdict(
+        "v2-x", (Breach("error_rate", {"canary_error_rate": 0.5}, "<= 0.01 over 60s"),), at=T0, weight_before=10.0
+    )
     aborted = step(at_10, router=RouterView(True, verdicts={"v2-x": verdict}), now=T0 + 5)
     state = aborted.state
     assert state.canary is None and state.canary_weight == 0 and state.rolled_back == "v2-x"
-    assert state.last_rollback["rules"] == [{"rule": "error_rate", "observed": {"canary_error_rate": 0.5}, "threshold": "<= 0.01 over 60s"}]  # fmt: skip
-    assert state.last_rollback["reason"] == "error_rate: canary_error_rate=0.5 (limit: <= 0.01 over 60s)" and state.last_rollback["weight"] == 10  # fmt: skip
+    assert state.last_rollback["rules"] == [
+        {"rule": "error_rate", "observed": {"canary_error_rate": 0.5}, "threshold": "<= 0.01 over 60s"}
+    ]
+    assert (
+        state.last_rollback["reason"] == "error_rate: canary_error_rate=0.5 (limit: <= 0.01 over 60s)"
+        and state.last_rollback["weight"] == 10
+    )
     assert [e.type for e in aborted.events] == ["Warning"] and "error_rate" in aborted.events[0].message
     assert aborted.replicas(SPEC) == {"v1-a": 4}
     assert Retiring("v2-x", T0 + 35) in state.retiring
@@ -145,6 +169,8 @@ def test_restart_mid_rollout_resumes_from_state_alone():
     assert first == second and first.state == mid  # not enough samples: nothing moves, nothing repeats
 
 
-@pytest.mark.parametrize("replicas,weight,expected", [(4, 10, 1), (4, 50, 2), (3, 25, 1), (10, 25, 3), (0, 5, 1), (1, 100, 1)])
+@pytest.mark.parametrize(
+    "replicas,weight,expected", [(4, 10, 1), (4, 50, 2), (3, 25, 1), (10, 25, 3), (0, 5, 1), (1, 100, 1)]
+)
 def test_canary_replicas(replicas, weight, expected):
     assert canary_replicas(replicas, weight) == expected

@@ -44,11 +44,19 @@ def wire(value):
 
 def test_the_route_the_operator_builds_is_the_route_the_router_reads():
     state = RolloutState(stable="v1-a", canary="v2-b", canary_weight=25)
-    endpoints = {"v1-a": (RuntimeEndpoint("10.0.0.2:50051", "http://10.0.0.2:8001/metrics"),), "v2-b": (RuntimeEndpoint("[fd00::3]:50051"),)}  # fmt: skip
+    endpoints = {
+        "v1-a": (RuntimeEndpoint("10.0.0.2:50051", "http://10.0.0.2:8001/metrics"),),
+        "v2-b": (RuntimeEndpoint("[fd00::3]:50051"),),
+    }
     route = route_for(REF, parse_pool_spec(SPEC), state, endpoints)
     assert parse_pool(wire(route_to_json(route))) == route
     assert route.canary_weight == 25.0 and route.qos.max_concurrency_per_endpoint == 8
-    assert {r.name: r.window_s for r in route.rollback_rules} == {"latency_ratio:e2e_p99": 90.0, "error_rate": 90.0, "preemptions": 90.0, "kv_free": 90.0}  # fmt: skip
+    assert {r.name: r.window_s for r in route.rollback_rules} == {
+        "latency_ratio:e2e_p99": 90.0,
+        "error_rate": 90.0,
+        "preemptions": 90.0,
+        "kv_free": 90.0,
+    }
 
 
 def test_a_planned_route_reads_back_too():
@@ -64,8 +72,14 @@ def test_a_route_written_by_hand_reads_back_the_same():
 def test_the_routers_verdict_is_what_the_operator_reads():
     rollout = PoolRollout(Split("v1", "v2", 10.0))
     breaches = [
-        Breach("error_rate", {"canary_error_rate": 0.25, "canary_errors": 5, "canary_requests": 20}, "<= 0.01 over 60s"),
-        Breach("latency_ratio:e2e_p99", {"canary_s": 2.5, "stable_s": 0.0, "ratio": float("inf")}, "canary <= 1.3 x stable over 60s"),  # fmt: skip
+        Breach(
+            "error_rate", {"canary_error_rate": 0.25, "canary_errors": 5, "canary_requests": 20}, "<= 0.01 over 60s"
+        ),
+        Breach(
+            "latency_ratio:e2e_p99",
+            {"canary_s": 2.5, "stable_s": 0.0, "ratio": float("inf")},
+            "canary <= 1.3 x stable over 60s",
+        ),
     ]
     verdict = rollout.roll_back(breaches, wall_now=1_700_000_000.5)
     read = rollback_from_json(wire(rollback_to_json("team-a.chat", rollout.rolled_back.values())))
@@ -76,7 +90,9 @@ def test_the_routers_verdict_is_what_the_operator_reads():
 def test_the_canary_samples_the_router_counts_are_what_the_operator_reads():
     measurements = Measurements(retention_s=60.0)
     for i in range(7):
-        measurements.record_finish("team-a.chat", "v2", "realtime" if i % 2 else "batch", 100.0, error=i == 0, e2e_s=0.1)
+        measurements.record_finish(
+            "team-a.chat", "v2", "realtime" if i % 2 else "batch", 100.0, error=i == 0, e2e_s=0.1
+        )
     every = measurements.stats("team-a.chat", "v2", 60.0, 100.0).summary()
     per_class = {q: measurements.stats("team-a.chat", "v2", 60.0, 100.0, q).summary() for q in ("realtime", "batch")}
     body = {"measurements": [measurement_to_json("team-a.chat", "v2", 60.0, every, per_class)]}

@@ -21,7 +21,14 @@ def test_every_example_as_stored_by_the_api_server_parses(server_dry_run, path):
 
 
 def test_defaults_match_the_crd_defaults(server_dry_run):
-    (stored,) = server_dry_run.apply({"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata": {"name": "m"}, "spec": {"model": {"revision": "v1"}}})  # fmt: skip
+    (stored,) = server_dry_run.apply(
+        {
+            "apiVersion": "shoal.dev/v1alpha1",
+            "kind": "ModelPool",
+            "metadata": {"name": "m"},
+            "spec": {"model": {"revision": "v1"}},
+        }
+    )
     assert parse_pool_spec(stored["spec"]) == parse_pool_spec({"model": {"revision": "v1"}})
 
 
@@ -32,7 +39,10 @@ def test_defaults_match_the_crd_defaults(server_dry_run):
         ({"model": {"revision": "V1"}}, "spec.model.revision"),
         ({"model": {"revision": "v1"}, "replicas": -1}, "spec.replicas"),
         ({"model": {"revision": "v1"}, "rollout": {"steps": [{"weight": 50}, {"weight": 20}]}}, "spec.rollout.steps"),
-        ({"model": {"revision": "v1"}, "rollout": {"steps": [{"weight": 5, "pause": "soon"}]}}, "spec.rollout.steps[0].pause"),
+        (
+            {"model": {"revision": "v1"}, "rollout": {"steps": [{"weight": 5, "pause": "soon"}]}},
+            "spec.rollout.steps[0].pause",
+        ),
         ({"model": {"revision": "v1"}, "runtime": {"device": "cpu"}, "resources": {"gpus": 2}}, "spec.resources.gpus"),
         ({"model": {"revision": "v1"}, "qos": {"batchShareMin": 0.9, "batchShareMax": 0.2}}, "spec.qos.batchShareMin"),
         ({"model": {"revision": "v1"}, "tenants": [{"name": "a"}, {"name": "a"}]}, "spec.tenants"),
@@ -55,7 +65,9 @@ def test_gpu_memory_utilization_falls_back_to_its_deprecated_name_and_says_so():
     new = parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.8}})
     old = parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"kvCacheFraction": 0.8}})
     assert new.runtime == old.runtime and new.runtime.gpu_memory_utilization == 0.8
-    assert new.deprecated == () and old.deprecated == ("spec.runtime.kvCacheFraction is deprecated: use spec.runtime.gpuMemoryUtilization (the same value)",)  # fmt: skip
+    assert new.deprecated == () and old.deprecated == (
+        "spec.runtime.kvCacheFraction is deprecated: use spec.runtime.gpuMemoryUtilization (the same value)",
+    )
     assert revision_name(new) == revision_name(old)  # renaming the field in a spec is no rollout
     with pytest.raises(SpecError, match=r"^spec.runtime.kvCacheFraction: deprecated name of gpuMemoryUtilization"):
         parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.8, "kvCacheFraction": 0.8}})
@@ -64,7 +76,10 @@ def test_gpu_memory_utilization_falls_back_to_its_deprecated_name_and_says_so():
 def test_revision_names_did_not_change_with_the_field_rename():
     """Pinned from before gpuMemoryUtilization: a changed name would roll out every pool again."""
     assert revision_name(parse_pool_spec({"model": {"revision": "v1"}})) == "v1-f1363a"
-    assert revision_name(parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.85}})) == "v1-d02e31"
+    assert (
+        revision_name(parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.85}}))
+        == "v1-d02e31"
+    )
 
 
 def _crd_defaults(schema: dict, path: str = "") -> dict:
@@ -81,7 +96,16 @@ def _crd_defaults(schema: dict, path: str = "") -> dict:
 
 def test_the_crds_defaults_are_the_dataclasses_defaults():
     """Every `default:` in crds/modelpool.yaml against the field the operator falls back to."""
-    from shoal.operator.spec import DEFAULT_PAUSE, Analysis, ModelSpec, PoolSpec, QosSpec, ResourcesSpec, RolloutSpec, RuntimeSpec
+    from shoal.operator.spec import (
+        DEFAULT_PAUSE,
+        Analysis,
+        ModelSpec,
+        PoolSpec,
+        QosSpec,
+        ResourcesSpec,
+        RolloutSpec,
+        RuntimeSpec,
+    )
     from shoal.runtime.config import EngineConfig
 
     (version,) = yaml.safe_load((ROOT / "crds" / "modelpool.yaml").read_text())["spec"]["versions"]
@@ -113,11 +137,20 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         "qos.batchShareMax": QosSpec.batch_share_max,
     }
     durations = {"rollout.steps[].pause", "rollout.progressDeadline"}
-    crd = {path: parse_duration(value, path) if path in durations else value for path, value in _crd_defaults(spec_schema).items()}
-    crd["rollout.steps"] = [{"weight": s["weight"], "pause_s": parse_duration(s["pause"], "x")} for s in crd["rollout.steps"]]
+    crd = {
+        path: parse_duration(value, path) if path in durations else value
+        for path, value in _crd_defaults(spec_schema).items()
+    }
+    crd["rollout.steps"] = [
+        {"weight": s["weight"], "pause_s": parse_duration(s["pause"], "x")} for s in crd["rollout.steps"]
+    ]
     assert crd == expected
     # The runtime's defaults are the runtime's own, and so are the CRD's.
-    assert (RuntimeSpec.max_num_seqs, RuntimeSpec.max_num_batched_tokens, RuntimeSpec.block_size) == (EngineConfig.max_num_seqs, EngineConfig.max_num_batched_tokens, EngineConfig.block_size)  # fmt: skip
+    assert (RuntimeSpec.max_num_seqs, RuntimeSpec.max_num_batched_tokens, RuntimeSpec.block_size) == (
+        EngineConfig.max_num_seqs,
+        EngineConfig.max_num_batched_tokens,
+        EngineConfig.block_size,
+    )
     # gpuMemoryUtilization has no schema default (see the CRD); its description states the operator's.
     runtime = spec_schema["properties"]["runtime"]["properties"]
     assert "default" not in runtime["gpuMemoryUtilization"] and "default" not in runtime["kvCacheFraction"]

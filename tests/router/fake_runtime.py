@@ -33,7 +33,14 @@ class FakeCounters:
 
 
 class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
-    def __init__(self, tokens: int = 8, text: str = "tok ", delay_s: float = 0.0, revision: str = "fake", model: str = "fake-model"):
+    def __init__(
+        self,
+        tokens: int = 8,
+        text: str = "tok ",
+        delay_s: float = 0.0,
+        revision: str = "fake",
+        model: str = "fake-model",
+    ):
         self.tokens = tokens
         self.text = text
         self.delay_s = delay_s
@@ -105,7 +112,13 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
             usage = pb.Usage(prompt_tokens=_prompt_tokens(request), completion_tokens=tokens)
-            yield pb.GenerateResponse(request_id=request.request_id, token_ids=[7], text=self.text, finish_reason=pb.FINISH_REASON_LENGTH, usage=usage)  # fmt: skip
+            yield pb.GenerateResponse(
+                request_id=request.request_id,
+                token_ids=[7],
+                text=self.text,
+                finish_reason=pb.FINISH_REASON_LENGTH,
+                usage=usage,
+            )
             c.sent += 1
             c.finished += 1
             ended = True

@@ -33,7 +33,10 @@ def pool(name: str, revisions: dict[str, list], model: str | None = None, **sett
         "name": name,
         "model": model or name,
         "stable": settings.pop("stable", next(iter(revisions), "stable")),
-        "revisions": {r: {"endpoints": [{"target": e.target, "metrics_url": e.metrics_url} for e in es]} for r, es in revisions.items()},  # fmt: skip
+        "revisions": {
+            r: {"endpoints": [{"target": e.target, "metrics_url": e.metrics_url} for e in es]}
+            for r, es in revisions.items()
+        },
         **settings,
     }
 
@@ -112,11 +115,24 @@ class RouterProcess:
         (self.dir / "keys.yaml").write_text(json.dumps({"keys": [{"key": k, "tenant": t} for k, t in KEYS.items()]}))
         config = config_dict(pools, **top)
         config["auth"] = {"api_keys_file": "keys.yaml"}
-        config["listen"]["port"], config["admin"]["port"], config["grpc"]["port"] = self.port, self.admin_port, self.grpc_port
+        config["listen"]["port"], config["admin"]["port"], config["grpc"]["port"] = (
+            self.port,
+            self.admin_port,
+            self.grpc_port,
+        )
         (self.dir / "router.yaml").write_text(json.dumps(config))
         self.log = open(self.dir / "router.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "shoal", "router", "--config", str(self.dir / "router.yaml"), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "shoal",
+                "router",
+                "--config",
+                str(self.dir / "router.yaml"),
+                "--log-level",
+                "WARNING",
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -163,4 +179,3 @@ def get_json(url: str, method: str = "GET", body: dict | None = None) -> tuple[i
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-

@@ -34,7 +34,9 @@ async def post(session: aiohttp.ClientSession, url: str, body, key: str | None =
         return Reply(response.status, CIMultiDict(response.headers), parsed)
 
 
-async def stream(session: aiohttp.ClientSession, url: str, body: dict, key: str | None = "sk-test-quiet", **headers) -> tuple[int, dict, list]:  # fmt: skip
+async def stream(
+    session: aiohttp.ClientSession, url: str, body: dict, key: str | None = "sk-test-quiet", **headers
+) -> tuple[int, dict, list]:
     """Status, headers and the SSE events (parsed JSON, or the string '[DONE]')."""
     async with session.post(url, json=body, headers=auth(key, **headers)) as response:
         events = []

@@ -18,7 +18,9 @@ MODEL = "fake-model"
 
 def two_revisions(loop_thread, start_fake, **pool_settings):
     stable, canary = start_fake(tokens=2, revision="v1"), start_fake(tokens=2, revision="v2")
-    config = make_config([pool("fake", {"v1": [stable], "v2": [canary]}, model=MODEL, stable="v1", canary="v2", **pool_settings)])
+    config = make_config(
+        [pool("fake", {"v1": [stable], "v2": [canary]}, model=MODEL, stable="v1", canary="v2", **pool_settings)]
+    )
     return RouterInThread(loop_thread, config), stable, canary
 
 
@@ -36,16 +38,23 @@ async def send(base_url: str, n: int, concurrency: int = 8, **headers) -> list:
 def test_weights_are_read_and_set_and_move_traffic(loop_thread, start_fake):
     router, stable, canary = two_revisions(loop_thread, start_fake, canary_weight=0)
     try:
-        assert get_json(router.admin_url + "/admin/pools/fake/weights") == (200, {"stable": "v1", "canary": "v2", "canary_weight": 0.0, "stable_weight": 100.0})  # fmt: skip
+        assert get_json(router.admin_url + "/admin/pools/fake/weights") == (
+            200,
+            {"stable": "v1", "canary": "v2", "canary_weight": 0.0, "stable_weight": 100.0},
+        )
         asyncio.run(send(router.base_url, 20))
         assert (stable.counters.requests, canary.counters.requests) == (20, 0)
-        status, weights = get_json(router.admin_url + "/admin/pools/fake/weights", "PUT", {"canary": "v2", "canary_weight": 50})
+        status, weights = get_json(
+            router.admin_url + "/admin/pools/fake/weights", "PUT", {"canary": "v2", "canary_weight": 50}
+        )
         assert status == 200 and weights["canary_weight"] == 50.0
         replies = asyncio.run(send(router.base_url, 200))
         served = collections.Counter(r.headers["x-shoal-revision"] for r in replies)
         assert 60 < served["v2"] < 140 and canary.counters.requests == served["v2"]
         assert get_json(router.admin_url + "/admin/pools/fake/weights", "PUT", {"canary_weight": 101})[0] == 400
-        assert get_json(router.admin_url + "/admin/pools/fake/weights", "PUT", {"stable": "v1", "canary": "v1"})[0] == 400
+        assert (
+            get_json(router.admin_url + "/admin/pools/fake/weights", "PUT", {"stable": "v1", "canary": "v1"})[0] == 400
+        )
         assert get_json(router.admin_url + "/admin/pools/nope/weights")[0] == 404
         status, pools = get_json(router.admin_url + "/admin/pools")
         endpoints = pools["pools"][0]["revisions"]["v2"]["endpoints"]
@@ -60,23 +69,33 @@ def test_a_weight_change_does_not_drop_requests_in_flight(loop_thread, start_fak
 
     async def main():
         async with aiohttp.ClientSession() as session:
-            long = asyncio.create_task(post(session, router.base_url + "/v1/chat/completions", chat(MODEL, max_tokens=50)))
+            long = asyncio.create_task(
+                post(session, router.base_url + "/v1/chat/completions", chat(MODEL, max_tokens=50))
+            )
             while canary.counters.in_flight == 0:
                 await asyncio.sleep(0.01)
-            await asyncio.to_thread(get_json, router.admin_url + "/admin/pools/fake/weights", "PUT", {"canary_weight": 0})
+            await asyncio.to_thread(
+                get_json, router.admin_url + "/admin/pools/fake/weights", "PUT", {"canary_weight": 0}
+            )
             after = await post(session, router.base_url + "/v1/chat/completions", chat(MODEL, max_tokens=2))
             return await long, after
 
     try:
         long, after = asyncio.run(main())
-        assert long.status == 200 and long.headers["x-shoal-revision"] == "v2" and long.body["usage"]["completion_tokens"] == 50
+        assert (
+            long.status == 200
+            and long.headers["x-shoal-revision"] == "v2"
+            and long.body["usage"]["completion_tokens"] == 50
+        )
         assert after.headers["x-shoal-revision"] == "v1"
     finally:
         router.stop()
 
 
 def test_a_slow_canary_is_rolled_back_and_stays_out_until_reset(loop_thread, start_fake):
-    rules = [{"latency_ratio": {"metric": "ttft", "quantile": 0.5, "max_ratio": 1.5, "min_samples": 10, "window_s": 30}}]
+    rules = [
+        {"latency_ratio": {"metric": "ttft", "quantile": 0.5, "max_ratio": 1.5, "min_samples": 10, "window_s": 30}}
+    ]
     router, stable, canary = two_revisions(loop_thread, start_fake, canary_weight=50, rollback_rules=rules)
     canary.first_delay_s = 0.1
     try:
@@ -87,7 +106,9 @@ def test_a_slow_canary_is_rolled_back_and_stays_out_until_reset(loop_thread, sta
             verdicts = get_json(router.admin_url + "/admin/pools/fake/rollback")[1]["rolled_back"]
         (verdict,) = verdicts
         assert verdict["revision"] == "v2" and verdict["weight_before"] == 50.0
-        assert verdict["rules"][0]["rule"] == "latency_ratio:ttft_p50" and verdict["rules"][0]["observed"]["ratio"] > 1.5
+        assert (
+            verdict["rules"][0]["rule"] == "latency_ratio:ttft_p50" and verdict["rules"][0]["observed"]["ratio"] > 1.5
+        )
         canary_requests = canary.counters.requests
         canary.first_delay_s = 0.0  # healthy again: it must still stay out
         time.sleep(0.5)
@@ -131,7 +152,9 @@ def test_the_admin_token_is_required_when_set(loop_thread, start_fake):
 
         async def with_token():
             async with aiohttp.ClientSession() as session:
-                async with session.get(router.admin_url + "/admin/pools", headers={"Authorization": "Bearer s3cret"}) as response:
+                async with session.get(
+                    router.admin_url + "/admin/pools", headers={"Authorization": "Bearer s3cret"}
+                ) as response:
                     return response.status
 
         assert asyncio.run(with_token()) == 200
@@ -153,7 +176,10 @@ def test_a_session_key_keeps_a_conversation_on_one_revision(loop_thread, start_f
             url = router.base_url + "/v1/chat/completions"
             by_header = {}
             for conversation in range(20):
-                replies = [await post(session, url, chat(MODEL, max_tokens=1), **{"x-session-id": f"conv-{conversation}"}) for _ in range(5)]
+                replies = [
+                    await post(session, url, chat(MODEL, max_tokens=1), **{"x-session-id": f"conv-{conversation}"})
+                    for _ in range(5)
+                ]
                 by_header[conversation] = {r.headers["x-shoal-revision"] for r in replies}
             by_user = [await post(session, url, chat(MODEL, max_tokens=1, user="ada")) for _ in range(5)]
             return by_header, {r.headers["x-shoal-revision"] for r in by_user}
@@ -168,7 +194,9 @@ def test_a_session_key_keeps_a_conversation_on_one_revision(loop_thread, start_f
 
 def test_prefix_affinity_keeps_a_prompt_on_one_replica(loop_thread, start_fake):
     replicas = [start_fake(tokens=1, revision="v1") for _ in range(3)]
-    config = make_config([pool("fake", {"v1": replicas}, model=MODEL, prefix_affinity={"enabled": True, "prefix_chars": 64})])
+    config = make_config(
+        [pool("fake", {"v1": replicas}, model=MODEL, prefix_affinity={"enabled": True, "prefix_chars": 64})]
+    )
     router = RouterInThread(loop_thread, config)
     try:
         asyncio.run(send(router.base_url, 30, concurrency=1))  # one prompt: one replica

@@ -39,7 +39,11 @@ def canaries():
 
 def endpoint_slice(name: str, revision: str, runtime) -> dict:
     return {
-        "metadata": {"name": name, "namespace": "test", "labels": {"shoal.dev/pool": "chat", "shoal.dev/revision": revision}},
+        "metadata": {
+            "name": name,
+            "namespace": "test",
+            "labels": {"shoal.dev/pool": "chat", "shoal.dev/revision": revision},
+        },
         "ports": [{"name": "grpc", "port": runtime.port}, {"name": "metrics", "port": runtime.metrics_port}],
         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
     }
@@ -70,7 +74,14 @@ async def send(base_url: str, n: int, concurrency: int = 16) -> list[tuple[int, 
 def test_split_then_automatic_rollback_of_a_failing_canary(loop_thread, stable_runtime, canaries):
     healthy, faulty = canaries
     rules = [{"error_rate": {"max_rate": 0.05, "min_samples": 20, "window_s": 30}}, {"preemptions": {"max_count": 0}}]
-    pool = {"name": "chat", "model": MODEL, "stable": "r1", "canary": "r2", "canary_weight": CANARY_WEIGHT, "rollback_rules": rules}
+    pool = {
+        "name": "chat",
+        "model": MODEL,
+        "stable": "r1",
+        "canary": "r2",
+        "canary_weight": CANARY_WEIGHT,
+        "rollback_rules": rules,
+    }
     watch = loop_thread.call(InMemoryEndpointSliceWatch)
     router = RouterInThread(loop_thread, make_config([pool]), source=KubernetesEndpointSource(watch))
     try:
@@ -90,7 +101,10 @@ def test_split_then_automatic_rollback_of_a_failing_canary(loop_thread, stable_r
         mean = REQUESTS * CANARY_WEIGHT / 100
         sd = math.sqrt(REQUESTS * 0.1 * 0.9)
         low, high = mean - SIGMAS * sd, mean + SIGMAS * sd
-        print(f"\ncanary split: {served['r2']}/{REQUESTS} to r2 (expected {mean:.0f}, 99.999% interval [{low:.0f}, {high:.0f}]), {REQUESTS / split_seconds:.0f} req/s")  # fmt: skip
+        print(
+            f"\ncanary split: {served['r2']}/{REQUESTS} to r2 (expected {mean:.0f}, 99.999% interval "
+            f"[{low:.0f}, {high:.0f}]), {REQUESTS / split_seconds:.0f} req/s"
+        )
         assert low <= served["r2"] <= high and served["r1"] + served["r2"] == REQUESTS
         assert reached == {stable_runtime: served["r1"], healthy: served["r2"]}
 
@@ -105,7 +119,10 @@ def test_split_then_automatic_rollback_of_a_failing_canary(loop_thread, stable_r
         rollback_seconds = time.monotonic() - swapped
         (verdict,) = verdicts
         failed = sum(status != 200 for status, _ in during)
-        print(f"rolled back after {rollback_seconds:.1f}s and {len(during)} requests ({failed} failed, all on r2): {verdict['reason']}")
+        print(
+            f"rolled back after {rollback_seconds:.1f}s and {len(during)} requests ({failed} failed, all on "
+            f"r2): {verdict['reason']}"
+        )
         assert verdict["revision"] == "r2" and verdict["rules"][0]["rule"] == "error_rate"
         assert rollback_seconds < 30
         assert get_json(router.admin_url + "/admin/pools/chat/weights")[1]["canary_weight"] == 0.0

@@ -30,7 +30,12 @@ def test_dev_points_the_pool_at_its_own_runtime():
 
 def test_a_bad_config_exits_with_a_message(tmp_path):
     (tmp_path / "router.yaml").write_text("pools:\n  - name: chat\n    stable: v1\n    canary_weight: lots\n")
-    result = subprocess.run([sys.executable, "-m", "shoal", "router", "--config", str(tmp_path / "router.yaml")], capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "shoal", "router", "--config", str(tmp_path / "router.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "pools[0].canary_weight: must be float" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -11,7 +11,11 @@ from shoal.router.dev import LOCAL_CONFIG
 
 
 def minimal(**pool) -> dict:
-    return {"pools": [{"name": "chat", "stable": "v1", "revisions": {"v1": {"endpoints": [{"target": "10.0.0.1:50051"}]}}, **pool}]}
+    return {
+        "pools": [
+            {"name": "chat", "stable": "v1", "revisions": {"v1": {"endpoints": [{"target": "10.0.0.1:50051"}]}}, **pool}
+        ]
+    }
 
 
 def test_the_local_example_loads_with_its_key_file():
@@ -32,8 +36,18 @@ def test_defaults_fill_in():
 
 
 def test_rules_parse_with_their_settings():
-    config = parse_config(minimal(rollback_rules=[{"latency_ratio": {"metric": "ttft", "max_ratio": 2}}, {"error_rate": {"max_over_stable": 0.01, "max_rate": None}}]))  # fmt: skip
-    assert config.pools[0].rollback_rules == (LatencyRatioRule(metric="ttft", max_ratio=2.0), ErrorRateRule(max_rate=None, max_over_stable=0.01))  # fmt: skip
+    config = parse_config(
+        minimal(
+            rollback_rules=[
+                {"latency_ratio": {"metric": "ttft", "max_ratio": 2}},
+                {"error_rate": {"max_over_stable": 0.01, "max_rate": None}},
+            ]
+        )
+    )
+    assert config.pools[0].rollback_rules == (
+        LatencyRatioRule(metric="ttft", max_ratio=2.0),
+        ErrorRateRule(max_rate=None, max_over_stable=0.01),
+    )
 
 
 def test_pools_may_be_empty_and_carry_tenant_limits():
@@ -55,7 +69,10 @@ def test_a_pool_entry_alone_names_its_fields_from_its_top():
         ({"canary_weight": "ten"}, "canary_weight: must be float"),
         ({"colour": "blue"}, "colour: unknown field"),
         ({"canary": "v1"}, "canary: must differ from stable"),
-        ({"revisions": {"v1": {"endpoints": [{"target": "nohost"}]}}}, "revisions.v1.endpoints[0].target: must be host:port"),
+        (
+            {"revisions": {"v1": {"endpoints": [{"target": "nohost"}]}}},
+            "revisions.v1.endpoints[0].target: must be host:port",
+        ),
         ({"rollback_rules": [{"vibes": {}}]}, "rollback_rules[0]: unknown rule 'vibes'"),
         ({"tenants": [{"name": "a", "default_qos": "batch"}]}, "tenants[0].default_qos: unknown field"),
         ({"tenants": [{"name": "a"}, {"name": "a"}]}, "tenants[1].name: 'a' is used twice"),
@@ -69,17 +86,32 @@ def test_a_pool_entry_alone_names_its_fields_from_its_top():
     ("data", "message"),
     [
         ({}, "pools: required"),
-        (minimal(tenants=[{"name": "ghost", "max_concurrent": 1}]), "pools[0].tenants[0].name: no tenant 'ghost' under tenants"),  # fmt: skip
+        (
+            minimal(tenants=[{"name": "ghost", "max_concurrent": 1}]),
+            "pools[0].tenants[0].name: no tenant 'ghost' under tenants",
+        ),
         (minimal(colour="blue"), "pools[0].colour: unknown field"),
         (minimal(canary_weight="ten"), "pools[0].canary_weight: must be float"),
         (minimal(canary_weight=120), "pools[0].canary_weight: must be <= 100"),
         (minimal(canary="v1"), "pools[0].canary: must differ from stable"),
-        (minimal(revisions={"v1": {"endpoints": [{"target": "nohost"}]}}), "pools[0].revisions.v1.endpoints[0].target: must be host:port"),
+        (
+            minimal(revisions={"v1": {"endpoints": [{"target": "nohost"}]}}),
+            "pools[0].revisions.v1.endpoints[0].target: must be host:port",
+        ),
         (minimal(rollback_rules=[{"vibes": {}}]), "pools[0].rollback_rules[0]: unknown rule 'vibes'"),
-        (minimal(rollback_rules=[{"latency_ratio": {"metric": "speed"}}]), "pools[0].rollback_rules[0].latency_ratio.metric: must be one of ttft, itl, e2e"),  # fmt: skip
+        (
+            minimal(rollback_rules=[{"latency_ratio": {"metric": "speed"}}]),
+            "pools[0].rollback_rules[0].latency_ratio.metric: must be one of ttft, itl, e2e",
+        ),
         (minimal(rollback_rules=[{"error_rate": {"max_rate": None}}]), "set max_rate, max_over_stable or both"),
-        (minimal(qos={"batch_share_min": 0.9, "batch_share_max": 0.5}), "pools[0].qos.batch_share_min: must be <= batch_share_max"),  # fmt: skip
-        ({**minimal(), "tenants": [{"name": "a", "default_qos": "vip"}]}, "tenants[0].default_qos: must be one of realtime, batch"),
+        (
+            minimal(qos={"batch_share_min": 0.9, "batch_share_max": 0.5}),
+            "pools[0].qos.batch_share_min: must be <= batch_share_max",
+        ),
+        (
+            {**minimal(), "tenants": [{"name": "a", "default_qos": "vip"}]},
+            "tenants[0].default_qos: must be one of realtime, batch",
+        ),
         ({**minimal(), "auth": {"anonymous_tenant": "ghost"}}, "tenant 'ghost' has keys but is not listed"),
         ({"pools": [minimal()["pools"][0], minimal()["pools"][0]]}, "pools[1].name: 'chat' is used twice"),
     ],
@@ -92,7 +124,9 @@ def test_mistakes_name_the_field(data, message):
 
 def test_key_file_problems_are_config_errors(tmp_path):
     (tmp_path / "keys.yaml").write_text("keys:\n  - {key: sk-1, tenant: a}\n  - {key: sk-1, tenant: a}\n")
-    (tmp_path / "router.yaml").write_text(json.dumps({**minimal(), "tenants": [{"name": "a"}], "auth": {"api_keys_file": "keys.yaml"}}))
+    (tmp_path / "router.yaml").write_text(
+        json.dumps({**minimal(), "tenants": [{"name": "a"}], "auth": {"api_keys_file": "keys.yaml"}})
+    )
     with pytest.raises(ConfigError, match="the same key is listed twice"):
         load_config(tmp_path / "router.yaml")
     with pytest.raises(ConfigError, match="nope.yaml"):

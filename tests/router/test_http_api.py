@@ -40,14 +40,25 @@ def test_chat_completion_shape_usage_and_headers(router):
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-") and body["model"] == MODEL
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "ababab", "refusal": None}
     assert body["choices"][0]["finish_reason"] == "length"
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8, "prompt_tokens_details": {"cached_tokens": 0}}
+    assert body["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "total_tokens": 8,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert reply.headers["x-shoal-revision"] == "v1" and reply.headers["x-request-id"] in body["id"]
     sent = router.fake.counters.last_request
     assert sent.sampling.max_tokens == 3 and sent.chat.messages[0].content == "Hi" and sent.priority == 0
 
 
 def test_chat_stream_opens_with_the_role_ends_with_finish_usage_and_done(router):
-    status, headers, events = run(_session_call(stream, router.base_url + "/v1/chat/completions", chat(MODEL, max_tokens=3, stream=True, stream_options={"include_usage": True})))  # fmt: skip
+    status, headers, events = run(
+        _session_call(
+            stream,
+            router.base_url + "/v1/chat/completions",
+            chat(MODEL, max_tokens=3, stream=True, stream_options={"include_usage": True}),
+        )
+    )
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     assert events[-1] == "[DONE]"
     chunks = events[:-1]
@@ -59,7 +70,13 @@ def test_chat_stream_opens_with_the_role_ends_with_finish_usage_and_done(router)
 
 
 def test_completion_stream_without_usage(router):
-    status, _, events = run(_session_call(stream, router.base_url + "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 2, "stream": True}))  # fmt: skip
+    status, _, events = run(
+        _session_call(
+            stream,
+            router.base_url + "/v1/completions",
+            {"model": MODEL, "prompt": "x", "max_tokens": 2, "stream": True},
+        )
+    )
     assert status == 200 and events[-1] == "[DONE]"
     assert all("usage" not in c for c in events[:-1])
     assert "".join(c["choices"][0]["text"] for c in events[:-1]) == "abab"
@@ -70,7 +87,13 @@ def test_completion_stream_without_usage(router):
     ("code", "details", "status", "param", "error_type"),
     [
         (grpc.StatusCode.INVALID_ARGUMENT, "sampling.top_k: must be sane", 400, "top_k", "invalid_request_error"),
-        (grpc.StatusCode.INVALID_ARGUMENT, "prompt: longer than the context window", 400, "messages", "invalid_request_error"),
+        (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "prompt: longer than the context window",
+            400,
+            "messages",
+            "invalid_request_error",
+        ),
         (grpc.StatusCode.RESOURCE_EXHAUSTED, "the waiting queue is full", 429, None, "server_overloaded"),
         (grpc.StatusCode.UNAVAILABLE, "draining", 503, None, "service_unavailable"),
         (grpc.StatusCode.INTERNAL, "boom", 500, None, "server_error"),
@@ -90,7 +113,9 @@ def test_runtime_errors_become_openai_errors(router, code, details, status, para
 
 def test_a_failure_mid_stream_is_an_sse_error_event(router):
     router.fake.fail_after_tokens = 2
-    status, _, events = run(_session_call(stream, router.base_url + "/v1/chat/completions", chat(MODEL, max_tokens=10, stream=True)))  # fmt: skip
+    status, _, events = run(
+        _session_call(stream, router.base_url + "/v1/chat/completions", chat(MODEL, max_tokens=10, stream=True))
+    )
     assert status == 200
     assert events[-1]["error"]["type"] == "server_error" and "[DONE]" not in events
 
@@ -102,7 +127,13 @@ def test_client_disconnect_cancels_the_runtime_call(router, streaming):
     async def main():
         async with aiohttp.ClientSession() as session:
             body = chat(MODEL, max_tokens=200, stream=streaming)
-            request = asyncio.create_task(session.post(router.base_url + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer sk-test-quiet"}))  # fmt: skip
+            request = asyncio.create_task(
+                session.post(
+                    router.base_url + "/v1/chat/completions",
+                    json=body,
+                    headers={"Authorization": "Bearer sk-test-quiet"},
+                )
+            )
             while router.fake.counters.in_flight == 0:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)

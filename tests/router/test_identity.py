@@ -11,8 +11,14 @@ from shoal.router.identity import Authenticator, qos_class
 
 @pytest.fixture
 def auth() -> Authenticator:
-    config = parse_config({"pools": [{"name": "p", "stable": "v1"}], "tenants": [{"name": "acme", "default_qos": "batch"}]})
-    return Authenticator(dataclasses.replace(config, api_keys={hash_api_key("sk-acme"): "acme"}, tenants=(TenantConfig("acme", default_qos="batch"),)))
+    config = parse_config(
+        {"pools": [{"name": "p", "stable": "v1"}], "tenants": [{"name": "acme", "default_qos": "batch"}]}
+    )
+    return Authenticator(
+        dataclasses.replace(
+            config, api_keys={hash_api_key("sk-acme"): "acme"}, tenants=(TenantConfig("acme", default_qos="batch"),)
+        )
+    )
 
 
 def test_bearer_keys_map_to_tenants(auth):

@@ -41,7 +41,9 @@ def router(fake):
 
 async def burst(url: str, n: int, key: str, body: dict) -> list[tuple[float, object]]:
     """n requests at once; (seconds, reply) each."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
+    ) as session:
 
         async def one():
             started = time.monotonic()
@@ -55,7 +57,9 @@ def test_the_noisy_tenant_is_limited_and_the_quiet_one_is_not(router):
     url = router.base_url + "/v1/chat/completions"
 
     async def main():
-        return await asyncio.gather(burst(url, 20, "sk-test-noisy", chat(MODEL)), burst(url, 8, "sk-test-quiet", chat(MODEL)))
+        return await asyncio.gather(
+            burst(url, 20, "sk-test-noisy", chat(MODEL)), burst(url, 8, "sk-test-quiet", chat(MODEL))
+        )
 
     noisy, quiet = asyncio.run(main())
     assert all(reply.status == 200 for _, reply in quiet)
@@ -109,7 +113,8 @@ def test_a_flood_is_answered_quickly_and_memory_stays_bounded(router, fake):
     print(
         f"\nflood of {FLOOD} x 3: {[sum(r.status == 200 for _, r in f) for f in floods]} served, the rest 429; "
         f"last flood's 429s answered in p50 {statistics.median(shed_seconds) * 1000:.0f} ms, "
-        f"p99 {shed_seconds[int(0.99 * len(shed_seconds))] * 1000:.0f} ms; router RSS MiB before and after each: {[round(m) for m in mib]}"
+        f"p99 {shed_seconds[int(0.99 * len(shed_seconds))] * 1000:.0f} ms; router RSS MiB before and after "
+        f"each: {[round(m) for m in mib]}"
     )
     assert mib[3] - mib[1] < 16  # the second and third floods add nothing that stays
     assert fake.counters.in_flight == 0

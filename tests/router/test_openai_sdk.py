@@ -30,13 +30,25 @@ def test_chat_completion(client):
     choice = completion.choices[0]
     assert "Paris" in choice.message.content and choice.message.role == "assistant"
     assert choice.finish_reason == "stop"
-    assert completion.usage.prompt_tokens > 10 and completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    assert (
+        completion.usage.prompt_tokens > 10
+        and completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
     assert completion.model == MODEL and completion.system_fingerprint == "shoal-r1"
 
 
 def test_chat_streaming_matches_the_whole_answer(client):
     whole = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
-    chunks = list(client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32, stream=True, stream_options={"include_usage": True}))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            temperature=0,
+            max_tokens=32,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
@@ -44,8 +56,12 @@ def test_chat_streaming_matches_the_whole_answer(client):
 
 
 def test_completions_streaming_and_not_with_logprobs(client):
-    whole = client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, logprobs=2)
-    chunks = list(client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, stream=True))
+    whole = client.completions.create(
+        model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, logprobs=2
+    )
+    chunks = list(
+        client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, stream=True)
+    )
     assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 6
     assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
     logprobs = whole.choices[0].logprobs
@@ -54,7 +70,9 @@ def test_completions_streaming_and_not_with_logprobs(client):
 
 
 def test_chat_logprobs_and_seeded_sampling(client):
-    first = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0, logprobs=True, top_logprobs=3)  # fmt: skip
+    first = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0, logprobs=True, top_logprobs=3
+    )
     second = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0)
     assert first.choices[0].message.content == second.choices[0].message.content
     content = first.choices[0].logprobs.content
@@ -68,7 +86,9 @@ def test_models_list(client):
 
 def test_errors_are_the_sdks_typed_exceptions(client, router):
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-wrong", max_retries=0).chat.completions.create(model=MODEL, messages=QUESTION)  # fmt: skip
+        openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-wrong", max_retries=0).chat.completions.create(
+            model=MODEL, messages=QUESTION
+        )
     with pytest.raises(openai.NotFoundError) as missing:
         client.chat.completions.create(model="gpt-9", messages=QUESTION)
     assert missing.value.code == "model_not_found"

@@ -23,7 +23,13 @@ TTFT_FACTOR = 3.0  # loaded realtime p99 TTFT may be at most this times the unlo
 MEDIAN_FACTOR = 4.0  # and at most this times the unloaded median, so one slow unloaded sample cannot loosen the bound
 BATCH_CLIENTS = 16
 REALTIME_SAMPLES = 30
-QOS = {"max_concurrency_per_endpoint": 8, "batch_share_max": 0.5, "batch_share_min": 0.125, "realtime_ttft_target_s": 0.5, "max_queue_wait_s": 60}  # fmt: skip
+QOS = {
+    "max_concurrency_per_endpoint": 8,
+    "batch_share_max": 0.5,
+    "batch_share_min": 0.125,
+    "realtime_ttft_target_s": 0.5,
+    "max_queue_wait_s": 60,
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,13 @@ def router(stable_runtime):
 
 
 async def ttft(session: aiohttp.ClientSession, url: str, i: int) -> float:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": f"Say a word. ({i})"}], "max_tokens": 2, "stream": True, "temperature": 0}  # fmt: skip
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"Say a word. ({i})"}],
+        "max_tokens": 2,
+        "stream": True,
+        "temperature": 0,
+    }
     started = time.monotonic()
     async with session.post(url, json=body, headers=auth("sk-test-quiet")) as response:
         assert response.status == 200
@@ -73,7 +85,10 @@ def test_realtime_ttft_holds_under_batch_saturation(router):
         unloaded = await realtime_ttfts(chat_url, REALTIME_SAMPLES)
         stop, done, shed = asyncio.Event(), [], []
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-            clients = [asyncio.create_task(batch_client(session, completions_url, stop, done, shed)) for _ in range(BATCH_CLIENTS)]
+            clients = [
+                asyncio.create_task(batch_client(session, completions_url, stop, done, shed))
+                for _ in range(BATCH_CLIENTS)
+            ]
             await asyncio.sleep(4)  # saturate
             state = get_json(router.admin_url + "/admin/pools/chat")[1]["qos"]
             measuring_from = time.monotonic()
@@ -87,14 +102,23 @@ def test_realtime_ttft_holds_under_batch_saturation(router):
         return unloaded, loaded, state, batch_during, measured_s, len(shed)
 
     unloaded, loaded, state, batch_during, measured_s, shed = asyncio.run(main())
-    p50_u, p99_u, p50_l, p99_l = quantile(unloaded, 0.5), quantile(unloaded, 0.99), quantile(loaded, 0.5), quantile(loaded, 0.99)
+    p50_u, p99_u, p50_l, p99_l = (
+        quantile(unloaded, 0.5),
+        quantile(unloaded, 0.99),
+        quantile(loaded, 0.5),
+        quantile(loaded, 0.99),
+    )
     print(
         f"\nrealtime TTFT unloaded: p50 {p50_u * 1000:.0f} ms, p99 {p99_u * 1000:.0f} ms; "
-        f"under batch load: p50 {p50_l * 1000:.0f} ms, p99 {p99_l * 1000:.0f} ms; loaded p99 / unloaded p99 {p99_l / p99_u:.2f} "
+        f"under batch load: p50 {p50_l * 1000:.0f} ms, p99 {p99_l * 1000:.0f} ms; loaded p99 / unloaded p99 "
+        f"{p99_l / p99_u:.2f} "
         f"(limit {TTFT_FACTOR}), / unloaded p50 {p99_l / p50_u:.2f} (limit {MEDIAN_FACTOR})\n"
-        f"batch while measuring: {batch_during} requests finished in {measured_s:.1f}s ({batch_during / measured_s:.2f}/s); "
+        f"batch while measuring: {batch_during} requests finished in {measured_s:.1f}s "
+        f"({batch_during / measured_s:.2f}/s); "
         f"pool state under load: {state}; batch requests shed: {shed}"
     )
-    assert state["queued"]["batch"] > 0 and state["in_flight"]["batch"] <= state["batch_limit"]  # saturated, held to its share
+    assert (
+        state["queued"]["batch"] > 0 and state["in_flight"]["batch"] <= state["batch_limit"]
+    )  # saturated, held to its share
     assert p99_l <= TTFT_FACTOR * p99_u and p99_l <= MEDIAN_FACTOR * p50_u
     assert batch_during > 0

@@ -62,7 +62,10 @@ class Client:
                 return event, seen
 
     async def say(self, text: str) -> None:
-        await self.send("conversation.item.create", item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})  # fmt: skip
+        await self.send(
+            "conversation.item.create",
+            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
+        )
 
 
 async def session(router, body_fn, model: str = MODEL):
@@ -77,7 +80,10 @@ async def session(router, body_fn, model: str = MODEL):
 
 def test_a_session_carries_several_turns(router):
     async def body(client: Client):
-        await client.send("session.update", session={"instructions": "You are terse.", "temperature": 0, "max_response_output_tokens": 24})
+        await client.send(
+            "session.update",
+            session={"instructions": "You are terse.", "temperature": 0, "max_response_output_tokens": 24},
+        )
         updated, _ = await client.until("session.updated")
         await client.say("My name is Ada. Please remember it.")
         await client.until("conversation.item.created")
@@ -91,7 +97,10 @@ def test_a_session_carries_several_turns(router):
         return updated, first, deltas, text_done, second, events2
 
     updated, first, deltas, text_done, second, events2 = asyncio.run(session(router, body))
-    assert updated["session"]["instructions"] == "You are terse." and updated["session"]["max_response_output_tokens"] == 24
+    assert (
+        updated["session"]["instructions"] == "You are terse."
+        and updated["session"]["max_response_output_tokens"] == 24
+    )
     assert first["response"]["status"] in ("completed", "incomplete") and deltas and text_done["text"] == deltas
     assert first["response"]["output"][0]["content"][0]["text"] == deltas
     assert [e["type"] for e in events2][:2] == ["conversation.item.created", "response.created"]
@@ -119,7 +128,9 @@ def test_cancel_mid_response_frees_the_kv_blocks_at_once(router, stable_runtime)
 
     busy, done, freed, seconds = asyncio.run(session(router, body))
     assert busy.num_requests_running == 1 and busy.kv_blocks_free < busy.kv_blocks_total
-    assert done["response"]["status"] == "cancelled" and done["response"]["status_details"]["reason"] == "client_cancelled"
+    assert (
+        done["response"]["status"] == "cancelled" and done["response"]["status_details"]["reason"] == "client_cancelled"
+    )
     assert freed.num_requests_running == 0 and freed.kv_blocks_free == freed.kv_blocks_total
     assert seconds < 1.0
 
@@ -130,13 +141,17 @@ def test_a_client_that_stops_reading_stops_the_stream_and_router_memory_stays_fl
     sock.connect(("127.0.0.1", router.port))
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
-        f"GET /v1/realtime?model=fake-model HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "GET /v1/realtime?model=fake-model HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: "
+        "Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer sk-test-quiet\r\n\r\n".encode()
     )
     assert b"101" in sock.recv(1024).split(b"\r\n")[0]
     for event in (
         {"type": "session.update", "session": {"max_response_output_tokens": 100_000}},
-        {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]}},
+        {
+            "type": "conversation.item.create",
+            "item": {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go"}]},
+        },
         {"type": "response.create"},
     ):
         sock.sendall(_masked_text_frame(json.dumps(event)))
@@ -150,7 +165,10 @@ def test_a_client_that_stops_reading_stops_the_stream_and_router_memory_stays_fl
     deadline = time.monotonic() + 5
     while fake.counters.in_flight and time.monotonic() < deadline:
         time.sleep(0.05)
-    print(f"\nnon-reading client: the fake runtime could send {sent_total} of 100000 messages ({sent_total * 4 / 1024:.0f} MiB of 400); router RSS MiB {[round(r / 2**20) for _, r in samples]}")  # fmt: skip
+    print(
+        f"\nnon-reading client: the fake runtime could send {sent_total} of 100000 messages "
+        f"({sent_total * 4 / 1024:.0f} MiB of 400); router RSS MiB {[round(r / 2**20) for _, r in samples]}"
+    )
     assert 0 < sent_total < 10_000  # the router stopped pulling
     assert samples[-1][0] - samples[5][0] <= 64  # and stayed stopped for the last three seconds
     assert (samples[-1][1] - samples[3][1]) < 8 * 2**20
@@ -181,9 +199,22 @@ def test_errors_timeouts_and_close_codes(router):
                 started = time.monotonic()
                 goodbye = await client.receive(timeout_s=10)  # idle for idle_timeout_s
                 closing = await ws.receive(timeout=10)
-                return no_key, no_model, bad_json, empty, bad_value, unknown_event, too_long, goodbye, closing, time.monotonic() - started
+                return (
+                    no_key,
+                    no_model,
+                    bad_json,
+                    empty,
+                    bad_value,
+                    unknown_event,
+                    too_long,
+                    goodbye,
+                    closing,
+                    time.monotonic() - started,
+                )
 
-    no_key, no_model, bad_json, empty, bad_value, unknown_event, too_long, goodbye, closing, idle_s = asyncio.run(main())
+    no_key, no_model, bad_json, empty, bad_value, unknown_event, too_long, goodbye, closing, idle_s = asyncio.run(
+        main()
+    )
     assert no_key == 401 and no_model == (404, "model_not_found")
     assert bad_json["type"] == "error" and bad_json["error"]["code"] == "invalid_json"
     assert empty["error"]["code"] == "empty_conversation"

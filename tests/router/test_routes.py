@@ -31,7 +31,9 @@ def delete_route(router, name: str) -> tuple[int, dict]:
 def complete(router, model: str = MODEL, key: str = "sk-test-quiet", max_tokens: int = 2):
     async def one():
         async with aiohttp.ClientSession() as session:
-            return await post(session, router.base_url + "/v1/chat/completions", chat(model, max_tokens=max_tokens), key)
+            return await post(
+                session, router.base_url + "/v1/chat/completions", chat(model, max_tokens=max_tokens), key
+            )
 
     return asyncio.run(one())
 
@@ -92,7 +94,10 @@ def test_a_pushed_pool_is_listed_measured_and_described(empty_router, start_fake
     assert complete(router).status == 200
     status, metrics = text(router.base_url + "/metrics")
     assert 'shoal:router_revision_weight_percent{pool="fake",revision="v1"} 100.0' in metrics
-    assert 'shoal:router_requests_total{pool="fake",qos_class="realtime",revision="v1",status="200",tenant="quiet"} 1.0' in metrics
+    assert (
+        'shoal:router_requests_total{pool="fake",qos_class="realtime",revision="v1",status="200",tenant="quiet"} 1.0'
+        in metrics
+    )
     assert router.router.measurements.retention_s >= 900
     status, described = put_route(router, "fake", pool("fake", {"v1": [fake]}, model=MODEL, rollback_rules=rules))
     assert status == 200 and described.keys() == get_json(router.admin_url + "/admin/pools/fake")[1].keys()
@@ -136,7 +141,15 @@ def test_a_repeated_route_cannot_undo_a_rollback_until_the_revision_is_reset(loo
     stable, canary, spare = start_fake(tokens=2), start_fake(tokens=2), start_fake(tokens=2)
     canary.error = grpc.StatusCode.INTERNAL
     router = RouterInThread(loop_thread, make_config([]))
-    route = pool("fake", {"v1": [stable], "v2": [canary]}, model=MODEL, canary="v2", canary_weight=50, sticky=False, rollback_rules=FAILING_CANARY_RULES)  # fmt: skip
+    route = pool(
+        "fake",
+        {"v1": [stable], "v2": [canary]},
+        model=MODEL,
+        canary="v2",
+        canary_weight=50,
+        sticky=False,
+        rollback_rules=FAILING_CANARY_RULES,
+    )
     try:
         assert put_route(router, "fake", route)[0] == 200
         for _ in range(100):
@@ -147,9 +160,21 @@ def test_a_repeated_route_cannot_undo_a_rollback_until_the_revision_is_reset(loo
         assert [v["revision"] for v in verdicts] == ["v2"]
         before = get_json(router.admin_url + "/admin/pools/fake")[1]
         # The operator's next push still asks for 50% on v2 (and moves stable to another runtime).
-        pushed = pool("fake", {"v1": [spare], "v2": [canary]}, model=MODEL, canary="v2", canary_weight=50, sticky=False, rollback_rules=FAILING_CANARY_RULES)  # fmt: skip
+        pushed = pool(
+            "fake",
+            {"v1": [spare], "v2": [canary]},
+            model=MODEL,
+            canary="v2",
+            canary_weight=50,
+            sticky=False,
+            rollback_rules=FAILING_CANARY_RULES,
+        )
         status, conflict = put_route(router, "fake", pushed)
-        assert status == 409 and "'v2' was rolled back" in conflict["error"] and "/admin/pools/fake/revisions/v2/reset" in conflict["error"]
+        assert (
+            status == 409
+            and "'v2' was rolled back" in conflict["error"]
+            and "/admin/pools/fake/revisions/v2/reset" in conflict["error"]
+        )
         after = get_json(router.admin_url + "/admin/pools/fake")[1]
         assert after["weights"] == before["weights"] and after["weights"]["canary_weight"] == 0.0
         assert after["revisions"]["v1"]["endpoints"][0]["target"] == stable.target  # not even the endpoints moved
@@ -161,7 +186,11 @@ def test_a_repeated_route_cannot_undo_a_rollback_until_the_revision_is_reset(loo
         canary.error = None
         assert get_json(router.admin_url + "/admin/pools/fake/revisions/v2/reset", "POST", {})[0] == 200
         status, described = put_route(router, "fake", pushed)
-        assert status == 200 and described["weights"]["canary_weight"] == 50.0 and described["revisions"]["v2"]["rolled_back"] is None
+        assert (
+            status == 200
+            and described["weights"]["canary_weight"] == 50.0
+            and described["revisions"]["v2"]["rolled_back"] is None
+        )
     finally:
         router.stop()
 
@@ -172,7 +201,10 @@ def test_a_repeated_route_cannot_undo_a_rollback_until_the_revision_is_reset(loo
         ({"canary_weight": "ten"}, "canary_weight: must be float"),
         ({"colour": "blue"}, "colour: unknown field"),
         ({"name": "other"}, "name: must be 'fake', the pool in the path"),
-        ({"revisions": {"v1": {"endpoints": [{"target": "nohost"}]}}}, "revisions.v1.endpoints[0].target: must be host:port"),
+        (
+            {"revisions": {"v1": {"endpoints": [{"target": "nohost"}]}}},
+            "revisions.v1.endpoints[0].target: must be host:port",
+        ),
         ({"tenants": [{"name": "quiet", "default_qos": "batch"}]}, "tenants[0].default_qos: unknown field"),
     ],
 )
@@ -195,7 +227,9 @@ def test_a_model_another_pool_serves_is_a_409(empty_router, start_fake):
     assert put_route(empty_router, "a", pool("a", {"v1": [fake]}, model=MODEL))[0] == 200
     status, error = put_route(empty_router, "b", pool("b", {"v1": [fake]}, model=MODEL))
     assert status == 409 and "served by pool 'a'" in error["error"]
-    assert put_route(empty_router, "a", pool("a", {"v1": [fake]}, model="renamed"))[0] == 200  # a pool may rename its model
+    assert (
+        put_route(empty_router, "a", pool("a", {"v1": [fake]}, model="renamed"))[0] == 200
+    )  # a pool may rename its model
     assert complete(empty_router, "renamed").status == 200 and complete(empty_router, MODEL).status == 404
 
 
@@ -220,17 +254,36 @@ def test_a_pool_limit_on_a_tenant_holds_where_the_router_wide_one_would_not(loop
     router = RouterInThread(loop_thread, make_config([]))  # the tenant `quiet` has no router-wide limits
     try:
         # `ghost` is no tenant of this router (the ModelPool's owner named it): accepted, and moot.
-        route = pool("fake", {"v1": [limited]}, model=MODEL, tenants=[{"name": "quiet", "max_concurrent": 1}, {"name": "ghost", "max_concurrent": 1}])  # fmt: skip
+        route = pool(
+            "fake",
+            {"v1": [limited]},
+            model=MODEL,
+            tenants=[{"name": "quiet", "max_concurrent": 1}, {"name": "ghost", "max_concurrent": 1}],
+        )
         assert put_route(router, "fake", route)[0] == 200
         assert put_route(router, "other", pool("other", {"v1": [free]}, model="other-model"))[0] == 200
         long, other, refused = asyncio.run(while_in_flight(limited, router, lambda: complete(router, "other-model")))
         assert long.status == 200 and other.status == 200  # the limit is on this pool only
-        assert refused.status == 429 and refused.error["type"] == "requests" and refused.error["code"] == "rate_limit_exceeded"
+        assert (
+            refused.status == 429
+            and refused.error["type"] == "requests"
+            and refused.error["code"] == "rate_limit_exceeded"
+        )
         assert "pool fake" in refused.error["message"] and int(refused.headers["retry-after"]) >= 1
-        assert refused.headers["x-ratelimit-limit-requests"] == "1" and refused.headers["x-ratelimit-remaining-requests"] == "0"
+        assert (
+            refused.headers["x-ratelimit-limit-requests"] == "1"
+            and refused.headers["x-ratelimit-remaining-requests"] == "0"
+        )
         assert complete(router).status == 200  # its one request is done: room again
         tenants = get_json(router.admin_url + "/admin/pools/fake")[1]["tenants"]
-        assert tenants["quiet"] == {"in_flight": 0, "limit_requests": 1, "remaining_requests": 1, "limit_tokens": None, "remaining_tokens": None, "reset_tokens_s": None}  # fmt: skip
+        assert tenants["quiet"] == {
+            "in_flight": 0,
+            "limit_requests": 1,
+            "remaining_requests": 1,
+            "limit_tokens": None,
+            "remaining_tokens": None,
+            "reset_tokens_s": None,
+        }
         assert set(tenants) == {"quiet", "ghost"}
     finally:
         router.stop()

@@ -45,12 +45,17 @@ def runtime_server(smollm_dir):
     arch = ModelArchConfig.from_hf(AutoConfig.from_pretrained(str(smollm_dir)))
     pool_bytes = SERVER_KV_BLOCKS * kv_block_bytes(arch, torch.float32, 16)
     server = RuntimeProcess(
-        "--kv-cache-memory", str(pool_bytes),
-        "--max-model-len", str(SERVER_KV_BLOCKS * 16),
-        "--max-num-batched-tokens", "512",
-        "--pool", SERVER_POOL,
-        "--revision", SERVER_REVISION,
-    )  # fmt: skip
+        "--kv-cache-memory",
+        str(pool_bytes),
+        "--max-model-len",
+        str(SERVER_KV_BLOCKS * 16),
+        "--max-num-batched-tokens",
+        "512",
+        "--pool",
+        SERVER_POOL,
+        "--revision",
+        SERVER_REVISION,
+    )
     yield server.wait_ready()
     server.stop()
 

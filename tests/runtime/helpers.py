@@ -15,7 +15,11 @@ def make_request(
     token_ids: list[int] | None = None,
     sampling: SamplingParams | None = None,
 ) -> Request:
-    prompt = token_ids if token_ids is not None else [(zlib.crc32(request_id.encode()) + i) % 1000 for i in range(num_prompt_tokens)]
+    prompt = (
+        token_ids
+        if token_ids is not None
+        else [(zlib.crc32(request_id.encode()) + i) % 1000 for i in range(num_prompt_tokens)]
+    )
     return Request(
         request_id=request_id,
         prompt_token_ids=list(prompt),

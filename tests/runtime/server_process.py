@@ -26,10 +26,18 @@ class RuntimeProcess:
         self.port, self.metrics_port = free_port(), free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="shoal-runtime-", suffix=".log", delete=False)
         command = [
-            sys.executable, "-m", "shoal", "runtime",
-            "--host", "127.0.0.1", "--port", str(self.port), "--metrics-port", str(self.metrics_port),
+            sys.executable,
+            "-m",
+            "shoal",
+            "runtime",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--metrics-port",
+            str(self.metrics_port),
             *flags,
-        ]  # fmt: skip
+        ]
         self.process = subprocess.Popen(
             command, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )

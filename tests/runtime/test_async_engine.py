@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.async_engine import AsyncEngine
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError
 from shoal.runtime.sampling.params import SamplingParams
@@ -34,7 +34,10 @@ def run(coroutine_factory, engine, max_waiting: int = 16):
 
 def test_outputs_stream_until_the_request_finishes(tiny_engine):
     async def scenario(engine):
-        return [o async for o in engine.generate("a", [1, 2, 3], SamplingParams(temperature=0, max_tokens=5, ignore_eos=True))]
+        return [
+            o
+            async for o in engine.generate("a", [1, 2, 3], SamplingParams(temperature=0, max_tokens=5, ignore_eos=True))
+        ]
 
     outputs = run(scenario, tiny_engine)
     assert [len(o.new_token_ids) for o in outputs] == [1] * 5

@@ -12,7 +12,14 @@ from shoal.runtime.config import EngineConfig, ServerConfig
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("1000", 1000), ("4GiB", 4 << 30), ("512MiB", 512 << 20), ("2G", 2 * 10**9), ("1.5KiB", 1536), ("64 mib", 64 << 20)],
+    [
+        ("1000", 1000),
+        ("4GiB", 4 << 30),
+        ("512MiB", 512 << 20),
+        ("2G", 2 * 10**9),
+        ("1.5KiB", 1536),
+        ("64 mib", 64 << 20),
+    ],
 )
 def test_sizes_parse_in_decimal_and_binary_units(text, size):
     assert parse_size(text) == size
@@ -59,7 +66,18 @@ def test_out_of_range_values_are_refused_by_field():
 
 def test_missing_model_exits_with_a_message_not_a_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "shoal", "runtime", "--model", str(tmp_path / "nope"), "--port", "0", "--metrics-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "shoal",
+            "runtime",
+            "--model",
+            str(tmp_path / "nope"),
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -7,8 +7,8 @@ pytestmark = [pytest.mark.gpu, pytest.mark.integration]
 if not torch.cuda.is_available():
     pytest.skip("needs CUDA", allow_module_level=True)
 
-from shoal.runtime.worker.batch_inputs import BatchInputs  # noqa: E402
 from shoal.runtime.sampling.params import SamplingParams  # noqa: E402
+from shoal.runtime.worker.batch_inputs import BatchInputs  # noqa: E402
 from tests.runtime.engine_harness import build, hf_greedy, run_to_completion  # noqa: E402
 from tests.runtime.test_hf_equality import DOCUMENT, QUESTIONS, chat  # noqa: E402
 
@@ -23,13 +23,20 @@ def hf_fp32_cuda(smollm_dir):
 
 
 def test_smollm2_fp32_greedy_matches_hf_on_the_gpu(smollm_dir, smollm_tokenizer, hf_fp32_cuda):
-    prompts = [chat(smollm_tokenizer, q) for q in QUESTIONS] + [chat(smollm_tokenizer, DOCUMENT + "\n\n" + q) for q in QUESTIONS]
+    prompts = [chat(smollm_tokenizer, q) for q in QUESTIONS] + [
+        chat(smollm_tokenizer, DOCUMENT + "\n\n" + q) for q in QUESTIONS
+    ]
     built = build(smollm_dir, device="cuda", max_num_batched_tokens=64, kv_cache_memory=1 << 30)
     assert built.engine.runner.decode_graphs is not None
-    outputs = run_to_completion(built.engine, prompts, SamplingParams(temperature=0, max_tokens=MAX_NEW_TOKENS), [2 * i for i in range(len(prompts))])
+    outputs = run_to_completion(
+        built.engine,
+        prompts,
+        SamplingParams(temperature=0, max_tokens=MAX_NEW_TOKENS),
+        [2 * i for i in range(len(prompts))],
+    )
     eos = list(built.info.eos_token_ids)
     ties = []
-    for prompt, output in zip(prompts, outputs):
+    for prompt, output in zip(prompts, outputs, strict=True):
         expected = hf_greedy(hf_fp32_cuda, prompt, MAX_NEW_TOKENS, eos)
         if output != expected:
             print(f"prompt of {len(prompt)} tokens:\n  hf   {expected}\n  ours {output}")
@@ -43,7 +50,7 @@ def test_smollm2_fp32_greedy_matches_hf_on_the_gpu(smollm_dir, smollm_tokenizer,
 
 def divergence_gap(model, prompt: list[int], expected: list[int], actual: list[int]) -> float:
     """HF's logit for its own token minus its logit for ours, at the first position they differ."""
-    index = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), None)
+    index = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a != b), None)
     if index is None:
         return float("inf")  # one stopped early without choosing a different token: not a tie
     with torch.no_grad():
@@ -54,11 +61,15 @@ def divergence_gap(model, prompt: list[int], expected: list[int], actual: list[i
 def test_cuda_graph_decodes_equal_eager_decodes(smollm_dir, smollm_tokenizer):
     prompts = [chat(smollm_tokenizer, q) for q in QUESTIONS] * 3  # 24 sequences: a padded graph size
     sampling = SamplingParams(temperature=0, max_tokens=24, ignore_eos=True)
-    graphs = run_to_completion(build(smollm_dir, device="cuda", dtype="bfloat16", kv_cache_memory=1 << 30).engine, prompts, sampling)
-    eager = run_to_completion(
-        build(smollm_dir, device="cuda", dtype="bfloat16", kv_cache_memory=1 << 30, enforce_eager=True).engine, prompts, sampling
+    graphs = run_to_completion(
+        build(smollm_dir, device="cuda", dtype="bfloat16", kv_cache_memory=1 << 30).engine, prompts, sampling
     )
-    agree = sum(g == e for g, e in zip(graphs, eager))
+    eager = run_to_completion(
+        build(smollm_dir, device="cuda", dtype="bfloat16", kv_cache_memory=1 << 30, enforce_eager=True).engine,
+        prompts,
+        sampling,
+    )
+    agree = sum(g == e for g, e in zip(graphs, eager, strict=True))
     assert agree == len(prompts)
 
 

@@ -32,7 +32,9 @@ def poison_allocator(shape, dtype):
     torch.full(shape, float("nan"), dtype=dtype, device=CUDA)
 
 
-def random_batch(rng: random.Random, num_decodes: int, prefills: list[tuple[int, int]], block_size: int, num_blocks: int) -> BatchInputs:
+def random_batch(
+    rng: random.Random, num_decodes: int, prefills: list[tuple[int, int]], block_size: int, num_blocks: int
+) -> BatchInputs:
     """prefills: (context already cached, new query tokens). Block ids are a random permutation."""
     free_blocks = list(range(num_blocks))
     rng.shuffle(free_blocks)
@@ -85,8 +87,12 @@ def test_decode_splits_agree_with_a_single_pass():
     kv_cache = torch.randn((2, 1024, 16, 8, 128), dtype=torch.bfloat16, device=CUDA)
     query = torch.randn((2, 32, 128), dtype=torch.bfloat16, device=CUDA)
     _, _, meta = batch.to_device(CUDA)
-    split = backend.kernels.forward(query, kv_cache, PagedBatch(meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 16), 0.1)
-    single = backend.kernels.forward(query, kv_cache, PagedBatch(meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 1), 0.1)
+    split = backend.kernels.forward(
+        query, kv_cache, PagedBatch(meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 16), 0.1
+    )
+    single = backend.kernels.forward(
+        query, kv_cache, PagedBatch(meta.block_tables, meta.seq_lens, meta.query_start_loc, 2, 2, 0, 1), 0.1
+    )
     assert relative_error(split, single) < 1e-2
     reference = TorchAttentionBackend().attend(query.float(), kv_cache.float(), meta, 0.1)
     assert relative_error(split, reference) < 1e-2

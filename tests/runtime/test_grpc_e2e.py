@@ -48,7 +48,13 @@ def test_streams_text_deltas_then_usage_and_finish_reason(runtime_server):
 
 def test_text_and_token_id_prompts_with_logprobs(runtime_server):
     stub = runtime_server.stub()
-    by_text = list(stub.Generate(pb.GenerateRequest(text="The quick brown fox", sampling=pb.SamplingParams(temperature=0, max_tokens=6, logprobs=2))))
+    by_text = list(
+        stub.Generate(
+            pb.GenerateRequest(
+                text="The quick brown fox", sampling=pb.SamplingParams(temperature=0, max_tokens=6, logprobs=2)
+            )
+        )
+    )
     tokens = [t for r in by_text for t in r.token_ids]
     assert by_text[-1].finish_reason == pb.FINISH_REASON_LENGTH
     logprobs = [lp for r in by_text for lp in r.logprobs]
@@ -56,7 +62,13 @@ def test_text_and_token_id_prompts_with_logprobs(runtime_server):
     assert all(lp.logprob <= 0 and len(lp.top_logprobs) == 2 for lp in logprobs)
     assert all(lp.top_logprobs[0].token_id == lp.token_id for lp in logprobs)  # greedy picks the best
     prompt_ids = list(range(1000, 1010))
-    by_ids = list(stub.Generate(pb.GenerateRequest(token_ids=pb.TokenIds(ids=prompt_ids), sampling=pb.SamplingParams(temperature=0, max_tokens=3))))
+    by_ids = list(
+        stub.Generate(
+            pb.GenerateRequest(
+                token_ids=pb.TokenIds(ids=prompt_ids), sampling=pb.SamplingParams(temperature=0, max_tokens=3)
+            )
+        )
+    )
     assert by_ids[-1].usage.prompt_tokens == 10
 
 
@@ -150,12 +162,17 @@ def test_health_and_model_info(runtime_server):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     standard = health_pb2_grpc.HealthStub(grpc.insecure_channel(runtime_server.target))
-    assert standard.Check(health_pb2.HealthCheckRequest(service="shoal.v1.Runtime")).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        standard.Check(health_pb2.HealthCheckRequest(service="shoal.v1.Runtime")).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
 
 
 @pytest.fixture(scope="module")
 def tiny_queue_server():
-    server = RuntimeProcess("--max-num-seqs", "1", "--max-waiting", "1", "--kv-cache-memory", "64MiB", "--shutdown-grace", "30")
+    server = RuntimeProcess(
+        "--max-num-seqs", "1", "--max-waiting", "1", "--kv-cache-memory", "64MiB", "--shutdown-grace", "30"
+    )
     yield server.wait_ready()
     server.stop()
 

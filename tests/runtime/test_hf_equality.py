@@ -40,7 +40,9 @@ RAW_TEXTS = ["Hello", "The quick brown fox", "def fibonacci(n):\n", DOCUMENT + "
 
 
 def chat(tokenizer, content: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
     return tokenizer.encode(text, add_special_tokens=False)
 
 
@@ -54,14 +56,16 @@ def smollm_prompts(smollm_tokenizer) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async-scheduling"])
-def test_smollm2_greedy_matches_hf_with_staggered_chunked_and_shared_prefill(smollm_dir, smollm_hf, smollm_prompts, async_scheduling):
+def test_smollm2_greedy_matches_hf_with_staggered_chunked_and_shared_prefill(
+    smollm_dir, smollm_hf, smollm_prompts, async_scheduling
+):
     built = build(smollm_dir, max_num_batched_tokens=32, max_num_seqs=16, async_scheduling=async_scheduling)
     engine = built.engine
     outputs = run_to_completion(
         engine, smollm_prompts, SamplingParams(temperature=0, max_tokens=MAX_NEW_TOKENS), [3 * i for i in range(16)]
     )
     eos = list(built.info.eos_token_ids)
-    for prompt, output in zip(smollm_prompts, outputs):
+    for prompt, output in zip(smollm_prompts, outputs, strict=True):
         assert output == hf_greedy(smollm_hf, prompt, MAX_NEW_TOKENS, eos)
     stats = engine.stats()
     # Every chat prompt after the first found the chat template's system prompt in the cache.
@@ -105,7 +109,12 @@ def tiny_qwen2(path):
     config = Qwen2Config(
         **TINY_SHAPE,
         tie_word_embeddings=False,
-        rope_parameters={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256, "rope_theta": 10000.0},
+        rope_parameters={
+            "rope_type": "yarn",
+            "factor": 4.0,
+            "original_max_position_embeddings": 256,
+            "rope_theta": 10000.0,
+        },
     )
     model = Qwen2ForCausalLM(config)
     with torch.no_grad():  # HF initialises biases to zero; make them matter
@@ -126,7 +135,9 @@ def test_random_weight_gqa_models_match_hf(tmp_path, make_model, async_schedulin
     prompts = [shared + torch.randint(3, 512, (n,), generator=generator).tolist() for n in (1, 7, 20, 60)]
     prompts += [torch.randint(3, 512, (n,), generator=generator).tolist() for n in (2, 5, 33, 90, 130, 17, 64, 9)]
     built = build(tmp_path, block_size=4, max_num_batched_tokens=24, async_scheduling=async_scheduling)
-    outputs = run_to_completion(built.engine, prompts, SamplingParams(temperature=0, max_tokens=16), [2 * i for i in range(12)])
-    for prompt, output in zip(prompts, outputs):
+    outputs = run_to_completion(
+        built.engine, prompts, SamplingParams(temperature=0, max_tokens=16), [2 * i for i in range(12)]
+    )
+    for prompt, output in zip(prompts, outputs, strict=True):
         assert output == hf_greedy(hf_model, prompt, 16, eos_token_id=2)
     assert built.engine.stats().prefix_cache_hits > 0

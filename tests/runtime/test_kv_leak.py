@@ -19,11 +19,15 @@ STOPS = [".", " the", "\n", ",", " and"]
 
 
 def random_request(rng: random.Random) -> pb.GenerateRequest:
-    sampling = pb.SamplingParams(temperature=rng.choice([0.0, 0.8]), max_tokens=rng.randint(4, 32), seed=rng.randint(0, 10**6))
+    sampling = pb.SamplingParams(
+        temperature=rng.choice([0.0, 0.8]), max_tokens=rng.randint(4, 32), seed=rng.randint(0, 10**6)
+    )
     if rng.random() < 0.5:
         sampling.stop.extend(rng.sample(STOPS, rng.randint(1, 2)))
     content = f"Write about {rng.choice(TOPICS)}." + " Be brief." * rng.randint(0, 3)
-    return pb.GenerateRequest(chat=pb.ChatMessages(messages=[pb.ChatMessage(role="user", content=content)]), sampling=sampling)
+    return pb.GenerateRequest(
+        chat=pb.ChatMessages(messages=[pb.ChatMessage(role="user", content=content)]), sampling=sampling
+    )
 
 
 async def one(stub, request: pb.GenerateRequest, cancel_after: int | None) -> str:
@@ -82,7 +86,9 @@ def test_blocks_return_to_the_pool_after_cancellations_and_stop_strings(runtime_
 
     # The cached prefixes are evictable: a prompt needing nearly the whole pool still runs.
     big_prompt = [random.Random(5).randrange(1000, 40000) for _ in range((SERVER_KV_BLOCKS - 2) * 16)]
-    request = pb.GenerateRequest(token_ids=pb.TokenIds(ids=big_prompt), sampling=pb.SamplingParams(max_tokens=8, ignore_eos=True, temperature=0))
+    request = pb.GenerateRequest(
+        token_ids=pb.TokenIds(ids=big_prompt), sampling=pb.SamplingParams(max_tokens=8, ignore_eos=True, temperature=0)
+    )
     responses = list(runtime_server.stub().Generate(request))
     assert responses[-1].finish_reason == pb.FINISH_REASON_LENGTH
     final = wait_until_idle(runtime_server)

@@ -84,8 +84,16 @@ def test_no_import_cycles_between_packages():
 
 
 # A request's state and who may write it: the scheduler (engine/scheduler.py) alone.
-REQUEST_STATE = {"token_ids", "status", "finish_reason", "stop_reason", "num_computed_tokens", "num_pending_tokens",
-                 "num_cached_tokens", "num_preemptions"}  # fmt: skip
+REQUEST_STATE = {
+    "token_ids",
+    "status",
+    "finish_reason",
+    "stop_reason",
+    "num_computed_tokens",
+    "num_pending_tokens",
+    "num_cached_tokens",
+    "num_preemptions",
+}
 # Block tables, hashes and registered counts live in the block manager, keyed by request id.
 BLOCK_STATE = {"block_ids", "block_hashes", "num_registered", "num_registered_blocks"}
 WRITER_OF = {"scheduler": REQUEST_STATE, "block_manager": BLOCK_STATE}
@@ -98,7 +106,9 @@ def attribute_writes(path: Path) -> list[tuple[int, str, str]]:
     for node in ast.walk(ast.parse(path.read_text())):
         targets = []
         if isinstance(node, ast.Assign):
-            targets = [t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]
+            targets = [
+                t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])
+            ]
         elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
             targets = [node.target]
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in mutators:
@@ -130,5 +140,9 @@ def test_no_function_takes_more_than_six_parameters_but_the_triton_kernels():
                 continue
             if any("jit" in ast.unparse(d) for d in node.decorator_list):
                 continue
-            names = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs if a.arg not in ("self", "cls")]
+            names = [
+                a.arg
+                for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+                if a.arg not in ("self", "cls")
+            ]
             assert len(names) <= 6, f"{path.relative_to(RUNTIME)}:{node.lineno} {node.name}({', '.join(names)})"

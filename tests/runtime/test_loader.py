@@ -48,7 +48,9 @@ def test_checkpoint_missing_a_tensor_is_refused(tmp_path):
     from safetensors.torch import save_file
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
     state = LlamaForCausalLM(config).state_dict()
     del state["model.layers.0.self_attn.k_proj.weight"]
     config.save_pretrained(tmp_path)
@@ -59,11 +61,15 @@ def test_checkpoint_missing_a_tensor_is_refused(tmp_path):
 
 def test_max_model_len_beyond_the_kv_pool_is_refused(tiny_config_dir):
     with pytest.raises(ValueError, match="does not fit in the KV cache"):
-        build_engine(EngineConfig(model=str(tiny_config_dir), load_format="dummy", kv_cache_memory=4096, max_model_len=500))
+        build_engine(
+            EngineConfig(model=str(tiny_config_dir), load_format="dummy", kv_cache_memory=4096, max_model_len=500)
+        )
 
 
 def test_bf16_engine_runs_on_cpu(tiny_config_dir):
-    built = build_engine(EngineConfig(model=str(tiny_config_dir), load_format="dummy", dtype="bfloat16", kv_cache_memory=1 << 20))
+    built = build_engine(
+        EngineConfig(model=str(tiny_config_dir), load_format="dummy", dtype="bfloat16", kv_cache_memory=1 << 20)
+    )
     assert built.engine.runner.kv_caches[0].dtype == torch.bfloat16
     built.engine.add_request("a", [1, 2, 3], SamplingParams(max_tokens=3, ignore_eos=True))
     steps = 0

@@ -48,7 +48,9 @@ def test_counters_and_histograms_match_the_traffic(runtime_server):
 
     async def cancel_one():
         async with grpc.aio.insecure_channel(runtime_server.target) as channel:
-            call = runtime_pb2_grpc.RuntimeStub(channel).Generate(chat_request("Go on and on.", max_tokens=200, ignore_eos=True))
+            call = runtime_pb2_grpc.RuntimeStub(channel).Generate(
+                chat_request("Go on and on.", max_tokens=200, ignore_eos=True)
+            )
             await call.read()
             call.cancel()
 

@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shoal import metric_names as names
 from shoal.runtime.build import BuiltEngine
-from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.engine.llm_engine import LLMEngine
+from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import StepOutOfMemoryError
 from shoal.runtime.sampling.params import SamplingParams
@@ -65,7 +65,7 @@ def expected(smollm_dir) -> dict[str, list[int]]:
     """Greedy outputs on an engine that never ran out of memory."""
     prompts = {"early": PROMPT_EARLY, "a": PROMPT_A, "c": PROMPT_C}
     engine = build(smollm_dir, max_num_batched_tokens=BUDGET).engine
-    return dict(zip(prompts, run_to_completion(engine, list(prompts.values()), GREEDY)))
+    return dict(zip(prompts, run_to_completion(engine, list(prompts.values()), GREEDY), strict=True))
 
 
 class Driver:
@@ -96,7 +96,9 @@ class Driver:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async-scheduling"])
-def test_an_oom_step_fails_its_requests_only_and_the_engine_serves_on(smollm_dir, expected, monkeypatch, async_scheduling):
+def test_an_oom_step_fails_its_requests_only_and_the_engine_serves_on(
+    smollm_dir, expected, monkeypatch, async_scheduling
+):
     engine = build(smollm_dir, max_num_batched_tokens=BUDGET, async_scheduling=async_scheduling).engine
     oom = OutOfMemoryOnce(engine, monkeypatch)
     run = Driver(engine)

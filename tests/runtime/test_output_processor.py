@@ -34,7 +34,11 @@ class ScriptedRunner:
 
 
 def run(tokenizer, sampling: SamplingParams, token_ids: list[int], max_tokens: int = 100, max_model_len: int = 1000):
-    scheduler = Scheduler(SchedulerConfig(max_num_seqs=256, max_num_batched_tokens=8192), BlockManager(256, 16), StopLimits(frozenset({EOS}), max_model_len))
+    scheduler = Scheduler(
+        SchedulerConfig(max_num_seqs=256, max_num_batched_tokens=8192),
+        BlockManager(256, 16),
+        StopLimits(frozenset({EOS}), max_model_len),
+    )
     engine = LLMEngine(ScriptedRunner(token_ids), scheduler, OutputProcessor(tokenizer), max_model_len, len(tokenizer))
     engine.add_request("r", [1, 9690], replace(sampling, max_tokens=min(max_tokens, max_model_len - 2)))
     outputs = []

@@ -2,9 +2,8 @@
 all of them still finish with exactly the outputs of an unpressured run."""
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client import generate_latest
 
 from shoal.runtime.sampling.params import SamplingParams
 from shoal.runtime.server.metrics import RuntimeMetrics
@@ -36,7 +35,10 @@ def test_preempted_requests_finish_with_the_unpressured_outputs(smollm_dir, smol
 
     block_bytes = relaxed.engine.runner.kv_caches[0][:, 0].numel() * 4 * len(relaxed.engine.runner.kv_caches)
     pressured = build(
-        smollm_dir, max_model_len=POOL_BLOCKS * BLOCK_SIZE, kv_cache_memory=POOL_BLOCKS * block_bytes, async_scheduling=async_scheduling
+        smollm_dir,
+        max_model_len=POOL_BLOCKS * BLOCK_SIZE,
+        kv_cache_memory=POOL_BLOCKS * block_bytes,
+        async_scheduling=async_scheduling,
     )
     assert pressured.engine.stats().kv_blocks_total == POOL_BLOCKS
     registry = CollectorRegistry()

@@ -30,4 +30,6 @@ def test_lists_and_seed_map_through():
 
 def test_chat_message_without_a_role_is_refused():
     with pytest.raises(InvalidRequestError, match=r"prompt.chat.messages\[1\].role"):
-        chat_messages_from_proto(pb.ChatMessages(messages=[pb.ChatMessage(role="user", content="a"), pb.ChatMessage(content="b")]))
+        chat_messages_from_proto(
+            pb.ChatMessages(messages=[pb.ChatMessage(role="user", content="a"), pb.ChatMessage(content="b")])
+        )

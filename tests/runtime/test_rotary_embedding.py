@@ -55,7 +55,9 @@ def test_config_parsing_knows_each_family():
     assert (llama.num_key_value_heads, llama.head_dim, llama.qkv_bias, llama.o_bias) == (2, 8, False, False)
     qwen = ModelArchConfig.from_hf(Qwen2Config(hidden_size=64, num_attention_heads=4, num_key_value_heads=2))
     assert (qwen.qkv_bias, qwen.o_bias, qwen.sliding_window) == (True, False, None)
-    mistral = ModelArchConfig.from_hf(MistralConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, sliding_window=4096))
+    mistral = ModelArchConfig.from_hf(
+        MistralConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, sliding_window=4096)
+    )
     assert mistral.sliding_window == 4096
 
 

@@ -35,7 +35,7 @@ def test_temperature_draws_follow_the_softmax():
     counts = [0, 0, 0]
     for _ in range(7000):
         counts[token_ids(sampler, logits, rows(SamplingParams(temperature=1.0)))[0]] += 1
-    for count, expected in zip(counts, (1 / 7, 2 / 7, 4 / 7)):
+    for count, expected in zip(counts, (1 / 7, 2 / 7, 4 / 7), strict=True):
         assert abs(count / 7000 - expected) < 0.025
 
 

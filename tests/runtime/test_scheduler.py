@@ -171,7 +171,9 @@ def test_a_token_in_flight_makes_a_decode_and_the_last_one_stops_scheduling():
 
 def test_update_applies_stop_tokens_and_eos_and_frees_the_blocks():
     scheduler = make_scheduler(stop_limits=StopLimits(eos_token_ids=frozenset({2})))
-    stopped = make_request("stop-token", num_prompt_tokens=5, sampling=SamplingParams(temperature=0, stop_token_ids=(9,)))
+    stopped = make_request(
+        "stop-token", num_prompt_tokens=5, sampling=SamplingParams(temperature=0, stop_token_ids=(9,))
+    )
     eos = make_request("eos", num_prompt_tokens=5)
     scheduler.add(stopped)
     scheduler.add(eos)

@@ -35,19 +35,32 @@ class ApiClient:
     async def list(self, path: str, *, label_selector: str = "", field_selector: str = "") -> list[dict[str, Any]]:
         return (await self.list_with_version(path, label_selector=label_selector, field_selector=field_selector))[0]
 
-    async def list_with_version(self, path: str, *, label_selector: str = "", field_selector: str = "") -> tuple[list[dict[str, Any]], str]:  # fmt: skip
+    async def list_with_version(
+        self, path: str, *, label_selector: str = "", field_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
         """The items, and the list's resourceVersion (to watch from)."""
-        params = {key: value for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if value}
+        params = {
+            key: value for key, value in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if value
+        }
         body = await self._call("GET", path, params=params)
         return body["items"], body["metadata"]["resourceVersion"]
 
-    async def watch(self, path: str, *, resource_version: str, field_selector: str = "", timeout_s: int = 60) -> AsyncIterator[dict[str, Any]]:  # fmt: skip
+    async def watch(
+        self, path: str, *, resource_version: str, field_selector: str = "", timeout_s: int = 60
+    ) -> AsyncIterator[dict[str, Any]]:
         """The watch events (type, object) after resource_version, until the server ends the watch."""
-        params = {"watch": "true", "resourceVersion": resource_version, "timeoutSeconds": str(timeout_s), "allowWatchBookmarks": "true"}
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_s),
+            "allowWatchBookmarks": "true",
+        }
         if field_selector:
             params["fieldSelector"] = field_selector
         timeout = aiohttp.ClientTimeout(total=None, sock_read=timeout_s + 30)
-        async with self._session.get(self._server + path, params=params, ssl=self._ssl, headers=self._headers, timeout=timeout) as response:
+        async with self._session.get(
+            self._server + path, params=params, ssl=self._ssl, headers=self._headers, timeout=timeout
+        ) as response:
             if response.status >= 400:
                 raise ApiError(response.status, await response.json(content_type=None))
             async for line in response.content:
@@ -84,7 +97,9 @@ class ApiClient:
 
     async def _call(self, method: str, path: str, *, content_type: str = "application/json", **kwargs: Any) -> Any:
         headers = {**self._headers, **({"Content-Type": content_type} if "json" in kwargs else {})}
-        async with self._session.request(method, self._server + path, headers=headers, ssl=self._ssl, **kwargs) as response:
+        async with self._session.request(
+            method, self._server + path, headers=headers, ssl=self._ssl, **kwargs
+        ) as response:
             body = await response.json(content_type=None)
             if response.status >= 400:
                 raise ApiError(response.status, body)

@@ -12,7 +12,9 @@ API_SERVICE_PORT = 443
 log = logging.getLogger(__name__)
 
 
-async def serve_api_proxy(listen_host: str, target_port: int, *, listen_port: int = API_SERVICE_PORT, target_host: str = "127.0.0.1") -> asyncio.Server:  # fmt: skip
+async def serve_api_proxy(
+    listen_host: str, target_port: int, *, listen_port: int = API_SERVICE_PORT, target_host: str = "127.0.0.1"
+) -> asyncio.Server:
     """Listening on listen_host:listen_port until the returned server is closed."""
 
     async def forward(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:

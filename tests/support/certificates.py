@@ -39,7 +39,9 @@ class CertificateAuthority:
         certificate = (
             _builder(name, name, self._key)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(**_usage(key_cert_sign=True, crl_sign=True, digital_signature=True)), critical=True)
+            .add_extension(
+                x509.KeyUsage(**_usage(key_cert_sign=True, crl_sign=True, digital_signature=True)), critical=True
+            )
             .sign(self._key, hashes.SHA256())
         )
         self.cert = _write(directory / "ca.crt", certificate.public_bytes(serialization.Encoding.PEM))
@@ -47,14 +49,21 @@ class CertificateAuthority:
     def serving(self, name: str, *, hosts: tuple[str, ...]) -> KeyPair:
         """A server certificate valid for these DNS names and IP addresses."""
         alternative = [_alternative_name(host) for host in hosts]
-        return self._issue(name, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), ExtendedKeyUsageOID.SERVER_AUTH, alternative)
+        return self._issue(
+            name,
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]),
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            alternative,
+        )
 
     def client(self, name: str, identity: Identity) -> KeyPair:
         attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in identity.groups]
         subject = x509.Name([*attributes, x509.NameAttribute(NameOID.COMMON_NAME, identity.user)])
         return self._issue(name, subject, ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
-    def _issue(self, name: str, subject: x509.Name, usage: x509.ObjectIdentifier, alternative: list[x509.GeneralName]) -> KeyPair:
+    def _issue(
+        self, name: str, subject: x509.Name, usage: x509.ObjectIdentifier, alternative: list[x509.GeneralName]
+    ) -> KeyPair:
         key = _new_key()
         builder = (
             _builder(subject, self._name, key)
@@ -76,7 +85,9 @@ def signing_key_pair(directory: Path, name: str) -> KeyPair:
     signs service-account tokens with, and verifies them against."""
     key = _new_key()
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return KeyPair(cert=_write(directory / f"{name}.pub", public), key=_write(directory / f"{name}.key", _private_pem(key)))
+    return KeyPair(
+        cert=_write(directory / f"{name}.pub", public), key=_write(directory / f"{name}.key", _private_pem(key))
+    )
 
 
 def _new_key() -> rsa.RSAPrivateKey:
@@ -98,9 +109,16 @@ def _builder(subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey) -> x
 
 def _usage(**granted: bool) -> dict[str, bool]:
     names = (
-        "digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
-        "key_cert_sign", "crl_sign", "encipher_only", "decipher_only",
-    )  # fmt: skip
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
     return {name: granted.get(name, False) for name in names}
 
 
@@ -112,7 +130,9 @@ def _alternative_name(host: str) -> x509.GeneralName:
 
 
 def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -37,9 +37,18 @@ BUILD_SCRIPT = Path(__file__).parent / "k8s_binaries" / "build.sh"
 SERVICE_CIDR = "10.0.0.0/24"  # the `kubernetes` Service gets 10.0.0.1; nothing routes it here
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CONTROLLERS = (
-    "deployment", "replicaset", "garbagecollector", "endpointslice", "endpoint", "namespace",
-    "serviceaccount", "serviceaccount-token", "root-ca-cert-publisher", "nodelifecycle", "podgc",
-)  # fmt: skip
+    "deployment",
+    "replicaset",
+    "garbagecollector",
+    "endpointslice",
+    "endpoint",
+    "namespace",
+    "serviceaccount",
+    "serviceaccount-token",
+    "root-ca-cert-publisher",
+    "nodelifecycle",
+    "podgc",
+)
 SERVICE_SUFFIXES = ("", ".default", ".default.svc", ".default.svc.cluster.local")
 # Every request a service account outside kube-system makes (the controllers' own are left out),
 # without bodies: what the RBAC tests compare with the roles.
@@ -61,7 +70,9 @@ def binaries_dir() -> Path:
     """Where `make k8s` put the binaries ($SHOAL_K8S_BIN wins)."""
     if "SHOAL_K8S_BIN" in os.environ:
         return Path(os.environ["SHOAL_K8S_BIN"])
-    return Path(subprocess.run(["bash", str(BUILD_SCRIPT), "--path"], capture_output=True, text=True, check=True).stdout.strip())  # fmt: skip
+    return Path(
+        subprocess.run(["bash", str(BUILD_SCRIPT), "--path"], capture_output=True, text=True, check=True).stdout.strip()
+    )
 
 
 class ControlPlaneError(RuntimeError):
@@ -77,7 +88,9 @@ class _Component:
 
     def start(self) -> None:
         with open(self.log, "ab") as output:
-            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -102,7 +115,9 @@ class ControlPlane:
     components: dict[str, _Component] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.admin, self.admin_kubeconfig = self.client_access("admin", Identity("shoal-test-admin", ("system:masters",)))
+        self.admin, self.admin_kubeconfig = self.client_access(
+            "admin", Identity("shoal-test-admin", ("system:masters",))
+        )
 
     @property
     def server(self) -> str:
@@ -110,7 +125,14 @@ class ControlPlane:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, directory: Path, *, api_hosts: tuple[str, ...] = (), binaries: Path | None = None, before_controllers: Callable[["ControlPlane"], None] | None = None) -> Iterator["ControlPlane"]:  # fmt: skip
+    def start(
+        cls,
+        directory: Path,
+        *,
+        api_hosts: tuple[str, ...] = (),
+        binaries: Path | None = None,
+        before_controllers: Callable[["ControlPlane"], None] | None = None,
+    ) -> Iterator["ControlPlane"]:
         """Start every component and wait until the API server is ready, the default namespace's
         service account exists (pods can be created) and the scheduler and controllers run.
         `api_hosts`: further addresses the API server's certificate must be valid for (where pods
@@ -143,7 +165,13 @@ class ControlPlane:
         logs.mkdir(exist_ok=True)
         ca = CertificateAuthority(pki)
         api_port, etcd_port, etcd_peer_port = free_port(), free_port(), free_port()
-        hosts = ("127.0.0.1", "localhost", "10.0.0.1", *api_hosts, *(f"kubernetes{suffix}" for suffix in SERVICE_SUFFIXES))
+        hosts = (
+            "127.0.0.1",
+            "localhost",
+            "10.0.0.1",
+            *api_hosts,
+            *(f"kubernetes{suffix}" for suffix in SERVICE_SUFFIXES),
+        )
         serving = ca.serving("kube-apiserver", hosts=hosts)
         audit_policy = directory / "audit-policy.yaml"
         audit_policy.write_text(json.dumps(AUDIT_POLICY))
@@ -154,41 +182,104 @@ class ControlPlane:
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         argv = {
             "etcd": [
-                str(binaries / "etcd"), "--data-dir", str(directory / "etcd"), "--name", "shoal-test",
-                "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-                "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer_port}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer_port}",
-                "--initial-cluster", f"shoal-test=http://127.0.0.1:{etcd_peer_port}",
+                str(binaries / "etcd"),
+                "--data-dir",
+                str(directory / "etcd"),
+                "--name",
+                "shoal-test",
+                "--listen-client-urls",
+                etcd_url,
+                "--advertise-client-urls",
+                etcd_url,
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{etcd_peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{etcd_peer_port}",
+                "--initial-cluster",
+                f"shoal-test=http://127.0.0.1:{etcd_peer_port}",
                 "--unsafe-no-fsync",  # a test's data need not survive a power cut
-                "--log-level", "warn",
+                "--log-level",
+                "warn",
             ],
             "kube-apiserver": [
-                str(binaries / "kube-apiserver"), "--etcd-servers", etcd_url,
-                "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", str(api_port),
-                "--tls-cert-file", str(serving.cert), "--tls-private-key-file", str(serving.key),
-                "--client-ca-file", str(ca.cert), "--authorization-mode", "Node,RBAC",
-                "--service-account-issuer", SERVICE_ACCOUNT_ISSUER,
-                "--service-account-key-file", str(accounts.cert), "--service-account-signing-key-file", str(accounts.key),
-                "--service-cluster-ip-range", SERVICE_CIDR, "--allow-privileged=true", "--profiling=false",
-                "--cert-dir", str(pki),
-                "--audit-policy-file", str(audit_policy), "--audit-log-path", str(logs / "audit.log"),
-                "--audit-log-format", "json",
+                str(binaries / "kube-apiserver"),
+                "--etcd-servers",
+                etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(api_port),
+                "--tls-cert-file",
+                str(serving.cert),
+                "--tls-private-key-file",
+                str(serving.key),
+                "--client-ca-file",
+                str(ca.cert),
+                "--authorization-mode",
+                "Node,RBAC",
+                "--service-account-issuer",
+                SERVICE_ACCOUNT_ISSUER,
+                "--service-account-key-file",
+                str(accounts.cert),
+                "--service-account-signing-key-file",
+                str(accounts.key),
+                "--service-cluster-ip-range",
+                SERVICE_CIDR,
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--cert-dir",
+                str(pki),
+                "--audit-policy-file",
+                str(audit_policy),
+                "--audit-log-path",
+                str(logs / "audit.log"),
+                "--audit-log-format",
+                "json",
             ],
             "kube-controller-manager": [
-                str(binaries / "kube-controller-manager"), "--kubeconfig", str(controller_manager),
-                "--authentication-kubeconfig", str(controller_manager), "--authorization-kubeconfig", str(controller_manager),
-                "--controllers", ",".join(CONTROLLERS), "--use-service-account-credentials=true",
-                "--service-account-private-key-file", str(accounts.key), "--root-ca-file", str(ca.cert),
-                "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-                "--cert-dir", str(pki / "controller-manager"), "--profiling=false",
+                str(binaries / "kube-controller-manager"),
+                "--kubeconfig",
+                str(controller_manager),
+                "--authentication-kubeconfig",
+                str(controller_manager),
+                "--authorization-kubeconfig",
+                str(controller_manager),
+                "--controllers",
+                ",".join(CONTROLLERS),
+                "--use-service-account-credentials=true",
+                "--service-account-private-key-file",
+                str(accounts.key),
+                "--root-ca-file",
+                str(ca.cert),
+                "--leader-elect=false",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+                "--cert-dir",
+                str(pki / "controller-manager"),
+                "--profiling=false",
             ],
             "kube-scheduler": [
-                str(binaries / "kube-scheduler"), "--kubeconfig", str(scheduler),
-                "--authentication-kubeconfig", str(scheduler), "--authorization-kubeconfig", str(scheduler),
-                "--leader-elect=false", "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-                "--cert-dir", str(pki / "scheduler"), "--profiling=false",
+                str(binaries / "kube-scheduler"),
+                "--kubeconfig",
+                str(scheduler),
+                "--authentication-kubeconfig",
+                str(scheduler),
+                "--authorization-kubeconfig",
+                str(scheduler),
+                "--leader-elect=false",
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                str(free_port()),
+                "--cert-dir",
+                str(pki / "scheduler"),
+                "--profiling=false",
             ],
-        }  # fmt: skip
+        }
         plane.components = {name: _Component(name, command, logs / f"{name}.log") for name, command in argv.items()}
         return plane
 
@@ -198,26 +289,42 @@ class ControlPlane:
         access = ClusterAccess(server=self.server, ca_file=self.ca.cert, cert_file=pair.cert, key_file=pair.key)
         return access, write_kubeconfig(self.directory / f"{name}.kubeconfig", access)
 
-    def service_account_access(self, namespace: str, name: str, *, kubeconfig: Path | None = None, expiration_s: int = 24 * 3600) -> tuple[ClusterAccess, Path]:  # fmt: skip
+    def service_account_access(
+        self, namespace: str, name: str, *, kubeconfig: Path | None = None, expiration_s: int = 24 * 3600
+    ) -> tuple[ClusterAccess, Path]:
         """A fresh token of the service account (TokenRequest API), and a kubeconfig that uses it
         (at `kubeconfig`, else one per account in the plane's folder): what a pod running as that
         account would hold, with exactly the account's RBAC."""
-        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": expiration_s}}
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": expiration_s},
+        }
         path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
         token = self.request("POST", path, request)["status"]["token"]
         access = ClusterAccess(server=self.server, ca_file=self.ca.cert, token=token)
-        return access, write_kubeconfig(kubeconfig or self.directory / f"sa-{namespace}-{name}.kubeconfig", access, namespace)
+        return access, write_kubeconfig(
+            kubeconfig or self.directory / f"sa-{namespace}-{name}.kubeconfig", access, namespace
+        )
 
     def request(self, method: str, path: str, body: object | None = None) -> dict:
         """One admin call to the API server (for set-up; tests use kubectl or their clients)."""
         data = json.dumps(body).encode() if body is not None else None
-        call = urllib.request.Request(self.server + path, data=data, method=method, headers={"Content-Type": "application/json"})  # fmt: skip
+        call = urllib.request.Request(
+            self.server + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(call, context=self.admin.ssl_context(), timeout=30) as response:
             return json.loads(response.read() or b"{}")
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """kubectl as the admin, blocking (set-up and tear-down; async tests use support.kubectl)."""
-        result = subprocess.run(["kubectl", "--kubeconfig", str(self.admin_kubeconfig), *args], input=stdin, capture_output=True, text=True, timeout=120)  # fmt: skip
+        result = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.admin_kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
         return result
@@ -225,7 +332,9 @@ class ControlPlane:
     def create_namespace(self, prefix: str = "t") -> str:
         """A namespace of a fresh name starting with prefix."""
         name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        self.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        self.request(
+            "POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
         return name
 
     def audit_events(self, user: str) -> list[dict]:
@@ -257,7 +366,9 @@ class ControlPlane:
             except (OSError, urllib.error.URLError, ssl.SSLError) as error:
                 last = str(error)
             time.sleep(0.2)
-        raise ControlPlaneError(f"kube-apiserver not ready within {timeout_s:g}s ({last}):\n{tail(self.components['kube-apiserver'].log)}")  # fmt: skip
+        raise ControlPlaneError(
+            f"kube-apiserver not ready within {timeout_s:g}s ({last}):\n{tail(self.components['kube-apiserver'].log)}"
+        )
 
     def _wait_for_service_account(self, namespace: str, name: str, timeout_s: float = START_TIMEOUT_S) -> None:
         """The serviceaccount controller makes each namespace's `default` account; until it has,
@@ -270,7 +381,10 @@ class ControlPlane:
                 self.request("GET", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}")
                 return
             time.sleep(0.2)
-        raise ControlPlaneError(f"no service account {namespace}/{name} within {timeout_s:g}s:\n{tail(self.components['kube-controller-manager'].log)}")  # fmt: skip
+        raise ControlPlaneError(
+            f"no service account {namespace}/{name} within "
+            f"{timeout_s:g}s:\n{tail(self.components['kube-controller-manager'].log)}"
+        )
 
 
 def tail(path: Path, lines: int = 40) -> str:
@@ -281,11 +395,17 @@ def tail(path: Path, lines: int = 40) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the test control plane until SIGTERM or Ctrl-C.")
-    parser.add_argument("--dir", type=Path, required=True, help="for etcd's data, the PKI, logs and DIR/admin.kubeconfig")
+    parser.add_argument(
+        "--dir", type=Path, required=True, help="for etcd's data, the PKI, logs and DIR/admin.kubeconfig"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     with ControlPlane.start(args.dir) as plane:
-        print(f"control plane on {plane.server} in {time.monotonic() - started:.1f}s; kubeconfig {plane.admin_kubeconfig}", flush=True)  # fmt: skip
+        print(
+            f"control plane on {plane.server} in {time.monotonic() - started:.1f}s; kubeconfig "
+            f"{plane.admin_kubeconfig}",
+            flush=True,
+        )
         stopped = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stopped.append(True))

@@ -48,7 +48,20 @@ class ServerDryRun:
             item.get("metadata", {}).pop("namespace", None)
         # One document each, not a v1 List: kubectl would judge a List's items itself, client side.
         documents = "".join(f"---\n{json.dumps(item)}\n" for item in items)
-        command = ["kubectl", "--kubeconfig", str(self.kubeconfig), "apply", "--dry-run=server", "--validate=strict", "--namespace", self.namespace, "--output", "json", "--filename", "-"]  # fmt: skip
+        command = [
+            "kubectl",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "apply",
+            "--dry-run=server",
+            "--validate=strict",
+            "--namespace",
+            self.namespace,
+            "--output",
+            "json",
+            "--filename",
+            "-",
+        ]
         return subprocess.run(command, input=documents, capture_output=True, text=True, timeout=60)
 
 

@@ -38,7 +38,9 @@ def write_kubeconfig(path: Path, access: ClusterAccess, namespace: str = "defaul
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": _NAME, "cluster": {"server": access.server, "certificate-authority": str(access.ca_file)}}],
+        "clusters": [
+            {"name": _NAME, "cluster": {"server": access.server, "certificate-authority": str(access.ca_file)}}
+        ],
         "users": [{"name": _NAME, "user": user}],
         "contexts": [{"name": _NAME, "context": {"cluster": _NAME, "user": _NAME, "namespace": namespace}}],
         "current-context": _NAME,

@@ -100,18 +100,28 @@ class LocalNode:
             # restarted pod process.
             async with proxy, aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as probes:
                 node = NodeContext(
-                    client=self._client, network=network, probes=probes, node_name=config.name,
-                    api_service_port=API_SERVICE_PORT, allocatable=shape.capacity, executables=EXECUTABLES, software=SOFTWARE,
-                    log_dir=config.log_dir, state_dir=config.state_dir, base_env=pod_base_env(os.environ),
+                    client=self._client,
+                    network=network,
+                    probes=probes,
+                    node_name=config.name,
+                    api_service_port=API_SERVICE_PORT,
+                    allocatable=shape.capacity,
+                    executables=EXECUTABLES,
+                    software=SOFTWARE,
+                    log_dir=config.log_dir,
+                    state_dir=config.state_dir,
+                    base_env=pod_base_env(os.environ),
                     max_grace_s=config.max_grace_s,
-                )  # fmt: skip
+                )
                 await register_node(self._client, shape)
                 heartbeat = asyncio.create_task(keep_alive(self._client, shape))
                 try:
                     await self._watch_pods(node)
                 finally:
                     heartbeat.cancel()
-                    await asyncio.gather(*self._stopping, *(worker.stop() for worker in self._workers.values()), return_exceptions=True)  # fmt: skip
+                    await asyncio.gather(
+                        *self._stopping, *(worker.stop() for worker in self._workers.values()), return_exceptions=True
+                    )
         finally:
             await network.teardown()
 
@@ -176,26 +186,47 @@ async def _run_until_stopped(config: NodeConfig, kubeconfig: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the pods bound to this node as local processes until SIGTERM or Ctrl-C (as root).")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description="Run the pods bound to this node as local processes until SIGTERM or Ctrl-C (as root)."
+    )
     parser.add_argument("--kubeconfig", type=Path, required=True, help="the node's own (user system:node:<name>)")
     parser.add_argument("--log-dir", type=Path, required=True, help="one <namespace>_<pod>.log per pod")
-    parser.add_argument("--api-server-port", type=int, required=True, help="the API server's port on 127.0.0.1, forwarded to <gateway>:443 for pods")  # fmt: skip
+    parser.add_argument(
+        "--api-server-port",
+        type=int,
+        required=True,
+        help="the API server's port on 127.0.0.1, forwarded to <gateway>:443 for pods",
+    )
     parser.add_argument("--name", default="local-node", help="the Node's name (spec.nodeName of its pods)")
-    parser.add_argument("--state-dir", type=Path, help="a folder per pod for its volumes (default: <log dir>/../<name>-pods)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="a folder per pod for its volumes (default: <log dir>/../<name>-pods)"
+    )
     parser.add_argument("--pod-cidr", default=DEFAULT_POD_CIDR, help="pod addresses; the first is the gateway")
-    parser.add_argument("--pod-network-lock-fd", type=int, help="an inherited descriptor holding the pod CIDR's lock (pod_network.reserved_pod_network)")  # fmt: skip
+    parser.add_argument(
+        "--pod-network-lock-fd",
+        type=int,
+        help="an inherited descriptor holding the pod CIDR's lock (pod_network.reserved_pod_network)",
+    )
     parser.add_argument("--gpus", type=int, default=0, help="the Node's nvidia.com/gpu capacity")
     parser.add_argument("--cpu", default=NodeConfig.cpu, help="the Node's cpu capacity")
     parser.add_argument("--memory", default=NodeConfig.memory, help="the Node's memory capacity")
-    parser.add_argument("--max-grace", type=float, default=MAX_GRACE_S, help="cap on pods' termination grace periods, seconds")
+    parser.add_argument(
+        "--max-grace", type=float, default=MAX_GRACE_S, help="cap on pods' termination grace periods, seconds"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = NodeConfig(
-        log_dir=args.log_dir, state_dir=args.state_dir or args.log_dir.parent / f"{args.name}-pods",
-        api_server_port=args.api_server_port, name=args.name, pod_cidr=args.pod_cidr,
-        pod_network_lock_fd=args.pod_network_lock_fd, cpu=args.cpu,
-        memory=args.memory, gpus=args.gpus, max_grace_s=args.max_grace,
-    )  # fmt: skip
+        log_dir=args.log_dir,
+        state_dir=args.state_dir or args.log_dir.parent / f"{args.name}-pods",
+        api_server_port=args.api_server_port,
+        name=args.name,
+        pod_cidr=args.pod_cidr,
+        pod_network_lock_fd=args.pod_network_lock_fd,
+        cpu=args.cpu,
+        memory=args.memory,
+        gpus=args.gpus,
+        max_grace_s=args.max_grace,
+    )
     asyncio.run(_run_until_stopped(config, args.kubeconfig))
 
 

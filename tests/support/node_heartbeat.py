@@ -36,7 +36,12 @@ class NodeShape:
 
 
 def node_object(shape: NodeShape) -> dict[str, Any]:
-    labels = {"kubernetes.io/hostname": shape.name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", **shape.labels}
+    labels = {
+        "kubernetes.io/hostname": shape.name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        **shape.labels,
+    }
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -47,20 +52,31 @@ def node_object(shape: NodeShape) -> dict[str, Any]:
 
 def node_status(shape: NodeShape, now: str) -> dict[str, Any]:
     ready = {
-        "type": "Ready", "status": "True", "reason": "KubeletReady", "message": f"{shape.runtime} is ready",
-        "lastHeartbeatTime": now, "lastTransitionTime": now,
-    }  # fmt: skip
+        "type": "Ready",
+        "status": "True",
+        "reason": "KubeletReady",
+        "message": f"{shape.runtime} is ready",
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": now,
+    }
     return {
         "capacity": dict(shape.capacity),
         "allocatable": dict(shape.capacity),
         "conditions": [ready],
         "addresses": [{"type": "InternalIP", "address": shape.address}, {"type": "Hostname", "address": shape.name}],
         "nodeInfo": {
-            "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "",
-            "containerRuntimeVersion": shape.runtime, "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "",
-            "operatingSystem": "linux", "architecture": "amd64",
+            "machineID": "",
+            "systemUUID": "",
+            "bootID": "",
+            "kernelVersion": "",
+            "osImage": "",
+            "containerRuntimeVersion": shape.runtime,
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
         },
-    }  # fmt: skip
+    }
 
 
 async def register_node(client: ApiClient, shape: NodeShape) -> None:
@@ -93,7 +109,12 @@ async def _renew(client: ApiClient, path: str, name: str) -> None:
     except ApiError as error:
         if error.status != 404:
             raise
-        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": "kube-node-lease"}, "spec": spec}  # fmt: skip
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": name, "namespace": "kube-node-lease"},
+            "spec": spec,
+        }
         await client.create(path.rsplit("/", 1)[0], lease)
 
 

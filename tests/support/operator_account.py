@@ -48,7 +48,9 @@ class Request:
 def install_operator_rbac(plane: ControlPlane) -> None:
     """The namespace shoal-system (the chart's job in a real install) and crds/rbac.yaml; again
     changes nothing."""
-    plane.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))  # fmt: skip
+    plane.kubectl(
+        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    )
     plane.kubectl("apply", "-f", str(RBAC))
 
 
@@ -77,7 +79,12 @@ def account_without(plane: ControlPlane, name: str, group: str, resource: str, v
     objects = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": NAMESPACE}},
         role,
-        {**docs["ClusterRoleBinding"], "metadata": {"name": name}, "roleRef": {**docs["ClusterRoleBinding"]["roleRef"], "name": name}, "subjects": subject},  # fmt: skip
+        {
+            **docs["ClusterRoleBinding"],
+            "metadata": {"name": name},
+            "roleRef": {**docs["ClusterRoleBinding"]["roleRef"], "name": name},
+            "subjects": subject,
+        },
         {**docs["RoleBinding"], "metadata": {"name": name, "namespace": NAMESPACE}, "subjects": subject},
     ]
     plane.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
@@ -96,7 +103,11 @@ def requests_of(plane: ControlPlane, token: Token) -> list[Request]:
             continue
         ref = event.get("objectRef") or {}
         resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
-        found.append(Request(ref.get("apiGroup", ""), resource, event["verb"], event["responseStatus"]["code"], event["requestURI"]))  # fmt: skip
+        found.append(
+            Request(
+                ref.get("apiGroup", ""), resource, event["verb"], event["responseStatus"]["code"], event["requestURI"]
+            )
+        )
     return found
 
 

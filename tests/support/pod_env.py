@@ -31,20 +31,42 @@ class Placement:
 
 
 ENV_FIELD_PATHS = (
-    "metadata.name", "metadata.namespace", "metadata.uid", "spec.nodeName", "spec.serviceAccountName",
-    "status.podIP", "status.podIPs", "status.hostIP", "status.hostIPs",
-)  # fmt: skip
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.podIP",
+    "status.podIPs",
+    "status.hostIP",
+    "status.hostIPs",
+)
 VOLUME_FIELD_PATHS = ("metadata.name", "metadata.namespace", "metadata.uid", "metadata.labels", "metadata.annotations")
-RESOURCES = tuple(f"{kind}.{name}" for kind in ("limits", "requests") for name in ("cpu", "memory", "ephemeral-storage"))
+RESOURCES = tuple(
+    f"{kind}.{name}" for kind in ("limits", "requests") for name in ("cpu", "memory", "ephemeral-storage")
+)
 
 _KEYED_FIELD = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]")
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 _QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?")
 _SUFFIXES = {
-    None: Fraction(1), "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
-    "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12), "P": Fraction(10**15), "E": Fraction(10**18),
-    "Ki": Fraction(2**10), "Mi": Fraction(2**20), "Gi": Fraction(2**30), "Ti": Fraction(2**40), "Pi": Fraction(2**50), "Ei": Fraction(2**60),
-}  # fmt: skip
+    None: Fraction(1),
+    "n": Fraction(1, 10**9),
+    "u": Fraction(1, 10**6),
+    "m": Fraction(1, 1000),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "P": Fraction(10**15),
+    "E": Fraction(10**18),
+    "Ki": Fraction(2**10),
+    "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30),
+    "Ti": Fraction(2**40),
+    "Pi": Fraction(2**50),
+    "Ei": Fraction(2**60),
+}
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:
@@ -61,17 +83,26 @@ def service_env(host: str, port: int) -> dict[str, str]:
     """The `kubernetes` Service's variables, which the kubelet gives every container."""
     url = f"tcp://{host}:{port}"
     return {
-        "KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": str(port), "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
-        "KUBERNETES_PORT": url, f"KUBERNETES_PORT_{port}_TCP": url, f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp",
-        f"KUBERNETES_PORT_{port}_TCP_PORT": str(port), f"KUBERNETES_PORT_{port}_TCP_ADDR": host,
-    }  # fmt: skip
+        "KUBERNETES_SERVICE_HOST": host,
+        "KUBERNETES_SERVICE_PORT": str(port),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
+        "KUBERNETES_PORT": url,
+        f"KUBERNETES_PORT_{port}_TCP": url,
+        f"KUBERNETES_PORT_{port}_TCP_PROTO": "tcp",
+        f"KUBERNETES_PORT_{port}_TCP_PORT": str(port),
+        f"KUBERNETES_PORT_{port}_TCP_ADDR": host,
+    }
 
 
-def container_env(pod: Mapping[str, Any], container: Mapping[str, Any], objects: PodObjects, placement: Placement) -> dict[str, str]:  # fmt: skip
+def container_env(
+    pod: Mapping[str, Any], container: Mapping[str, Any], objects: PodObjects, placement: Placement
+) -> dict[str, str]:
     """MissingReference when a required ConfigMap, Secret or key is not there."""
     env = service_env(placement.api_host, placement.api_port)
     for source in container.get("envFrom") or []:
-        kind, ref = ("configmap", source["configMapRef"]) if "configMapRef" in source else ("secret", source["secretRef"])
+        kind, ref = (
+            ("configmap", source["configMapRef"]) if "configMapRef" in source else ("secret", source["secretRef"])
+        )
         data = objects.data(kind, ref["name"], optional=ref.get("optional", False), reason="CreateContainerConfigError")
         env |= {source.get("prefix", "") + key: value.decode(errors="replace") for key, value in data.items()}
     for variable in container.get("env") or []:
@@ -105,7 +136,9 @@ def field_value(pod: Mapping[str, Any], path: str, placement: Placement) -> str:
     return values[path]
 
 
-def resource_value(pod: Mapping[str, Any], container_name: str, resource: str, divisor: str | int, placement: Placement) -> str:  # fmt: skip
+def resource_value(
+    pod: Mapping[str, Any], container_name: str, resource: str, divisor: str | int, placement: Placement
+) -> str:
     """A resourceFieldRef's value: the limit (else the node's allocatable) or the request (else 0),
     in units of the divisor, rounded up, as the kubelet reports it."""
     container = next((c for c in pod["spec"]["containers"] if c["name"] == container_name), None)
@@ -127,7 +160,14 @@ def quantity(text: str | int | float) -> Fraction:
     return number * Fraction(10) ** int(match[2]) if match[2] else number * _SUFFIXES[match[3]]
 
 
-def _value(variable: Mapping[str, Any], env: Mapping[str, str], pod: Mapping[str, Any], container: Mapping[str, Any], objects: PodObjects, placement: Placement) -> str | None:  # fmt: skip
+def _value(
+    variable: Mapping[str, Any],
+    env: Mapping[str, str],
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    objects: PodObjects,
+    placement: Placement,
+) -> str | None:
     """The variable's value; None to leave it out (an optional reference that is missing)."""
     source = variable.get("valueFrom")
     if source is None:
@@ -136,8 +176,12 @@ def _value(variable: Mapping[str, Any], env: Mapping[str, str], pod: Mapping[str
         return field_value(pod, source["fieldRef"]["fieldPath"], placement)
     if "resourceFieldRef" in source:
         ref = source["resourceFieldRef"]
-        return resource_value(pod, ref.get("containerName") or container["name"], ref["resource"], ref.get("divisor", "1"), placement)
-    kind, ref = ("configmap", source["configMapKeyRef"]) if "configMapKeyRef" in source else ("secret", source["secretKeyRef"])
+        return resource_value(
+            pod, ref.get("containerName") or container["name"], ref["resource"], ref.get("divisor", "1"), placement
+        )
+    kind, ref = (
+        ("configmap", source["configMapKeyRef"]) if "configMapKeyRef" in source else ("secret", source["secretKeyRef"])
+    )
     optional = ref.get("optional", False)
     data = objects.data(kind, ref["name"], optional=optional, reason="CreateContainerConfigError")
     if ref["key"] in data:

@@ -71,12 +71,33 @@ class Launch:
 # Pod fields this module reads, or that change nothing for a local process; a pod with any other
 # field set (initContainers, hostNetwork, runtimeClassName, readinessGates...) is refused.
 _ACCEPTED_POD_FIELDS = {
-    "containers", "volumes", "restartPolicy", "terminationGracePeriodSeconds", "nodeName", "nodeSelector",
-    "tolerations", "affinity", "topologySpreadConstraints", "schedulerName", "priority", "priorityClassName",
-    "preemptionPolicy", "dnsPolicy", "dnsConfig", "enableServiceLinks", "securityContext", "serviceAccount",
-    "serviceAccountName", "automountServiceAccountToken", "imagePullSecrets", "hostname", "subdomain",
-    "setHostnameAsFQDN", "os", "hostUsers",
-}  # fmt: skip
+    "containers",
+    "volumes",
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "nodeName",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "topologySpreadConstraints",
+    "schedulerName",
+    "priority",
+    "priorityClassName",
+    "preemptionPolicy",
+    "dnsPolicy",
+    "dnsConfig",
+    "enableServiceLinks",
+    "securityContext",
+    "serviceAccount",
+    "serviceAccountName",
+    "automountServiceAccountToken",
+    "imagePullSecrets",
+    "hostname",
+    "subdomain",
+    "setHostnameAsFQDN",
+    "os",
+    "hostUsers",
+}
 _REFUSED_CONTAINER_FIELDS = ("lifecycle", "volumeDevices")
 _ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
 
@@ -84,7 +105,9 @@ _ENV_SOURCES = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef
 def check_supported(pod: Mapping[str, Any], executables: Mapping[str, str]) -> None:
     """UnsupportedPod, naming the first thing this node cannot do for the pod."""
     spec = pod["spec"]
-    unknown = sorted(key for key, value in spec.items() if value not in (None, False, "", [], {}) and key not in _ACCEPTED_POD_FIELDS)
+    unknown = sorted(
+        key for key, value in spec.items() if value not in (None, False, "", [], {}) and key not in _ACCEPTED_POD_FIELDS
+    )
     if unknown:
         raise UnsupportedPod(f"the local node does not run pods with {', '.join(unknown)}")
     if len(spec["containers"]) != 1:
@@ -96,7 +119,10 @@ def check_supported(pod: Mapping[str, Any], executables: Mapping[str, str]) -> N
     command = container.get("command") or []
     if not command or command[0] not in executables:
         allowed = ", ".join(f"`{name}`" for name in executables)
-        raise UnsupportedPod(f"the local node runs only commands starting with {allowed} (as local processes), not {command or 'the image entrypoint'}")  # fmt: skip
+        raise UnsupportedPod(
+            f"the local node runs only commands starting with {allowed} (as local processes), not "
+            f"{command or 'the image entrypoint'}"
+        )
     for volume in spec.get("volumes") or []:
         _check_volume(volume)
     for variable in container.get("env") or []:
@@ -109,7 +135,9 @@ def check_supported(pod: Mapping[str, Any], executables: Mapping[str, str]) -> N
         _probe(container.get(kind), ports)
 
 
-def launch_of(pod: Mapping[str, Any], placement: Placement, objects: PodObjects, executables: Mapping[str, str]) -> Launch:
+def launch_of(
+    pod: Mapping[str, Any], placement: Placement, objects: PodObjects, executables: Mapping[str, str]
+) -> Launch:
     """The process to run; UnsupportedPod, or MissingReference while a ConfigMap, Secret or key
     it needs is not there."""
     check_supported(pod, executables)
@@ -134,14 +162,19 @@ def launch_of(pod: Mapping[str, Any], placement: Placement, objects: PodObjects,
 def _check_volume(volume: Mapping[str, Any]) -> None:
     kind = volume_type(volume)
     if kind not in VOLUME_TYPES:
-        raise UnsupportedPod(f"volume {volume['name']}: the local node supports {', '.join(VOLUME_TYPES)} volumes, not {kind}")
+        raise UnsupportedPod(
+            f"volume {volume['name']}: the local node supports {', '.join(VOLUME_TYPES)} volumes, not {kind}"
+        )
     sources = [volume[kind] or {}]
     if kind == "projected":
         sources = []
         for projection in volume[kind].get("sources") or []:
             source_kind = next(iter(projection), "")
             if source_kind not in PROJECTED_SOURCES:
-                raise UnsupportedPod(f"volume {volume['name']}: the local node supports projected {', '.join(PROJECTED_SOURCES)}, not {source_kind}")  # fmt: skip
+                raise UnsupportedPod(
+                    f"volume {volume['name']}: the local node supports projected "
+                    f"{', '.join(PROJECTED_SOURCES)}, not {source_kind}"
+                )
             sources.append(projection[source_kind])
     for source in sources:
         for item in source.get("items") or []:
@@ -150,7 +183,10 @@ def _check_volume(volume: Mapping[str, Any]) -> None:
                 raise UnsupportedPod(f"volume {volume['name']}: the local node does not support fieldRef {path}")
             resource = (item.get("resourceFieldRef") or {}).get("resource")
             if resource is not None and resource not in RESOURCES:
-                raise UnsupportedPod(f"volume {volume['name']}: the local node supports resourceFieldRef of {', '.join(RESOURCES)}, not {resource}")  # fmt: skip
+                raise UnsupportedPod(
+                    f"volume {volume['name']}: the local node supports resourceFieldRef of "
+                    f"{', '.join(RESOURCES)}, not {resource}"
+                )
 
 
 def _check_env_source(name: str, source: Mapping[str, Any] | None) -> None:
@@ -158,11 +194,16 @@ def _check_env_source(name: str, source: Mapping[str, Any] | None) -> None:
         return
     kind = next((key for key in _ENV_SOURCES if key in source), None)
     if kind is None:
-        raise UnsupportedPod(f"env {name}: the local node supports valueFrom {', '.join(_ENV_SOURCES)}, not {sorted(source)}")
+        raise UnsupportedPod(
+            f"env {name}: the local node supports valueFrom {', '.join(_ENV_SOURCES)}, not {sorted(source)}"
+        )
     if kind == "fieldRef" and not supports_field(source[kind]["fieldPath"], volume=False):
         raise UnsupportedPod(f"env {name}: the local node does not support fieldRef {source[kind]['fieldPath']}")
     if kind == "resourceFieldRef" and source[kind]["resource"] not in RESOURCES:
-        raise UnsupportedPod(f"env {name}: the local node supports resourceFieldRef of {', '.join(RESOURCES)}, not {source[kind]['resource']}")  # fmt: skip
+        raise UnsupportedPod(
+            f"env {name}: the local node supports resourceFieldRef of {', '.join(RESOURCES)}, not "
+            f"{source[kind]['resource']}"
+        )
 
 
 def _mount(mount: Mapping[str, Any], spec: Mapping[str, Any], env: Mapping[str, str]) -> Mount:

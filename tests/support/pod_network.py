@@ -176,7 +176,10 @@ class PodNetwork:
         else:
             self._lock = _try_lock(self.names.lock_file)
         if self._lock is None:
-            raise NetworkError(f"another local node runs on pod CIDR {self._pool.network} ({self.names.lock_file} is locked): give this one another --pod-cidr")  # fmt: skip
+            raise NetworkError(
+                f"another local node runs on pod CIDR {self._pool.network} ({self.names.lock_file} is locked): "
+                "give this one another --pod-cidr"
+            )
         await self._remove_leftovers()
         bridge = self.names.bridge
         await _ip("link", "add", bridge, "type", "bridge")
@@ -253,7 +256,9 @@ async def _remove_netns(name: str) -> None:
 async def _ip(*args: str, quiet: bool = False) -> str:
     """Run `ip ARGS`; its stdout. NetworkError when it fails (logged unless quiet: the caller
     expects that it may)."""
-    process = await asyncio.create_subprocess_exec(IP, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        IP, *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     stdout, stderr = await process.communicate()
     if process.returncode != 0:
         message = f"ip {' '.join(args)}: {stderr.decode().strip()}"

@@ -32,7 +32,17 @@ Report = Callable[[dict[str, Any]], Awaitable[None]]
 class PodRunner:
     """`argv` runs the launch's command in the pod's sandbox; `probes` reaches the pod's address."""
 
-    def __init__(self, launch: Launch, argv: Sequence[str], state: PodState, *, log_path: Path, base_env: Mapping[str, str], probes: aiohttp.ClientSession, report: Report):  # fmt: skip
+    def __init__(
+        self,
+        launch: Launch,
+        argv: Sequence[str],
+        state: PodState,
+        *,
+        log_path: Path,
+        base_env: Mapping[str, str],
+        probes: aiohttp.ClientSession,
+        report: Report,
+    ):
         self._launch = launch
         self._argv = argv
         self._state = state
@@ -60,7 +70,12 @@ class PodRunner:
         while True:
             started_at = now()
             code = await self._run_once(started_at)
-            terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": started_at, "finishedAt": now()}
+            terminated = {
+                "exitCode": code,
+                "reason": "Completed" if code == 0 else "Error",
+                "startedAt": started_at,
+                "finishedAt": now(),
+            }
             self._set_ready(False)
             policy = self._launch.restart_policy
             if policy == "Never" or (policy == "OnFailure" and code == 0):
@@ -70,7 +85,9 @@ class PodRunner:
                 return
             delay = next(backoff, RESTART_BACKOFF_S[-1])
             self._state.last_state = {"terminated": terminated}
-            self._state.state = {"waiting": {"reason": "CrashLoopBackOff", "message": f"back-off {delay:g}s restarting failed container"}}
+            self._state.state = {
+                "waiting": {"reason": "CrashLoopBackOff", "message": f"back-off {delay:g}s restarting failed container"}
+            }
             await self._report()
             await asyncio.sleep(delay)
             self._state.restart_count += 1
@@ -78,14 +95,16 @@ class PodRunner:
     async def _run_once(self, started_at: str) -> int:
         """Start the process, probe it while it runs; its exit code."""
         with open(self._log_path, "ab") as log_file:  # the child keeps its own descriptor
-            spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
-                *self._argv,
-                env={**self._base_env, **self._launch.env},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group: signals reach its children too
-            ))  # fmt: skip
+            spawn = asyncio.ensure_future(
+                asyncio.create_subprocess_exec(
+                    *self._argv,
+                    env={**self._base_env, **self._launch.env},
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,  # its own process group: signals reach its children too
+                )
+            )
             try:
                 self._process = await asyncio.shield(spawn)
             except asyncio.CancelledError:  # stopped while spawning: keep hold of it, for stop()
@@ -206,4 +225,3 @@ def _signal_group(pid: int, signum: int) -> None:
     main process is gone, as a runtime tearing down the container's cgroup would."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)
-

@@ -33,8 +33,16 @@ from tests.support.pod_network import IP
 
 MOUNT = shutil.which("mount") or "/bin/mount"
 BASH = shutil.which("bash") or "/bin/bash"
-API_SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")
-RESOLV_CONF = "# The local node has no cluster DNS: names resolve through /etc/hosts only.\nnameserver 127.0.0.1\noptions attempts:1 timeout:1\n"  # fmt: skip
+API_SERVICE_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+RESOLV_CONF = (
+    "# The local node has no cluster DNS: names resolve through /etc/hosts only.\n"
+    "nameserver 127.0.0.1\noptions attempts:1 timeout:1\n"
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +56,18 @@ class BindMount:
 def bind_mounts(mounts: Sequence[Mount], volumes_dir: Path, etc_dir: Path) -> list[BindMount]:
     """The pod's mounts, parents before their children (a volume at /a, another at /a/b), then
     its /etc files."""
-    binds = [BindMount(volumes_dir / mount.volume / mount.sub_path if mount.sub_path else volumes_dir / mount.volume, mount.path, mount.read_only) for mount in mounts]  # fmt: skip
+    binds = [
+        BindMount(
+            volumes_dir / mount.volume / mount.sub_path if mount.sub_path else volumes_dir / mount.volume,
+            mount.path,
+            mount.read_only,
+        )
+        for mount in mounts
+    ]
     binds.sort(key=lambda bind: len(Path(bind.target).parts))
-    return binds + [BindMount(etc_dir / name, f"/etc/{name}", read_only=False, file=True) for name in ("hosts", "resolv.conf")]
+    return binds + [
+        BindMount(etc_dir / name, f"/etc/{name}", read_only=False, file=True) for name in ("hosts", "resolv.conf")
+    ]
 
 
 def kept_in_view(mounts: Sequence[BindMount], software: Sequence[Path]) -> list[BindMount]:
@@ -58,7 +75,11 @@ def kept_in_view(mounts: Sequence[BindMount], software: Sequence[Path]) -> list[
     cache) that one of the pod's mounts would hide, bound back at their own paths after the pod's
     mounts: they are what an image would hold, and an emptyDir at /tmp must not take away a
     checkout that lives under /tmp (as CI's fresh clone may)."""
-    return [BindMount(folder, str(folder), read_only=False) for folder in software if any(folder.is_relative_to(bind.target) for bind in mounts)]  # fmt: skip
+    return [
+        BindMount(folder, str(folder), read_only=False)
+        for folder in software
+        if any(folder.is_relative_to(bind.target) for bind in mounts)
+    ]
 
 
 def sandbox_argv(netns: str, mounts: Sequence[BindMount], working_dir: str, argv: Sequence[str]) -> list[str]:
@@ -66,11 +87,16 @@ def sandbox_argv(netns: str, mounts: Sequence[BindMount], working_dir: str, argv
     fds = [f"m{index}" for index in range(len(mounts))]  # bash picks the numbers
     script = ["set -e"]
     if mounts:
-        script.append("exec " + " ".join(f"{{{fd}}}<{shlex.quote(str(bind.source))}" for fd, bind in zip(fds, mounts)))
-    for fd, bind in zip(fds, mounts):
+        script.append(
+            "exec "
+            + " ".join(f"{{{fd}}}<{shlex.quote(str(bind.source))}" for fd, bind in zip(fds, mounts, strict=True))
+        )
+    for fd, bind in zip(fds, mounts, strict=True):
         target = shlex.quote(bind.target)
         if bind.file:
-            script.append(f"[ -e {target} ] || {{ mkdir -p -- {shlex.quote(str(Path(bind.target).parent))}; : > {target}; }}")
+            script.append(
+                f"[ -e {target} ] || {{ mkdir -p -- {shlex.quote(str(Path(bind.target).parent))}; : > {target}; }}"
+            )
         else:
             script.append(f"mkdir -p -- {target}")
         # -c: mount the descriptor's file itself, not the path it was opened by

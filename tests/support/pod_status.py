@@ -37,7 +37,14 @@ def scheduled_condition(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def pod_status(state: PodState) -> dict[str, Any]:
     ready = "True" if state.ready else "False"
     since = state.ready_since or state.start_time
-    not_ready = {} if state.ready else {"reason": "PodCompleted" if state.phase in ("Succeeded", "Failed") else "ContainersNotReady", "message": f"containers with unready status: [{state.container}]"}  # fmt: skip
+    not_ready = (
+        {}
+        if state.ready
+        else {
+            "reason": "PodCompleted" if state.phase in ("Succeeded", "Failed") else "ContainersNotReady",
+            "message": f"containers with unready status: [{state.container}]",
+        }
+    )
     conditions = [
         {"type": "PodReadyToStartContainers", "status": "True", "lastTransitionTime": state.start_time},
         {"type": "Initialized", "status": "True", "lastTransitionTime": state.start_time},
@@ -54,18 +61,20 @@ def pod_status(state: PodState) -> dict[str, Any]:
         "podIPs": [{"ip": state.pod_ip}],
         "startTime": state.start_time,
         "conditions": conditions,
-        "containerStatuses": [{
-            "name": state.container,
-            "image": state.image,
-            "imageID": "",
-            "ready": state.ready,
-            "started": state.started,
-            "restartCount": state.restart_count,
-            **({"containerID": state.container_id} if state.container_id else {}),
-            "state": state.state,
-            "lastState": state.last_state,
-        }],
-    }  # fmt: skip
+        "containerStatuses": [
+            {
+                "name": state.container,
+                "image": state.image,
+                "imageID": "",
+                "ready": state.ready,
+                "started": state.started,
+                "restartCount": state.restart_count,
+                **({"containerID": state.container_id} if state.container_id else {}),
+                "state": state.state,
+                "lastState": state.last_state,
+            }
+        ],
+    }
 
 
 def refused_status(message: str) -> dict[str, Any]:

@@ -37,7 +37,9 @@ def volume_type(volume: Mapping[str, Any]) -> str:
     return next((key for key in volume if key != "name"), "")
 
 
-def volume_files(pod: Mapping[str, Any], volume: Mapping[str, Any], objects: PodObjects, placement: Placement) -> dict[str, VolumeFile]:  # fmt: skip
+def volume_files(
+    pod: Mapping[str, Any], volume: Mapping[str, Any], objects: PodObjects, placement: Placement
+) -> dict[str, VolumeFile]:
     """What the volume holds, by path inside it ({} for an emptyDir); MissingReference when a
     required ConfigMap, Secret, key or token is not there."""
     kind = volume_type(volume)
@@ -69,7 +71,9 @@ def write_volume(directory: Path, files: Mapping[str, VolumeFile]) -> None:
         os.chmod(path, file.mode)
 
 
-def _projected_files(pod: Mapping[str, Any], projection: Mapping[str, Any], objects: PodObjects, placement: Placement, mode: int) -> dict[str, VolumeFile]:  # fmt: skip
+def _projected_files(
+    pod: Mapping[str, Any], projection: Mapping[str, Any], objects: PodObjects, placement: Placement, mode: int
+) -> dict[str, VolumeFile]:
     if "configMap" in projection:
         return _keyed_files("configmap", projection["configMap"]["name"], projection["configMap"], objects, mode)
     if "secret" in projection:
@@ -80,7 +84,9 @@ def _projected_files(pod: Mapping[str, Any], projection: Mapping[str, Any], obje
     return {token["path"]: VolumeFile(objects.token(token_spec(token)).encode(), mode)}
 
 
-def _keyed_files(kind: str, name: str, source: Mapping[str, Any], objects: PodObjects, mode: int) -> dict[str, VolumeFile]:
+def _keyed_files(
+    kind: str, name: str, source: Mapping[str, Any], objects: PodObjects, mode: int
+) -> dict[str, VolumeFile]:
     optional = source.get("optional", False)
     data = objects.data(kind, name, optional=optional, reason="ContainerCreating")
     items = source.get("items")
@@ -95,7 +101,9 @@ def _keyed_files(kind: str, name: str, source: Mapping[str, Any], objects: PodOb
     return files
 
 
-def _downward_files(pod: Mapping[str, Any], source: Mapping[str, Any], placement: Placement, mode: int) -> dict[str, VolumeFile]:  # fmt: skip
+def _downward_files(
+    pod: Mapping[str, Any], source: Mapping[str, Any], placement: Placement, mode: int
+) -> dict[str, VolumeFile]:
     files = {}
     for item in source.get("items") or []:
         if "fieldRef" in item:

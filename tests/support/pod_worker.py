@@ -25,7 +25,15 @@ from tests.support.node_heartbeat import now
 from tests.support.pod_env import Placement
 from tests.support.pod_launch import Launch, UnsupportedPod, check_supported, launch_of
 from tests.support.pod_network import PodNetwork, PodSandbox
-from tests.support.pod_references import MissingReference, PodObjects, References, TokenSpec, config_map_data, references, secret_data  # fmt: skip
+from tests.support.pod_references import (
+    MissingReference,
+    PodObjects,
+    References,
+    TokenSpec,
+    config_map_data,
+    references,
+    secret_data,
+)
 from tests.support.pod_runner import PodRunner
 from tests.support.pod_sandbox import bind_mounts, etc_files, kept_in_view, prepare_sources, sandbox_argv, write_etc
 from tests.support.pod_status import PodState, pod_status, refused_status, scheduled_condition
@@ -91,7 +99,9 @@ class PodWorker:
 
     async def _admit(self) -> None:
         pod = self._pod
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or pod["metadata"].get("deletionTimestamp"):
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") or pod["metadata"].get(
+            "deletionTimestamp"
+        ):
             return  # done (or refused) before this node started, or being deleted: nothing to run
         try:
             check_supported(pod, self._node.executables)
@@ -103,7 +113,9 @@ class PodWorker:
             await self._start(pod)
         except Exception as error:  # reported, so that a test sees why rather than a pod Pending
             log.exception("pod %s: the local node failed to start it", self._name)
-            await self._report({"phase": "Failed", "reason": "LocalNodeError", "message": f"{type(error).__name__}: {error}"})
+            await self._report(
+                {"phase": "Failed", "reason": "LocalNodeError", "message": f"{type(error).__name__}: {error}"}
+            )
 
     async def _start(self, pod: Mapping[str, Any]) -> None:
         node = self._node
@@ -111,10 +123,21 @@ class PodWorker:
         await node.network.create(sandbox)
         container = pod["spec"]["containers"][0]
         state = PodState(
-            pod_ip=sandbox.address, host_ip=node.network.gateway, start_time=now(), container=container["name"],
-            image=container.get("image", ""), scheduled=scheduled_condition(pod),
-        )  # fmt: skip
-        placement = Placement(node.node_name, node.network.gateway, sandbox.address, node.network.gateway, node.api_service_port, node.allocatable)  # fmt: skip
+            pod_ip=sandbox.address,
+            host_ip=node.network.gateway,
+            start_time=now(),
+            container=container["name"],
+            image=container.get("image", ""),
+            scheduled=scheduled_condition(pod),
+        )
+        placement = Placement(
+            node.node_name,
+            node.network.gateway,
+            sandbox.address,
+            node.network.gateway,
+            node.api_service_port,
+            node.allocatable,
+        )
         launch = await self._prepare(pod, placement, state)
         mounts = prepare_sources(bind_mounts(launch.mounts, self._folder / "volumes", self._folder / "etc"))
         mounts += kept_in_view(mounts, node.software)
@@ -138,7 +161,10 @@ class PodWorker:
             objects = await self._fetch(references(pod))
             try:
                 launch = launch_of(pod, placement, objects, self._node.executables)
-                volumes = {volume["name"]: volume_files(pod, volume, objects, placement) for volume in pod["spec"].get("volumes") or []}  # fmt: skip
+                volumes = {
+                    volume["name"]: volume_files(pod, volume, objects, placement)
+                    for volume in pod["spec"].get("volumes") or []
+                }
                 break
             except MissingReference as missing:  # the kubelet's FailedMount / CreateContainerConfigError
                 state.state = {"waiting": {"reason": missing.reason, "message": str(missing)}}
@@ -148,9 +174,12 @@ class PodWorker:
             write_volume(self._folder / "volumes" / name, files)
         metadata, spec = pod["metadata"], pod["spec"]
         hosts = etc_files(
-            hostname=spec.get("hostname") or metadata["name"], pod_ip=placement.pod_ip, namespace=metadata["namespace"],
-            api_host=placement.api_host, subdomain=spec.get("subdomain", ""),
-        )  # fmt: skip
+            hostname=spec.get("hostname") or metadata["name"],
+            pod_ip=placement.pod_ip,
+            namespace=metadata["namespace"],
+            api_host=placement.api_host,
+            subdomain=spec.get("subdomain", ""),
+        )
         write_etc(self._folder / "etc", hosts)
         return launch
 

@@ -8,7 +8,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def eventually(read: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = 10, what: str = "the condition") -> T:
+async def eventually(
+    read: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = 10, what: str = "the condition"
+) -> T:
     """Read until the value is accepted; the accepted value. AssertionError (with the last value)
     after `timeout` seconds."""
     deadline = time.monotonic() + timeout

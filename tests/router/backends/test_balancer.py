@@ -33,6 +33,6 @@ def test_affinity_gives_way_to_load_past_the_cap():
     rng = random.Random(0)
     idle = [Load("a", 0), Load("b", 0)]
     preferred = pick(idle, rng, affinity_key="k")
-    loaded = [Load(l.key, 10 if i == preferred else 0) for i, l in enumerate(idle)]
+    loaded = [Load(load.key, 10 if i == preferred else 0) for i, load in enumerate(idle)]
     assert pick(loaded, rng, affinity_key="k", max_load_factor=1.5) != preferred
     assert pick(loaded, rng, affinity_key="k", max_load_factor=100) == preferred

@@ -8,7 +8,11 @@ from shoal.router.backends.kubernetes import InMemoryEndpointSliceWatch, Kuberne
 
 def endpoint_slice(name: str, revision: str, addresses: dict[str, bool], pool: str = "chat") -> dict:
     return {
-        "metadata": {"name": name, "namespace": "ml", "labels": {"shoal.dev/pool": pool, "shoal.dev/revision": revision}},
+        "metadata": {
+            "name": name,
+            "namespace": "ml",
+            "labels": {"shoal.dev/pool": pool, "shoal.dev/revision": revision},
+        },
         "addressType": "IPv4",
         "ports": [{"name": "grpc", "port": 50051}, {"name": "metrics", "port": 8001}],
         "endpoints": [{"addresses": [a], "conditions": {"ready": ready}} for a, ready in addresses.items()],

@@ -40,7 +40,9 @@ async def generate(target: str, message: rpb.InferenceRequest, metadata=KEY):
 
 
 def test_streams_text_then_finish_and_usage(router):
-    responses, metadata, _ = asyncio.run(generate(router.grpc_target, request(qos_class=rpb.QOS_CLASS_BATCH, session_id="s1")))
+    responses, metadata, _ = asyncio.run(
+        generate(router.grpc_target, request(qos_class=rpb.QOS_CLASS_BATCH, session_id="s1"))
+    )
     assert "".join(r.text for r in responses) == "hihihi"
     assert responses[-1].finish_reason == pb.FINISH_REASON_LENGTH and responses[-1].usage.completion_tokens == 3
     assert len({r.id for r in responses}) == 1 and responses[0].model == "fake-model"

@@ -11,17 +11,46 @@ def chat(**params) -> dict:
 
 
 def test_chat_parameters_map_to_sampling():
-    parsed = parse_chat(chat(
-        temperature=0.5, top_p=0.9, max_completion_tokens=20, max_tokens=99, stop="END", seed=7, presence_penalty=0.5,
-        frequency_penalty=-0.5, logprobs=True, top_logprobs=3, top_k=40, min_p=0.05, repetition_penalty=1.1,
-        ignore_eos=True, stop_token_ids=[2], stream=True, stream_options={"include_usage": True}, user="u1",
-        service_tier="flex", logit_bias={}, tools=[], response_format={"type": "text"}, metadata={"a": "b"},
-    ))  # fmt: skip
+    parsed = parse_chat(
+        chat(
+            temperature=0.5,
+            top_p=0.9,
+            max_completion_tokens=20,
+            max_tokens=99,
+            stop="END",
+            seed=7,
+            presence_penalty=0.5,
+            frequency_penalty=-0.5,
+            logprobs=True,
+            top_logprobs=3,
+            top_k=40,
+            min_p=0.05,
+            repetition_penalty=1.1,
+            ignore_eos=True,
+            stop_token_ids=[2],
+            stream=True,
+            stream_options={"include_usage": True},
+            user="u1",
+            service_tier="flex",
+            logit_bias={},
+            tools=[],
+            response_format={"type": "text"},
+            metadata={"a": "b"},
+        )
+    )
     s = parsed.sampling
     assert (s.temperature, s.top_p, s.max_tokens, list(s.stop), s.seed) == (0.5, pytest.approx(0.9), 20, ["END"], 7)
     assert (s.presence_penalty, s.frequency_penalty, s.logprobs, s.top_k, s.ignore_eos) == (0.5, -0.5, 3, 40, True)
-    assert list(s.stop_token_ids) == [2] and s.min_p == pytest.approx(0.05) and s.repetition_penalty == pytest.approx(1.1)
-    assert parsed.stream and parsed.include_usage and parsed.logprobs and parsed.user == "u1" and parsed.service_tier == "flex"
+    assert (
+        list(s.stop_token_ids) == [2] and s.min_p == pytest.approx(0.05) and s.repetition_penalty == pytest.approx(1.1)
+    )
+    assert (
+        parsed.stream
+        and parsed.include_usage
+        and parsed.logprobs
+        and parsed.user == "u1"
+        and parsed.service_tier == "flex"
+    )
 
 
 def test_unset_parameters_stay_unset_for_the_runtime_defaults():
@@ -30,11 +59,20 @@ def test_unset_parameters_stay_unset_for_the_runtime_defaults():
 
 
 def test_messages_content_parts_and_roles():
-    parsed = parse_chat({"model": "m", "messages": [
-        {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "you."}], "name": "ann"},
-        {"role": "assistant", "content": "Hi."},
-    ]})  # fmt: skip
+    parsed = parse_chat(
+        {
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "Hello, "}, {"type": "text", "text": "you."}],
+                    "name": "ann",
+                },
+                {"role": "assistant", "content": "Hi."},
+            ],
+        }
+    )
     assert parsed.prompt.messages == (("system", "Be brief."), ("user", "Hello, you."), ("assistant", "Hi."))
 
 
@@ -58,8 +96,16 @@ def test_completion_prompts():
         (chat(messages=["hi"]), "messages[0]", "expected an object"),
         (chat(messages=[{"role": "wizard", "content": "x"}]), "messages[0].role", "expected one of"),
         (chat(messages=[{"role": "user"}]), "messages[0].content", "Missing required parameter"),
-        (chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]), "messages[0].content[0]", "Only text"),
-        (chat(messages=[{"role": "user", "content": "x", "tool_calls": [{"id": 1}]}]), "messages[0].tool_calls", "not supported"),
+        (
+            chat(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]),
+            "messages[0].content[0]",
+            "Only text",
+        ),
+        (
+            chat(messages=[{"role": "user", "content": "x", "tool_calls": [{"id": 1}]}]),
+            "messages[0].tool_calls",
+            "not supported",
+        ),
         (chat(temperature="hot"), "temperature", "expected a number, but got a string"),
         (chat(temperature=2.5), "temperature", "greater than the maximum of 2"),
         (chat(temperature=True), "temperature", "expected a number, but got a boolean"),

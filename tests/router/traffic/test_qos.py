@@ -3,7 +3,9 @@
 from shoal.route_contract import QosConfig
 from shoal.router.traffic.qos import BATCH, REALTIME, BatchShare, Decision, QosPolicy
 
-CONFIG = QosConfig(realtime_queue=2, batch_queue=3, batch_share_min=0.25, batch_share_max=0.5, realtime_ttft_target_s=1.0)
+CONFIG = QosConfig(
+    realtime_queue=2, batch_queue=3, batch_share_min=0.25, batch_share_max=0.5, realtime_ttft_target_s=1.0
+)
 
 
 def policy(capacity: int = 8) -> QosPolicy:

@@ -25,7 +25,9 @@ def test_latency_ratio_waits_for_min_samples_on_both_sides():
     record(m, "canary", 1, e2e=1.0)
     (breach,) = check(m, rule)
     assert breach.rule == "latency_ratio:e2e_p99"
-    assert breach.observed["canary_s"] == 1.0 and breach.observed["stable_s"] == 0.1 and breach.observed["ratio"] == 10.0
+    assert (
+        breach.observed["canary_s"] == 1.0 and breach.observed["stable_s"] == 0.1 and breach.observed["ratio"] == 10.0
+    )
     assert "1.3 x stable" in breach.threshold
 
 

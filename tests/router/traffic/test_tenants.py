@@ -104,8 +104,12 @@ def test_the_same_limits_again_change_nothing():
 
 
 def test_the_tighter_of_two_limits_per_kind():
-    wide = LimitStatus(limit_requests=10, remaining_requests=9, limit_tokens=1000, remaining_tokens=10, reset_tokens_s=5.0)
-    pool = LimitStatus(limit_requests=1, remaining_requests=0, limit_tokens=None, remaining_tokens=None, reset_tokens_s=None)
+    wide = LimitStatus(
+        limit_requests=10, remaining_requests=9, limit_tokens=1000, remaining_tokens=10, reset_tokens_s=5.0
+    )
+    pool = LimitStatus(
+        limit_requests=1, remaining_requests=0, limit_tokens=None, remaining_tokens=None, reset_tokens_s=None
+    )
     combined = tighter(wide, pool)
     assert (combined.limit_requests, combined.remaining_requests) == (1, 0)
     assert (combined.limit_tokens, combined.remaining_tokens, combined.reset_tokens_s) == (1000, 10, 5.0)

@@ -58,6 +58,12 @@ def test_measurements_keep_longer_once_a_pool_looks_further_back():
     m.retain(30)  # never shorter
     m.retain(600)
     stats = m.stats("p", "v1", 600, now=500.0)
-    assert (stats.requests, stats.errors, stats.latencies["e2e"], stats.kv_free, stats.preemptions) == (1, 1, [0.1], [0.5], 2)
+    assert (stats.requests, stats.errors, stats.latencies["e2e"], stats.kv_free, stats.preemptions) == (
+        1,
+        1,
+        [0.1],
+        [0.5],
+        2,
+    )
     m.record_finish("p", "v2", "realtime", 0.0, error=False)  # windows made later keep as long
     assert m.stats("p", "v2", 600, now=500.0).requests == 1
