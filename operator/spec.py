@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from shoal.fields import FieldError, Fields
-from shoal.runtime.config import EngineConfig
+from shoal.runtime.config import GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 
 MODEL_SOURCES = ("embedded", "path", "random")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -48,7 +48,9 @@ class RuntimeSpec:
     image_pull_policy: str = "IfNotPresent"
     device: str = "cuda"
     max_num_seqs: int = EngineConfig.max_num_seqs
-    max_num_batched_tokens: int = EngineConfig.max_num_batched_tokens
+    # The runtime's GPU default, always passed: a pool's pods run on GPUs unless it says cpu (and
+    # the revision names of existing pools hash this value).
+    max_num_batched_tokens: int = GPU_MAX_NUM_BATCHED_TOKENS
     max_model_len: int | None = None
     # Of the GPU's memory, what the runtime may take for weights, activations and the KV cache
     # together (vLLM's --gpu-memory-utilization); the KV cache gets what the other two leave.

@@ -35,6 +35,7 @@ Changing weights or routes affects new requests only; requests in flight finish 
 
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable
 
@@ -182,10 +183,7 @@ def build_admin_app(
         return web.json_response({"pool": pool.name, "revision": revision, "reset": True, "weights": weights(pool)})
 
     async def get_measurements(request: web.Request) -> web.Response:
-        try:
-            window_s = float(request.query.get("window_s", "60"))
-        except ValueError:
-            raise _error(400, "window_s must be a number of seconds") from None
+        window_s = _window_s(request.query.get("window_s", "60"))
         now = clock()
         out = []
         for pool in pools.values():
@@ -228,8 +226,18 @@ _ERRORS = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 404: web.HTTPNotF
 async def _json_body(request: web.Request, shape: str):
     try:
         return json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or an integer of over 4300 digits
         raise _error(400, f"the body must be JSON: {shape}") from None
+
+
+def _window_s(value: str) -> float:
+    try:
+        window_s = float(value)
+    except ValueError:
+        window_s = math.nan
+    if not (math.isfinite(window_s) and window_s > 0):
+        raise _error(400, "window_s: must be a positive, finite number of seconds")
+    return window_s
 
 
 def _error(status: int, message: str) -> web.HTTPException:

@@ -1,15 +1,15 @@
 """The router assembled from its config: every part built once, wired, started and stopped here.
 
 Public HTTP (OpenAI API, /v1/realtime, /health, /ready, /metrics), the admin API on its own port,
-the public gRPC API, and three background tasks: the endpoint source (static file or Kubernetes),
-the scraper, and the control loop that evaluates rollback rules and the batch share.
+the public gRPC API, and four background tasks: the endpoint source (static file or Kubernetes),
+the health prober and the scraper of the runtimes, and the control loop that evaluates rollback
+rules and the batch share.
 
 The pools start as the config file's and change when the operator pushes routes (routes.py); the
 endpoint source and the pushed routes meet in the route table, which feeds the registry.
 
-/ready is 503 while draining or when no pool has a routable endpoint, with one exception: a router
-whose config file lists no pools (the operator pushes them all) is ready while it has none yet, so a
-fresh replica joins its Service and the operator, which pushes to every replica, finds it.
+/health is the liveness probe (the process answers); /ready the readiness probe (see `_ready`).
+Both HTTP ports close connections that sit without a request for `client_idle_timeout_s`.
 """
 
 import asyncio
@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from shoal.router.admin import build_admin_app
 from shoal.router.backends.endpoints import EndpointSource, StaticEndpointSource
+from shoal.router.backends.health import HealthProber
 from shoal.router.backends.registry import BackendRegistry
 from shoal.router.backends.route_table import RouteTable
 from shoal.router.config import RouterConfig
@@ -31,7 +32,7 @@ from shoal.router.dispatch import Dispatcher
 from shoal.router.grpc_api.service import InferenceService
 from shoal.router.identity import Authenticator
 from shoal.router.metrics import RouterMetrics
-from shoal.router.openai.errors import openai_errors
+from shoal.router.openai.errors import QuietAppRunner, openai_errors
 from shoal.router.openai.handlers import OpenAIHandlers
 from shoal.router.pools import PoolState
 from shoal.router.realtime.session import RealtimeSessions
@@ -65,6 +66,7 @@ class Router:
         self.realtime = RealtimeSessions(self.dispatcher, self.auth, config.realtime)
         self.source = source or StaticEndpointSource(config.pools)
         self.scraper = Scraper(self.backends, self.measurements, config.scrape_interval_s)
+        self.prober = HealthProber(self.backends, config.health_interval_s)
         self.backends.on_change.append(self._refresh_capacity)
         self.metrics.watch(self.pools, self.measurements, self.backends, lambda: len(self.realtime.open))
         self.draining = False
@@ -87,6 +89,7 @@ class Router:
 
     async def start(self) -> None:
         self._spawn(self.source.run(self.route_table.from_source), "endpoint-source")
+        self._spawn(self.prober.run(), "health-prober")
         self._spawn(self.scraper.run(), "scraper")
         self._spawn(self._control_loop(), "control-loop")
         await asyncio.sleep(0)  # a static source publishes at once
@@ -133,7 +136,11 @@ class Router:
         return sum(p.gate.in_flight(q) + p.gate.queued(q) for p in self.pools.values() for q in ("realtime", "batch"))
 
     async def _serve_http(self, app: web.Application, host: str, port: int, **runner_options) -> int:
-        runner = web.AppRunner(app, access_log=None, **runner_options)
+        # aiohttp's keep-alive timer runs from the moment a connection opens or a response ends, and
+        # closes the connection if no whole request has arrived by then: idle clients and slowloris.
+        runner = QuietAppRunner(
+            app, access_log=None, keepalive_timeout=self.config.client_idle_timeout_s, **runner_options
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -167,13 +174,31 @@ class Router:
         return web.Response(text="ok")
 
     async def _ready(self, request: web.Request) -> web.Response:
+        """The readiness probe: 200 while the router can serve something, so Kubernetes keeps it in
+        its Service only then. That is: not draining, and at least one pool has a ready backend in a
+        revision it sends traffic to (stable, or the canary while its weight is above 0), a ready
+        backend being a runtime whose last gRPC Health probe answered SERVING and whose /metrics has
+        not failed repeatedly (registry.py's Backend.ready); 503 otherwise. A router with no pools at
+        all is ready: there is nothing behind it to wait for, and `helm install --wait` of a fresh
+        release (no ModelPool yet) must not hang; it answers 404 for every model, as it should. The
+        operator reaches routers on their admin port whether Ready or not (operator/router_client.py),
+        so a new replica gets its routes within a reconcile pass."""
         if self.draining:
             return web.Response(status=503, text="draining")
-        if not self.config.pools and not self.pools:
-            return web.Response(text="ready: no pools yet (the operator pushes them)")
-        if not any(self.backends.backends(p.name, r) for p in self.pools.values() for r in p.routable_revisions()):
-            return web.Response(status=503, text="no runtime endpoints")
+        if not self.pools:
+            return web.Response(text="ready (no pools)")
+        if not self.serving():
+            return web.Response(status=503, text="no pool has a ready runtime")
         return web.Response(text="ready")
+
+    def serving(self) -> bool:
+        """Whether some pool has a ready backend in a revision it routes to."""
+        return any(
+            b.ready
+            for pool in self.pools.values()
+            for revision in pool.routable_revisions()
+            for b in self.backends.backends(pool.name, revision)
+        )
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -52,6 +52,8 @@ class RealtimeConfig:
     max_message_bytes: int = 1 << 20
     max_conversation_chars: int = 1_000_000  # what one session may accumulate (far past any context window)
     send_buffer_bytes: int = 64 << 10  # past this, the session stops pulling tokens until the client reads
+    heartbeat_s: float = 10.0  # ping a client silent this long; gone without a pong within half of it
+    send_timeout_s: float = 10.0  # a send blocked this long: the client stopped reading, it is gone
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,11 @@ class RouterConfig:
     admin_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1 << 20
     scrape_interval_s: float = 2.0
+    health_interval_s: float = 1.0  # how often each runtime's gRPC Health is probed (its readiness)
     control_interval_s: float = 0.5  # how often rollback rules and the batch share are evaluated
+    # An HTTP connection (public or admin port) with no request in progress is closed after this long:
+    # idle between requests, or a request line and headers that never finish (slowloris).
+    client_idle_timeout_s: float = 60.0
     realtime: RealtimeConfig = RealtimeConfig()
 
 
@@ -117,6 +123,8 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
         admin_token=_read_secret(base_dir / token_file, "admin.token_file") if token_file else None,
         max_body_bytes=f.get("max_body_bytes", int, d.max_body_bytes, minimum=1024),
         scrape_interval_s=f.get("scrape_interval_s", float, d.scrape_interval_s, minimum=0.05),
+        health_interval_s=f.get("health_interval_s", float, d.health_interval_s, minimum=0.05),
+        client_idle_timeout_s=f.get("client_idle_timeout_s", float, d.client_idle_timeout_s, minimum=0.1),
         control_interval_s=f.get("control_interval_s", float, d.control_interval_s, minimum=0.01),
         realtime=_realtime(f.sub("realtime")),
     )
@@ -154,6 +162,8 @@ def _realtime(f: Fields) -> RealtimeConfig:
         max_message_bytes=f.get("max_message_bytes", int, d.max_message_bytes, minimum=1024),
         max_conversation_chars=f.get("max_conversation_chars", int, d.max_conversation_chars, minimum=1),
         send_buffer_bytes=f.get("send_buffer_bytes", int, d.send_buffer_bytes, minimum=1024),
+        heartbeat_s=f.get("heartbeat_s", float, d.heartbeat_s, minimum=0.1),
+        send_timeout_s=f.get("send_timeout_s", float, d.send_timeout_s, minimum=0.1),
     )
     f.done()
     return realtime

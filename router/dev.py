@@ -4,6 +4,11 @@ The runtime runs as a child process (`shoal runtime`); once it is ready the rout
 OpenAI API with the given config (by default router/examples/local.yaml), whose one pool's stable
 revision is pointed at that runtime. Ctrl-C (or SIGTERM) stops both: the router drains, then the
 runtime does.
+
+If the runtime dies, `shoal dev` stops the router and exits 1, naming the runtime's exit status, as
+`vllm serve` exits when its engine dies: in development a crash is a bug to see (its traceback is
+just above in the same terminal), not something to paper over with restarts that reload the model
+and fail the same way, and a router left up without its runtime would only answer 503s.
 """
 
 import argparse
@@ -43,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from shoal.router.cli import load
     from shoal.router.config import ConfigError
-    from shoal.router.serve import serve
 
     try:
         config = load(
@@ -57,16 +61,42 @@ def run(args: argparse.Namespace) -> int:
     runtime = _start_runtime(args, config.pools[0])
     try:
         log.info("waiting for the runtime to load the model (the first start converts it, about 25 s)")
-        failure = wait_until_ready(f"http://127.0.0.1:{args.runtime_metrics_port}/ready", runtime, timeout_s=600)
-        if failure is not None:
-            log.error("the runtime did not come up: %s", failure)
-            return 1
-        asyncio.run(serve(config))
+        return serve_with_runtime(config, runtime, f"http://127.0.0.1:{args.runtime_metrics_port}/ready")
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         _stop(runtime)
+
+
+def serve_with_runtime(config, runtime: subprocess.Popen, ready_url: str, poll_s: float = 0.2) -> int:
+    """Waits for the runtime at `ready_url`, then serves the router until SIGINT or SIGTERM (0) or
+    until the runtime exits (1, after the router has stopped)."""
+    failure = wait_until_ready(ready_url, runtime, timeout_s=600)
+    if failure is not None:
+        log.error("the runtime did not come up: %s", failure)
+        return 1
+    asyncio.run(_serve_while_running(config, runtime, poll_s))
+    if runtime.poll() is not None:
+        log.error("the runtime exited with status %s; the router stopped with it", runtime.returncode)
+        return 1
     return 0
+
+
+async def _serve_while_running(config, runtime: subprocess.Popen, poll_s: float) -> None:
+    from shoal.router.serve import serve
+
+    stop = asyncio.Event()
+
+    async def watch() -> None:
+        while runtime.poll() is None:
+            await asyncio.sleep(poll_s)
+        stop.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await serve(config, stop=stop)
+    finally:
+        watcher.cancel()
 
 
 def with_local_runtime(config, port: int, metrics_port: int):

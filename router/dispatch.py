@@ -10,6 +10,7 @@ its client anything. The returned Generation streams the rest; closing it early 
 request once: measurement windows, Prometheus metrics, tenant tokens, QoS slot, backend load.
 """
 
+import asyncio
 import logging
 import random
 import time
@@ -75,7 +76,11 @@ class Dispatcher:
 
     async def start(self, request: InferenceRequest) -> "Generation":
         arrival = self.clock()
-        pool = self.pool_for(request.model)
+        try:
+            pool = self.pool_for(request.model)
+        except ModelNotFound as error:
+            self.metrics.refused("", request.qos, request.tenant, error.http_status)  # no pool to name
+            raise
         try:
             if not pool.routable_revisions() or not any(
                 self.backends.backends(pool.name, r) for r in pool.routable_revisions()
@@ -172,6 +177,13 @@ class Generation:
             message = await self.call.read()
         except grpc.aio.AioRpcError as rpc_error:
             error = error_from_rpc(rpc_error)
+            if error.counts_as_upstream_error:  # the client gets no details: they may name addresses
+                log.info(
+                    "runtime call failed: %s: %s: %s",
+                    self.backend.describe(),
+                    rpc_error.code().name,
+                    rpc_error.details(),
+                )
             await self.close(error)
             raise error from None
         if message is grpc.aio.EOF:
@@ -210,24 +222,30 @@ class Generation:
             self.d.backends.release(self.backend)
         if self._admitted:
             self.pool.gate.release(self.request.qos)
-        usage = self.final.usage if self.final is not None else None
-        if usage is not None:
-            used = usage.prompt_tokens + usage.completion_tokens
-        elif self.first is None:
-            used = 0  # no runtime worked on it
-        else:
-            used = self.leases[0].estimated_tokens + self._completion_tokens  # cut short: what it cost so far
-        self.d.limiter.release(self.leases[0], used, now)
-        self.pool.limiter.release(self.leases[1], used, now)
-        self._record(error, usage, now)
+        prompt_tokens, completion_tokens = self._tokens_worked_on()
+        self.d.limiter.release(self.leases[0], prompt_tokens + completion_tokens, now)
+        self.pool.limiter.release(self.leases[1], prompt_tokens + completion_tokens, now)
+        self._record(error, prompt_tokens, completion_tokens, now)
 
-    def _record(self, error: BaseException | None, usage: pb.Usage | None, now: float) -> None:
+    def _tokens_worked_on(self) -> tuple[int, int]:
+        """Prompt and completion tokens the runtime worked on, as tenants are charged and metrics count
+        them: its usage when it finished; the prompt's estimate and the tokens streamed so far when
+        the request was cut short after the runtime started it; none when it never started."""
+        if self.final is not None:
+            return self.final.usage.prompt_tokens, self.final.usage.completion_tokens
+        if self._last_at is None:  # not a message from the runtime
+            return 0, 0
+        return self.leases[0].estimated_tokens, self._completion_tokens
+
+    def _record(self, error: BaseException | None, prompt_tokens: int, completion_tokens: int, now: float) -> None:
         if isinstance(error, RouterError):
             status = error.http_status
         elif self.final is not None:
             status = 200
-        else:
+        elif error is None or isinstance(error, (asyncio.CancelledError, ConnectionError)):
             status = CLIENT_CLOSED  # cancelled, or the surface failed to deliver
+        else:
+            status = 500  # a router bug: counted where 5xx alerts see it
         pool, qos, tenant = self.pool.name, self.request.qos, self.request.tenant
         if self.backend is None:
             self.d.metrics.refused(pool, qos, tenant, status)
@@ -236,8 +254,6 @@ class Generation:
         if upstream_failed:
             self.d.metrics.upstream_errors.labels(pool, self.revision, error.upstream_code or "UNKNOWN").inc()
         e2e = now - self.arrival if status == 200 else None
-        prompt_tokens = usage.prompt_tokens if usage is not None else 0
-        completion_tokens = usage.completion_tokens if usage is not None else self._completion_tokens
         if status == 200 or upstream_failed:  # the windows judge runtimes: not clients leaving or refused input
             self.d.measurements.record_finish(
                 pool,

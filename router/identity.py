@@ -1,10 +1,11 @@
 """Who is asking and in which QoS class, for every surface.
 
 API keys (`Authorization: Bearer <key>`) map to tenants through the key file; keys are compared as
-SHA-256 hashes and never logged. A request's class comes from, in order: the `x-shoal-qos` header
-(gRPC: the qos_class field), the body's `service_tier` (flex/batch -> batch, priority/realtime ->
-realtime, auto/default -> the tenant's default) or vLLM's `priority` field (> 0 -> batch), and last
-the tenant's default class.
+SHA-256 hashes and never logged nor echoed, a malformed header's value included.
+
+A request's class comes from, in order: the `x-shoal-qos` header (gRPC: the qos_class field), the
+body's `service_tier` (flex/batch -> batch, priority/realtime -> realtime, auto/default -> the
+tenant's default) or vLLM's `priority` field (> 0 -> batch), and last the tenant's default class.
 """
 
 from shoal.route_contract import QOS_CLASSES
@@ -13,6 +14,7 @@ from shoal.router.errors import InvalidRequest, Unauthenticated
 
 QOS_HEADER = "x-shoal-qos"
 SESSION_HEADER = "x-session-id"
+MAX_AUTHORIZATION_CHARS = 1024  # far above any key; longer is a mistake or an attack, refused unread
 SERVICE_TIERS = {
     "auto": None,
     "default": None,
@@ -37,6 +39,14 @@ class Authenticator:
             raise Unauthenticated(
                 "You didn't provide an API key. You need to provide your API key in an Authorization header "
                 "using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            )
+        if len(authorization) > MAX_AUTHORIZATION_CHARS or not (
+            authorization.isascii() and authorization.isprintable()
+        ):
+            # Never echoed: whatever the header holds may be a key.
+            raise Unauthenticated(
+                "Malformed Authorization header: expected `Bearer <key>` in printable ASCII, "
+                f"at most {MAX_AUTHORIZATION_CHARS} characters."
             )
         scheme, _, key = authorization.strip().partition(" ")
         tenant = self._tenants.get(hash_api_key(key.strip())) if scheme.lower() == "bearer" and key.strip() else None

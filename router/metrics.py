@@ -30,7 +30,9 @@ L_POOL, L_REV, L_QOS, L_TENANT = names.LABEL_POOL, names.LABEL_REVISION, names.L
 
 @dataclass(frozen=True)
 class FinishedRequest:
-    """A request that reached a runtime, as its end is counted."""
+    """A request that reached a runtime, as its end is counted. Its tokens are those the runtime worked
+    on: its usage if it finished; if it was cut short (client gone, runtime failed) after the runtime
+    sent something, the prompt's estimate and the tokens streamed; none if the runtime sent nothing."""
 
     pool: str
     revision: str
@@ -54,13 +56,13 @@ class RouterMetrics:
         )
         self.prompt_tokens = Counter(
             names.ROUTER_PROMPT_TOKENS,
-            "Prompt tokens of finished requests.",
+            "Prompt tokens the runtimes worked on (estimated for requests cut short).",
             [L_POOL, L_REV, L_QOS, L_TENANT],
             registry=registry,
         )
         self.generation_tokens = Counter(
             names.ROUTER_GENERATION_TOKENS,
-            "Tokens generated for clients.",
+            "Tokens the runtimes generated, for requests finished or cut short.",
             [L_POOL, L_REV, L_QOS, L_TENANT],
             registry=registry,
         )

@@ -69,5 +69,5 @@ class QosGate:
         }
         return Overloaded(
             f"The {qos} request was shed because the model is overloaded ({what[reason]}). Please retry later.",
-            self.policy.retry_after_s(self.clock()),
+            self.policy.retry_after_s(qos, self.clock()),
         )

@@ -1,11 +1,26 @@
 """The router's own request type: what every surface (OpenAI HTTP, gRPC, WebSocket) parses into and
 the dispatcher routes. Sampling is carried as the runtime's SamplingParams message, which is what it
-becomes upstream; responses come back as the runtime's GenerateResponse messages."""
+becomes upstream; responses come back as the runtime's GenerateResponse messages.
 
+`validated` is the one check of a request's values every surface runs, once, before anything is
+built from them: ranges (the runtime's int32 fields included, so no value overflows its proto
+field), the stop list, chat roles, and text that UTF-8 can carry (JSON may hold lone surrogates,
+protobuf may not). The surfaces check only the shapes of their own formats (JSON types, proto oneofs).
+"""
+
+import math
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from shoal.router.errors import InvalidRequest
 from shoal.v1 import runtime_pb2 as pb
+
+INT32_MAX = 2**31 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
+MAX_TOP_LOGPROBS = 20  # OpenAI's and the runtime's cap
+MAX_STOP = 4  # OpenAI's cap on stop sequences
 
 
 @dataclass(frozen=True)
@@ -49,3 +64,100 @@ class InferenceRequest:
     qos: str  # "realtime" or "batch"
     session_key: str | None = None  # sticky canary and replica affinity
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A number's allowed range; NaN and infinities are never allowed."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None  # an exclusive minimum
+
+    def check(self, name: str, value: float) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRequest(name, f"Invalid '{name}': expected a finite number, got {value}.")
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidRequest(name, f"{value} is less than the minimum of {self.minimum} - '{name}'")
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidRequest(name, f"{value} is greater than the maximum of {self.maximum} - '{name}'")
+        if self.above is not None and value <= self.above:
+            raise InvalidRequest(name, f"{value} is less than or equal to the minimum of {self.above} - '{name}'")
+
+
+# By SamplingParams field; a repeated field's limit holds for each item.
+SAMPLING_LIMITS = {
+    "temperature": Limit(0, 2),
+    "top_p": Limit(maximum=1, above=0),
+    "top_k": Limit(-1, INT32_MAX),
+    "min_p": Limit(0, 1),
+    "seed": Limit(-(2**63), 2**63 - 1),
+    "repetition_penalty": Limit(maximum=FLOAT32_MAX, above=0),
+    "presence_penalty": Limit(-2, 2),
+    "frequency_penalty": Limit(-2, 2),
+    "max_tokens": Limit(1, INT32_MAX),
+    "stop_token_ids": Limit(0, INT32_MAX),
+    "logprobs": Limit(0, MAX_TOP_LOGPROBS),
+}
+TOKEN_ID = Limit(0, INT32_MAX)
+
+
+def validated(
+    prompt: Prompt, sampling: Mapping[str, object], name: Callable[[str], str] = str
+) -> tuple[Prompt, pb.SamplingParams]:
+    """The prompt (`developer` turns as `system`) and the runtime's SamplingParams, or InvalidRequest.
+
+    `sampling` maps SamplingParams fields to values of their type, unset ones left out. `name` gives
+    a field's name on the calling surface (`max_tokens`, `messages[0].role`, `prompt`) as that surface
+    calls it, for the error's param and message.
+    """
+    prompt = _checked_prompt(prompt, name)  # first, as the surfaces check the prompt's shape before the rest
+    for key in (f.name for f in pb.SamplingParams.DESCRIPTOR.fields if f.name in sampling):  # one order for all
+        value = sampling[key]
+        if key == "stop":
+            _check_stop(name(key), value)
+        elif key in SAMPLING_LIMITS:
+            for item in value if isinstance(value, list) else [value]:
+                SAMPLING_LIMITS[key].check(name(key), item)
+    return prompt, pb.SamplingParams(**sampling)
+
+
+def _check_stop(name: str, stop: list[str]) -> None:
+    if len(stop) > MAX_STOP:
+        raise InvalidRequest(name, f"Invalid '{name}': at most {MAX_STOP} stop sequences, got {len(stop)}.")
+    for item in stop:
+        if not item:
+            raise InvalidRequest(name, f"Invalid '{name}': stop sequences must not be empty.")
+        check_text(name, item)
+
+
+def _checked_prompt(prompt: Prompt, name: Callable[[str], str]) -> Prompt:
+    if prompt.text is not None:
+        check_text(name("prompt"), prompt.text)
+        return prompt
+    if prompt.token_ids is not None:
+        if not prompt.token_ids:
+            raise InvalidRequest(name("prompt"), f"Invalid '{name('prompt')}': expected at least one token id.")
+        for token_id in prompt.token_ids:
+            TOKEN_ID.check(name("prompt"), token_id)
+        return prompt
+    if not prompt.messages:
+        raise InvalidRequest(name("messages"), f"Invalid '{name('messages')}': expected a non-empty array of messages.")
+    for index, (role, content) in enumerate(prompt.messages):
+        if role not in CHAT_ROLES:
+            role_name = name(f"messages[{index}].role")
+            raise InvalidRequest(
+                role_name, f"Invalid value for '{role_name}': expected one of {', '.join(CHAT_ROLES)}, got {role!r}."
+            )
+        check_text(name(f"messages[{index}].content"), content)
+    return Prompt(messages=tuple(("system" if r == "developer" else r, c) for r, c in prompt.messages))
+
+
+def check_text(name: str, text: str) -> None:
+    """Refuses text with lone surrogates (JSON's "\\ud800"), which UTF-8, and so protobuf, cannot carry."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        raise InvalidRequest(
+            name, f"Invalid '{name}': not valid Unicode text (a lone surrogate at position {error.start})."
+        ) from None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from shoal.runtime.config import EngineConfig
+from shoal.runtime.config import CPU_MAX_NUM_BATCHED_TOKENS, GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 from shoal.runtime.engine.block_manager import BlockManager
 from shoal.runtime.engine.llm_engine import LLMEngine
 from shoal.runtime.engine.output_processor import OutputProcessor
@@ -74,6 +74,13 @@ def resolve_dtype(name: str, arch: ModelArchConfig, device: torch.device) -> tor
     return torch.float16 if arch.torch_dtype == "float16" else torch.bfloat16
 
 
+def resolve_token_budget(configured: int | None, device: torch.device) -> int:
+    """The token budget per step: as configured, or the device's default (see runtime/config.py)."""
+    if configured is not None:
+        return configured
+    return GPU_MAX_NUM_BATCHED_TOKENS if device.type == "cuda" else CPU_MAX_NUM_BATCHED_TOKENS
+
+
 def select_kernels(name: str, arch: ModelArchConfig, block_size: int, placement: Placement) -> Kernels:
     device = placement.device
     if name == "torch" or (name == "auto" and device.type != "cuda"):
@@ -94,6 +101,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, arch, device)
     max_model_len = _context_window(config, arch)
+    token_budget = resolve_token_budget(config.max_num_batched_tokens, device)
     placement = Placement(device, dtype)
     tokenizer = load_tokenizer(source.directory)
     kernels = select_kernels(config.kernels, arch, config.block_size, placement)
@@ -103,7 +111,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     if config.kv_cache_memory is not None:
         budget = config.kv_cache_memory
     elif device.type == "cuda":
-        bounds = StepBounds(config.max_num_batched_tokens, config.max_num_seqs, max_model_len)
+        bounds = StepBounds(token_budget, config.max_num_seqs, max_model_len)
         activations = profile_activation_bytes(model, bounds, config.block_size, placement)
         budget, free = gpu_kv_budget(device, config.gpu_memory_utilization, activations)
         free_memory_tokens = free // arch.kv_bytes_per_token(dtype.itemsize)
@@ -131,9 +139,15 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     runner = ModelRunner(model, Sampler(device, config.seed), KVCacheShape(num_blocks, config.block_size, placement))
     if device.type == "cuda" and not config.enforce_eager:
         runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
+    log.info(
+        "scheduler: a budget of %d tokens per step (%s), at most %d sequences",
+        token_budget,
+        "as configured" if config.max_num_batched_tokens is not None else f"the default on {device.type}",
+        config.max_num_seqs,
+    )
     eos = eos_token_ids(tokenizer, arch.eos_token_ids)
     scheduler = Scheduler(
-        SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens),
+        SchedulerConfig(config.max_num_seqs, token_budget),
         BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
         StopLimits(frozenset(eos), max_model_len),
     )

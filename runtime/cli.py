@@ -6,7 +6,16 @@ import logging
 import os
 import re
 
-from shoal.runtime.config import DEVICES, DTYPES, KERNELS, LOAD_FORMATS, EngineConfig, ServerConfig
+from shoal.runtime.config import (
+    CPU_MAX_NUM_BATCHED_TOKENS,
+    DEVICES,
+    DTYPES,
+    GPU_MAX_NUM_BATCHED_TOKENS,
+    KERNELS,
+    LOAD_FORMATS,
+    EngineConfig,
+    ServerConfig,
+)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
 
@@ -92,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-num-batched-tokens",
         type=int,
         default=engine.max_num_batched_tokens,
-        help="token budget per step (prefill chunks + decodes)",
+        help=f"token budget per step (prefill chunks + decodes); default: {GPU_MAX_NUM_BATCHED_TOKENS} on CUDA, "
+        f"{CPU_MAX_NUM_BATCHED_TOKENS} on CPU, where a long prompt would otherwise stall every other request",
     )
     sched.add_argument(
         "--max-waiting",

@@ -9,6 +9,17 @@ LOAD_FORMATS = ("auto", "gguf", "safetensors", "dummy")
 KERNELS = ("auto", "torch", "triton")
 DEVICES = ("auto", "cpu", "cuda")
 
+# The token budget per step when none is given (build.py picks by device). Every running request
+# waits for the whole step, and a step's time grows with its tokens. A GPU runs 8192 tokens in well
+# under a second; a small CPU does not: SmolLM2-135M on 2 cores took about 34 s for a 4,000-token
+# prompt in one step (issue 13). Measured there, the same prompt next to 2 decodes, in chunks of 256:
+# 0.4 s a step at the prompt's start to 0.85 s at its end, 10.8 s in all; in chunks of 512: 0.8 s to
+# 1.6 s (2.3 s at worst), 11.8 s in all; 128 halves the step again but costs about 20% in all on a
+# 2,048-token prompt. So 256: decodes and newly arrived realtime requests get a step about every
+# second, and the long prompt is done no later than in bigger chunks.
+GPU_MAX_NUM_BATCHED_TOKENS = 8192
+CPU_MAX_NUM_BATCHED_TOKENS = 256
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -25,7 +36,7 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.9
     enable_prefix_caching: bool = True
     max_num_seqs: int = 256
-    max_num_batched_tokens: int = 8192
+    max_num_batched_tokens: int | None = None  # None: GPU_ or CPU_MAX_NUM_BATCHED_TOKENS, by device
     seed: int = 0
     kernels: str = "auto"  # auto: Triton on CUDA, torch elsewhere
     enforce_eager: bool = False  # no CUDA graphs
@@ -38,7 +49,8 @@ class EngineConfig:
         _choice("device", self.device, DEVICES)
         _at_least("block_size", self.block_size, 1)
         _at_least("max_num_seqs", self.max_num_seqs, 1)
-        _at_least("max_num_batched_tokens", self.max_num_batched_tokens, 1)
+        if self.max_num_batched_tokens is not None:
+            _at_least("max_num_batched_tokens", self.max_num_batched_tokens, 1)
         if self.max_model_len is not None:
             _at_least("max_model_len", self.max_model_len, 2)
         if self.kv_cache_memory is not None:

@@ -45,9 +45,12 @@ ITERATION_TOKENS = PREFIX + "iteration_tokens_total"
 ENGINE_STEP_DURATION = PREFIX + "engine_step_duration_seconds"
 
 # Request outcomes (counters; exposed with the _total suffix).
-# Finished requests by reason: stop, length, abort (vLLM's request_success with finished_reason).
+# Finished requests by reason: stop, length (vLLM's request_success with finished_reason).
 REQUEST_SUCCESS = PREFIX + "request_success"
 LABEL_FINISHED_REASON = "finished_reason"
+# Requests cut short: the client cancelled, or the server aborted them while draining. Not a success,
+# and kept out of the latency and request-size histograms, whose requests ran to their end.
+REQUEST_ABORTS = PREFIX + "request_aborts"
 # Requests refused or failed, by gRPC status code name (INVALID_ARGUMENT, RESOURCE_EXHAUSTED, ...).
 REQUEST_ERRORS = PREFIX + "request_errors"
 LABEL_CODE = "code"

@@ -13,6 +13,7 @@ the canary's samples before it steps the rollout on.
 """
 
 import dataclasses
+import urllib.parse
 from dataclasses import dataclass, field
 
 from shoal.fields import FieldError, Fields
@@ -262,9 +263,24 @@ def _endpoint(f: Fields) -> RuntimeEndpoint:
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
         raise f.error(f"{f.name('target')}: must be host:port, got {target!r}")
-    endpoint = RuntimeEndpoint(target, f.get("metrics_url", str, None))
+    metrics_url = f.get("metrics_url", str, None)
+    if metrics_url is not None:
+        _check_metrics_url(f, metrics_url, host)
+    endpoint = RuntimeEndpoint(target, metrics_url)
     f.done()
     return endpoint
+
+
+def _check_metrics_url(f: Fields, metrics_url: str, runtime_host: str) -> None:
+    """The router fetches this URL: only http(s), and only on the runtime's own host, so a route cannot
+    point the router at anything else it can reach (cloud metadata, internal services, files)."""
+    url = urllib.parse.urlsplit(metrics_url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise f.error(f"{f.name('metrics_url')}: must be an http:// or https:// URL, got {metrics_url!r}")
+    if url.hostname != runtime_host.strip("[]"):
+        raise f.error(
+            f"{f.name('metrics_url')}: must be on the runtime's own host {runtime_host!r}, got {url.hostname!r}"
+        )
 
 
 def _rules(f: Fields) -> tuple:

@@ -2,8 +2,14 @@
 
 A source publishes endpoint sets; `apply` opens channels for new endpoints and retires removed
 ones (their channel closes once the requests still in flight there have finished, so a weight or
-endpoint change never drops a request). The scraper writes each backend's scraped load; the
-dispatcher picks backends through the balancer and counts its outstanding requests.
+endpoint change never drops a request). The health prober (health.py) writes whether each runtime
+answers SERVING, the scraper its load; the dispatcher picks backends through the balancer and counts
+its outstanding requests.
+
+Channels retry a lost connection at most RECONNECT_BACKOFF_MAX_MS apart. gRPC's default backoff
+grows to 120 s, and while a channel waits it fails every call at once: a runtime back after a long
+outage would get no traffic for up to two minutes. An attempt at a runtime that is down is a
+refused connection, so one a second is cheap.
 """
 
 import asyncio
@@ -19,6 +25,11 @@ from shoal.v1 import runtime_pb2_grpc
 
 log = logging.getLogger(__name__)
 UNREADY_AFTER_FAILED_SCRAPES = 3
+RECONNECT_BACKOFF_MAX_MS = 1000
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+)
 
 
 @dataclass
@@ -37,12 +48,19 @@ class Backend:
     outstanding: int = 0
     scraped: ScrapedLoad | None = None
     failed_scrapes: int = 0
+    serving: bool = False  # its last health probe answered SERVING; False until the first one does
     retired: bool = False
 
     @property
     def ready(self) -> bool:
-        """Not retired, and its /metrics answered lately (or it has none to scrape)."""
-        return not self.retired and self.failed_scrapes < UNREADY_AFTER_FAILED_SCRAPES
+        """Not retired, its last health probe answered SERVING, and its /metrics answered lately (or it
+        has none to scrape)."""
+        return not self.retired and self.serving and self.failed_scrapes < UNREADY_AFTER_FAILED_SCRAPES
+
+    def describe(self) -> str:
+        """How logs name the runtime; its address goes to logs only, never into answers to clients."""
+        e = self.endpoint
+        return f"pool={e.pool} revision={e.revision} target={e.target}"
 
     def load(self) -> balancer.Load:
         scraped = self.scraped or ScrapedLoad()
@@ -59,16 +77,14 @@ class BackendRegistry:
 
     def apply(self, endpoints: frozenset[Endpoint]) -> None:
         for endpoint in endpoints - self._backends.keys():
-            channel = grpc.aio.insecure_channel(endpoint.target)
+            channel = grpc.aio.insecure_channel(endpoint.target, options=CHANNEL_OPTIONS)
             self._backends[endpoint] = Backend(endpoint, channel, runtime_pb2_grpc.RuntimeStub(channel))
-            log.info("backend added: pool=%s revision=%s target=%s", endpoint.pool, endpoint.revision, endpoint.target)
+            log.info("backend added: %s", self._backends[endpoint].describe())
         for endpoint in self._backends.keys() - endpoints:
             backend = self._backends.pop(endpoint)
             backend.retired = True
             self._retiring.append(backend)
-            log.info(
-                "backend removed: pool=%s revision=%s target=%s", endpoint.pool, endpoint.revision, endpoint.target
-            )
+            log.info("backend removed: %s", backend.describe())
         self.close_idle_retired()
         for callback in self.on_change:
             callback()

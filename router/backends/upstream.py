@@ -1,5 +1,10 @@
 """The call to one runtime: the router's request as a GenerateRequest, and the runtime's gRPC
-status codes as router errors (INVALID_ARGUMENT keeps the field it names)."""
+status codes as router errors (INVALID_ARGUMENT keeps the field it names).
+
+A 4xx carries the runtime's own words (which field is wrong, how full its queue is). A 5xx does
+not: its details come from gRPC's transport as often as from the runtime ("failed to connect to all
+addresses; last error: ipv4:10.1.2.3:50051: Connection refused") and would show clients the
+cluster's addresses. The dispatcher logs them, with the runtime's address, instead."""
 
 import grpc
 
@@ -35,8 +40,8 @@ def _error_from_rpc(error: grpc.aio.AioRpcError) -> RouterError:
             f"The model server is overloaded: {details}", int(retry_after) if retry_after.isdigit() else 1
         )
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable(f"The model server is unavailable: {details}")
-    return UpstreamFailure(f"The model server failed the request: {code.name}: {details}")
+        return Unavailable("The model server is unavailable. Please retry later.")
+    return UpstreamFailure(f"The model server failed the request ({code.name}).")
 
 
 def runtime_field_param(field: str) -> str | None:

@@ -10,9 +10,10 @@ import grpc
 from shoal.router.dispatch import Dispatcher
 from shoal.router.errors import InvalidRequest, RouterError
 from shoal.router.identity import Authenticator, qos_class
-from shoal.router.request import InferenceRequest, Prompt
+from shoal.router.request import InferenceRequest, Prompt, validated
 from shoal.v1 import router_pb2 as rpb
 from shoal.v1 import router_pb2_grpc
+from shoal.v1 import runtime_pb2 as pb
 
 _QOS = {rpb.QOS_CLASS_REALTIME: "realtime", rpb.QOS_CLASS_BATCH: "batch"}
 
@@ -25,12 +26,18 @@ class InferenceService(router_pb2_grpc.InferenceServicer):
     async def Generate(self, request: rpb.InferenceRequest, context: grpc.aio.ServicerContext):
         try:
             tenant = self.auth.tenant(_metadata(context).get("authorization"))
+            qos = qos_class(self.auth.default_qos(tenant), _QOS.get(request.qos_class))
+            try:
+                prompt, sampling = _validated(request)
+            except InvalidRequest as error:  # refused here, before the dispatcher (which counts its own refusals)
+                self.dispatcher.metrics.refused("", qos, tenant, error.http_status)
+                raise
             inference = InferenceRequest(
                 model=request.model,
-                prompt=_prompt(request),
-                sampling=request.sampling,
+                prompt=prompt,
+                sampling=sampling,
                 tenant=tenant,
-                qos=qos_class(self.auth.default_qos(tenant), _QOS.get(request.qos_class)),
+                qos=qos,
                 session_key=request.session_id or None,
             )
             generation = await self.dispatcher.start(inference)
@@ -67,6 +74,24 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
 
 
+def _validated(request: rpb.InferenceRequest) -> tuple[Prompt, pb.SamplingParams]:
+    """The same checks as the HTTP API's (request.validated), errors named by this API's fields."""
+    sampling = {f.name: list(v) if f.is_repeated else v for f, v in request.sampling.ListFields()}
+    prompt_field = {"text": "text", "token_ids": "token_ids.ids"}.get(request.WhichOneof("prompt"), "")
+
+    def name(field: str) -> str:
+        if field in sampling:
+            return f"sampling.{field}"
+        if field == "prompt":
+            return prompt_field
+        return f"chat.{field}"  # messages, messages[i].role, ...
+
+    try:
+        return validated(_prompt(request), sampling, name)
+    except InvalidRequest as error:  # router.proto: the message starts with the field, as the runtime's do
+        raise InvalidRequest(error.param, f"{error.param}: {error.message}") from None
+
+
 def _prompt(request: rpb.InferenceRequest) -> Prompt:
     kind = request.WhichOneof("prompt")
     if kind == "text":
@@ -75,4 +100,4 @@ def _prompt(request: rpb.InferenceRequest) -> Prompt:
         return Prompt(token_ids=tuple(request.token_ids.ids))
     if kind == "chat":
         return Prompt(messages=tuple((m.role, m.content) for m in request.chat.messages))
-    raise InvalidRequest("prompt", "prompt: one of text, token_ids or chat is required")
+    raise InvalidRequest("prompt", "one of text, token_ids or chat is required")

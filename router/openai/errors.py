@@ -2,17 +2,27 @@
 
 The middleware renders RouterErrors (with their headers: Retry-After, x-ratelimit-*), aiohttp's own
 HTTP errors (404 route, 405 method, 413 body too large) and anything unexpected (500, logged).
+A request aiohttp cannot even parse (a header with a control character, a header line over 8 KiB)
+never reaches the middleware: QuietAppRunner's servers answer it, without echoing or logging the
+text, which may hold an API key.
 """
 
 import json
 import logging
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from shoal.router.errors import InvalidRequest, RouterError
 
 log = logging.getLogger(__name__)
-_HTTP_TYPES = {404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error"}
+_HTTP_TYPES = {
+    400: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+}
 
 
 def error_response(error: RouterError, extra_headers: dict[str, str] | None = None) -> web.Response:
@@ -52,7 +62,7 @@ async def read_json(request: web.Request) -> object:
     raw = await request.read()
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or an integer of over 4300 digits
         raise InvalidRequest(
             None,
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
@@ -63,3 +73,33 @@ async def read_json(request: web.Request) -> object:
 def _allow(error: web.HTTPException) -> dict[str, str]:
     allow = error.headers.get("Allow")
     return {"Allow": allow} if allow else {}
+
+
+class QuietAppRunner(web.AppRunner):
+    """web.AppRunner whose connections answer unparsable requests with a 400 that quotes nothing."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _QuietServer  # the same server; only the connection handlers it makes differ
+        return server
+
+
+class _QuietServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _QuietRequestHandler(RequestHandler):
+    __slots__ = ()
+
+    def handle_error(
+        self, request, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError) or status >= 500:
+            return super().handle_error(request, status, exc, message)
+        # aiohttp's message quotes the offending line (an Authorization header, say): neither sent nor logged.
+        log.debug("refused an unparsable request from %s: %s", request.remote, type(exc).__name__)
+        message = "The request's first line or headers are malformed or too long."
+        response = web.json_response(http_error_body(status, message), status=status)
+        response.force_close()
+        return response

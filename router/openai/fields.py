@@ -1,6 +1,7 @@
 """Reading one JSON request body field by field, with OpenAI's error messages (400, `param` set).
 
-Every field must be known: supported ones are read with their type and range; ones the router
+Every field must be known: supported ones are read with their type, and with their range where
+the caller gives one (a request's sampling values get theirs in request.validated); ones the router
 accepts only at their do-nothing value (`logit_bias: {}`, `tools: []`, ...) are checked to be so;
 anything else is refused as OpenAI does ("Unrecognized request argument supplied: X").
 """
@@ -8,6 +9,7 @@ anything else is refused as OpenAI does ("Unrecognized request argument supplied
 import math
 
 from shoal.router.errors import InvalidRequest
+from shoal.router.request import Limit, check_text
 
 _MISSING = object()
 
@@ -32,6 +34,7 @@ class Body:
             return value
         if not isinstance(value, str):
             raise _type_error(name, value, "a string")
+        check_text(name, value)
         if choices is not None and value not in choices:
             raise InvalidRequest(
                 name, f"Invalid value for '{name}': expected one of {', '.join(choices)}, got {value!r}."
@@ -54,48 +57,41 @@ class Body:
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise _type_error(name, value, "an integer")
-        _check_range(name, value, minimum, maximum)
+        Limit(minimum, maximum).check(name, value)
         return value
 
     def number(
-        self,
-        name: str,
-        default=_MISSING,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        above: float | None = None,
+        self, name: str, default=_MISSING, minimum: float | None = None, maximum: float | None = None
     ) -> float | None:
         value = self._get(name, default)
         if value is default:
             return value
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise _type_error(name, value, "a number")
-        _check_range(name, value, minimum, maximum)
-        if above is not None and value <= above:
-            raise InvalidRequest(name, f"{value} is less than or equal to the minimum of {above} - '{name}'")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        if minimum is not None or maximum is not None:  # else the caller checks it (request.validated)
+            Limit(minimum, maximum).check(name, number)
+        return number
 
-    def int_list(self, name: str, minimum: int = 0) -> list[int] | None:
+    def int_list(self, name: str) -> list[int] | None:
         value = self._get(name, None)
         if value is None:
             return None
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise _type_error(name, value, "an array of integers")
-        for v in value:
-            _check_range(name, v, minimum, None)
         return value
 
-    def stop(self, name: str = "stop", max_items: int = 4) -> list[str]:
+    def strings(self, name: str) -> list[str] | None:
+        """A string or an array of strings (`stop`), as a list."""
         value = self._get(name, None)
         if value is None:
-            return []
+            return None
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise _type_error(name, value, "a string or an array of strings")
-        if len(values) > max_items:
-            raise InvalidRequest(name, f"Invalid '{name}': at most {max_items} stop sequences, got {len(values)}.")
-        if not all(values):
-            raise InvalidRequest(name, f"Invalid '{name}': stop sequences must not be empty.")
         return values
 
     def no_op(self, name: str, *allowed) -> None:
@@ -127,13 +123,6 @@ class Body:
 
 def _type_error(name: str, value, expected: str) -> InvalidRequest:
     return InvalidRequest(name, f"Invalid type for '{name}': expected {expected}, but got {_json_type(value)} instead.")
-
-
-def _check_range(name: str, value, minimum, maximum) -> None:
-    if minimum is not None and value < minimum:
-        raise InvalidRequest(name, f"{value} is less than the minimum of {minimum} - '{name}'")
-    if maximum is not None and value > maximum:
-        raise InvalidRequest(name, f"{value} is greater than the maximum of {maximum} - '{name}'")
 
 
 def _json_type(value) -> str:

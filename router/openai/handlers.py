@@ -101,7 +101,7 @@ class OpenAIHandlers:
 
     async def _generate(self, request: web.Request, endpoint: _Endpoint) -> web.StreamResponse:
         tenant = self.auth.tenant(request.headers.get("Authorization"))
-        parsed = None
+        parsed = inference = None
         limit_headers = lambda: self.dispatcher.limit_headers(tenant, parsed.model if parsed else None)  # noqa: E731
         try:
             parsed = endpoint.parse(await read_json(request))
@@ -118,6 +118,8 @@ class OpenAIHandlers:
             )
             generation = await self.dispatcher.start(inference)
         except RouterError as error:
+            if inference is None:  # refused here, before the dispatcher (which counts its own refusals)
+                self.dispatcher.metrics.refused("", self.auth.default_qos(tenant), tenant, error.http_status)
             if error.param == "prompt":
                 error.param = endpoint.prompt_param
             error.headers = {**limit_headers(), **error.headers}

@@ -4,6 +4,9 @@ Supported: OpenAI's sampling parameters (temperature, top_p, max_tokens / max_co
 stop, seed, presence/frequency penalties, logprobs), streaming with stream_options.include_usage,
 user, service_tier, and vLLM's extras (top_k, min_p, repetition_penalty, ignore_eos,
 stop_token_ids, skip_special_tokens, priority). One choice per request (n = 1) and one prompt.
+
+Here the body's JSON types are checked; the values' ranges, the stop list, roles and text are
+checked by request.validated, the same function the gRPC API calls, so both refuse the same requests.
 """
 
 import contextlib
@@ -11,11 +14,9 @@ from dataclasses import dataclass
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.fields import Body
-from shoal.router.request import Prompt
+from shoal.router.request import MAX_TOP_LOGPROBS, Prompt, validated
 from shoal.v1 import runtime_pb2 as pb
 
-CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
-MAX_TOP_LOGPROBS = 20  # OpenAI's and the runtime's cap
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 
 
@@ -35,27 +36,29 @@ class ParsedRequest:
 def parse_chat(data: object) -> ParsedRequest:
     body = Body(data)
     model = body.string("model")
-    prompt = Prompt(messages=_messages(body))
+    messages = _messages(body)
     sampling = _sampling(body)
-    max_tokens = body.integer("max_completion_tokens", None, minimum=1)
-    legacy_max = body.integer("max_tokens", None, minimum=1)
+    max_tokens = body.integer("max_completion_tokens", None)
+    legacy_max = body.integer("max_tokens", None)
     if max_tokens is None:
         max_tokens = legacy_max
     if max_tokens is not None:
-        sampling.max_tokens = max_tokens
+        sampling["max_tokens"] = max_tokens
     logprobs = body.boolean("logprobs", False)
     top_logprobs = body.integer("top_logprobs", None, minimum=0, maximum=MAX_TOP_LOGPROBS)
     if top_logprobs is not None and not logprobs:
         raise InvalidRequest("top_logprobs", "'top_logprobs' requires 'logprobs' to be true.")
     if logprobs:
-        sampling.logprobs = top_logprobs or 0
+        sampling["logprobs"] = top_logprobs or 0
     body.no_op("tools", [])
     body.no_op("tool_choice", "none")
     body.no_op("functions", [])
     body.no_op("function_call", "none")
     body.no_op("response_format", {"type": "text"})
     body.no_op("modalities", ["text"])
-    return _finish(body, model, prompt, sampling, logprobs)
+    named = "max_completion_tokens" if body.has("max_completion_tokens") else "max_tokens"
+    prompt, params = validated(Prompt(messages=messages), sampling, lambda f: named if f == "max_tokens" else f)
+    return _finish(body, model, prompt, params, logprobs)
 
 
 def parse_completion(data: object) -> ParsedRequest:
@@ -63,14 +66,15 @@ def parse_completion(data: object) -> ParsedRequest:
     model = body.string("model")
     prompt = _completion_prompt(body)
     sampling = _sampling(body)
-    sampling.max_tokens = body.integer("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS, minimum=1)
-    logprobs = body.integer("logprobs", None, minimum=0, maximum=MAX_TOP_LOGPROBS)
+    sampling["max_tokens"] = body.integer("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS)
+    logprobs = body.integer("logprobs", None)
     if logprobs is not None:
-        sampling.logprobs = logprobs
+        sampling["logprobs"] = logprobs
     body.no_op("echo", False)
     body.no_op("suffix", "")
     body.no_op("best_of", 1)
-    return _finish(body, model, prompt, sampling, logprobs is not None)
+    prompt, params = validated(prompt, sampling)
+    return _finish(body, model, prompt, params, logprobs is not None)
 
 
 def _finish(body: Body, model: str, prompt: Prompt, sampling: pb.SamplingParams, logprobs: bool) -> ParsedRequest:
@@ -103,35 +107,33 @@ def _finish(body: Body, model: str, prompt: Prompt, sampling: pb.SamplingParams,
     return parsed
 
 
-def _sampling(body: Body) -> pb.SamplingParams:
+def _sampling(body: Body) -> dict[str, object]:
+    """The sampling fields present, by their SamplingParams name, type-checked; `validated` checks ranges."""
     n = body.integer("n", 1, minimum=1)
     if n != 1:
         raise InvalidRequest("n", "Only n=1 is supported: ask once per choice.")
-    sampling = pb.SamplingParams()
-    for name, value in (
-        ("temperature", body.number("temperature", None, minimum=0, maximum=2)),
-        ("top_p", body.number("top_p", None, maximum=1, above=0)),
-        ("presence_penalty", body.number("presence_penalty", None, minimum=-2, maximum=2)),
-        ("frequency_penalty", body.number("frequency_penalty", None, minimum=-2, maximum=2)),
-        ("seed", body.integer("seed", None, minimum=-(2**63), maximum=2**63 - 1)),
-        ("top_k", body.integer("top_k", None, minimum=-1)),
-        ("min_p", body.number("min_p", None, minimum=0, maximum=1)),
-        ("repetition_penalty", body.number("repetition_penalty", None, above=0)),
-        ("skip_special_tokens", body.boolean("skip_special_tokens", None)),
-    ):
-        if value is not None:
-            setattr(sampling, name, value)
-    sampling.stop.extend(body.stop())
-    sampling.stop_token_ids.extend(body.int_list("stop_token_ids") or ())
-    sampling.ignore_eos = bool(body.boolean("ignore_eos", False))
-    return sampling
+    values = {
+        "temperature": body.number("temperature", None),
+        "top_p": body.number("top_p", None),
+        "presence_penalty": body.number("presence_penalty", None),
+        "frequency_penalty": body.number("frequency_penalty", None),
+        "seed": body.integer("seed", None),
+        "top_k": body.integer("top_k", None),
+        "min_p": body.number("min_p", None),
+        "repetition_penalty": body.number("repetition_penalty", None),
+        "skip_special_tokens": body.boolean("skip_special_tokens", None),
+        "stop": body.strings("stop"),
+        "stop_token_ids": body.int_list("stop_token_ids"),
+        "ignore_eos": body.boolean("ignore_eos", None),
+    }
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _messages(body: Body) -> tuple[tuple[str, str], ...]:
     messages = body.raw("messages")
     if messages is None:
         raise InvalidRequest("messages", "Missing required parameter: 'messages'.")
-    if not isinstance(messages, list) or not messages:
+    if not isinstance(messages, list):
         raise InvalidRequest("messages", "Invalid 'messages': expected a non-empty array of messages.")
     out = []
     for index, message in enumerate(messages):
@@ -140,12 +142,12 @@ def _messages(body: Body) -> tuple[tuple[str, str], ...]:
             raise InvalidRequest(param, f"Invalid '{param}': expected an object.")
         with _prefixed(param + "."):
             m = Body(message)
-            role = m.string("role", choices=CHAT_ROLES)
+            role = m.string("role")
             content = _content(m.raw("content"))
             m.ignored("name", "tool_call_id")
             m.no_op("tool_calls", [])
             m.done()
-        out.append(("system" if role == "developer" else role, content))
+        out.append((role, content))
     return tuple(out)
 
 
@@ -172,11 +174,7 @@ def _completion_prompt(body: Body) -> Prompt:
         prompt = prompt[0]  # a batch of one
     if isinstance(prompt, str):
         return Prompt(text=prompt)
-    if (
-        isinstance(prompt, list)
-        and prompt
-        and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in prompt)
-    ):
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
         return Prompt(token_ids=tuple(prompt))
     if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
         raise InvalidRequest("prompt", "Only one prompt per request is supported.")

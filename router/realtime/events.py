@@ -4,6 +4,9 @@ Client -> router: session.update, conversation.item.create, response.create, res
 Router -> client: session.created, session.updated, conversation.item.created, response.created,
 response.text.delta, response.text.done, response.done, error.
 Pure: parsing client events into settings and conversation items, and building server events.
+Values are checked here, as they arrive, for what the runtime's request can carry (max_tokens is an
+int32; text must be UTF-8, which a lone surrogate such as JSON's "\\ud800" is not), so a bad one is
+refused with an `error` event naming it, never later by a response that cannot be built.
 """
 
 import itertools
@@ -12,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.fields import Body
+from shoal.router.request import INT32_MAX, check_text
 
 CLIENT_EVENTS = ("session.update", "conversation.item.create", "response.create", "response.cancel")
 ITEM_ROLES = ("system", "user", "assistant")
@@ -62,7 +66,7 @@ def apply_settings(settings: SessionSettings, data: object) -> SessionSettings:
     for name in ("max_response_output_tokens", "max_output_tokens"):
         if body.has(name):
             value = body.raw(name)
-            changes["max_output_tokens"] = None if value == "inf" else body.integer(name, minimum=1)
+            changes["max_output_tokens"] = None if value == "inf" else body.integer(name, minimum=1, maximum=INT32_MAX)
     if body.has("qos_class"):
         changes["qos"] = body.string("qos_class", choices=("realtime", "batch"))
     body.ignored(
@@ -90,6 +94,7 @@ def parse_item(data: object) -> tuple[str, str]:
             or not isinstance(part.get("text"), str)
         ):
             raise InvalidRequest(f"item.content[{index}]", "Only input_text and text content parts are supported.")
+        check_text(f"item.content[{index}].text", part["text"])
         texts.append(part["text"])
     body.ignored("id", "object", "status")
     body.done()

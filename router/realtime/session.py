@@ -2,13 +2,19 @@
 
 The session keeps the conversation; each `response.create` sends it whole (as chat messages) to
 the dispatcher, with the session id as the session key, so every turn lands on the same revision and
-replica and reuses its prefix cache. One response runs at a time, in its own task, while the
-session keeps reading client events: `response.cancel` cancels that task, which cancels the runtime
-call (the runtime frees the KV blocks before its next step).
+replica and reuses its prefix cache. One response runs at a time (response.py), while the session
+keeps reading client events: `response.cancel` cancels it, which cancels the runtime call (the
+runtime frees the KV blocks before its next step). Every response.created ends with one
+response.done, unless the client is gone.
+
+However the session ends (the client's close frame, a reset, a dead or deaf client (peer.py), the
+idle timeout, the max lifetime, a router shutdown, a bug), the response in flight is cancelled, so
+the runtime call, the pool slot and the tenant's lease are given back at once.
 
 Backpressure: events go out one at a time and each send waits for the socket once more than
-`send_buffer_bytes` are pending, so a client that stops reading stops the response task, which
-stops reading from the runtime. Nothing piles up in the router.
+`send_buffer_bytes` are pending, so a client that reads slowly slows its response, which stops
+reading from the runtime; nothing piles up in the router. One that stops reading for
+`send_timeout_s` is taken for gone.
 
 Close codes: 1000 after an idle timeout or the max lifetime (each announced with an `error` event),
 1001 when the router shuts down, 1009 for a message over max_message_bytes (aiohttp's), 1011 on an
@@ -27,17 +33,23 @@ from shoal.router.dispatch import Dispatcher
 from shoal.router.errors import InvalidRequest, RouterError
 from shoal.router.identity import Authenticator, qos_class
 from shoal.router.realtime import events
+from shoal.router.realtime.peer import CLOSE_TIMEOUT_S, Peer, PeerGone
+from shoal.router.realtime.response import Response
 from shoal.router.request import InferenceRequest, Prompt
 from shoal.v1 import runtime_pb2 as pb
 
 log = logging.getLogger(__name__)
-CLOSE_TIMEOUT_S = 2.0  # how long a goodbye may wait on a client that does not read
 
 
 class RealtimeSessions:
     """The /v1/realtime endpoint and its open sessions."""
 
-    def __init__(self, dispatcher: Dispatcher, auth: Authenticator, config: RealtimeConfig):
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        auth: Authenticator,
+        config: RealtimeConfig,
+    ):
         self.dispatcher = dispatcher
         self.auth = auth
         self.config = config
@@ -48,10 +60,14 @@ class RealtimeSessions:
         model = request.query.get("model", "")
         pool = self.dispatcher.pool_for(model)  # 404 before the upgrade
         ws = web.WebSocketResponse(
-            max_msg_size=self.config.max_message_bytes, writer_limit=self.config.send_buffer_bytes
+            max_msg_size=self.config.max_message_bytes,
+            writer_limit=self.config.send_buffer_bytes,
+            heartbeat=self.config.heartbeat_s,
+            timeout=CLOSE_TIMEOUT_S,  # for the client's answer to a close frame
         )
         await ws.prepare(request)
-        session = Session(ws, self.dispatcher, tenant, self.auth.default_qos(tenant), pool.config.model, self.config)
+        peer = Peer(ws, request.transport, self.config.send_timeout_s)
+        session = Session(peer, self.dispatcher, tenant, self.auth.default_qos(tenant), pool.config.model, self.config)
         self.open.add(session)
         try:
             await session.run()
@@ -66,14 +82,14 @@ class RealtimeSessions:
 class Session:
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        peer: Peer,
         dispatcher: Dispatcher,
         tenant: str,
         default_qos: str,
         model: str,
         config: RealtimeConfig,
     ):
-        self.ws = ws
+        self.peer = peer
         self.dispatcher = dispatcher
         self.tenant = tenant
         self.default_qos = default_qos
@@ -82,53 +98,64 @@ class Session:
         self.id = events.new_id("sess")
         self.settings = events.SessionSettings()
         self.conversation: list[tuple[str, str]] = []
-        self.response: asyncio.Task | None = None
-        self._send_lock = asyncio.Lock()
-        self._closing = False
+        self.response: Response | None = None
 
     async def run(self) -> None:
+        """The session, start to end; however it ends, the response in flight is cancelled first."""
+        try:
+            await self.peer.send(events.event("session.created", session=self._public()))
+            await self._serve()
+        except PeerGone:
+            pass  # nobody is left to tell
+        except Exception:
+            log.exception("realtime session %s failed", self.id)
+            await self.close(WSCloseCode.INTERNAL_ERROR, "internal error")
+        finally:  # a cancelled handler too: aiohttp cancels it when the connection is lost
+            await self._end_response("session_closed")
+
+    async def _serve(self) -> None:
+        """Client events until the client leaves or a timeout ends the session."""
         deadline = time.monotonic() + self.config.max_lifetime_s
-        await self.send(events.event("session.created", session=self._public()))
-        while not self.ws.closed:
-            busy = self.response is not None and not self.response.done()
+        while True:
+            busy = self.response is not None and not self.response.done
             idle_s = None if busy else self.config.idle_timeout_s
             left_s = deadline - time.monotonic()
             try:
-                message = await self.ws.receive(timeout=min(left_s, idle_s or left_s))
+                message = await self.peer.ws.receive(timeout=min(left_s, idle_s or left_s))
             except TimeoutError:
-                expired = time.monotonic() >= deadline
-                code, text = (
-                    ("session_expired", "the session reached its maximum lifetime")
-                    if expired
-                    else ("idle_timeout", "the session was idle too long")
-                )
-                await self._goodbye(code, text)
-                await self.close(WSCloseCode.OK, code)
-                break
+                if time.monotonic() >= deadline:
+                    code, text = "session_expired", "the session reached its maximum lifetime"
+                else:
+                    code, text = "idle_timeout", "the session was idle too long"
+                await self.close(WSCloseCode.OK, code, events.error_event("session_error", code, text))
+                return
             if message.type == WSMsgType.TEXT:
                 await self._on_event(message.data)
             elif message.type == WSMsgType.BINARY:
-                await self.send(
+                await self.peer.send(
                     events.error_event("invalid_request_error", "binary_not_supported", "Send JSON text frames.")
                 )
-            else:  # CLOSE, CLOSING, CLOSED, ERROR (1009 for a message too large is aiohttp's)
-                break
-        await self._cancel_response()
-        if not self.ws.closed:
-            await self.close(WSCloseCode.OK, "")
+            elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING):  # the client's close frame (answered), or ours
+                return
+            else:  # CLOSED: EOF, reset, or closed by now; ERROR: no pong in time, a bad frame, 1009
+                if self.peer.ws.close_code == WSCloseCode.ABNORMAL_CLOSURE:  # broken, not closed in good order
+                    self.peer.abort()  # bytes still queued for a client that is gone would hold the socket
+                return
 
     async def _on_event(self, text: str) -> None:
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
-            await self.send(events.error_event("invalid_request_error", "invalid_json", "The event is not valid JSON."))
+        except (ValueError, RecursionError):  # not JSON, or an integer of over 4300 digits
+            await self.peer.send(
+                events.error_event("invalid_request_error", "invalid_json", "The event is not valid JSON.")
+            )
             return
         event_type = data.get("type") if isinstance(data, dict) else None
         event_id = data.get("event_id") if isinstance(data, dict) else None
         try:
             if event_type == "session.update":
                 self.settings = events.apply_settings(self.settings, data.get("session"))
-                await self.send(events.event("session.updated", session=self._public()))
+                await self.peer.send(events.event("session.updated", session=self._public()))
             elif event_type == "conversation.item.create":
                 role, content = events.parse_item(data.get("item"))
                 if sum(len(c) for _, c in self.conversation) + len(content) > self.config.max_conversation_chars:
@@ -139,22 +166,22 @@ class Session:
                     )
                 self.conversation.append((role, content))
                 item_id = events.new_id("item")
-                await self.send(
+                await self.peer.send(
                     events.event("conversation.item.created", item=events.item_object(item_id, role, content))
                 )
             elif event_type == "response.create":
                 await self._start_response(data.get("response"))
             elif event_type == "response.cancel":
-                await self._cancel_response()
+                await self._end_response("client_cancelled")
             else:
                 raise InvalidRequest(
                     "type", f"Unknown event type {event_type!r}; expected one of {', '.join(events.CLIENT_EVENTS)}."
                 )
         except RouterError as error:
-            await self.send(events.error_event(error.error_type, error.code, error.message, error.param, event_id))
+            await self.peer.send(events.error_event(error.error_type, error.code, error.message, error.param, event_id))
 
     async def _start_response(self, overrides) -> None:
-        if self.response is not None and not self.response.done():
+        if self.response is not None and not self.response.done:
             raise InvalidRequest(
                 None,
                 "A response is already in progress; cancel it or wait for response.done.",
@@ -178,92 +205,27 @@ class Session:
             session_key=self.id,
         )
         response_id = events.new_id("resp")
-        await self.send(events.event("response.created", response=events.response_object(response_id, "in_progress")))
-        self.response = asyncio.create_task(self._respond(response_id, request))
-
-    async def _respond(self, response_id: str, request: InferenceRequest) -> None:
-        item_id = events.new_id("item")
-        parts: list[str] = []
-        status, usage, details = "failed", None, None
-        try:
-            generation = await self.dispatcher.start(request)
-            try:
-                async for message in generation.messages():
-                    if message.text:
-                        parts.append(message.text)
-                        await self.send(
-                            events.event(
-                                "response.text.delta", response_id=response_id, item_id=item_id, delta=message.text
-                            )
-                        )
-                    if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
-                        status = "completed" if message.finish_reason == pb.FINISH_REASON_STOP else "incomplete"
-                        u = message.usage
-                        usage = {
-                            "input_tokens": u.prompt_tokens,
-                            "output_tokens": u.completion_tokens,
-                            "total_tokens": u.prompt_tokens + u.completion_tokens,
-                            "input_token_details": {"cached_tokens": u.cached_prompt_tokens},
-                        }
-                        if status == "incomplete":
-                            details = {"type": "incomplete", "reason": "max_output_tokens"}
-            finally:
-                await generation.close()  # cancels the runtime call if we leave early
-        except RouterError as error:
-            details = {
-                "type": "failed",
-                "error": {"type": error.error_type, "code": error.code, "message": error.message},
-            }
-            await self.send(events.error_event(error.error_type, error.code, error.message, error.param))
-        except asyncio.CancelledError:
-            status, details = "cancelled", {"type": "cancelled", "reason": "client_cancelled"}
-        finally:
-            text = "".join(parts)
-            if text:
-                self.conversation.append(("assistant", text))
-        if self._closing:
-            return
-        output = [events.item_object(item_id, "assistant", text, status)] if text else []
-        if text:
-            await self.send(events.event("response.text.done", response_id=response_id, item_id=item_id, text=text))
-        await self.send(
-            events.event("response.done", response=events.response_object(response_id, status, usage, details, output))
+        await self.peer.send(
+            events.event("response.created", response=events.response_object(response_id, "in_progress"))
         )
+        self.response = Response(response_id, request, self.peer, self.dispatcher, self.conversation)
 
-    async def _cancel_response(self) -> None:
-        """Cancels the response in progress; its task then reports response.done (cancelled)."""
-        task = self.response
-        if task is None or task.done():
-            return
-        task.cancel()
-        await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
-        if not task.done():  # stuck telling a client that does not read: stop it for good
-            task.cancel()
-            await asyncio.wait({task})
+    async def _end_response(self, reason: str) -> None:
+        """Cancels the response in flight, if any, and waits until it has sent response.done."""
+        if self.response is not None:
+            self.response.cancel(reason)
+            await self.response.wait()
 
-    async def send(self, event: dict) -> None:
-        """Waits while the client is behind (backpressure); drops the event if the socket is gone."""
-        async with self._send_lock:
-            if self.ws.closed:
-                return
+    async def close(self, code: int, reason: str, goodbye: dict | None = None) -> None:
+        """Ends the session from the router's side: the response in flight ends (its response.done
+        sent), then the goodbye event if any, then the close frame."""
+        await self._end_response("session_closed")
+        if goodbye is not None:
             try:
-                await self.ws.send_str(json.dumps(event, separators=(",", ":")))
-            except ConnectionResetError:
-                pass
-
-    async def _goodbye(self, code: str, message: str) -> None:
-        try:
-            await asyncio.wait_for(self.send(events.error_event("session_error", code, message)), CLOSE_TIMEOUT_S)
-        except (TimeoutError, ConnectionResetError):
-            pass
-
-    async def close(self, code: int, message: str) -> None:
-        self._closing = True
-        await self._cancel_response()
-        try:
-            await asyncio.wait_for(self.ws.close(code=code, message=message.encode()), CLOSE_TIMEOUT_S)
-        except (TimeoutError, ConnectionResetError):
-            pass
+                await self.peer.send(goodbye, CLOSE_TIMEOUT_S)
+            except PeerGone:
+                return
+        await self.peer.close(code, reason)
 
     def _public(self) -> dict:
         return {"id": self.id, "object": "realtime.session", "model": self.model, **self.settings.public()}

@@ -20,6 +20,7 @@ from shoal.route_contract import QosConfig
 
 REALTIME, BATCH = "realtime", "batch"
 MIN_RETRY_AFTER_S, MAX_RETRY_AFTER_S = 1, 60
+RATE_WINDOW_S = 10.0  # the completions Retry-After's drain rate is measured over
 
 
 class Decision(Enum):
@@ -96,14 +97,12 @@ class QosPolicy:
         self.batch_limit = max(1, math.floor(batch_share * capacity)) if capacity else 0
         return self.pump()
 
-    def retry_after_s(self, now: float) -> int:
-        """How long the queue ahead takes to drain at the recent completion rate."""
+    def retry_after_s(self, qos: str, now: float) -> int:
+        """How long a request of class `qos` turned away now should wait before trying again: until the
+        queue ahead of it has drained at the recent completion rate (see drain_time_s)."""
         self._forget_finishes(now)
-        queued = len(self.waiting[REALTIME]) + len(self.waiting[BATCH]) + 1
-        if not self._finishes:
-            return MIN_RETRY_AFTER_S
-        rate = len(self._finishes) / _RATE_WINDOW_S
-        return max(MIN_RETRY_AFTER_S, min(MAX_RETRY_AFTER_S, math.ceil(queued / rate)))
+        ahead = len(self.waiting[REALTIME]) + (len(self.waiting[BATCH]) if qos == BATCH else 0)
+        return drain_time_s(ahead, len(self._finishes), RATE_WINDOW_S)
 
     def _batch_may_start(self) -> bool:
         return self.in_flight[BATCH] < self.batch_limit and self._total_in_flight() < self.capacity
@@ -112,11 +111,20 @@ class QosPolicy:
         return self.in_flight[REALTIME] + self.in_flight[BATCH]
 
     def _forget_finishes(self, now: float) -> None:
-        while self._finishes and self._finishes[0] < now - _RATE_WINDOW_S:
+        while self._finishes and self._finishes[0] < now - RATE_WINDOW_S:
             self._finishes.popleft()
 
 
-_RATE_WINDOW_S = 10.0
+def drain_time_s(queued_ahead: int, completions: int, window_s: float) -> int:
+    """Seconds until `queued_ahead` waiting requests and then one more have started, at the rate of
+    `completions` in the last `window_s` seconds (each completion frees one slot), rounded up and
+    clamped to [MIN_RETRY_AFTER_S, MAX_RETRY_AFTER_S]. No completion in the window means the rate is
+    below one per window, not unknown: long requests then hold every slot, and a client told to
+    retry in a second would only come back to the same full queue, so the estimate is one window
+    per request."""
+    rate_per_s = max(completions, 1) / window_s
+    seconds = math.ceil((queued_ahead + 1) / rate_per_s)
+    return max(MIN_RETRY_AFTER_S, min(MAX_RETRY_AFTER_S, seconds))
 
 
 class BatchShare:

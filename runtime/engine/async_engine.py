@@ -18,7 +18,7 @@ from typing import Protocol
 from shoal.runtime.engine.llm_engine import EngineStats, LLMEngine, StepResult
 from shoal.runtime.engine.output_processor import RequestOutput
 from shoal.runtime.engine.queue_limits import QueueLimits
-from shoal.runtime.engine.request import Request
+from shoal.runtime.engine.request import FinishReason, Request
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError
 from shoal.runtime.sampling.params import SamplingParams
 
@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 
 
 class EngineObserver(Protocol):
-    """Told about request timings and steps (the metrics implement it)."""
+    """Told about request timings and steps (the metrics implement it). A request that stops or reaches
+    a length ends in `on_finished`; one cut short (cancelled, or aborted while draining) in `on_aborted`;
+    one that fails in neither (the server counts its error)."""
 
     def on_first_token(self, ttft_s: float, num_prompt_tokens: int) -> None: ...
 
     def on_tokens(self, num_tokens: int, inter_token_s: float | None) -> None: ...
 
     def on_finished(self, finish_reason: str, e2e_s: float, num_prompt_tokens: int, num_output_tokens: int) -> None: ...
+
+    def on_aborted(self) -> None: ...
 
     def on_step(self, num_batched_tokens: int, duration_s: float) -> None: ...
 
@@ -41,8 +45,6 @@ class EngineObserver(Protocol):
 class _Stream:
     queue: asyncio.Queue
     arrival: float
-    num_prompt_tokens: int
-    num_output_tokens: int = 0
     last_token_at: float | None = None
     finished: bool = False  # the engine has sent the final output (maybe not yet read)
 
@@ -98,7 +100,7 @@ class AsyncEngine:
         EngineUnavailableError before the first one if the request cannot be taken, and
         StepOutOfMemoryError after any of them if a step running it ran out of GPU memory."""
         request = self._accept(request_id, prompt_token_ids, sampling, priority)
-        stream = _Stream(asyncio.Queue(), arrival=time.monotonic(), num_prompt_tokens=request.num_prompt_tokens)
+        stream = _Stream(asyncio.Queue(), arrival=time.monotonic())
         self._streams[request_id] = stream
         self._submitted += 1
         self._inbox.put(request)
@@ -118,9 +120,7 @@ class AsyncEngine:
                 # The consumer left (a cancelled stream): abort, which frees the blocks before the next step.
                 self._inbox.put(("abort", request_id))
                 if self.observer is not None:
-                    self.observer.on_finished(
-                        "abort", time.monotonic() - stream.arrival, stream.num_prompt_tokens, stream.num_output_tokens
-                    )
+                    self.observer.on_aborted()
 
     def _accept(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int) -> Request:
         if not self.accepting or not self.healthy:
@@ -193,7 +193,6 @@ class AsyncEngine:
             self._fail_one(request_id, error)
 
     def _observe(self, stream: _Stream, output: RequestOutput, now: float) -> None:
-        stream.num_output_tokens = output.num_output_tokens
         if output.finished:
             stream.finished = True
             self.queue_limits.record_finish(now)
@@ -206,7 +205,9 @@ class AsyncEngine:
             else:
                 self.observer.on_tokens(len(output.new_token_ids), now - stream.last_token_at)
             stream.last_token_at = now
-        if output.finished:
+        if output.finished and output.finish_reason is FinishReason.ABORT:
+            self.observer.on_aborted()  # by the server, draining
+        elif output.finished:
             self.observer.on_finished(
                 output.finish_reason.value, now - stream.arrival, output.num_prompt_tokens, output.num_output_tokens
             )

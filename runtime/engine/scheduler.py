@@ -3,10 +3,12 @@
 A step has a token budget (`max_num_batched_tokens`). Running requests come first: decodes (one
 token each), then prompts still being prefilled in chunks (as many tokens as the budget leaves).
 Then waiting requests are admitted mid-flight, best priority first, while blocks, budget and the
-`max_num_seqs` cap allow. When the KV pool runs dry, the lowest-priority, latest request is
-preempted: its blocks are freed and it is queued again, to be recomputed later (prefix caching makes
-that cheap). A waiting request may also preempt running ones of strictly lower priority, so that
-realtime traffic is not stuck behind batch work.
+`max_num_seqs` cap allow. A running prefill of lower priority than the best waiting request yields
+the budget to it and takes what admission leaves, so a realtime request arriving while a long batch
+prompt is prefilled in chunks is scheduled in the next step. When the KV pool runs dry, the
+lowest-priority, latest request is preempted: its blocks are freed and it is queued again, to be
+recomputed later (prefix caching makes that cheap). A waiting request may also preempt running
+ones of strictly lower priority, so that realtime traffic is not stuck behind batch work.
 
 It is also the one writer of request state. `advance` records a launched step (tokens being
 computed, draws on their way); `update` appends a step's sampled tokens and ends the requests they
@@ -134,24 +136,31 @@ class Scheduler:
             self._preempt(victim)
             preempted.append(victim)
 
-        # Running requests: decodes first, then chunked prefills, each in order of service.
-        in_order = sorted(self.running, key=Request.sort_key)
-        decodes = [r for r in in_order if r.num_uncomputed_tokens <= 1]
-        for request in decodes + [r for r in in_order if r.num_uncomputed_tokens > 1]:
-            if budget == 0:
-                break
-            if request.status is not RequestStatus.RUNNING or request.is_generation_done:
-                continue  # preempted earlier in this loop, or only its last token is still in flight
+        def schedule_running(request: Request) -> None:
+            nonlocal budget
+            if budget == 0 or request.status is not RequestStatus.RUNNING or request.is_generation_done:
+                return  # preempted earlier in this step, or only its last token is still in flight
             uncomputed = request.num_uncomputed_tokens
             num_new = min(uncomputed, budget)
             while not self.block_manager.allocate(request, num_new):
                 victim = max(self.running, key=Request.sort_key)
                 preempt(victim)
                 if victim is request:
-                    break
-            else:
-                scheduled[request.request_id] = ScheduledRequest(request, num_new, num_new == uncomputed)
-                budget -= num_new
+                    return
+            scheduled[request.request_id] = ScheduledRequest(request, num_new, num_new == uncomputed)
+            budget -= num_new
+
+        # Running requests: decodes first, then chunked prefills, each in order of service. A prefill
+        # of lower priority than the best waiting request yields: it gets what admission leaves, or a
+        # long batch prompt would hold the whole budget, step after step, ahead of a realtime one.
+        in_order = sorted(self.running, key=Request.sort_key)
+        decodes = [r for r in in_order if r.num_uncomputed_tokens <= 1]
+        prefills = [r for r in in_order if r.num_uncomputed_tokens > 1]
+        best_waiting = self._peek_waiting()
+        yielding = [r for r in prefills if best_waiting is not None and r.priority > best_waiting.priority]
+        leading = prefills[: len(prefills) - len(yielding)]  # in order of service, the yielding ones come last
+        for request in decodes + leading:
+            schedule_running(request)
 
         # Waiting requests, admitted mid-flight.
         while budget > 0 and (request := self._peek_waiting()) is not None:
@@ -172,6 +181,9 @@ class Scheduler:
             if victim is None or victim.priority <= request.priority:
                 break
             preempt(victim)
+
+        for request in yielding:
+            schedule_running(request)
 
         ordered = sorted(scheduled.values(), key=lambda s: s.num_new_tokens > 1)
         finished_ids = []

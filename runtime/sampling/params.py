@@ -1,5 +1,6 @@
 """Per-request sampling parameters, validated once when the request arrives."""
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -29,10 +30,20 @@ class SamplingParams:
     skip_special_tokens: bool = True
 
     def __post_init__(self) -> None:
-        _check(self.temperature >= 0, "temperature", f"must be >= 0, got {self.temperature}")
+        # Infinities pass the range checks below but turn logits into NaN or uniform noise: refused.
+        _check(
+            math.isfinite(self.temperature) and self.temperature >= 0,
+            "temperature",
+            f"must be finite and >= 0, got {self.temperature}",
+        )
         _check(0 < self.top_p <= 1, "top_p", f"must be in (0, 1], got {self.top_p}")
+        _check(self.top_k >= -1, "top_k", f"must be -1 or 0 (disabled) or >= 1, got {self.top_k}")
         _check(0 <= self.min_p <= 1, "min_p", f"must be in [0, 1], got {self.min_p}")
-        _check(self.repetition_penalty > 0, "repetition_penalty", f"must be > 0, got {self.repetition_penalty}")
+        _check(
+            math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0,
+            "repetition_penalty",
+            f"must be finite and > 0, got {self.repetition_penalty}",
+        )
         for name in ("presence_penalty", "frequency_penalty"):
             value = getattr(self, name)
             _check(-2 <= value <= 2, name, f"must be in [-2, 2], got {value}")

@@ -110,8 +110,11 @@ class RuntimeMetrics:
         self.prompt_tokens = counter(names.PROMPT_TOKENS, "Prompt tokens processed.").labels(*self.label_values)
         self.generation_tokens = counter(names.GENERATION_TOKENS, "Tokens generated.").labels(*self.label_values)
         self.request_success = counter(
-            names.REQUEST_SUCCESS, "Finished requests, by finish reason.", (names.LABEL_FINISHED_REASON,)
+            names.REQUEST_SUCCESS, "Requests that ran to their end, by finish reason.", (names.LABEL_FINISHED_REASON,)
         )
+        self.request_aborts = counter(
+            names.REQUEST_ABORTS, "Requests cut short: cancelled by the client, or aborted while draining."
+        ).labels(*self.label_values)
         self.request_errors = counter(
             names.REQUEST_ERRORS, "Requests refused or failed, by gRPC status code.", (names.LABEL_CODE,)
         )
@@ -160,6 +163,9 @@ class RuntimeMetrics:
         self.e2e.observe(e2e_s)
         self.request_prompt_tokens.observe(num_prompt_tokens)
         self.request_generation_tokens.observe(num_output_tokens)
+
+    def on_aborted(self) -> None:
+        self.request_aborts.inc()
 
     def on_step(self, num_batched_tokens: int, duration_s: float) -> None:
         self.iteration_tokens.observe(num_batched_tokens)

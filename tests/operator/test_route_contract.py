@@ -5,6 +5,9 @@ acts on."""
 
 import json
 
+import pytest
+
+from shoal.fields import FieldError
 from shoal.operator.children import PoolRef
 from shoal.operator.plan import Observed, PoolObject, plan_for
 from shoal.operator.rollout import RolloutState, RouterView
@@ -46,7 +49,10 @@ def test_the_route_the_operator_builds_is_the_route_the_router_reads():
     state = RolloutState(stable="v1-a", canary="v2-b", canary_weight=25)
     endpoints = {
         "v1-a": (RuntimeEndpoint("10.0.0.2:50051", "http://10.0.0.2:8001/metrics"),),
-        "v2-b": (RuntimeEndpoint("[fd00::3]:50051"),),
+        "v2-b": (
+            RuntimeEndpoint("[fd00::3]:50051", "http://[fd00::3]:8001/metrics"),
+            RuntimeEndpoint("10.0.0.4:50051"),
+        ),
     }
     route = route_for(REF, parse_pool_spec(SPEC), state, endpoints)
     assert parse_pool(wire(route_to_json(route))) == route
@@ -57,6 +63,24 @@ def test_the_route_the_operator_builds_is_the_route_the_router_reads():
         "preemptions": 90.0,
         "kv_free": 90.0,
     }
+
+
+@pytest.mark.parametrize(
+    "metrics_url",
+    [
+        "file:///etc/passwd",
+        "gopher://10.0.0.2:8001/",
+        "not a url",
+        "http:///metrics",
+        "http://169.254.169.254/latest/meta-data/",  # another host: fetched for whoever wrote the route
+        "http://10.0.0.2.evil.example:8001/metrics",
+    ],
+)
+def test_a_metrics_url_is_http_on_the_runtimes_own_host(metrics_url):
+    route = {"name": "p", "model": "m", "revisions": {"v1": {"endpoints": [{"target": "10.0.0.2:50051"}]}}}
+    route["revisions"]["v1"]["endpoints"][0]["metrics_url"] = metrics_url
+    with pytest.raises(FieldError, match=r"metrics_url"):
+        parse_pool(route)
 
 
 def test_a_planned_route_reads_back_too():

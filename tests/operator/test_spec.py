@@ -106,7 +106,7 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         RolloutSpec,
         RuntimeSpec,
     )
-    from shoal.runtime.config import EngineConfig
+    from shoal.runtime.config import GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 
     (version,) = yaml.safe_load((ROOT / "crds" / "modelpool.yaml").read_text())["spec"]["versions"]
     spec_schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
@@ -148,7 +148,7 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
     # The runtime's defaults are the runtime's own, and so are the CRD's.
     assert (RuntimeSpec.max_num_seqs, RuntimeSpec.max_num_batched_tokens, RuntimeSpec.block_size) == (
         EngineConfig.max_num_seqs,
-        EngineConfig.max_num_batched_tokens,
+        GPU_MAX_NUM_BATCHED_TOKENS,
         EngineConfig.block_size,
     )
     # gpuMemoryUtilization has no schema default (see the CRD); its description states the operator's.

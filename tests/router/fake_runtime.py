@@ -54,6 +54,7 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         self.kv_usage = 0.0
         self.waiting = 0
         self.preemptions = 0
+        self.serving = True  # what Health answers
         self.counters = FakeCounters()
         self.port = self.metrics_port = 0
         self._server: grpc.aio.Server | None = None
@@ -127,7 +128,8 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
             c.in_flight -= 1
 
     async def Health(self, request, context) -> pb.HealthResponse:
-        return pb.HealthResponse(status=pb.HealthResponse.SERVING)
+        status = pb.HealthResponse.SERVING if self.serving else pb.HealthResponse.NOT_SERVING
+        return pb.HealthResponse(status=status)
 
     async def GetStats(self, request, context) -> pb.RuntimeStats:
         return pb.RuntimeStats(num_requests_running=self.counters.in_flight, num_requests_waiting=self.waiting)

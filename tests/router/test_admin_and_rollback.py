@@ -137,8 +137,36 @@ def test_measurements_are_exposed_as_json(loop_thread, start_fake):
         assert total == 20 and all(m["realtime"]["requests"] == 0 for m in by_revision.values())
         some = next(m["batch"] for m in by_revision.values() if m["batch"]["requests"])
         assert set(some["ttft_s"]) == {"samples", "p50", "p95", "p99"} and some["error_rate"] == 0.0
-        assert get_json(router.admin_url + "/admin/measurements?window_s=soon")[0] == 400
         assert "quiet" in get_json(router.admin_url + "/admin/tenants")[1]["tenants"]
+    finally:
+        router.stop()
+
+
+BAD_WINDOWS = ["soon", "", "nan", "NaN", "inf", "-inf", "Infinity", "-1", "0", "1e999", "0x10", "%FF"]
+
+
+def test_a_bad_window_is_a_400_naming_it(loop_thread, start_fake):
+    router, _, _ = two_revisions(loop_thread, start_fake)
+    try:
+        for window in BAD_WINDOWS:
+            status, body = get_json(router.admin_url + "/admin/measurements?window_s=" + window)
+            assert (status, body["error"].split(":")[0]) == (400, "window_s"), window
+        assert get_json(router.admin_url + "/admin/measurements?window_s=0.5")[0] == 200
+    finally:
+        router.stop()
+
+
+@pytest.mark.parametrize("body", [b'{"canary_weight": 1' + b"0" * 5000 + b"}", b'{"canary_weight": NaN}', b"\xff"])
+def test_a_bad_weights_body_is_a_400(loop_thread, start_fake, body):
+    router, _, _ = two_revisions(loop_thread, start_fake)
+    try:
+
+        async def put():
+            async with aiohttp.ClientSession() as session:
+                async with session.put(router.admin_url + "/admin/pools/fake/weights", data=body) as response:
+                    return response.status
+
+        assert asyncio.run(put()) == 400
     finally:
         router.stop()
 

@@ -3,6 +3,8 @@
 import dataclasses
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shoal.router.config import TenantConfig, hash_api_key, parse_config
 from shoal.router.errors import InvalidRequest, Unauthenticated
@@ -46,3 +48,38 @@ def test_qos_class_precedence():
     with pytest.raises(InvalidRequest) as error:
         qos_class("realtime", service_tier="gold")
     assert error.value.param == "service_tier"
+
+
+SECRET = "sk-acme"
+MALFORMED = [
+    f"Bearer {SECRET}\x01",
+    f"Bearer {SECRET}\x7f",
+    f"Bearer {SECRET}\n",
+    f"Bearer\t{SECRET}",
+    f"Bearer {SECRET}\u00e9",
+    f"Bearer {SECRET}\udce9",  # a non-ASCII byte, as aiohttp hands it on (surrogateescape)
+    f"Bearer {SECRET}" + "A" * 10_000,
+    f"Bearer {SECRET}\u2028",
+]
+
+
+@pytest.mark.parametrize("header", MALFORMED)
+def test_a_malformed_header_is_a_401_that_never_echoes_it(auth, header):
+    with pytest.raises(Unauthenticated) as error:
+        auth.tenant(header)
+    assert error.value.message.startswith("Malformed Authorization header")
+    assert SECRET not in str(error.value.body()) and "acme" not in str(error.value.body())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rest=st.text(max_size=2000), scheme=st.sampled_from(["Bearer ", "bearer  ", "Basic ", ""]), tail=st.text(max_size=3)
+)
+def test_no_header_value_is_ever_echoed_and_nothing_else_crashes(auth, rest, scheme, tail):
+    key = "sk-" + rest  # "sk-" is in none of our own messages, so finding it would be an echo
+    try:
+        tenant = auth.tenant(scheme + key + tail)
+    except Unauthenticated as error:
+        assert "sk-" not in str(error.body())
+    else:
+        assert tenant == "acme" and scheme.lower().startswith("bearer") and (key + tail).strip() == SECRET

@@ -3,8 +3,8 @@ request streams for about a second, so capacity is easy to exceed).
 
 The noisy tenant (2 concurrent requests, 600 tokens a minute) gets 429s with OpenAI's rate-limit
 shape and headers while the quiet tenant's requests all succeed. A flood far beyond capacity is
-answered quickly with 429 and Retry-After (no timeouts), the router's queues stay within their
-bounds, and its memory does not grow from one flood to the next.
+answered quickly with 429 and a Retry-After of the queue's drain time (no timeouts), the router's
+queues stay within their bounds, and its memory does not grow from one flood to the next.
 """
 
 import asyncio
@@ -106,7 +106,8 @@ def test_a_flood_is_answered_quickly_and_memory_stays_bounded(router, fake):
         assert 8 <= ok <= 200 and shed >= FLOOD - 200
         shed_seconds = sorted(seconds for seconds, reply in replies if reply.status == 429)
         assert shed_seconds[int(0.99 * len(shed_seconds))] < 3.0  # answered at once, not after max_queue_wait_s
-        assert all(int(reply.headers["Retry-After"]) >= 1 for _, reply in replies if reply.status == 429)
+        # 16 queued ahead, 8 slots freed about once a second: the hint is the drain time, never an instant retry
+        assert all(2 <= int(reply.headers["Retry-After"]) <= 60 for _, reply in replies if reply.status == 429)
         assert all(reply.error["code"] == "overloaded" for _, reply in replies if reply.status == 429)
     mib = [r / 2**20 for r in rss]
     shed_seconds = sorted(s for s, r in floods[-1] if r.status == 429)

@@ -7,9 +7,7 @@ and leaving cancels the runtime call. Plus the errors, timeouts and close codes.
 """
 
 import asyncio
-import base64
 import json
-import os
 import socket
 import time
 
@@ -18,6 +16,7 @@ import pytest
 
 from tests.router.conftest import MODEL
 from tests.router.harness import RouterProcess, pool
+from tests.router.realtime_clients import Client, handshake, masked_text_frame
 
 pytestmark = pytest.mark.integration
 REALTIME = {"idle_timeout_s": 3.0, "max_lifetime_s": 120.0, "send_buffer_bytes": 16384, "max_conversation_chars": 5000}
@@ -38,34 +37,6 @@ def router(stable_runtime, fake):
     router = RouterProcess(pools, realtime=REALTIME).wait_ready()
     yield router
     assert router.stop() == 0, router.logs()
-
-
-class Client:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
-        self.ws = ws
-
-    async def send(self, event_type: str, **fields) -> None:
-        await self.ws.send_json({"type": event_type, **fields})
-
-    async def receive(self, timeout_s: float = 60) -> dict:
-        message = await self.ws.receive(timeout=timeout_s)
-        assert message.type == aiohttp.WSMsgType.TEXT, message
-        return json.loads(message.data)
-
-    async def until(self, event_type: str) -> tuple[dict, list[dict]]:
-        """Events up to and including the first of this type."""
-        seen = []
-        while True:
-            event = await self.receive()
-            seen.append(event)
-            if event["type"] == event_type:
-                return event, seen
-
-    async def say(self, text: str) -> None:
-        await self.send(
-            "conversation.item.create",
-            item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]},
-        )
 
 
 async def session(router, body_fn, model: str = MODEL):
@@ -139,12 +110,7 @@ def test_a_client_that_stops_reading_stops_the_stream_and_router_memory_stays_fl
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
     sock.connect(("127.0.0.1", router.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        "GET /v1/realtime?model=fake-model HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: "
-        "Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer sk-test-quiet\r\n\r\n".encode()
-    )
+    sock.sendall(handshake("fake-model"))
     assert b"101" in sock.recv(1024).split(b"\r\n")[0]
     for event in (
         {"type": "session.update", "session": {"max_response_output_tokens": 100_000}},
@@ -154,7 +120,7 @@ def test_a_client_that_stops_reading_stops_the_stream_and_router_memory_stays_fl
         },
         {"type": "response.create"},
     ):
-        sock.sendall(_masked_text_frame(json.dumps(event)))
+        sock.sendall(masked_text_frame(json.dumps(event)))
     # From here on the client reads nothing.
     samples = []
     for _ in range(12):
@@ -223,10 +189,3 @@ def test_errors_timeouts_and_close_codes(router):
     assert too_long["error"]["code"] == "conversation_too_long"
     assert goodbye["error"]["code"] == "idle_timeout" and 2.5 < idle_s < 6
     assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 1000
-
-
-def _masked_text_frame(text: str) -> bytes:
-    payload, mask = text.encode(), os.urandom(4)
-    length = len(payload)
-    header = bytes([0x81, 0x80 | length]) if length < 126 else bytes([0x81, 0x80 | 126]) + length.to_bytes(2, "big")
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))

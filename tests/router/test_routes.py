@@ -1,10 +1,13 @@
 """Routes pushed through the admin API (PUT and DELETE /admin/pools/{pool}/route), against a router
 on real ports in front of fake runtimes: pools come and go and change in place, requests in flight
 finish where they are, verdicts survive the operator's repeated pushes, per-pool tenant limits hold,
-and a router that starts with no pools is ready and serves once a route arrives."""
+and a router that starts with no pools is ready (nothing to wait for), takes routes on its admin
+port, is unready while a pushed pool has no runtime answering its health probe, and ready again
+once one does."""
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 
@@ -66,20 +69,34 @@ def empty_router(loop_thread):
     router.stop()
 
 
-def test_a_router_without_pools_is_ready_and_serves_a_pool_once_pushed(empty_router, start_fake):
+def wait_ready_status(router, status: int, timeout_s: float = 5.0) -> str:
+    """Polls /ready until it answers `status` (the health prober runs every second); returns its text."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answered, body = text(router.base_url + "/ready")
+        if answered == status or time.monotonic() > deadline:
+            assert answered == status, body
+            return body
+        time.sleep(0.05)
+
+
+def test_a_router_without_pools_is_ready_and_with_one_only_once_a_runtime_serves(empty_router, start_fake):
     router = empty_router
     fake = start_fake(tokens=2)
-    assert text(router.base_url + "/ready")[0] == 200
+    assert text(router.base_url + "/ready") == (200, "ready (no pools)")  # a fresh release: nothing to wait for
+    assert text(router.base_url + "/health")[0] == 200
     assert asyncio.run(_get(router.base_url + "/v1/models"))["data"] == []
     assert complete(router).status == 404
-    status, described = put_route(router, "fake", pool("fake", {"v1": []}, model=MODEL))
+    status, described = put_route(router, "fake", pool("fake", {"v1": []}, model=MODEL))  # the admin port answers
     assert status == 200 and described["name"] == "fake" and described["weights"]["stable"] == "v1"
     assert text(router.base_url + "/ready")[0] == 503  # a pool, but nowhere to send its requests yet
     status, described = put_route(router, "fake", pool("fake", {"v1": [fake]}, model=MODEL))
     assert status == 200 and described["revisions"]["v1"]["endpoints"][0]["target"] == fake.target
-    assert text(router.base_url + "/ready")[0] == 200
+    assert wait_ready_status(router, 200) == "ready"
     reply = complete(router)
     assert reply.status == 200 and reply.headers["x-shoal-revision"] == "v1" and fake.counters.finished == 1
+    fake.serving = False
+    assert wait_ready_status(router, 503) == "no pool has a ready runtime"
     assert delete_route(router, "fake")[0] == 200
     assert text(router.base_url + "/ready")[0] == 200  # no pools at all again
 

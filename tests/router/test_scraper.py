@@ -37,6 +37,8 @@ def test_scrapes_record_kv_headroom_and_new_preemptions_and_mark_dead_runtimes()
         registry, measurements = BackendRegistry(), Measurements()
         dead = Endpoint("p", "v1", "127.0.0.1:1", "http://127.0.0.1:1/metrics")
         registry.apply(frozenset({Endpoint("p", "v1", f.target, f.metrics_url) for f in fakes} | {dead}))
+        for backend in registry.backends():
+            backend.serving = True  # as far as the health prober knows: the scrapes decide here
         scraper = Scraper(registry, measurements, interval_s=0.1, clock=lambda: 100.0)
         async with aiohttp.ClientSession() as session:
             await scraper.scrape_once(session)

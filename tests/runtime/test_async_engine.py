@@ -4,12 +4,14 @@ import asyncio
 import time
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError
 from shoal.runtime.sampling.params import SamplingParams
+from shoal.runtime.server.metrics import RuntimeMetrics
 from tests.runtime.engine_harness import build
 
 LONG = SamplingParams(temperature=0, max_tokens=400, ignore_eos=True)
@@ -20,9 +22,9 @@ def tiny_engine(tiny_config_dir, request):
     return build(tiny_config_dir, load_format="dummy", kv_cache_memory=1 << 20, async_scheduling=request.param).engine
 
 
-def run(coroutine_factory, engine, max_waiting: int = 16):
+def run(coroutine_factory, engine, max_waiting: int = 16, observer=None):
     async def main():
-        async_engine = AsyncEngine(engine, QueueLimits(max_waiting))
+        async_engine = AsyncEngine(engine, QueueLimits(max_waiting), observer)
         async_engine.start()
         try:
             return await coroutine_factory(async_engine)
@@ -109,3 +111,31 @@ def test_stop_aborts_requests_still_running(tiny_engine):
 
     last = run(scenario, tiny_engine)
     assert last.finished and last.finish_reason is FinishReason.ABORT
+
+
+def test_aborted_requests_are_counted_apart_from_successes_and_latencies(tiny_engine):
+    registry = CollectorRegistry()
+    metrics = RuntimeMetrics(registry, "tiny", "pool", "r1")
+
+    async def scenario(engine):
+        [o async for o in engine.generate("done", [1, 2], SamplingParams(temperature=0, max_tokens=3))]
+        cancelled = engine.generate("cancelled", [1, 2, 3], LONG)
+        await anext(cancelled)
+        await cancelled.aclose()  # the client left
+        draining = engine.generate("draining", [1, 2, 3, 4], LONG)
+        await anext(draining)
+        stopping = asyncio.create_task(engine.stop())  # the server aborts what is still running
+        [o async for o in draining]
+        await stopping
+
+    run(scenario, tiny_engine, observer=metrics)
+
+    def sample(name: str, **labels) -> float | None:
+        return registry.get_sample_value(name, {"model_name": "tiny", "pool": "pool", "revision": "r1", **labels})
+
+    assert sample("shoal:request_success_total", finished_reason="length") == 1
+    assert sample("shoal:request_success_total", finished_reason="abort") is None
+    assert sample("shoal:request_aborts_total") == 2
+    assert sample("shoal:e2e_request_latency_seconds_count") == 1
+    assert sample("shoal:request_generation_tokens_count") == 1
+    assert sample("shoal:time_to_first_token_seconds_count") == 3  # every request got a first token

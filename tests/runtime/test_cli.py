@@ -5,9 +5,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from shoal.runtime.build import resolve_token_budget
 from shoal.runtime.cli import add_arguments, configs_from_args, parse_size
-from shoal.runtime.config import EngineConfig, ServerConfig
+from shoal.runtime.config import CPU_MAX_NUM_BATCHED_TOKENS, GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig, ServerConfig
 
 
 @pytest.mark.parametrize(
@@ -85,3 +87,12 @@ def test_missing_model_exits_with_a_message_not_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "shoal runtime: --model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_token_budget_is_chosen_by_device_unless_given():
+    assert configs_from_args(parse())[0].max_num_batched_tokens is None
+    assert resolve_token_budget(None, torch.device("cuda")) == GPU_MAX_NUM_BATCHED_TOKENS
+    assert resolve_token_budget(None, torch.device("cpu")) == CPU_MAX_NUM_BATCHED_TOKENS
+    assert resolve_token_budget(4096, torch.device("cpu")) == 4096
+    with pytest.raises(ValueError, match="max_num_batched_tokens must be >= 1"):
+        configs_from_args(parse("--max-num-batched-tokens", "0"))

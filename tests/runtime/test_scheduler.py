@@ -53,6 +53,49 @@ def test_decodes_come_first_then_prefill_chunks_then_new_requests():
     assert output.num_batched_tokens == 17
 
 
+def test_decodes_run_every_step_while_a_long_prompt_is_prefilled():
+    scheduler = make_scheduler(budget=16)
+    scheduler.add(make_request("decoding", num_prompt_tokens=4, max_tokens=50, arrival_time=0))
+    run_step(scheduler)
+    long = make_request("long", num_prompt_tokens=120, max_tokens=1, arrival_time=1)
+    scheduler.add(long)
+    steps = []
+    while long.num_output_tokens == 0:
+        steps.append(run_step(scheduler))
+    assert [step["long"] for step in steps] == [15] * 8  # 120 prompt tokens, 15 a step beside the decode
+    assert all(step["decoding"] == 1 for step in steps)
+
+
+def test_realtime_request_arriving_during_a_chunked_batch_prefill_is_scheduled_in_the_next_step():
+    scheduler = make_scheduler(budget=16)
+    scheduler.add(make_request("batch-decoding", num_prompt_tokens=4, max_tokens=50, priority=1, arrival_time=0))
+    run_step(scheduler)
+    scheduler.add(make_request("batch-long", num_prompt_tokens=200, max_tokens=1, priority=1, arrival_time=1))
+    assert run_step(scheduler) == {"batch-decoding": 1, "batch-long": 15}
+    scheduler.add(make_request("realtime", num_prompt_tokens=6, priority=0, arrival_time=2))
+    # The batch chunk yields its budget to the realtime prompt and takes what is left.
+    assert run_step(scheduler) == {"batch-decoding": 1, "realtime": 6, "batch-long": 9}
+    assert run_step(scheduler) == {"batch-decoding": 1, "realtime": 1, "batch-long": 14}
+
+
+def test_realtime_prompt_longer_than_the_budget_is_prefilled_before_the_batch_prompt_resumes():
+    scheduler = make_scheduler(budget=16)
+    scheduler.add(make_request("batch-long", num_prompt_tokens=200, max_tokens=1, priority=1, arrival_time=0))
+    assert run_step(scheduler) == {"batch-long": 16}
+    scheduler.add(make_request("realtime", num_prompt_tokens=20, priority=0, arrival_time=1))
+    assert run_step(scheduler) == {"realtime": 16}
+    assert run_step(scheduler) == {"realtime": 4, "batch-long": 12}
+    assert run_step(scheduler) == {"realtime": 1, "batch-long": 15}
+
+
+def test_a_prefill_does_not_yield_to_a_waiting_request_of_equal_priority():
+    scheduler = make_scheduler(budget=16)
+    scheduler.add(make_request("first", num_prompt_tokens=40, max_tokens=1, priority=1, arrival_time=0))
+    run_step(scheduler)
+    scheduler.add(make_request("second", num_prompt_tokens=6, priority=1, arrival_time=1))
+    assert run_step(scheduler) == {"first": 16}
+
+
 def test_running_sequences_are_capped_by_max_num_seqs():
     scheduler = make_scheduler(max_num_seqs=2)
     for name in "abc":

@@ -35,6 +35,8 @@ def test_unready_backends_are_avoided_while_a_ready_one_exists():
     async def main():
         registry = BackendRegistry(random.Random(0))
         registry.apply(frozenset({A, B}))
+        for backend in registry.backends():
+            backend.serving = True  # as the health prober found
         broken = registry.backends("p", "v1")[0]
         broken.failed_scrapes = UNREADY_AFTER_FAILED_SCRAPES
         picks = {registry.pick("p", "v1").endpoint for _ in range(20)}
@@ -46,3 +48,17 @@ def test_unready_backends_are_avoided_while_a_ready_one_exists():
 
     broken, picks, fallback = asyncio.run(main())
     assert picks == {A, B} - {broken.endpoint} and fallback is not None
+
+
+def test_a_backend_is_ready_only_once_its_health_probe_says_serving():
+    async def main():
+        registry = BackendRegistry(random.Random(0))
+        registry.apply(frozenset({A}))
+        (backend,) = registry.backends()
+        before = backend.ready  # not probed yet
+        backend.serving = True
+        after = backend.ready
+        await registry.close_all()
+        return before, after
+
+    assert asyncio.run(main()) == (False, True)

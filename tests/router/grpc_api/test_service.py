@@ -4,7 +4,13 @@ import asyncio
 
 import grpc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
+from shoal.router.errors import InvalidRequest
+from shoal.router.grpc_api.service import _validated
+from shoal.router.openai.parsing import parse_chat
 from shoal.v1 import router_pb2 as rpb
 from shoal.v1 import router_pb2_grpc
 from shoal.v1 import runtime_pb2 as pb
@@ -26,7 +32,7 @@ def router(loop_thread, start_fake):
 def request(**fields) -> rpb.InferenceRequest:
     fields.setdefault("model", "fake-model")
     fields.setdefault("chat", pb.ChatMessages(messages=[pb.ChatMessage(role="user", content="Hi")]))
-    return rpb.InferenceRequest(**fields)
+    return rpb.InferenceRequest(**{k: v for k, v in fields.items() if v is not None})
 
 
 async def generate(target: str, message: rpb.InferenceRequest, metadata=KEY):
@@ -92,3 +98,75 @@ def test_list_models_and_cancel(router):
     models = asyncio.run(main())
     assert list(models.models) == ["fake-model"]
     assert router.fake.counters.cancelled == 1 and router.fake.counters.in_flight == 0
+
+
+INT32 = st.integers(-(2**31), 2**31 - 1)
+FLOAT32 = st.floats(width=32)  # what a proto float holds: NaN and infinities too
+ROLES = st.sampled_from(["system", "developer", "user", "assistant", "tool", "robot", "", "User"])
+SAMPLING = st.fixed_dictionaries(
+    {},
+    optional={
+        "temperature": FLOAT32,
+        "top_p": FLOAT32,
+        "top_k": INT32,
+        "min_p": FLOAT32,
+        "seed": st.integers(-(2**63), 2**63 - 1),
+        "repetition_penalty": FLOAT32,
+        "presence_penalty": FLOAT32,
+        "frequency_penalty": FLOAT32,
+        "max_tokens": INT32,
+        "stop": st.lists(st.text(max_size=3), max_size=6),
+        "stop_token_ids": st.lists(INT32, max_size=3),
+        "ignore_eos": st.booleans(),
+        "skip_special_tokens": st.booleans(),
+    },
+)
+MESSAGES = st.lists(st.tuples(ROLES, st.text(max_size=5)), max_size=3)
+
+
+def refusal(parse) -> str | None:
+    """The field a parse refuses, None if it accepts."""
+    try:
+        parse()
+    except InvalidRequest as error:
+        return error.param
+    return None
+
+
+@settings(max_examples=100, deadline=None)
+@given(sampling=SAMPLING, messages=MESSAGES)
+def test_grpc_refuses_exactly_what_http_refuses_naming_the_same_field(sampling, messages):
+    body = {"model": "m", "messages": [{"role": r, "content": c} for r, c in messages], **sampling}
+    chat = pb.ChatMessages(messages=[pb.ChatMessage(role=r, content=c) for r, c in messages])
+    message = rpb.InferenceRequest(model="m", chat=chat, sampling=pb.SamplingParams(**sampling))
+    http, grpc_field = refusal(lambda: parse_chat(body)), refusal(lambda: _validated(message))
+    if http is None:
+        assert grpc_field is None
+        assert _validated(message) == (parse_chat(body).prompt, parse_chat(body).sampling)
+    else:
+        assert grpc_field == (f"sampling.{http}" if http in sampling else f"chat.{http}")
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (request(sampling=pb.SamplingParams(max_tokens=0)), "sampling.max_tokens"),
+        (request(sampling=pb.SamplingParams(temperature=float("nan"))), "sampling.temperature"),
+        (request(sampling=pb.SamplingParams(top_p=float("inf"))), "sampling.top_p"),
+        (request(sampling=pb.SamplingParams(logprobs=21)), "sampling.logprobs"),
+        (request(sampling=pb.SamplingParams(stop=["a", "b", "c", "d", "e"])), "sampling.stop"),
+        (request(sampling=pb.SamplingParams(stop=[""])), "sampling.stop"),
+        (request(sampling=pb.SamplingParams(stop_token_ids=[-1])), "sampling.stop_token_ids"),
+        (request(chat=pb.ChatMessages(messages=[pb.ChatMessage(role="robot", content="x")])), "chat.messages[0].role"),
+        (request(chat=pb.ChatMessages()), "chat.messages"),
+        (request(chat=None, token_ids=pb.TokenIds(ids=[5, -1])), "token_ids.ids"),
+        (request(chat=None, token_ids=pb.TokenIds()), "token_ids.ids"),
+        (rpb.InferenceRequest(model="fake-model"), "prompt"),
+    ],
+)
+def test_invalid_fields_are_refused_before_any_runtime_and_named(router, message, field):
+    _, _, error = asyncio.run(generate(router.grpc_target, message))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith(field + ":")
+    assert router.fake.counters.requests == 0
+    metrics = router.loop.call(lambda: generate_latest(router.router.registry).decode())
+    assert 'status="400"' in metrics and 'status="499"' not in metrics

@@ -1,9 +1,14 @@
 """OpenAI request bodies: parameters map to the runtime's sampling; every mistake is a 400 naming `param`."""
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.parsing import parse_chat, parse_completion
+from tests.router import bad_values
 
 
 def chat(**params) -> dict:
@@ -151,3 +156,73 @@ def test_completion_mistakes_name_the_param(body, param):
     with pytest.raises(InvalidRequest) as error:
         parse_completion(body)
     assert error.value.param == param
+
+
+def through_json(body: dict) -> object:
+    """What the server reads: JSON keeps NaN, infinities and lone surrogates ("\\ud800")."""
+    return json.loads(json.dumps(body))
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), field=st.sampled_from(sorted(bad_values.CHAT)))
+def test_a_bad_value_in_any_chat_field_is_a_400_naming_it(data, field):
+    value = data.draw(bad_values.CHAT[field], label=field)
+    body = {**chat(), field: value}
+    if field == "top_logprobs":
+        body["logprobs"] = True
+    with pytest.raises(InvalidRequest) as error:
+        parse_chat(through_json(body))
+    assert error.value.param == field and error.value.http_status == 400
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), field=st.sampled_from(sorted(bad_values.COMPLETIONS)))
+def test_a_bad_value_in_any_completions_field_is_a_400_naming_it(data, field):
+    value = data.draw(bad_values.COMPLETIONS[field], label=field)
+    with pytest.raises(InvalidRequest) as error:
+        parse_completion(through_json({"model": "m", "prompt": "x", field: value}))
+    assert error.value.param == field
+
+
+@settings(max_examples=100, deadline=None)
+@given(bad=bad_values.MESSAGES)
+def test_bad_messages_are_400s_naming_the_message_and_field(bad):
+    messages, param = bad
+    with pytest.raises(InvalidRequest) as error:
+        parse_chat(through_json(chat(messages=messages)))
+    assert error.value.param == param
+
+
+@settings(max_examples=100, deadline=None)
+@given(prompt=bad_values.PROMPTS)
+def test_bad_completion_prompts_are_400s(prompt):
+    with pytest.raises(InvalidRequest) as error:
+        parse_completion(through_json({"model": "m", "prompt": prompt}))
+    assert error.value.param == "prompt"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat(max_tokens=2**31), "max_tokens"),
+        (chat(max_completion_tokens=2**31), "max_completion_tokens"),
+        (chat(max_completion_tokens=2**31, max_tokens=5), "max_completion_tokens"),
+        (chat(top_k=2**31), "top_k"),
+        (chat(stop_token_ids=[2, 2**31]), "stop_token_ids"),
+        (chat(seed=2**63), "seed"),
+        (chat(repetition_penalty=1e39), "repetition_penalty"),  # over float32: the runtime would read inf
+        (chat(temperature=10**400), "temperature"),
+        (chat(stop="\ud800"), "stop"),
+        (chat(messages=[{"role": "user", "content": "a\udc80"}]), "messages[0].content"),
+    ],
+)
+def test_values_the_runtime_proto_cannot_hold_are_400s(body, param):
+    with pytest.raises(InvalidRequest) as error:
+        parse_chat(through_json(body))
+    assert error.value.param == param
+
+
+def test_the_largest_values_the_runtime_holds_are_accepted():
+    s = parse_chat(chat(max_tokens=2**31 - 1, top_k=2**31 - 1, stop_token_ids=[2**31 - 1], seed=-(2**63))).sampling
+    assert (s.max_tokens, s.top_k, list(s.stop_token_ids), s.seed) == (2**31 - 1, 2**31 - 1, [2**31 - 1], -(2**63))
+    assert parse_completion({"model": "m", "prompt": [0, 2**31 - 1]}).prompt.token_ids == (0, 2**31 - 1)

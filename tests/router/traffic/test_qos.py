@@ -1,7 +1,9 @@
 """QoS policy: realtime first, batch within its share and shed first, bounded queues, AIMD share."""
 
+import pytest
+
 from shoal.route_contract import QosConfig
-from shoal.router.traffic.qos import BATCH, REALTIME, BatchShare, Decision, QosPolicy
+from shoal.router.traffic.qos import BATCH, REALTIME, BatchShare, Decision, QosPolicy, drain_time_s
 
 CONFIG = QosConfig(
     realtime_queue=2, batch_queue=3, batch_share_min=0.25, batch_share_max=0.5, realtime_ttft_target_s=1.0
@@ -62,15 +64,37 @@ def test_capacity_changes_admit_waiters_and_batch_keeps_at_least_one_slot():
     assert q.batch_limit == 1
 
 
-def test_retry_after_follows_the_completion_rate():
+@pytest.mark.parametrize(
+    ("queued_ahead", "completions", "window_s", "seconds"),
+    [
+        (0, 100, 10.0, 1),  # 10 a second, nobody ahead: at once (never under a second)
+        (19, 100, 10.0, 2),  # 20 to start at 10 a second
+        (9, 10, 10.0, 10),  # one a second
+        (4, 2, 10.0, 25),  # long requests: one every 5 s
+        (0, 0, 10.0, 10),  # none finished in the window: slower than one a window
+        (3, 0, 10.0, 40),
+        (100, 1, 10.0, 60),  # never more than a minute
+        (0, 1, 120.0, 60),
+    ],
+)
+def test_retry_after_is_the_time_the_queue_ahead_takes_to_drain(queued_ahead, completions, window_s, seconds):
+    assert drain_time_s(queued_ahead, completions, window_s) == seconds
+
+
+def test_retry_after_follows_the_completion_rate_and_who_is_ahead():
     q = policy(capacity=1)
-    assert q.retry_after_s(now=0.0) == 1
+    assert q.retry_after_s(REALTIME, now=0.0) == 10  # no completions yet: one window
     q.arrive(REALTIME, "r0")
     for t in range(10):
         q.arrive(REALTIME, f"w{t}")
         q.depart(REALTIME, now=float(t))  # one a second
-    q.arrive(REALTIME, "x"), q.arrive(REALTIME, "y")
-    assert q.retry_after_s(now=9.5) >= 2
+    q.arrive(REALTIME, "x")
+    assert q.retry_after_s(REALTIME, now=9.5) == 2  # x waits, then the one turned away
+    assert q.retry_after_s(REALTIME, now=30.0) == 20  # the window has passed: nothing drains lately
+    q = policy(capacity=1)
+    q.arrive(REALTIME, "r0"), q.arrive(BATCH, "b0"), q.arrive(BATCH, "b1")
+    assert q.retry_after_s(REALTIME, now=0.0) == 10  # realtime goes before the batch queue
+    assert q.retry_after_s(BATCH, now=0.0) == 30
 
 
 def test_batch_share_halves_near_the_target_and_creeps_back():
