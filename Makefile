@@ -111,6 +111,7 @@ images:
 bench: install
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/router_overhead.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache
