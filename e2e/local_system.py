@@ -46,6 +46,8 @@ class LocalSystem:
     router_admin_url: str
     operator_metrics_url: str
     logs: Path
+    router_args: list[str]  # `shoal router ...` as started: a test that kills it starts it again so
+    router_process: asyncio.subprocess.Process
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return await kubectl(self.cluster.kubeconfig, "--namespace", self.namespace, *args, stdin=stdin)
@@ -120,7 +122,7 @@ async def local_system(cluster: Cluster, namespace: str, directory: Path) -> Asy
     ]
     async with (
         aiohttp.ClientSession() as session,
-        shoal_process(router, log=directory / "router.log", ready_url=f"{router_url}/ready"),
+        shoal_process(router, log=directory / "router.log", ready_url=f"{router_url}/ready") as router_process,
         shoal_process(
             operator,
             log=directory / "operator.log",
@@ -141,6 +143,8 @@ async def local_system(cluster: Cluster, namespace: str, directory: Path) -> Asy
                 admin_url,
                 f"http://127.0.0.1:{metrics}/metrics",
                 directory,
+                router,
+                router_process,
             )
         finally:
             following.cancel()

@@ -26,6 +26,7 @@ from shoal.v1 import runtime_pb2_grpc
 log = logging.getLogger(__name__)
 UNREADY_AFTER_FAILED_SCRAPES = 3
 RECONNECT_BACKOFF_MAX_MS = 1000
+CONNECT_WAIT_S = RECONNECT_BACKOFF_MAX_MS / 1000 + 0.5  # a request waits out one reconnect, no more
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
@@ -56,6 +57,18 @@ class Backend:
         """Not retired, its last health probe answered SERVING, and its /metrics answered lately (or it
         has none to scrape)."""
         return not self.retired and self.serving and self.failed_scrapes < UNREADY_AFTER_FAILED_SCRAPES
+
+    async def connected(self, timeout_s: float) -> bool:
+        """Whether the channel is connected, waiting up to timeout_s for it. A channel that found its
+        runtime not yet listening (started together, or restarted) backs off, and meanwhile fails every
+        call at once; a runtime that is up again is worth the wait of one reconnect."""
+        if self.channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+            return True
+        try:
+            await asyncio.wait_for(self.channel.channel_ready(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def describe(self) -> str:
         """How logs name the runtime; its address goes to logs only, never into answers to clients."""
