@@ -10,13 +10,11 @@ middle of its streams, then the router killed and started again.
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 
 import openai
 import pytest
-import pytest_asyncio
 
-from e2e.local_system import API_KEY, LOCAL, LocalSystem, local_system
+from e2e.local_system import API_KEY, LOCAL, LocalSystem
 from e2e.processes import shoal_process
 from e2e.traffic import client_for
 from tests.support.api_paths import object_path
@@ -31,15 +29,6 @@ STREAMS = 2
 STREAM_END_S = 10  # a stream cut by a dead runtime ends within this, with an error
 BACK_AFTER_READY_S = 2.0
 ROUTES_BACK_S = 10
-
-
-@pytest_asyncio.fixture
-async def system(cluster, namespace, tmp_path) -> AsyncIterator[LocalSystem]:
-    async with local_system(cluster, namespace, tmp_path) as running:
-        try:
-            yield running
-        finally:  # pytest shows this only when the test fails
-            print(running.log_tails())
 
 
 async def ready_pods(system: LocalSystem) -> set[str]:

@@ -12,9 +12,8 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
-from e2e.local_system import API_KEY, LOCAL, LocalSystem, local_system
+from e2e.local_system import API_KEY, LOCAL, LocalSystem
 from e2e.traffic import Outcomes, client_for, keep_sending
 from tests.support.kubectl import KubectlError
 from tests.support.polling import eventually
@@ -26,15 +25,6 @@ FIRST_START_S = 240  # the first runtime may convert the embedded GGUF model (ab
 POD_START_S = 120
 ROLLBACK_BOUND_S = 30  # from the faulty canary's first traffic to the pool's RolledBack
 PROMOTION_S = 120
-
-
-@pytest_asyncio.fixture
-async def system(cluster, namespace, tmp_path) -> AsyncIterator[LocalSystem]:
-    async with local_system(cluster, namespace, tmp_path) as running:
-        try:
-            yield running
-        finally:  # pytest shows this only when the test fails
-            print(running.log_tails())
 
 
 @contextlib.asynccontextmanager
