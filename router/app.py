@@ -77,7 +77,7 @@ class Router:
 
     def http_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[openai_errors])
-        app.add_routes(OpenAIHandlers(self.dispatcher, self.auth).routes())
+        app.add_routes(OpenAIHandlers(self.dispatcher, self.auth, self.config.client_body_timeout_s).routes())
         app.router.add_get("/v1/realtime", self.realtime.handle)
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._ready)

@@ -73,6 +73,7 @@ class RouterConfig:
     # An HTTP connection (public or admin port) with no request in progress is closed after this long:
     # idle between requests, or a request line and headers that never finish (slowloris).
     client_idle_timeout_s: float = 60.0
+    client_body_timeout_s: float = 60.0  # to read a request's body, once its headers are in: 408 after it
     realtime: RealtimeConfig = RealtimeConfig()
 
 
@@ -125,6 +126,7 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
         scrape_interval_s=f.get("scrape_interval_s", float, d.scrape_interval_s, minimum=0.05),
         health_interval_s=f.get("health_interval_s", float, d.health_interval_s, minimum=0.05),
         client_idle_timeout_s=f.get("client_idle_timeout_s", float, d.client_idle_timeout_s, minimum=0.1),
+        client_body_timeout_s=f.get("client_body_timeout_s", float, d.client_body_timeout_s, minimum=0.1),
         control_interval_s=f.get("control_interval_s", float, d.control_interval_s, minimum=0.01),
         realtime=_realtime(f.sub("realtime")),
     )

@@ -37,6 +37,13 @@ class InvalidRequest(RouterError):
         self.code = code
 
 
+class RequestTimeout(RouterError):
+    http_status = 408
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    error_type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class Unauthenticated(RouterError):
     http_status = 401
     grpc_code = grpc.StatusCode.UNAUTHENTICATED

@@ -7,6 +7,7 @@ never reaches the middleware: QuietAppRunner's servers answer it, without echoin
 text, which may hold an API key.
 """
 
+import asyncio
 import json
 import logging
 
@@ -14,7 +15,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from shoal.router.errors import InvalidRequest, RouterError
+from shoal.router.errors import InvalidRequest, RequestTimeout, RouterError
 
 log = logging.getLogger(__name__)
 _HTTP_TYPES = {
@@ -57,9 +58,14 @@ async def openai_errors(request: web.Request, handler) -> web.StreamResponse:
         )
 
 
-async def read_json(request: web.Request) -> object:
-    """The parsed body; 400 with OpenAI's message when it is not JSON (413 comes from aiohttp)."""
-    raw = await request.read()
+async def read_json(request: web.Request, timeout_s: float) -> object:
+    """The parsed body; 400 with OpenAI's message when it is not JSON (413 comes from aiohttp), 408
+    when it does not arrive whole within timeout_s (a client trickling it would hold the connection)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"The request's body did not arrive within {timeout_s:g}s.") from None
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):  # not UTF-8, not JSON, or an integer of over 4300 digits

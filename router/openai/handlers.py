@@ -68,9 +68,10 @@ COMPLETIONS = _Endpoint(
 
 
 class OpenAIHandlers:
-    def __init__(self, dispatcher: Dispatcher, auth: Authenticator):
+    def __init__(self, dispatcher: Dispatcher, auth: Authenticator, body_timeout_s: float):
         self.dispatcher = dispatcher
         self.auth = auth
+        self.body_timeout_s = body_timeout_s
         self.started = int(time.time())
 
     def routes(self) -> list[web.RouteDef]:
@@ -104,7 +105,7 @@ class OpenAIHandlers:
         parsed = inference = None
         limit_headers = lambda: self.dispatcher.limit_headers(tenant, parsed.model if parsed else None)  # noqa: E731
         try:
-            parsed = endpoint.parse(await read_json(request))
+            parsed = endpoint.parse(await read_json(request, self.body_timeout_s))
             qos = qos_class(
                 self.auth.default_qos(tenant), request.headers.get(QOS_HEADER), parsed.service_tier, parsed.priority
             )

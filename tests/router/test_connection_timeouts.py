@@ -62,3 +62,33 @@ def test_a_stream_longer_than_the_bound_is_not_cut(router):
 
     status, _, events = asyncio.run(main())
     assert status == 200 and events[-1] == "[DONE]" and router.fake.counters.finished == 1
+
+
+def test_a_body_trickled_slower_than_the_bound_gets_a_408(loop_thread, start_fake):
+    fake = start_fake(tokens=2)
+    config = make_config([pool("fake", {"v1": [fake]}, model=MODEL)], client_body_timeout_s=IDLE_S)
+    router = RouterInThread(loop_thread, config)
+    try:
+        body = b'{"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}'
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-quiet\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", router.router.http_port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(head + body[:10])  # then a byte now and then, never the whole body in time
+            sock.settimeout(0.2)
+            answer, sent = b"", 10
+            while not answer and time.monotonic() - started < 5:
+                try:
+                    answer = sock.recv(4096)
+                except TimeoutError:
+                    sock.sendall(body[sent : sent + 1])
+                    sent += 1
+            seconds = time.monotonic() - started
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 408"), answer
+        assert b'"code":"request_timeout"' in rest.replace(b" ", b"") and IDLE_S <= seconds < IDLE_S + 1.5
+        assert fake.counters.finished == 0
+    finally:
+        router.stop()
