@@ -153,12 +153,15 @@ class Scheduler:
         # Running requests: decodes first, then chunked prefills, each in order of service. A prefill
         # of lower priority than the best waiting request yields: it gets what admission leaves, or a
         # long batch prompt would hold the whole budget, step after step, ahead of a realtime one.
-        in_order = sorted(self.running, key=Request.sort_key)
-        decodes = [r for r in in_order if r.num_uncomputed_tokens <= 1]
-        prefills = [r for r in in_order if r.num_uncomputed_tokens > 1]
         best_waiting = self._peek_waiting()
-        yielding = [r for r in prefills if best_waiting is not None and r.priority > best_waiting.priority]
-        leading = prefills[: len(prefills) - len(yielding)]  # in order of service, the yielding ones come last
+        decodes, leading, yielding = [], [], []
+        for request in sorted(self.running, key=Request.sort_key):
+            if request.num_uncomputed_tokens <= 1:
+                decodes.append(request)
+            elif best_waiting is not None and request.priority > best_waiting.priority:
+                yielding.append(request)
+            else:
+                leading.append(request)
         for request in decodes + leading:
             schedule_running(request)
 
