@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 
 from shoal.router.backends.registry import CONNECT_WAIT_S, Backend, BackendRegistry
-from shoal.router.backends.upstream import error_from_rpc, generate_request
+from shoal.router.backends.upstream import RUNTIME_UNAVAILABLE, error_from_rpc, generate_request
 from shoal.router.errors import ModelNotFound, RateLimitExceeded, RouterError, Unavailable
 from shoal.router.metrics import FinishedRequest, RouterMetrics
 from shoal.router.pools import PoolState
@@ -157,7 +157,7 @@ class Generation:
                 raise Unavailable(f"No runtime is serving `{self.request.model}` right now. Please retry later.")
             self.backend.outstanding += 1
             if not await self.backend.connected(CONNECT_WAIT_S):
-                raise Unavailable("The model server is unavailable. Please retry later.")
+                raise Unavailable(RUNTIME_UNAVAILABLE)
             self.call = self.backend.stub.Generate(generate_request(self.request, self.priority))
             self.first = await self._read()
         except BaseException as error:

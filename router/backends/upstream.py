@@ -22,6 +22,9 @@ def generate_request(request: InferenceRequest, priority: int) -> pb.GenerateReq
     return message
 
 
+RUNTIME_UNAVAILABLE = "The model server is unavailable. Please retry later."
+
+
 def error_from_rpc(error: grpc.aio.AioRpcError) -> RouterError:
     routed = _error_from_rpc(error)
     routed.upstream_code = error.code().name
@@ -40,7 +43,7 @@ def _error_from_rpc(error: grpc.aio.AioRpcError) -> RouterError:
             f"The model server is overloaded: {details}", int(retry_after) if retry_after.isdigit() else 1
         )
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable("The model server is unavailable. Please retry later.")
+        return Unavailable(RUNTIME_UNAVAILABLE)
     return UpstreamFailure(f"The model server failed the request ({code.name}).")
 
 
