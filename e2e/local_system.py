@@ -21,6 +21,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.processes import shoal_process, tail
+from tests.operator.harness import running_operator
 from tests.runtime.server_process import free_port
 from tests.support.api_client import ApiClient
 from tests.support.api_paths import object_path
@@ -90,7 +91,7 @@ class LocalSystem:
 @contextlib.asynccontextmanager
 async def local_system(cluster: Cluster, namespace: str, directory: Path) -> AsyncIterator[LocalSystem]:
     operator_kubeconfig = cluster.operator_kubeconfig(directory / "operator.kubeconfig")
-    http, admin, grpc, liveness, metrics = free_port(), free_port(), free_port(), free_port(), free_port()
+    http, admin, grpc = free_port(), free_port(), free_port()
     router_url, admin_url = f"http://127.0.0.1:{http}", f"http://127.0.0.1:{admin}"
     router = [
         "router",
@@ -103,32 +104,17 @@ async def local_system(cluster: Cluster, namespace: str, directory: Path) -> Asy
         "--grpc-port",
         str(grpc),
     ]
-    operator = [
-        "operator",
-        "--router-admin-url",
-        admin_url,
-        "--namespace",
-        namespace,
-        "--reconcile-interval",
-        str(RECONCILE_INTERVAL_S),
-        "--drain",
-        str(DRAIN_S),
-        "--liveness",
-        f"http://127.0.0.1:{liveness}/healthz",
-        "--metrics-host",
-        "127.0.0.1",
-        "--metrics-port",
-        str(metrics),
-    ]
     async with (
         aiohttp.ClientSession() as session,
         shoal_process(router, log=directory / "router.log", ready_url=f"{router_url}/ready") as router_process,
-        shoal_process(
-            operator,
-            log=directory / "operator.log",
-            ready_url=f"http://127.0.0.1:{liveness}/healthz",
-            env={"KUBECONFIG": str(operator_kubeconfig)},
-        ),
+        running_operator(
+            operator_kubeconfig,
+            admin_url,
+            directory / "operator.log",
+            namespaces=[namespace],
+            reconcile_interval_s=RECONCILE_INTERVAL_S,
+            drain_s=DRAIN_S,
+        ) as operator,
     ):
         client = ApiClient(session, cluster.plane.admin)
         history = StatusHistory()
@@ -141,7 +127,7 @@ async def local_system(cluster: Cluster, namespace: str, directory: Path) -> Asy
                 history,
                 router_url,
                 admin_url,
-                f"http://127.0.0.1:{metrics}/metrics",
+                operator.metrics_url,
                 directory,
                 router,
                 router_process,

@@ -145,24 +145,30 @@ class OperatorProcess:
         os.kill(self.process.pid, signal.SIGCONT)
 
 
+def admin_url(router: Router) -> str:
+    return f"http://127.0.0.1:{router.admin_port}"
+
+
 @contextlib.asynccontextmanager
 async def running_operator(
     kubeconfig: Path,
-    router: Router,
+    router_admin_url: str,
     log: Path,
     *,
     namespaces: Sequence[str] = (),
     leader_election: LeaderElection | None = None,
     name: str = "operator",
+    reconcile_interval_s: float = RECONCILE_INTERVAL_S,
+    drain_s: float = DRAIN_S,
 ) -> AsyncIterator[OperatorProcess]:
     """`shoal operator` logged in with `kubeconfig`, driving `router`; yielded once its liveness
     endpoint answers (kopf runs; or, with leader election, the replica waits as a candidate).
     POD_NAME=name starts its leader-election identity."""
     liveness, metrics = free_port(), free_port()
-    args = ["operator", "--router-admin-url", f"http://127.0.0.1:{router.admin_port}"]
+    args = ["operator", "--router-admin-url", router_admin_url]
     for namespace in namespaces:
         args += ["--namespace", namespace]
-    args += ["--reconcile-interval", str(RECONCILE_INTERVAL_S), "--drain", str(DRAIN_S)]
+    args += ["--reconcile-interval", str(reconcile_interval_s), "--drain", str(drain_s)]
     args += [
         "--liveness",
         f"http://127.0.0.1:{liveness}/healthz",

@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from tests.operator.harness import POOL, LeaderElection, lease_holder, modelpool, pool_status, pools, running_operator
+from tests.operator.harness import (
+    POOL,
+    LeaderElection,
+    admin_url,
+    lease_holder,
+    modelpool,
+    pool_status,
+    pools,
+    running_operator,
+)
 from tests.support.operator_account import WRITES, requests_of, token
 from tests.support.polling import eventually
 
@@ -34,7 +43,7 @@ async def test_only_the_leader_acts_and_the_other_takes_over_when_it_dies(
 ):
     plane, election = operator_rbac, LeaderElection(f"leader-{namespace}")
     a, b = token(plane, tmp_path / "a.kubeconfig"), token(plane, tmp_path / "b.kubeconfig")
-    run = {"router": router, "namespaces": [namespace], "leader_election": election}
+    run = {"router_admin_url": admin_url(router), "namespaces": [namespace], "leader_election": election}
     async with running_operator(a.kubeconfig, log=tmp_path / "a.log", name="replica-a", **run) as replica_a:
         await held_by(api, election, "replica-a", timeout=10)
         async with running_operator(b.kubeconfig, log=tmp_path / "b.log", name="replica-b", **run):
@@ -76,7 +85,7 @@ async def test_a_leader_that_could_not_renew_exits_and_a_clean_stop_hands_over_a
     operator_rbac, namespace, api, router, tmp_path
 ):
     plane, election = operator_rbac, LeaderElection(f"leader-{namespace}")
-    run = {"router": router, "namespaces": [namespace], "leader_election": election}
+    run = {"router_admin_url": admin_url(router), "namespaces": [namespace], "leader_election": election}
     kubeconfigs = {
         name: token(plane, tmp_path / f"{name}.kubeconfig").kubeconfig
         for name in ("replica-a", "replica-b", "replica-c")

@@ -13,6 +13,7 @@ import pytest
 
 from tests.operator.harness import (
     POOL,
+    admin_url,
     deployment_names,
     failing,
     modelpool,
@@ -30,7 +31,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 async def test_modelpool_lifecycle_on_the_real_api(operator_rbac, namespace, api, router, tmp_path):
     operator = token(operator_rbac, tmp_path / "operator.kubeconfig")
-    async with running_operator(operator.kubeconfig, router, tmp_path / "operator.log", namespaces=[namespace]):
+    async with running_operator(
+        operator.kubeconfig, admin_url(router), tmp_path / "operator.log", namespaces=[namespace]
+    ):
         pool = await api.create(pools(namespace), modelpool("v1"))
         status = await eventually(
             lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"

@@ -10,6 +10,7 @@ import pytest
 from tests.operator.harness import (
     POOL,
     LeaderElection,
+    admin_url,
     deployment_names,
     modelpool,
     pool_status,
@@ -63,12 +64,16 @@ async def test_the_role_grants_exactly_what_the_operator_uses(operator_rbac, nam
     namespaced = token(plane, tmp_path / "namespaced.kubeconfig")
     election = LeaderElection(f"rbac-{namespace}")
     async with running_operator(
-        namespaced.kubeconfig, router, tmp_path / "namespaced.log", namespaces=[namespace], leader_election=election
+        namespaced.kubeconfig,
+        admin_url(router),
+        tmp_path / "namespaced.log",
+        namespaces=[namespace],
+        leader_election=election,
     ):
         await a_pools_life(api, router, namespace)
     # Watching every namespace, as the chart installs it by default.
     clusterwide = token(plane, tmp_path / "clusterwide.kubeconfig")
-    async with running_operator(clusterwide.kubeconfig, router, tmp_path / "clusterwide.log"):
+    async with running_operator(clusterwide.kubeconfig, admin_url(router), tmp_path / "clusterwide.log"):
         await a_pools_life(api, router, namespace, name="everywhere")
 
     # A watch is audited when it ends: both operators have stopped, so every request is in.
@@ -95,7 +100,9 @@ async def test_a_verb_missing_from_the_role_fails_the_pool_visibly(operator_rbac
     account_without(plane, account, "apps", "deployments", "create")
     try:
         restricted = token(plane, tmp_path / "restricted.kubeconfig", account)
-        async with running_operator(restricted.kubeconfig, router, tmp_path / "operator.log", namespaces=[namespace]):
+        async with running_operator(
+            restricted.kubeconfig, admin_url(router), tmp_path / "operator.log", namespaces=[namespace]
+        ):
             await api.create(pools(namespace), modelpool("v1"))
 
             def degraded(status: dict) -> bool:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.operator.harness import (
     POOL,
+    admin_url,
     deployment_names,
     deployments,
     modelpool,
@@ -59,7 +60,9 @@ async def test_a_rollout_carries_on_from_status_after_the_operator_is_killed(
         return await pool_status(api, namespace)
 
     try:
-        async with running_operator(kubeconfig, router, tmp_path / "first.log", namespaces=[namespace]) as first:
+        async with running_operator(
+            kubeconfig, admin_url(router), tmp_path / "first.log", namespaces=[namespace]
+        ) as first:
             await api.create(pools(namespace), modelpool("v1", steps=((25, "4s"), (50, "1s")), min_samples=3))
             status = await eventually(
                 lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"
@@ -83,7 +86,7 @@ async def test_a_rollout_carries_on_from_status_after_the_operator_is_killed(
         await asyncio.sleep(1.0)
         assert await pool_status(api, namespace) == at_step  # nobody acts meanwhile
         canary = at_step["canaryRevision"]
-        async with running_operator(kubeconfig, router, tmp_path / "second.log", namespaces=[namespace]):
+        async with running_operator(kubeconfig, admin_url(router), tmp_path / "second.log", namespaces=[namespace]):
             status = await eventually(
                 traffic_and_deployments,
                 lambda s: s.get("stableRevision") == canary,
@@ -127,7 +130,9 @@ async def test_the_operator_resumes_its_watches_after_the_api_server_restarts(
 ):
     plane = operator_rbac
     kubeconfig = token(plane, tmp_path / "operator.kubeconfig").kubeconfig
-    async with running_operator(kubeconfig, router, tmp_path / "operator.log", namespaces=[namespace]) as operator:
+    async with running_operator(
+        kubeconfig, admin_url(router), tmp_path / "operator.log", namespaces=[namespace]
+    ) as operator:
         await api.create(pools(namespace), modelpool("v1"))
         status = await eventually(
             lambda: pool_status(api, namespace), lambda s: s.get("phase") == "Ready", timeout=30, what="pool Ready"
