@@ -3,7 +3,7 @@
 By default this starts `shoal dev` (a runtime on the embedded SmolLM2-135M-Instruct and the router)
 with the suite's own config (bench/load_system.py: tenants chat, agent and bulk, a small QoS gate);
 with --target URL it drives a router that is already up instead (name each tenant's key with
---tenant-key). Then:
+--tenant-key, and its admin port, where its /metrics is, with --admin-target). Then:
 
 - guidellm's profiles (bench/load_guidellm.py), as tenant --tenant in class --qos, on synthetic
   prompts of the model's tokenizer with a new data seed each run: `concurrent` (--streams),
@@ -24,7 +24,8 @@ tenant limits, queue waits, answers by tenant/class/status).
         --name load_smollm2-135m-instruct_cpu_retry_storm     # guidellm retrying 429s at once
     python bench/load.py --profiles concurrent --streams 1 2 4 --traces
     python bench/load.py --profiles --traces overload_burst --time-scale 0.5
-    python bench/load.py --target http://127.0.0.1:8000 --tenant chat --tenant-key chat=sk-shoal-local \\
+    python bench/load.py --target http://127.0.0.1:8000 --admin-target http://127.0.0.1:8002 \\
+        --tenant chat --tenant-key chat=sk-shoal-local \\
         --traces mixed_tenants --tenant-key agent=sk-... --tenant-key bulk=sk-...
 
 Writes bench/results/<name>.{json,md,png}; guidellm's own JSON reports and logs stay in --workdir
@@ -53,6 +54,7 @@ from bench.load_report import Slo, markdown_runs, summarize_run  # noqa: E402
 from bench.load_system import QOS, TENANTS, LoadSystem, suite_keys, tokenizer_dir  # noqa: E402
 from bench.report import RESULTS_DIR, write_report  # noqa: E402
 from bench.traces.make_traces import TRACES  # noqa: E402
+from shoal.constants import ROUTER_ADMIN_PORT  # noqa: E402
 from shoal.embedded_model import EMBEDDED_MODEL_NAME  # noqa: E402
 
 TRACES_DIR = ROOT / "bench" / "traces"
@@ -61,6 +63,11 @@ TRACES_DIR = ROOT / "bench" / "traces"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", help="a router already up (base URL); default: start `shoal dev` here")
+    parser.add_argument(
+        "--admin-target",
+        default=f"http://127.0.0.1:{ROUTER_ADMIN_PORT}",
+        help="with --target: that router's admin port (base URL), where its /metrics is (default %(default)s)",
+    )
     parser.add_argument("--model", default=EMBEDDED_MODEL_NAME)
     parser.add_argument(
         "--tenant-key", action="append", default=[], metavar="NAME=KEY", help="a tenant's API key (repeatable)"
@@ -120,10 +127,11 @@ def warm_up(url: str, model: str, key: str) -> None:
 
 
 def run_load(
-    args: argparse.Namespace, url: str, keys: dict[str, str], workdir: Path, seed: int
+    args: argparse.Namespace, url: str, admin_url: str, keys: dict[str, str], workdir: Path, seed: int
 ) -> tuple[list, list[dict], list[dict]]:
-    """Every guidellm profile, then every trace; returns the Runs in that order, the profiles guidellm
-    failed to finish, and what the router counted during each profile and trace."""
+    """Every guidellm profile, then every trace, against the router at `url`; returns the Runs in that
+    order, the profiles guidellm failed to finish, and what the router counted during each profile
+    and trace (read from its /metrics at `admin_url`)."""
     if args.tenant not in keys:
         raise SystemExit(f"no API key for tenant {args.tenant!r}: pass --tenant-key {args.tenant}=KEY")
     tokenizer = tokenizer_dir()
@@ -150,7 +158,7 @@ def run_load(
             output=workdir / f"guidellm_{profile}.json",
         )
         print(f"guidellm: {profile} ...", flush=True)
-        before = router_metrics.scrape(url)
+        before = router_metrics.scrape(admin_url)
         try:
             report = run_guidellm(spec, workdir, f"guidellm_{profile}")
         except RuntimeError as error:  # e.g. a benchmark too short to finish any request: keep the others
@@ -158,26 +166,26 @@ def run_load(
             failures.append({"profile": profile, "error": str(error).splitlines()[0]})
             continue
         runs += runs_from_report(report, profile, args.tenant, args.qos, data_seed)
-        counted.append({"phase": f"guidellm {profile}", **_counted_since(url, before)})
+        counted.append({"phase": f"guidellm {profile}", **_counted_since(admin_url, before)})
     if args.trace_paths:
         from transformers import AutoTokenizer
 
         processor = AutoTokenizer.from_pretrained(str(tokenizer))
         for j, path in enumerate(args.trace_paths):
             print(f"replay: {path.name} at time scale {args.time_scale:g} ...", flush=True)
-            before = router_metrics.scrape(url)
+            before = router_metrics.scrape(admin_url)
             runs.append(
                 replay_run(
                     path, url, args.model, keys, processor, seed + 100 + j, args.time_scale, args.request_timeout
                 )
             )
-            counted.append({"phase": runs[-1].name, **_counted_since(url, before)})
+            counted.append({"phase": runs[-1].name, **_counted_since(admin_url, before)})
     return runs, failures, counted
 
 
-def _counted_since(url: str, before: dict) -> dict:
+def _counted_since(admin_url: str, before: dict) -> dict:
     time.sleep(0.5)  # the router counts a request as its answer ends; let the last ones land
-    return router_metrics.delta(before, router_metrics.scrape(url))
+    return router_metrics.delta(before, router_metrics.scrape(admin_url))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,13 +195,13 @@ def main(argv: list[str] | None = None) -> None:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="shoal-load-")))
         workdir.mkdir(parents=True, exist_ok=True)
         if args.target:
-            url, keys = args.target.rstrip("/").removesuffix("/v1"), args.keys
+            url, admin_url, keys = args.target.rstrip("/").removesuffix("/v1"), args.admin_target.rstrip("/"), args.keys
         else:
             print("starting `shoal dev` (runtime on the embedded model + router) ...", flush=True)
             system = stack.enter_context(LoadSystem(workdir / "system"))
-            url, keys = system.url, {**suite_keys(), **args.keys}
+            url, admin_url, keys = system.url, system.admin_url, {**suite_keys(), **args.keys}
         load_before = os.getloadavg()[0]
-        runs, failures, counted = run_load(args, url, keys, workdir, seed)
+        runs, failures, counted = run_load(args, url, admin_url, keys, workdir, seed)
         load_after = os.getloadavg()[0]
     write_results(args, runs, failures, counted, seed, (load_before, load_after))
     if failures:

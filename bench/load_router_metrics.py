@@ -1,4 +1,5 @@
 """What the router itself counted during a stretch of load: its /metrics before and after, subtracted.
+The router serves /metrics on its admin port (8002 by default), not on the public one.
 
 The client sees a 429; the router knows why (shed by the QoS gate, and for which reason, or refused by
 a tenant limit) and how long requests waited in its queue. The requests it answered, by tenant, QoS
@@ -23,9 +24,10 @@ COUNTERS = {
 }
 
 
-def scrape(url: str) -> dict[tuple, float]:
-    """The counters above, summed over the labels not named there: {(sample name, *label values): value}."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+def scrape(admin_url: str) -> dict[tuple, float]:
+    """The counters above from the router at `admin_url` (its admin port's base URL), summed over the
+    labels not named there: {(sample name, *label values): value}."""
+    with urllib.request.urlopen(f"{admin_url}/metrics", timeout=10) as response:
         text = response.read().decode()
     values: dict[tuple, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):

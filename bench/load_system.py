@@ -97,18 +97,23 @@ class LoadSystem:
     def __init__(self, workdir: Path, log_level: str = "WARNING"):
         self.workdir = workdir
         self.log_level = log_level
-        self.http_port = free_port()
+        self.http_port, self.admin_port = free_port(), free_port()
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def admin_url(self) -> str:
+        """The router's admin port: its /metrics (no token needed) is there, not on the public one."""
+        return f"http://127.0.0.1:{self.admin_port}"
+
     def __enter__(self) -> "LoadSystem":
         self.workdir.mkdir(parents=True, exist_ok=True)
         keys = {"keys": [{"key": t.key, "tenant": t.name} for t in TENANTS]}
         (self.workdir / "keys.json").write_text(json.dumps(keys))
-        config = router_config(self.http_port, free_port(), free_port())
+        config = router_config(self.http_port, self.admin_port, free_port())
         (self.workdir / "router.json").write_text(json.dumps(config, indent=2))
         tokenizer_dir()  # convert the embedded model once, here, rather than inside the runtime's start-up
         command = [

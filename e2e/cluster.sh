@@ -26,6 +26,11 @@ kubectl apply -f "$root/crds/modelpool.yaml"
 kubectl wait --for condition=established --timeout=60s crd/modelpools.shoal.dev
 kubectl create namespace shoal-system --dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -f "$root/crds/rbac.yaml"
+# The router's admin API token, shared with the operator (the router refuses a non-loopback admin
+# API without one); made once, kept across runs.
+kubectl -n shoal-system get secret shoal-router-admin >/dev/null 2>&1 ||
+  kubectl -n shoal-system create secret generic shoal-router-admin \
+    --from-literal=token="$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))')"
 render "$here/cluster/router.yaml" | kubectl apply -f -
 render "$here/cluster/operator.yaml" | kubectl apply -f -
 kubectl -n shoal-system rollout status deploy/shoal-router deploy/shoal-operator --timeout=300s

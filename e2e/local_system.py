@@ -12,6 +12,7 @@
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,24 @@ class LocalSystem:
 
     async def wait_for_status(self, name: str, accept, *, timeout: float, what: str) -> dict[str, Any]:
         return await eventually(lambda: self.pool_status(name), accept, timeout=timeout, what=what)
+
+    async def roll_back_faulty(
+        self, name: str, patch: dict, *, start_s: float, rollback_s: float
+    ) -> tuple[dict[str, Any], float]:
+        """Merge-patches the pool with a faulty revision, waits for its canary to take traffic and then
+        for the pool to be RolledBack (within rollback_s of that); the status, and how long it took."""
+        await self.kubectl("patch", "mp", name, "--type", "merge", "-p", json.dumps(patch))
+        await self.wait_for_status(
+            name,
+            lambda s: s.get("canaryWeight", 0) > 0 or s.get("phase") == "RolledBack",
+            timeout=start_s,
+            what="the faulty canary takes traffic",
+        )
+        traffic_at = time.monotonic()
+        status = await self.wait_for_status(
+            name, lambda s: s.get("phase") == "RolledBack", timeout=rollback_s, what="automatic rollback"
+        )
+        return status, time.monotonic() - traffic_at
 
     def status_history(self, name: str) -> list[dict[str, Any]]:
         return list(self.history.statuses.get(name, []))

@@ -5,16 +5,12 @@ roll back by itself, roll a good one and watch it promote through every step, sc
 delete it (the garbage collector takes its Deployments and pods).
 """
 
-import asyncio
-import contextlib
 import json
-import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from e2e.local_system import API_KEY, LOCAL, LocalSystem
-from e2e.traffic import Outcomes, client_for, keep_sending
+from e2e.traffic import Outcomes, sending
 from tests.support.kubectl import KubectlError
 from tests.support.polling import eventually
 
@@ -25,20 +21,6 @@ FIRST_START_S = 240  # the first runtime may convert the embedded GGUF model (ab
 POD_START_S = 120
 ROLLBACK_BOUND_S = 30  # from the faulty canary's first traffic to the pool's RolledBack
 PROMOTION_S = 120
-
-
-@contextlib.asynccontextmanager
-async def clients(system: LocalSystem, concurrency: int = 4) -> AsyncIterator[Outcomes]:
-    """`concurrency` OpenAI SDK clients sending chat completions one after another, until exit."""
-    outcomes, stop = Outcomes(), asyncio.Event()
-    client = client_for(f"{system.router_url}/v1", API_KEY)
-    sending = asyncio.create_task(keep_sending(client, POOL, outcomes, stop, concurrency))
-    try:
-        yield outcomes
-    finally:
-        stop.set()
-        await sending
-        await client.close()
 
 
 async def answered(outcomes: Outcomes, revision: str, n: int, what: str) -> None:
@@ -77,24 +59,15 @@ async def test_modelpool_story_on_the_local_cluster(system: LocalSystem):
     assert header.split() == ["NAME", "READY", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
     assert row.split()[:3] == [POOL, "1", stable] and "Ready" in row.split()
 
-    async with clients(system) as outcomes:
+    async with sending(f"{system.router_url}/v1", API_KEY, POOL) as outcomes:
         await answered(outcomes, stable, 8, "answers from the stable revision")
 
         # A revision whose runtime fails half its requests: the router's error-rate rule pulls it
         # back, and the operator aborts the rollout by itself.
         faulty = {"spec": {"model": {"revision": "v2"}, "runtime": {"args": ["--fault-error-rate", "0.5"]}}}
-        await system.kubectl("patch", "mp", POOL, "--type", "merge", "-p", json.dumps(faulty))
-        await system.wait_for_status(
-            POOL,
-            lambda s: s.get("canaryWeight", 0) > 0 or s.get("phase") == "RolledBack",
-            timeout=POD_START_S,
-            what="canary takes traffic",
+        status, rollback_s = await system.roll_back_faulty(
+            POOL, faulty, start_s=POD_START_S, rollback_s=ROLLBACK_BOUND_S
         )
-        canary_traffic_at = time.monotonic()
-        status = await system.wait_for_status(
-            POOL, lambda s: s.get("phase") == "RolledBack", timeout=ROLLBACK_BOUND_S, what="automatic rollback"
-        )
-        rollback_s = time.monotonic() - canary_traffic_at
         bad = status["rolledBackRevision"]
         assert bad.startswith("v2-") and status["stableRevision"] == stable and "canaryRevision" not in status
         assert "error_rate" in status["lastRollback"]["reason"], status["lastRollback"]

@@ -6,8 +6,10 @@ each outcome kept with the revision that served it (the router's x-shoal-revisio
 
 import argparse
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import openai
@@ -52,6 +54,20 @@ async def keep_sending(
 
 def client_for(base_url: str, api_key: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=60.0)
+
+
+@contextlib.asynccontextmanager
+async def sending(base_url: str, api_key: str, model: str, concurrency: int = 4) -> AsyncIterator[Outcomes]:
+    """`concurrency` clients sending chat completions one after another, until exit."""
+    outcomes, stop = Outcomes(), asyncio.Event()
+    client = client_for(base_url, api_key)
+    loops = asyncio.create_task(keep_sending(client, model, outcomes, stop, concurrency))
+    try:
+        yield outcomes
+    finally:
+        stop.set()
+        await loops
+        await client.close()
 
 
 async def _main(args: argparse.Namespace) -> None:

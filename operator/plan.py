@@ -15,7 +15,7 @@ from shoal.operator.rollout import ABORT, PROMOTE, Event, Observations, RolloutS
 from shoal.operator.route import is_serving, pod_endpoints, route_for
 from shoal.operator.spec import PoolSpec, SpecError, parse_pool_spec
 from shoal.operator.status import Condition, merge_conditions, phase_of, state_from_status, status_of_state
-from shoal.route_contract import Route
+from shoal.route_contract import DEFAULT_RULES, SCRAPED_RULES, Route
 
 ACTION_ANNOTATION = "shoal.dev/rollout-action"  # promote | abort; removed once acted on
 TEMPLATE_HASH_ANNOTATION = "shoal.dev/template-hash"
@@ -159,6 +159,7 @@ def _conditions(
             f"router admin API: {router.error}; rollout paused" if not router.reachable else "",
         ),
     ]
+    conditions.append(_metrics_scraped(state, router))
     if state.rolled_back and desired == state.rolled_back and state.last_rollback:
         conditions.append(Condition("RolledBack", True, "CanaryRolledBack", _rollback_message(state.last_rollback)))
     else:
@@ -189,11 +190,36 @@ def _progressing(spec: PoolSpec, state: RolloutState, ready: dict[str, int], rou
             f"step {state.step + 1}/{len(steps)}: canary {state.canary} scaling for {target.weight}%",
         )
     samples = f"{router.canary_requests}/{spec.rollout.analysis.min_samples} samples"
+    if router.blind_to(state.canary):
+        samples += "; held while the router cannot read the canary's /metrics (see MetricsScraped)"
     return Condition(
         "Progressing",
         True,
         "CanaryStep",
         f"step {state.step + 1}/{len(steps)}: canary {state.canary} at {target.weight}%, {samples}",
+    )
+
+
+def _metrics_scraped(state: RolloutState, router: RouterView) -> Condition:
+    """Whether the router reads the /metrics of every runtime of the pool's live revisions: the rules
+    that judge a canary from them are blind to the runtimes it cannot read (no false rollback comes
+    of it; the rollout holds instead)."""
+    if not router.reachable:
+        return Condition("MetricsScraped", False, "RouterUnreachable", "the router's admin API did not answer")
+    failing = [
+        f"{health.failing}/{health.endpoints} runtimes of {role} {revision}"
+        for role, revision in (("stable", state.stable), ("canary", state.canary))
+        if revision and (health := router.unscraped.get(revision))
+    ]
+    if not failing:
+        return Condition("MetricsScraped", True, "ScrapesAnswered", "")
+    rules = ", ".join(rule.name for rule in DEFAULT_RULES if isinstance(rule, SCRAPED_RULES))
+    return Condition(
+        "MetricsScraped",
+        False,
+        "ScrapeFailing",
+        f"the router cannot read /metrics of {'; '.join(failing)}: the {rules} rules cannot judge them"
+        + (" and the rollout holds its step" if router.blind_to(state.canary) else ""),
     )
 
 

@@ -9,14 +9,15 @@
 
 `advance` is pure: state in (it lives in the ModelPool's status, so an operator restarted
 mid-rollout carries on where it was), observations in, the next state out. The router judges
-the canary continuously; the operator only reads its verdicts and sample counts.
+the canary continuously; the operator only reads its verdicts and sample counts, and holds a step
+while the router cannot read the canary's /metrics.
 """
 
 import math
 from dataclasses import dataclass, field, replace
 
 from shoal.operator.spec import PoolSpec
-from shoal.route_contract import Verdict, breach_to_json
+from shoal.route_contract import ScrapeHealth, Verdict, breach_to_json
 
 PROMOTE, ABORT = "promote", "abort"
 DEFAULT_DRAIN_S = 30.0
@@ -50,6 +51,12 @@ class RouterView:
     error: str | None = None  # why not reachable
     verdicts: dict[str, Verdict] = field(default_factory=dict)  # revision -> the router's verdict on it
     canary_requests: int = 0  # requests the canary answered since its step began
+    # Revisions some of whose runtimes' /metrics the router cannot read: the rules that judge from
+    # them (route_contract.SCRAPED_RULES) cannot see those runtimes.
+    unscraped: dict[str, ScrapeHealth] = field(default_factory=dict)
+
+    def blind_to(self, revision: str | None) -> bool:
+        return revision in self.unscraped
 
 
 @dataclass(frozen=True)
@@ -177,7 +184,10 @@ def _step(
             )
         return _deadline(state, now, drain_s, spec, events)
     paused = now - state.step_started_at >= target.pause_s
-    if paused and router.reachable and router.canary_requests >= spec.rollout.analysis.min_samples:
+    # A canary the router cannot fully judge stays at its weight (neither a rollback nor a step on),
+    # as Argo Rollouts does with an inconclusive analysis; the MetricsScraped condition says why.
+    judged = router.reachable and not router.blind_to(state.canary)
+    if paused and judged and router.canary_requests >= spec.rollout.analysis.min_samples:
         state = replace(state, step=state.step + 1, step_started_at=None, waiting_since=now)
         return _step(state, template, spec, replace(seen, action=None), drain_s, events)
     return Decision(state, tuple(events))

@@ -2,8 +2,9 @@
 what goes over it is shoal/route_contract.py's.
 
 Routes are pushed to each replica (PUT .../route, the same body each time, so a replica that
-restarted is whole again on the next pass). Verdicts and canary samples are read from each
-replica and combined: any replica's verdict aborts, samples add up, and one unreachable replica
+restarted is whole again on the next pass). Verdicts, canary samples and scrape health are read
+from each replica and combined: any replica's verdict aborts, samples add up, the replica that
+reads the fewest of a revision's runtimes' /metrics speaks for it, and one unreachable replica
 makes the view unreachable, so a rollout never steps forward on partial evidence.
 """
 
@@ -18,7 +19,14 @@ from shoal.constants import ROUTER_ADMIN_PORT
 from shoal.fields import FieldError
 from shoal.operator.kube_api import PODS, KubeApi
 from shoal.operator.rollout import RouterView
-from shoal.route_contract import Route, Verdict, measurements_from_json, rollback_from_json, route_to_json
+from shoal.route_contract import (
+    Route,
+    ScrapeHealth,
+    Verdict,
+    measurements_from_json,
+    rollback_from_json,
+    route_to_json,
+)
 
 log = logging.getLogger(__name__)
 TIMEOUT = aiohttp.ClientTimeout(total=5.0)
@@ -113,18 +121,25 @@ class RouterClient:
         except (TimeoutError, aiohttp.ClientError, OSError, FieldError) as error:
             return RouterView(reachable=False, error=f"{type(error).__name__}: {error}")
         verdicts: dict[str, Verdict] = {}
-        for replica_verdicts, _ in replies:
-            verdicts.update(replica_verdicts)
-        return RouterView(reachable=True, verdicts=verdicts, canary_requests=sum(n for _, n in replies))
+        unscraped: dict[str, ScrapeHealth] = {}
+        for reply in replies:
+            verdicts.update(reply.verdicts)
+            for revision, health in reply.unscraped.items():  # each replica scrapes for itself: the worst counts
+                if health.failing > unscraped.get(revision, ScrapeHealth()).failing:
+                    unscraped[revision] = health
+        return RouterView(
+            reachable=True,
+            verdicts=verdicts,
+            canary_requests=sum(r.canary_requests for r in replies),
+            unscraped=unscraped,
+        )
 
     async def _put(self, url: str, pool: str, body: dict) -> None:
         async with self._session.put(f"{url}/admin/pools/{quote(pool)}/route", json=body) as response:
             if response.status >= 400:
                 raise RouteRejected(f"{url}: HTTP {response.status}: {await response.text()}")
 
-    async def _view_one(
-        self, url: str, pool: str, canary: str | None, window_s: float | None
-    ) -> tuple[dict[str, Verdict], int]:
+    async def _view_one(self, url: str, pool: str, canary: str | None, window_s: float | None) -> RouterView:
         async with self._session.get(f"{url}/admin/pools/{quote(pool)}/rollback") as response:
             verdicts = {}
             if response.status == 200:  # 404: the replica has no route for the pool yet
@@ -133,10 +148,15 @@ class RouterClient:
                 raise aiohttp.ClientResponseError(
                     response.request_info, (), status=response.status, message=await response.text()
                 )
-        if canary is None or not window_s:
-            return verdicts, 0
-        async with self._session.get(f"{url}/admin/measurements", params={"window_s": f"{window_s:.3f}"}) as response:
+        # Without a canary step under way the window only bounds what the router sums; the scrape
+        # health it reports is of now either way.
+        params = {"window_s": f"{window_s:.3f}"} if canary is not None and window_s else {}
+        async with self._session.get(f"{url}/admin/measurements", params=params) as response:
             response.raise_for_status()
-            measured = measurements_from_json(await response.json())
-        requests = sum(m.requests for m in measured if m.pool == pool and m.revision == canary)
-        return verdicts, requests
+            measured = [m for m in measurements_from_json(await response.json()) if m.pool == pool]
+        return RouterView(
+            reachable=True,
+            verdicts=verdicts,
+            canary_requests=sum(m.requests for m in measured if m.revision == canary) if params else 0,
+            unscraped={m.revision: m.scrapes for m in measured if m.scrapes.failing},
+        )

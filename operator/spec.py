@@ -81,6 +81,7 @@ class Analysis:
     min_p99_latency_increase_s: float = 0.05
     max_error_rate: float = 0.01
     max_preemptions: int = 0
+    max_oom_errors: int = 0
     min_kv_free_fraction: float = 0.1
     min_samples: int = 200
     window_s: int = 60
@@ -258,6 +259,7 @@ def _rollout(f: Fields) -> RolloutSpec:
         ),
         max_error_rate=a.get("maxErrorRate", float, d.max_error_rate, minimum=0.0, maximum=1.0),
         max_preemptions=a.get("maxPreemptions", int, d.max_preemptions, minimum=0),
+        max_oom_errors=a.get("maxOomErrors", int, d.max_oom_errors, minimum=0),
         min_kv_free_fraction=a.get("minKvFreeFraction", float, d.min_kv_free_fraction, minimum=0.0, maximum=1.0),
         min_samples=a.get("minSamples", int, d.min_samples, minimum=1),
         window_s=a.get("windowSeconds", int, d.window_s, minimum=5),

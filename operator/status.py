@@ -1,5 +1,5 @@
 """The ModelPool's status: the rollout state kept there (read back after a restart) and the
-conditions users and tools read (Ready, Progressing, Degraded, RolledBack), in the shape core
+conditions users and tools read (Ready, Progressing, Degraded, RolledBack, MetricsScraped), in the shape core
 Kubernetes objects use."""
 
 from dataclasses import dataclass
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from shoal.operator.rollout import Retiring, RolloutState
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "RolledBack")
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "RolledBack", "MetricsScraped")
 
 
 @dataclass(frozen=True)

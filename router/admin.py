@@ -1,5 +1,10 @@
 """The admin API, on its own port (keep it inside the cluster); the operator drives routes and
-rollouts through it. With `admin.token_file` set, every call needs `Authorization: Bearer <token>`.
+rollouts through it. With `admin.token_file` set, every call under /admin/ needs
+`Authorization: Bearer <token>` (config.py refuses a host other than loopback without one).
+
+The router's Prometheus /metrics is on this port too, not on the public one: its labels name every
+tenant and show their usage. It needs no token: Prometheus scrapes it as it scrapes the runtimes'
+and the operator's, and it exposes counters and gauges, no control.
 
     GET    /admin/pools                                  every pool: split, verdicts, endpoints, QoS, tenant limits
     GET    /admin/pools/{pool}                           one pool
@@ -12,8 +17,10 @@ rollouts through it. With `admin.token_file` set, every call needs `Authorizatio
                                                          409 if it would send traffic to a rolled-back revision
     GET    /admin/pools/{pool}/rollback                  verdicts: revision, rules broken, observed values, time
     POST   /admin/pools/{pool}/revisions/{revision}/reset  forget a verdict (its weight stays 0 until set)
-    GET    /admin/measurements?window_s=60               windows per pool x revision x QoS class
+    GET    /admin/measurements?window_s=60               windows per pool x revision x QoS class, and how many
+                                                         of each revision's runtimes' /metrics fail
     GET    /admin/tenants                                in-flight requests and token buckets
+    GET    /metrics                                      the router's Prometheus metrics (no token)
 
 A route's body is a Route as JSON (shoal/route_contract.py), the same as one `pools[]` entry of the
 config file and read by the same parser (`name` may be left out; if present it must be the path's):
@@ -40,8 +47,9 @@ import time
 from collections.abc import Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from shoal.route_contract import QOS_CLASSES, measurement_to_json, rollback_to_json, verdict_to_json
+from shoal.route_contract import QOS_CLASSES, ScrapeHealth, measurement_to_json, rollback_to_json, verdict_to_json
 from shoal.router.backends.registry import BackendRegistry
 from shoal.router.config import ConfigError, parse_pool
 from shoal.router.pools import PoolState
@@ -50,6 +58,8 @@ from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.rollout import RolloutConflict
 from shoal.router.traffic.tenants import TenantLimiter
 
+METRICS_PATH = "/metrics"
+
 
 def build_admin_app(
     routes: Routes,
@@ -57,6 +67,7 @@ def build_admin_app(
     measurements: Measurements,
     limiter: TenantLimiter,
     token: str | None,
+    metrics: Handler,
     clock: Callable[[], float] = time.monotonic,
 ) -> web.Application:
     pools = routes.pools
@@ -91,6 +102,7 @@ def build_admin_app(
                     {
                         "target": b.endpoint.target,
                         "ready": b.ready,
+                        "metrics_failing": b.metrics_failing,
                         "outstanding": b.outstanding,
                         "kv_cache_usage": b.scraped.kv_usage if b.scraped else None,
                         "num_requests_waiting": b.scraped.waiting if b.scraped else None,
@@ -187,12 +199,14 @@ def build_admin_app(
         now = clock()
         out = []
         for pool in pools.values():
-            for revision in measurements.revisions(pool.name):
+            for revision in sorted(set(measurements.revisions(pool.name)) | backends.revisions(pool.name)):
                 every = measurements.stats(pool.name, revision, window_s, now).summary()
                 per_class = {
                     qos: measurements.stats(pool.name, revision, window_s, now, qos).summary() for qos in QOS_CLASSES
                 }
-                out.append(measurement_to_json(pool.name, revision, window_s, every, per_class))
+                scraped = [b for b in backends.backends(pool.name, revision) if b.endpoint.metrics_url]
+                scrapes = ScrapeHealth(len(scraped), sum(b.metrics_failing for b in scraped))
+                out.append(measurement_to_json(pool.name, revision, window_s, every, per_class, scrapes))
         return web.json_response({"measurements": out})
 
     async def get_tenants(request: web.Request) -> web.Response:
@@ -200,7 +214,7 @@ def build_admin_app(
 
     @web.middleware
     async def require_token(request: web.Request, handler):
-        if token is not None:
+        if token is not None and request.path != METRICS_PATH:
             scheme, _, given = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
                 raise _error(401, "the admin API needs Authorization: Bearer <admin token>")
@@ -217,6 +231,7 @@ def build_admin_app(
     app.router.add_post("/admin/pools/{pool}/revisions/{revision}/reset", reset)
     app.router.add_get("/admin/measurements", get_measurements)
     app.router.add_get("/admin/tenants", get_tenants)
+    app.router.add_get(METRICS_PATH, metrics)
     return app
 
 

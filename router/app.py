@@ -1,7 +1,8 @@
 """The router assembled from its config: every part built once, wired, started and stopped here.
 
-Public HTTP (OpenAI API, /v1/realtime, /health, /ready, /metrics), the admin API on its own port,
-the public gRPC API, and four background tasks: the endpoint source (static file or Kubernetes),
+Public HTTP (OpenAI API, /v1/realtime, /health, /ready), the admin API and the router's Prometheus
+/metrics on the admin port (its labels name every tenant, so it stays off the public port), the
+public gRPC API, and four background tasks: the endpoint source (static file or Kubernetes),
 the health prober and the scraper of the runtimes, and the control loop that evaluates rollback
 rules and the batch share.
 
@@ -81,11 +82,12 @@ class Router:
         app.router.add_get("/v1/realtime", self.realtime.handle)
         app.router.add_get("/health", self._health)
         app.router.add_get("/ready", self._ready)
-        app.router.add_get("/metrics", self._metrics)
         return app
 
     def admin_app(self) -> web.Application:
-        return build_admin_app(self.routes, self.backends, self.measurements, self.limiter, self.config.admin_token)
+        return build_admin_app(
+            self.routes, self.backends, self.measurements, self.limiter, self.config.admin_token, self._metrics
+        )
 
     async def start(self) -> None:
         self._spawn(self.source.run(self.route_table.from_source), "endpoint-source")
@@ -98,6 +100,12 @@ class Router:
             self.http_app(), self.config.listen.host, self.config.listen.port, handler_cancellation=True
         )
         self.admin_port = await self._serve_http(self.admin_app(), self.config.admin.host, self.config.admin.port)
+        if self.config.admin_token is None:  # config.py refuses this on any host but a loopback one
+            log.warning(
+                "the admin API on %s:%d has no token (admin.token_file): anyone on this machine can change routes",
+                self.config.admin.host,
+                self.admin_port,
+            )
         if self.config.grpc is not None:
             self._grpc_server = grpc.aio.server()
             router_pb2_grpc.add_InferenceServicer_to_server(
@@ -106,7 +114,7 @@ class Router:
             self.grpc_port = self._grpc_server.add_insecure_port(f"{self.config.grpc.host}:{self.config.grpc.port}")
             await self._grpc_server.start()
         log.info(
-            "router serving %s: OpenAI API on http://%s:%d/v1, admin on :%d, gRPC on :%s",
+            "router serving %s: OpenAI API on http://%s:%d/v1, admin API and /metrics on :%d, gRPC on :%s",
             ", ".join(p.config.model for p in self.pools.values()) or "no pools until routes are pushed",
             self.config.listen.host,
             self.http_port,

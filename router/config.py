@@ -1,14 +1,17 @@
 """The router's settings, typed and validated once when the file is loaded; errors name the field.
 
 A YAML or JSON file (`shoal router --config FILE`; `router/examples/local.yaml` is the local one):
-where to listen, the pools (model name, revisions and their runtime endpoints, the stable/canary
-split, rollback rules, QoS, per-pool tenant limits), the tenants and their limits, and the API-key
-file that maps keys to tenants (a separate file, so a Kubernetes Secret can hold it). `pools` may be
-empty: the operator then pushes each pool's route through the admin API. A `pools[]` entry and a
-pushed route are the same Route (shoal/route_contract.py), read by the same `parse_route`.
+where to listen, the admin API's bearer token (`admin.token_file`, required unless the admin API
+listens on a loopback address only), the pools (model name, revisions and their runtime endpoints,
+the stable/canary split, rollback rules, QoS, per-pool tenant limits), the tenants and their
+limits, and the API-key file that maps keys to tenants (a separate file, so a Kubernetes Secret can
+hold it). `pools` may be empty: the operator then pushes each pool's route through the admin API.
+A `pools[]` entry and a pushed route are the same Route (shoal/route_contract.py), read by the same
+`parse_route`.
 """
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +134,11 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
         realtime=_realtime(f.sub("realtime")),
     )
     f.done()
+    if config.admin_token is None and not is_loopback(config.admin.host):
+        raise ConfigError(
+            f"admin.token_file: required when admin.host is {config.admin.host!r}, not a loopback address: "
+            "without a token, anyone who reaches that port can change routes"
+        )
     known = {t.name for t in tenants}
     for tenant in set(config.api_keys.values()) | ({anonymous} if anonymous else set()):
         if tenant not in known:
@@ -138,6 +146,16 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
                 f"auth: tenant {tenant!r} has keys but is not listed under tenants (have {sorted(known)})"
             )
     return config
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host` (a name other than localhost might resolve anywhere)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_pool(data: dict) -> Route:

@@ -5,6 +5,10 @@ OpenAI API with the given config (by default router/examples/local.yaml), whose 
 revision is pointed at that runtime. Ctrl-C (or SIGTERM) stops both: the router drains, then the
 runtime does.
 
+The admin API always needs a token, even on 127.0.0.1: any process on this machine could change
+routes otherwise. Unless the config names its own `admin.token_file`, a random one is made for each
+run, in a file only this user can read that is deleted on exit; the log says how to use it.
+
 If the runtime dies, `shoal dev` stops the router and exits 1, naming the runtime's exit status, as
 `vllm serve` exits when its engine dies: in development a crash is a bug to see (its traceback is
 just above in the same terminal), not something to paper over with restarts that reload the model
@@ -16,9 +20,11 @@ import asyncio
 import dataclasses
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -58,14 +64,24 @@ def run(args: argparse.Namespace) -> int:
     if len(config.pools) != 1:
         raise SystemExit(f"shoal dev: {args.config}: needs exactly one pool, has {len(config.pools)}")
     config = with_local_runtime(config, args.runtime_port, args.runtime_metrics_port)
-    runtime = _start_runtime(args, config.pools[0])
-    try:
-        log.info("waiting for the runtime to load the model (the first start converts it, about 25 s)")
-        return serve_with_runtime(config, runtime, f"http://127.0.0.1:{args.runtime_metrics_port}/ready")
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        _stop(runtime)
+    with tempfile.TemporaryDirectory(prefix="shoal-dev-") as directory:
+        if config.admin_token is None:
+            token_file = Path(directory) / "admin-token"
+            config = with_admin_token(config, token_file)
+            log.info(
+                'the admin API needs a token: curl -H "Authorization: Bearer $(cat %s)" http://%s:%d/admin/pools',
+                token_file,
+                config.admin.host,
+                config.admin.port,
+            )
+        runtime = _start_runtime(args, config.pools[0])
+        try:
+            log.info("waiting for the runtime to load the model (the first start converts it, about 25 s)")
+            return serve_with_runtime(config, runtime, f"http://127.0.0.1:{args.runtime_metrics_port}/ready")
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            _stop(runtime)
 
 
 def serve_with_runtime(config, runtime: subprocess.Popen, ready_url: str, poll_s: float = 0.2) -> int:
@@ -107,6 +123,15 @@ def with_local_runtime(config, port: int, metrics_port: int):
     endpoint = RuntimeEndpoint(f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics")
     pool = dataclasses.replace(pool, canary=None, canary_weight=0.0, revisions={pool.stable: (endpoint,)})
     return dataclasses.replace(config, pools=(pool,))
+
+
+def with_admin_token(config, token_file: Path):
+    """The config with a new random admin token, written to `token_file` (readable by this user
+    only) for whoever calls the admin API."""
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(token + "\n")
+    return dataclasses.replace(config, admin_token=token)
 
 
 def _start_runtime(args: argparse.Namespace, pool) -> subprocess.Popen:

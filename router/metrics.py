@@ -154,6 +154,11 @@ class _StateCollector(Collector):
         weight = gauge(names.ROUTER_REVISION_WEIGHT, "Percent of new requests sent to the revision.", [L_POOL, L_REV])
         rolled_back = gauge(names.ROUTER_REVISION_ROLLED_BACK, "1 while the revision is rolled back.", [L_POOL, L_REV])
         ready = gauge(names.ROUTER_BACKENDS_READY, "Runtime endpoints taking requests.", [L_POOL, L_REV])
+        unscraped = gauge(
+            names.ROUTER_BACKENDS_METRICS_FAILING,
+            "Runtime endpoints whose /metrics the router cannot read.",
+            [L_POOL, L_REV],
+        )
         shed = CounterMetricFamily(
             names.ROUTER_SHED, "Requests shed by QoS admission.", labels=[L_POOL, L_QOS, names.LABEL_REASON]
         )
@@ -171,10 +176,10 @@ class _StateCollector(Collector):
             for revision in pool.rollout.rolled_back:
                 rolled_back.add_metric([pool.name, revision], 1)
             for revision in sorted(self.backends.revisions(pool.name)):
-                ready.add_metric(
-                    [pool.name, revision], sum(b.ready for b in self.backends.backends(pool.name, revision))
-                )
-        yield from (running, waiting, batch_limit, weight, rolled_back, ready, shed)
+                backends = self.backends.backends(pool.name, revision)
+                ready.add_metric([pool.name, revision], sum(b.ready for b in backends))
+                unscraped.add_metric([pool.name, revision], sum(b.metrics_failing for b in backends))
+        yield from (running, waiting, batch_limit, weight, rolled_back, ready, unscraped, shed)
         sessions = gauge(names.ROUTER_REALTIME_SESSIONS, "Open WebSocket realtime sessions.", [])
         sessions.add_metric([], self.sessions())
         yield sessions
@@ -205,6 +210,11 @@ class _StateCollector(Collector):
             f"Preemptions on the revision's runtimes over the last {WINDOW_S:g}s.",
             labels=[L_POOL, L_REV],
         )
+        oom_errors = GaugeMetricFamily(
+            names.ROUTER_WINDOW_OOM_ERRORS,
+            f"Requests failed by an out-of-memory engine step on the revision's runtimes over the last {WINDOW_S:g}s.",
+            labels=[L_POOL, L_REV],
+        )
         for pool, revision, qos in self.measurements.keys():
             stats = self.measurements.stats(pool, revision, WINDOW_S, now, qos)
             for metric in LATENCIES:
@@ -220,4 +230,5 @@ class _StateCollector(Collector):
                 if stats.kv_free_mean is not None:
                     kv_free.add_metric([pool, revision], stats.kv_free_mean)
                 preemptions.add_metric([pool, revision], stats.preemptions)
-        yield from (latency, errors, tokens, kv_free, preemptions)
+                oom_errors.add_metric([pool, revision], stats.oom_errors)
+        yield from (latency, errors, tokens, kv_free, preemptions, oom_errors)

@@ -20,6 +20,7 @@ from shoal.runtime.model.loader import build_model, load_hf_config, materialize,
 from shoal.runtime.model.placement import Placement
 from shoal.runtime.sampling.sampler import Sampler
 from shoal.runtime.tokenization.tokenizer import eos_token_ids, load_tokenizer
+from shoal.runtime.worker.fault_injection import StepMemoryLimit
 from shoal.runtime.worker.kv_cache_sizing import (
     CPU_DEFAULT_KV_CACHE_BYTES,
     KVCacheShape,
@@ -136,7 +137,15 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         "KV cache: %d blocks of %d tokens (%d tokens), %s on %s", num_blocks, config.block_size, capacity, dtype, device
     )
 
-    runner = ModelRunner(model, Sampler(device, config.seed), KVCacheShape(num_blocks, config.block_size, placement))
+    memory_limit = None
+    if config.fault_oom_above_tokens is not None:
+        memory_limit = StepMemoryLimit(config.fault_oom_above_tokens)
+        log.warning(
+            "fault injection is on (for testing only): steps of over %d tokens run out of memory",
+            memory_limit.max_tokens,
+        )
+    kv = KVCacheShape(num_blocks, config.block_size, placement)
+    runner = ModelRunner(model, Sampler(device, config.seed), kv, memory_limit)
     if device.type == "cuda" and not config.enforce_eager:
         runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
     log.info(

@@ -141,10 +141,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="delay every request by this much before it starts",
     )
     testing.add_argument(
+        "--fault-oom-above-tokens",
+        type=int,
+        default=engine.fault_oom_above_tokens,
+        help="engine steps of more tokens fail as out of GPU memory",
+    )
+    testing.add_argument(
         "--fault-error-rate",
         type=float,
         default=server_config.fault_error_rate,
         help="fraction of requests refused with INTERNAL",
+    )
+    testing.add_argument(
+        "--fault-metrics-unavailable",
+        action="store_true",
+        default=server_config.fault_metrics_unavailable,
+        help="/metrics answers 503 (probes and requests are served as ever)",
     )
 
 
@@ -166,6 +178,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         kernels=args.kernels,
         enforce_eager=args.enforce_eager,
         async_scheduling=args.async_scheduling,
+        fault_oom_above_tokens=args.fault_oom_above_tokens,
     )
     server = ServerConfig(
         host=args.host,
@@ -177,6 +190,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         shutdown_grace_s=args.shutdown_grace,
         fault_latency_s=args.fault_latency_ms / 1000,
         fault_error_rate=args.fault_error_rate,
+        fault_metrics_unavailable=args.fault_metrics_unavailable,
     )
     return engine, server
 

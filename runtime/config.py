@@ -41,6 +41,8 @@ class EngineConfig:
     kernels: str = "auto"  # auto: Triton on CUDA, torch elsewhere
     enforce_eager: bool = False  # no CUDA graphs
     async_scheduling: bool | None = None  # overlap step N+1's scheduling with step N's; None: on CUDA only
+    # For testing only (runtime/worker/fault_injection.py): steps of more tokens run out of memory.
+    fault_oom_above_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _choice("load_format", self.load_format, LOAD_FORMATS)
@@ -55,6 +57,8 @@ class EngineConfig:
             _at_least("max_model_len", self.max_model_len, 2)
         if self.kv_cache_memory is not None:
             _at_least("kv_cache_memory", self.kv_cache_memory, 1)
+        if self.fault_oom_above_tokens is not None:
+            _at_least("fault_oom_above_tokens", self.fault_oom_above_tokens, 0)
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
 
@@ -73,6 +77,7 @@ class ServerConfig:
     # For testing only (runtime/server/fault_injection.py): a deliberately slow or failing runtime.
     fault_latency_s: float = 0.0
     fault_error_rate: float = 0.0
+    fault_metrics_unavailable: bool = False
 
     def __post_init__(self) -> None:
         for name in ("port", "metrics_port"):

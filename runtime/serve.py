@@ -38,7 +38,9 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     engine.start()
 
     grpc_server = grpc.aio.server()
-    faults = FaultInjection.from_settings(server_config.fault_latency_s, server_config.fault_error_rate)
+    faults = FaultInjection.from_settings(
+        server_config.fault_latency_s, server_config.fault_error_rate, server_config.fault_metrics_unavailable
+    )
     if faults is not None:
         log.warning("fault injection is on (for testing only): %s", faults)
     runtime_pb2_grpc.add_RuntimeServicer_to_server(
@@ -59,7 +61,7 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     for service in ("", SERVICE_NAME):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
 
-    http_runner = web.AppRunner(build_http_app(engine, registry), access_log=None)
+    http_runner = web.AppRunner(build_http_app(engine, registry, faults), access_log=None)
     await http_runner.setup()
     site = web.TCPSite(http_runner, server_config.host, server_config.metrics_port)
     await site.start()

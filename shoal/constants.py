@@ -17,8 +17,8 @@ REVISION_LABEL = f"{GROUP}/revision"
 # Default ports.
 RUNTIME_GRPC_PORT = 50051  # the runtime's gRPC server (shoal.v1.Runtime)
 RUNTIME_METRICS_PORT = 8001  # the runtime's /metrics, /health, /ready
-ROUTER_HTTP_PORT = 8000  # the router's OpenAI-compatible API and its /metrics
-ROUTER_ADMIN_PORT = 8002  # the router's admin API (routes, weights, verdicts, measurements)
+ROUTER_HTTP_PORT = 8000  # the router's OpenAI-compatible API, /health, /ready (public)
+ROUTER_ADMIN_PORT = 8002  # the router's admin API (routes, weights, verdicts, measurements) and its /metrics
 ROUTER_GRPC_PORT = 50052  # the router's public gRPC API (shoal.v1.Inference)
 OPERATOR_HEALTH_PORT = 8080  # the operator's liveness endpoint (/healthz)
 OPERATOR_METRICS_PORT = 8081  # the operator's /metrics

@@ -55,6 +55,9 @@ REQUEST_ABORTS = PREFIX + "request_aborts"
 REQUEST_ERRORS = PREFIX + "request_errors"
 LABEL_CODE = "code"
 OOM_ERRORS = PREFIX + "oom_errors"  # requests failed because their engine step ran out of GPU memory
+# prometheus_client's process collector: when the runtime started (Unix time). The router counts a
+# runtime's counters from there when it started later than the router did.
+PROCESS_START_TIME = "process_start_time_seconds"
 
 # --- The router (shoal.router) ---
 # Its own series carry pool, revision, qos_class and tenant (all bounded: from config and endpoints).
@@ -90,6 +93,7 @@ ROUTER_BATCH_CONCURRENCY_LIMIT = ROUTER_PREFIX + "batch_concurrency_limit"
 ROUTER_REVISION_WEIGHT = ROUTER_PREFIX + "revision_weight_percent"
 ROUTER_REVISION_ROLLED_BACK = ROUTER_PREFIX + "revision_rolled_back"
 ROUTER_BACKENDS_READY = ROUTER_PREFIX + "backends_ready"
+ROUTER_BACKENDS_METRICS_FAILING = ROUTER_PREFIX + "backends_metrics_failing"  # endpoints whose /metrics fail
 ROUTER_REALTIME_SESSIONS = ROUTER_PREFIX + "realtime_sessions"
 
 # The rolling windows the rollback rules read (gauges, recomputed at every scrape).
@@ -98,6 +102,7 @@ ROUTER_WINDOW_ERROR_RATIO = ROUTER_PREFIX + "window_error_ratio"
 ROUTER_WINDOW_TOKENS_PER_SECOND = ROUTER_PREFIX + "window_generation_tokens_per_second"
 ROUTER_WINDOW_KV_FREE = ROUTER_PREFIX + "window_kv_cache_free_perc"  # the revision's fullest runtime
 ROUTER_WINDOW_PREEMPTIONS = ROUTER_PREFIX + "window_preemptions"
+ROUTER_WINDOW_OOM_ERRORS = ROUTER_PREFIX + "window_oom_errors"
 
 # --- The operator (shoal.operator) ---
 # One series per ModelPool, labelled pool (<namespace>.<name>, as on runtime and router series).

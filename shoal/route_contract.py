@@ -74,6 +74,21 @@ class PreemptionRule:
 
 
 @dataclass(frozen=True)
+class OomRule:
+    """More than max_count requests failed because an engine step ran out of GPU memory, on the canary's
+    runtimes (their shoal:oom_errors_total). Counted from the runtimes' own counter, not from requests
+    the router saw fail: one out-of-memory step is reason enough, long before an error rate has its
+    samples."""
+
+    max_count: int = 0
+    window_s: float = 60.0
+
+    @property
+    def name(self) -> str:
+        return "oom_errors"
+
+
+@dataclass(frozen=True)
 class KvFreeRule:
     """The canary's KV free fraction (its fullest runtime), averaged over the window's scrapes, below min_free."""
 
@@ -86,14 +101,17 @@ class KvFreeRule:
         return "kv_free"
 
 
-RollbackRule = LatencyRatioRule | ErrorRateRule | PreemptionRule | KvFreeRule
+RollbackRule = LatencyRatioRule | ErrorRateRule | PreemptionRule | OomRule | KvFreeRule
 RULE_KINDS: dict[str, type] = {
     "latency_ratio": LatencyRatioRule,
     "error_rate": ErrorRateRule,
     "preemptions": PreemptionRule,
+    "oom_errors": OomRule,
     "kv_free": KvFreeRule,
 }
-DEFAULT_RULES: tuple = (LatencyRatioRule(), ErrorRateRule(), PreemptionRule(), KvFreeRule())
+DEFAULT_RULES: tuple = (LatencyRatioRule(), ErrorRateRule(), PreemptionRule(), OomRule(), KvFreeRule())
+# The rules that read what the router scrapes from the runtimes' /metrics: blind while it cannot.
+SCRAPED_RULES = (PreemptionRule, OomRule, KvFreeRule)
 
 
 # --- the rest of a route ---
@@ -178,14 +196,24 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class ScrapeHealth:
+    """How many of a revision's runtimes the router scrapes, and how many of those it cannot read now."""
+
+    endpoints: int = 0
+    failing: int = 0
+
+
+@dataclass(frozen=True)
 class MeasuredWindow:
-    """One pool revision's finished requests over a window, all QoS classes together."""
+    """One pool revision's finished requests over a window, all QoS classes together, and whether the
+    router can read its runtimes' /metrics (the rules in SCRAPED_RULES judge from them)."""
 
     pool: str
     revision: str
     window_s: float
     requests: int
     errors: int
+    scrapes: ScrapeHealth = ScrapeHealth()
 
 
 # --- JSON: routes ---
@@ -321,8 +349,8 @@ def _rule(kind: type, f: Fields):
         if rule.max_rate is None and rule.max_over_stable is None:
             raise f.error(f"{f.path}: set max_rate, max_over_stable or both")
         return rule
-    if kind is PreemptionRule:
-        return PreemptionRule(max_count=f.get("max_count", int, kind.max_count, minimum=0), window_s=window)
+    if kind in (PreemptionRule, OomRule):
+        return kind(max_count=f.get("max_count", int, kind.max_count, minimum=0), window_s=window)
     return KvFreeRule(
         min_free=f.get("min_free", float, kind.min_free, minimum=0.0, maximum=1.0),
         min_samples=f.get("min_samples", int, kind.min_samples, minimum=1),
@@ -421,17 +449,24 @@ def _breach(f: Fields) -> Breach:
 
 
 def measurement_to_json(
-    pool: str, revision: str, window_s: float, all_classes: dict, per_class: dict[str, dict]
+    pool: str, revision: str, window_s: float, all_classes: dict, per_class: dict[str, dict], scrapes: ScrapeHealth
 ) -> dict:
     """One entry of GET /admin/measurements: the window's summary for all classes, then per class."""
-    return {"pool": pool, "revision": revision, "window_s": window_s, "all": all_classes, **per_class}
+    return {
+        "pool": pool,
+        "revision": revision,
+        "window_s": window_s,
+        "scrapes": dataclasses.asdict(scrapes),
+        "all": all_classes,
+        **per_class,
+    }
 
 
 def measurements_from_json(body) -> tuple[MeasuredWindow, ...]:
     f = Fields(body, "measurements", FieldError)
     windows = []
     for item in f.items("measurements"):
-        counts = item.sub("all", required=True)
+        counts, scrapes = item.sub("all", required=True), item.sub("scrapes")
         windows.append(
             MeasuredWindow(
                 item.get("pool", str),
@@ -439,6 +474,7 @@ def measurements_from_json(body) -> tuple[MeasuredWindow, ...]:
                 item.get("window_s", float),
                 counts.get("requests", int),
                 counts.get("errors", int, 0),
+                ScrapeHealth(scrapes.get("endpoints", int, 0), scrapes.get("failing", int, 0)),
             )
         )
     return tuple(windows)

@@ -6,6 +6,11 @@ endpoint change never drops a request). The health prober (health.py) writes whe
 answers SERVING, the scraper its load; the dispatcher picks backends through the balancer and counts
 its outstanding requests.
 
+Only the health probe decides whether a runtime is ready. A runtime whose /metrics cannot be read
+(the scrape target is down, the runtime itself may be fine) keeps its traffic; its scraped load is
+forgotten until it answers again, and the admin API reports it, so the operator can say that the
+rules reading those metrics are blind (the scrape's own failure is no sign the runtime is bad).
+
 Channels retry a lost connection at most RECONNECT_BACKOFF_MAX_MS apart. gRPC's default backoff
 grows to 120 s, and while a channel waits it fails every call at once: a runtime back after a long
 outage would get no traffic for up to two minutes. An attempt at a runtime that is down is a
@@ -24,7 +29,7 @@ from shoal.router.backends.endpoints import Endpoint
 from shoal.v1 import runtime_pb2_grpc
 
 log = logging.getLogger(__name__)
-UNREADY_AFTER_FAILED_SCRAPES = 3
+STALE_AFTER_FAILED_SCRAPES = 3  # consecutive failed scrapes after which its load is unknown
 RECONNECT_BACKOFF_MAX_MS = 1000
 CONNECT_WAIT_S = RECONNECT_BACKOFF_MAX_MS / 1000 + 0.5  # a request waits out one reconnect, no more
 CHANNEL_OPTIONS = (
@@ -39,6 +44,8 @@ class ScrapedLoad:
     waiting: int = 0
     running: int = 0
     preemptions_total: int = 0
+    oom_errors_total: int = 0
+    started_at: float | None = None  # the runtime's process start (Unix time), if it says
 
 
 @dataclass
@@ -54,9 +61,13 @@ class Backend:
 
     @property
     def ready(self) -> bool:
-        """Not retired, its last health probe answered SERVING, and its /metrics answered lately (or it
-        has none to scrape)."""
-        return not self.retired and self.serving and self.failed_scrapes < UNREADY_AFTER_FAILED_SCRAPES
+        """Not retired, and its last health probe answered SERVING."""
+        return not self.retired and self.serving
+
+    @property
+    def metrics_failing(self) -> bool:
+        """Its /metrics has failed the last STALE_AFTER_FAILED_SCRAPES scrapes."""
+        return self.failed_scrapes >= STALE_AFTER_FAILED_SCRAPES
 
     async def connected(self, timeout_s: float) -> bool:
         """Whether the channel is connected, waiting up to timeout_s for it. A channel that found its
@@ -76,7 +87,7 @@ class Backend:
         return f"pool={e.pool} revision={e.revision} target={e.target}"
 
     def load(self) -> balancer.Load:
-        scraped = self.scraped or ScrapedLoad()
+        scraped = self.scraped if self.scraped is not None and not self.metrics_failing else ScrapedLoad()
         return balancer.Load(self.endpoint.target, self.outstanding, scraped.waiting, scraped.kv_usage)
 
 

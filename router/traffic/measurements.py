@@ -2,7 +2,8 @@
 
 From its own requests: TTFT, inter-token latency and end-to-end latency samples, and counts of
 finished requests, errors (5xx and upstream failures) and tokens. From scraping each runtime's
-/metrics: KV free fraction (of the revision's fullest runtime) and preemptions. Rollback rules,
+/metrics: KV free fraction (of the revision's fullest runtime), preemptions and out-of-memory
+errors. Rollback rules,
 the QoS controller, the admin API and the router's /metrics all read it through `stats`.
 """
 
@@ -26,6 +27,7 @@ class RevisionStats:
     window_s: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in LATENCIES})
     preemptions: int = 0
+    oom_errors: int = 0
     kv_free: list[float] = field(default_factory=list)  # one per scrape: the fullest runtime's free fraction
 
     @property
@@ -57,6 +59,7 @@ class RevisionStats:
                 f"p{q * 100:g}": _round(quantile(values, q)) for q in ADMIN_QUANTILES
             }
         out["preemptions"] = self.preemptions
+        out["oom_errors"] = self.oom_errors
         out["kv_free"] = _round(self.kv_free_mean)
         return out
 
@@ -77,13 +80,28 @@ class _RequestWindows:
         return no_samples and not any(self.counts.totals(now, self.retention_s).values())
 
 
+@dataclass(frozen=True)
+class ScrapeSample:
+    """One scrape of a revision's runtimes."""
+
+    kv_free: float | None  # its fullest runtime's free KV fraction; None: none of them answered
+    preemptions: int = 0  # all its runtimes', since the scrape before
+    oom_errors: int = 0
+
+
+_SCRAPE_COUNTS = ("preemptions", "oom_errors")
+
+
 class _ScrapeWindows:
     def __init__(self, retention_s: float):
         self.kv_free = SampleWindow(retention_s, max_samples=10_000)
-        self.preemptions = CountWindow(retention_s, ("preemptions",))
+        self.counts = CountWindow(retention_s, _SCRAPE_COUNTS)
 
     def retain(self, seconds: float) -> None:
-        self.kv_free.retention_s = self.preemptions.retention_s = seconds
+        self.kv_free.retention_s = self.counts.retention_s = seconds
+
+    def empty(self, now: float) -> bool:
+        return not self.kv_free.values(now) and not any(self.counts.totals(now, self.counts.retention_s).values())
 
 
 class Measurements:
@@ -131,14 +149,14 @@ class Measurements:
         for gap in token_gaps_s:
             windows.latencies["itl"].add(gap, now)
 
-    def record_scrape(self, pool: str, revision: str, now: float, kv_free: float | None, preemptions: int) -> None:
+    def record_scrape(self, pool: str, revision: str, now: float, sample: ScrapeSample) -> None:
         key = (pool, revision)
         if key not in self._scrapes:
             self._scrapes[key] = _ScrapeWindows(self.retention_s)
         windows = self._scrapes[key]
-        if kv_free is not None:
-            windows.kv_free.add(kv_free, now)
-        windows.preemptions.add(now, preemptions=preemptions)
+        if sample.kv_free is not None:
+            windows.kv_free.add(sample.kv_free, now)
+        windows.counts.add(now, preemptions=sample.preemptions, oom_errors=sample.oom_errors)
 
     def stats(
         self, pool: str, revision: str | None, window_s: float, now: float, qos: str | None = None
@@ -158,7 +176,8 @@ class Measurements:
         scrapes = self._scrapes.get((pool, revision)) if revision is not None else None
         if scrapes is not None:
             stats.kv_free = scrapes.kv_free.values(now, window_s)
-            stats.preemptions = int(scrapes.preemptions.totals(now, window_s)["preemptions"])
+            counts = scrapes.counts.totals(now, window_s)
+            stats.preemptions, stats.oom_errors = int(counts["preemptions"]), int(counts["oom_errors"])
         return stats
 
     def keys(self) -> list[tuple[str, str, str]]:
@@ -174,7 +193,7 @@ class Measurements:
             if windows.empty(now):
                 del self._requests[key]
         for key, windows in list(self._scrapes.items()):
-            if not windows.kv_free.values(now) and not windows.preemptions.totals(now, self.retention_s)["preemptions"]:
+            if windows.empty(now):
                 del self._scrapes[key]
 
 

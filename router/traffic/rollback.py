@@ -7,7 +7,15 @@ kept until someone resets it) is rollout.py's job.
 
 from collections.abc import Callable
 
-from shoal.route_contract import Breach, ErrorRateRule, KvFreeRule, LatencyRatioRule, PreemptionRule, RollbackRule
+from shoal.route_contract import (
+    Breach,
+    ErrorRateRule,
+    KvFreeRule,
+    LatencyRatioRule,
+    OomRule,
+    PreemptionRule,
+    RollbackRule,
+)
 from shoal.router.traffic.measurements import RevisionStats
 
 # (revision, window_s) -> that revision's stats over the window, all QoS classes together.
@@ -68,6 +76,14 @@ def _preemptions(rule: PreemptionRule, canary: RevisionStats, stable: RevisionSt
     return None
 
 
+def _oom_errors(rule: OomRule, canary: RevisionStats, stable: RevisionStats) -> Breach | None:
+    if canary.oom_errors > rule.max_count:
+        return Breach(
+            rule.name, {"canary_oom_errors": canary.oom_errors}, f"<= {rule.max_count} over {rule.window_s:g}s"
+        )
+    return None
+
+
 def _kv_free(rule: KvFreeRule, canary: RevisionStats, stable: RevisionStats) -> Breach | None:
     if len(canary.kv_free) < rule.min_samples:
         return None
@@ -85,5 +101,6 @@ _CHECKS = {
     LatencyRatioRule: _latency_ratio,
     ErrorRateRule: _error_rate,
     PreemptionRule: _preemptions,
+    OomRule: _oom_errors,
     KvFreeRule: _kv_free,
 }

@@ -8,10 +8,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from shoal.runtime.engine.async_engine import AsyncEngine
+from shoal.runtime.server.fault_injection import FaultInjection
 
 
-def build_http_app(engine: AsyncEngine, registry: CollectorRegistry) -> web.Application:
+def build_http_app(engine: AsyncEngine, registry: CollectorRegistry, faults: FaultInjection | None) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
+        if faults is not None and faults.metrics_unavailable:
+            return web.Response(status=503, text="injected fault (--fault-metrics-unavailable, for testing only)")
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -7,7 +7,7 @@ gauges are never stale and counters never double-count. Each server has its own 
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -98,6 +98,7 @@ TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20
 class RuntimeMetrics:
     def __init__(self, registry: CollectorRegistry, model_name: str, pool: str, revision: str):
         self.registry = registry
+        ProcessCollector(registry=registry)  # process_start_time_seconds, CPU and memory, as vLLM exposes
         self.label_values = (model_name, pool, revision)
         labels = list(names.RUNTIME_LABELS)
 

@@ -24,6 +24,7 @@ from shoal.runtime.sampling.metadata import SamplingMetadata, build_sampling_met
 from shoal.runtime.sampling.sampler import Sampler
 from shoal.runtime.worker.batch_inputs import BatchInputs, build_batch
 from shoal.runtime.worker.cuda_graphs import DecodeGraphs
+from shoal.runtime.worker.fault_injection import StepMemoryLimit
 from shoal.runtime.worker.kv_cache_sizing import KVCacheShape
 from shoal.runtime.worker.sampled_batch import SampledBatch
 
@@ -36,13 +37,20 @@ class LaunchedStep:
 
 
 class ModelRunner:
-    def __init__(self, model: LlamaForCausalLM, sampler: Sampler, kv: KVCacheShape):
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        sampler: Sampler,
+        kv: KVCacheShape,
+        memory_limit: StepMemoryLimit | None = None,  # for testing only (fault_injection.py)
+    ):
         self.model = model
         self.sampler = sampler
         self.num_blocks = kv.num_blocks
         self.block_size = kv.block_size
         self.device = kv.placement.device
         self.decode_graphs: DecodeGraphs | None = None
+        self.memory_limit = memory_limit
         self.kv_caches = model.allocate_kv_caches(kv.num_blocks, kv.block_size, kv.placement.dtype, self.device)
         self._generators: dict[str, torch.Generator] = {}
         # The last launched step's draws, by request: where in-flight input tokens come from.
@@ -63,6 +71,8 @@ class ModelRunner:
     def launch(self, step: StepInput) -> LaunchedStep:
         for request_id in step.finished_request_ids:
             self._generators.pop(request_id, None)
+        if self.memory_limit is not None:
+            self.memory_limit.check(step)
         batch = build_batch(step, self.block_size)
         in_flight = self._in_flight_inputs(batch)
         if self.decode_graphs is not None and self.decode_graphs.fits(batch):

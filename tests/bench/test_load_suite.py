@@ -71,7 +71,8 @@ def test_a_guidellm_run_and_a_trace_replay_are_reported(system, tmp_path):
     trace = tmp_path / "ci_mixed.jsonl"
     write(trace, rows)
     keys = [f"--tenant-key={name}={key}" for name, key in suite_keys().items()]
-    command = [sys.executable, "bench/load.py", "--target", system.url, *keys, "--profiles", "concurrent"]
+    command = [sys.executable, "bench/load.py", "--target", system.url, "--admin-target", system.admin_url, *keys]
+    command += ["--profiles", "concurrent"]
     command += ["--streams", "2", "--seconds", "3", "--prompt-tokens", "32", "--output-tokens", "4"]
     command += ["--traces", str(trace), "--results-dir", str(tmp_path / "results"), "--name", "ci"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
@@ -119,11 +120,11 @@ def test_overload_is_refused_with_retry_after_rather_than_left_hanging(system, t
     rows = read_trace(trace)
     prompts = synthesize_prompts(trace, rows, tokenizer, seed=int(time.time()))
 
-    before, started = router_metrics.scrape(system.url), time.monotonic()
+    before, started = router_metrics.scrape(system.admin_url), time.monotonic()
     outcomes, _ = asyncio.run(replay(system.url, EMBEDDED_MODEL_NAME, rows, prompts, suite_keys(), 1.0, 90))
     took = time.monotonic() - started
     time.sleep(0.5)
-    counted = router_metrics.delta(before, router_metrics.scrape(system.url))
+    counted = router_metrics.delta(before, router_metrics.scrape(system.admin_url))
 
     assert len(outcomes) == len(rows)
     statuses = Counter(o.status for o in outcomes)

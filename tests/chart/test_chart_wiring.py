@@ -172,7 +172,8 @@ def test_services_and_budgets_select_their_own_pods(values):
         selector = selecting["spec"]["selector"]
         selector = selector.get("matchLabels", selector)
         matched = [name for name, labels in pods.items() if selector.items() <= labels.items()]
-        assert matched == [selecting["metadata"]["name"]], (selecting["kind"], selecting["metadata"]["name"], matched)
+        component = selecting["metadata"]["labels"]["app.kubernetes.io/component"]  # router-metrics: component router
+        assert matched == [f"shoal-{RELEASE}-{component}"], (selecting["kind"], selecting["metadata"]["name"], matched)
 
 
 @pytest.mark.parametrize("values", value_sets(), ids=IDS)
@@ -198,9 +199,18 @@ def test_monitors_select_what_they_scrape():
         for s in by_kind(docs, "Service")
         if service_monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
     ]
-    scraped = {port["name"] for s in services for port in s["spec"]["ports"]}
-    assert {endpoint["port"] for endpoint in service_monitor["spec"]["endpoints"]} <= scraped
+    endpoints = {endpoint["port"] for endpoint in service_monitor["spec"]["endpoints"]}
+    scraped = {
+        (s["metadata"]["labels"]["app.kubernetes.io/component"], port["targetPort"])
+        for s in services
+        for port in s["spec"]["ports"]
+        if port["name"] in endpoints
+    }
+    # The router's /metrics is on its admin port (not the public http one); the operator's on its own.
+    assert scraped == {("router", "admin"), ("operator", "metrics")}
     assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    annotations = one(docs, "Deployment", f"shoal-{RELEASE}-router")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(constants.ROUTER_ADMIN_PORT)
 
     (pod_monitor,) = by_kind(docs, "PodMonitor")
     spec = parse_pool_spec({"model": {"revision": "v1"}, "resources": {"gpus": 1}})
@@ -209,6 +219,19 @@ def test_monitors_select_what_they_scrape():
     assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
     ports = {p["name"] for p in runtime["spec"]["containers"][0]["ports"]}
     assert {endpoint["port"] for endpoint in pod_monitor["spec"]["podMetricsEndpoints"]} <= ports
+
+
+@pytest.mark.parametrize("service_type", ["ClusterIP", "LoadBalancer"])
+def test_the_admin_port_stays_inside_the_cluster(service_type):
+    """Only the router's metrics Service carries the admin port, and it is ClusterIP whatever the public
+    router Service is; the public one has no admin port."""
+    docs = render(EVERYTHING, sets=(f"router.service.type={service_type}",))
+    public = one(docs, "Service", f"shoal-{RELEASE}-router")
+    assert public["spec"]["type"] == service_type and "admin" not in {p["targetPort"] for p in public["spec"]["ports"]}
+    carrying = [s for s in by_kind(docs, "Service") if "admin" in {p["targetPort"] for p in s["spec"]["ports"]}]
+    assert [(s["metadata"]["name"], s["spec"]["type"]) for s in carrying] == [
+        (f"shoal-{RELEASE}-router-metrics", "ClusterIP")
+    ]
 
 
 def test_ingress_and_gateway_route_to_the_routers_http_port():

@@ -12,6 +12,8 @@ schema refuses fails `helm install` before anything is created.
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +152,13 @@ def test_helm_install_serves_a_pool_then_upgrades_and_uninstalls(cluster: Cluste
             what=f"an answer from {address}",
         )
         assert "Paris" in content and revision == stable
+    # The routers' /metrics, as the ServiceMonitor scrapes it: on the metrics Service (their admin
+    # port, no token needed), and not on the public one.
+    scraped = service_addresses(cluster, namespace, f"{RELEASE}-router-metrics", "metrics")
+    assert len(scraped) == 2
+    for address in scraped:
+        assert f'shoal:router_requests_total{{pool="{namespace}.{POOL}"' in _get(f"http://{address}/metrics")[1]
+    assert {_get(f"http://{address}/metrics")[0] for address in routers} == {404}
 
     # A values change that rolls the routers (their config's checksum changes): new pods, served.
     old_routers = {pod["metadata"]["name"] for pod in ready_pods(cluster, namespace, "router")}
@@ -224,6 +233,14 @@ def leftovers(cluster: Cluster, namespace: str) -> list[str]:
         for i in left["items"]
         if i["metadata"]["name"] not in ("default", "kube-root-ca.crt")
     ]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def _try_chat(address: str) -> tuple[str, str] | None:

@@ -2,7 +2,7 @@
 the router's and the operator's metrics are registered in fresh registries, and each family's type gives the names
 Prometheus scrapes (counters with `_total`, histograms as `_bucket`, `_sum`, `_count`)."""
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from shoal import metric_names as names
 from shoal.operator.metrics import OperatorMetrics
@@ -25,6 +25,13 @@ def registered_families() -> dict[str, str]:
     RouterMetrics(router).watch({}, Measurements(), BackendRegistry(), lambda: 0)
     operator = OperatorMetrics().registry
     return {family.name: family.type for registry in (runtime, router, operator) for family in registry.collect()}
+
+
+def process_families() -> set[str]:
+    """prometheus_client's standard process_* families (the runtime registers them, as vLLM does)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    return {family.name for family in registry.collect()}
 
 
 def declared_names() -> set[str]:

@@ -127,7 +127,7 @@ def prometheus(tmp_path_factory) -> PrometheusProcess:
         stack.callback(router.stop)
         targets = {
             "shoal-runtime": [f"127.0.0.1:{r.metrics_port}" for r in runtimes],
-            "shoal-router": [f"127.0.0.1:{router.port}"],
+            "shoal-router": [f"127.0.0.1:{router.admin_port}"],  # its /metrics is on the admin port
         }
         prometheus = PrometheusProcess(tmp_path_factory.mktemp("prometheus"), targets, [RULES_FILE])
         stack.callback(prometheus.stop)

@@ -1,7 +1,8 @@
 """Every PromQL expression of the dashboards (panels, annotations, variables) and the alert rules reads
 only series the code exports: the names in shoal/metric_names.py, with the suffixes their types give."""
 
-from tests.monitoring.exported import declared_names, registered_families, series_names
+from shoal import metric_names as names
+from tests.monitoring.exported import declared_names, process_families, registered_families, series_names
 from tests.monitoring.promql_names import metric_names
 from tests.monitoring.queries import panel_queries, rule_queries, variable_queries
 
@@ -20,7 +21,9 @@ def test_names_are_told_apart_from_labels_functions_keywords_and_durations():
 
 
 def test_the_code_exports_only_names_metric_names_declares():
-    assert set(registered_families()) <= declared_names()
+    """Besides the process collector's standard families, of which the router reads one."""
+    assert names.PROCESS_START_TIME in process_families()
+    assert set(registered_families()) <= declared_names() | process_families()
 
 
 def test_every_declared_name_is_exported():

@@ -5,7 +5,7 @@ from shoal.operator.plan import ACTION_ANNOTATION, Observed, PoolObject, plan_fo
 from shoal.operator.revisions import revision_name
 from shoal.operator.rollout import RouterView
 from shoal.operator.spec import parse_pool_spec
-from shoal.route_contract import Breach, ErrorRateRule, LatencyRatioRule, TenantLimit, Verdict
+from shoal.route_contract import Breach, ErrorRateRule, LatencyRatioRule, ScrapeHealth, TenantLimit, Verdict
 
 REF = PoolRef("chat", "team-a", "uid-1")
 SPEC = {
@@ -74,6 +74,7 @@ def test_new_pool_gets_a_deployment_a_service_a_route_and_pending_status():
         "Progressing": "False",
         "Degraded": "False",
         "RolledBack": "False",
+        "MetricsScraped": "True",
     }
 
 
@@ -152,6 +153,24 @@ def test_rollback_shows_in_status_and_drained_deployments_go():
     later = plan_for(pool(changed, status), Observed(deployments, []), OK, T0 + 40, 30)
     assert later.delete_deployments == (f"chat-{canary}",) and set(later.deployments) == {f"chat-{stable}"}
     assert later.events == ()
+
+
+def test_a_revision_whose_metrics_fail_shows_in_the_metrics_scraped_condition():
+    first = plan_for(pool(), Observed([], []), OK, T0, 30)
+    stable = first.status["stableRevision"]
+    changed = {**SPEC, "model": {"source": "embedded", "revision": "v2"}}
+    started = plan_for(pool(changed, first.status), Observed([], []), OK, T0 + 1, 30)
+    canary = started.status["canaryRevision"]
+    blind = RouterView(True, unscraped={canary: ScrapeHealth(endpoints=2, failing=1)})
+    plan = plan_for(pool(changed, started.status), Observed(list(started.deployments.values()), []), blind, T0 + 2, 30)
+    conditions = {c["type"]: c for c in plan.status["conditions"]}
+    scraped = conditions["MetricsScraped"]
+    assert scraped["status"] == "False" and scraped["reason"] == "ScrapeFailing"
+    assert f"1/2 runtimes of canary {canary}" in scraped["message"] and stable not in scraped["message"]
+    assert "preemptions, oom_errors, kv_free" in scraped["message"] and "holds its step" in scraped["message"]
+    assert conditions["RolledBack"]["status"] == "False" and plan.status["canaryRevision"] == canary
+    unreachable = plan_for(pool(changed, plan.status), Observed([], []), RouterView(False, error="refused"), T0 + 3, 30)
+    assert {c["type"]: c["reason"] for c in unreachable.status["conditions"]}["MetricsScraped"] == "RouterUnreachable"
 
 
 def test_invalid_spec_is_degraded_once_and_touches_nothing():

@@ -14,7 +14,7 @@ from shoal.operator.rollout import (
     canary_replicas,
 )
 from shoal.operator.spec import parse_pool_spec
-from shoal.route_contract import Breach, Verdict
+from shoal.route_contract import Breach, ScrapeHealth, Verdict
 
 SPEC = parse_pool_spec(
     {
@@ -48,6 +48,16 @@ def test_new_revision_starts_a_canary_sized_for_the_first_step_at_weight_zero():
     assert decision.state.canary == "v2-x" and decision.state.canary_weight == 0
     assert decision.replicas(SPEC) == {"v1-a": 4, "v2-x": 1}
     assert [e.reason for e in decision.events] == ["RolloutStarted"]
+
+
+def test_a_canary_whose_metrics_the_router_cannot_read_holds_its_step_without_rolling_back():
+    at_10 = RolloutState(stable="v1-a", canary="v2-x", canary_weight=10, step=0, step_started_at=T0)
+    ready = {"v1-a": 4, "v2-x": 2}
+    blind = RouterView(True, canary_requests=1000, unscraped={"v2-x": ScrapeHealth(endpoints=1, failing=1)})
+    held = step(at_10, ready=ready, router=blind, now=T0 + 999)
+    assert held.state == at_10 and held.events == ()
+    stable_blind = RouterView(True, canary_requests=1000, unscraped={"v1-a": ScrapeHealth(endpoints=4, failing=1)})
+    assert step(at_10, ready=ready, router=stable_blind, now=T0 + 999).state.step == 1  # only the canary's count
 
 
 def test_weight_moves_only_once_the_canary_is_ready():

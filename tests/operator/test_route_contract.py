@@ -17,6 +17,7 @@ from shoal.route_contract import (
     Breach,
     MeasuredWindow,
     RuntimeEndpoint,
+    ScrapeHealth,
     measurement_to_json,
     measurements_from_json,
     rollback_from_json,
@@ -61,6 +62,7 @@ def test_the_route_the_operator_builds_is_the_route_the_router_reads():
         "latency_ratio:e2e_p99": 90.0,
         "error_rate": 90.0,
         "preemptions": 90.0,
+        "oom_errors": 90.0,
         "kv_free": 90.0,
     }
 
@@ -119,5 +121,8 @@ def test_the_canary_samples_the_router_counts_are_what_the_operator_reads():
         )
     every = measurements.stats("team-a.chat", "v2", 60.0, 100.0).summary()
     per_class = {q: measurements.stats("team-a.chat", "v2", 60.0, 100.0, q).summary() for q in ("realtime", "batch")}
-    body = {"measurements": [measurement_to_json("team-a.chat", "v2", 60.0, every, per_class)]}
-    assert measurements_from_json(wire(body)) == (MeasuredWindow("team-a.chat", "v2", 60.0, requests=7, errors=1),)
+    scrapes = ScrapeHealth(endpoints=2, failing=1)
+    body = {"measurements": [measurement_to_json("team-a.chat", "v2", 60.0, every, per_class, scrapes)]}
+    assert measurements_from_json(wire(body)) == (
+        MeasuredWindow("team-a.chat", "v2", 60.0, requests=7, errors=1, scrapes=scrapes),
+    )

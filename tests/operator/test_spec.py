@@ -127,6 +127,7 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         "rollout.analysis.minP99LatencyIncreaseSeconds": Analysis.min_p99_latency_increase_s,
         "rollout.analysis.maxErrorRate": Analysis.max_error_rate,
         "rollout.analysis.maxPreemptions": Analysis.max_preemptions,
+        "rollout.analysis.maxOomErrors": Analysis.max_oom_errors,
         "rollout.analysis.minKvFreeFraction": Analysis.min_kv_free_fraction,
         "rollout.analysis.minSamples": Analysis.min_samples,
         "rollout.analysis.windowSeconds": Analysis.window_s,

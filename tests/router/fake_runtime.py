@@ -54,6 +54,9 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         self.kv_usage = 0.0
         self.waiting = 0
         self.preemptions = 0
+        self.oom_errors = 0
+        self.started_at: float | None = None  # process_start_time_seconds, if set
+        self.metrics_status = 200  # what /metrics answers; other than 200, with no body
         self.serving = True  # what Health answers
         self.counters = FakeCounters()
         self.port = self.metrics_port = 0
@@ -138,6 +141,8 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         return pb.ModelInfo(served_model_name=self.model, revision=self.revision)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self.metrics_status != 200:
+            return web.Response(status=self.metrics_status)
         labels = f'model_name="{self.model}",pool="",revision="{self.revision}"'
         text = "\n".join(
             [
@@ -149,8 +154,11 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
                 f"{names.NUM_REQUESTS_RUNNING}{{{labels}}} {self.counters.in_flight}",
                 f"# TYPE {names.NUM_PREEMPTIONS} counter",
                 f"{names.NUM_PREEMPTIONS}_total{{{labels}}} {self.preemptions}",
-                "",
+                f"# TYPE {names.OOM_ERRORS} counter",
+                f"{names.OOM_ERRORS}_total{{{labels}}} {self.oom_errors}",
             ]
+            + ([f"{names.PROCESS_START_TIME} {self.started_at}"] if self.started_at is not None else [])
+            + [""]
         )
         return web.Response(text=text, content_type="text/plain")
 

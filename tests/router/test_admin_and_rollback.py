@@ -4,6 +4,7 @@ requests in flight, a slow canary is pulled out by the latency rule, and it stay
 import asyncio
 import collections
 import dataclasses
+import logging
 import time
 
 import aiohttp
@@ -117,7 +118,7 @@ def test_a_slow_canary_is_rolled_back_and_stays_out_until_reset(loop_thread, sta
         assert canary.counters.requests == canary_requests
         status, conflict = get_json(router.admin_url + "/admin/pools/fake/weights", "PUT", {"canary_weight": 10})
         assert status == 409 and "/admin/pools/fake/revisions/v2/reset" in conflict["error"]
-        metrics = asyncio.run(_text(router.base_url + "/metrics"))
+        metrics = asyncio.run(_text(router.admin_url + "/metrics"))
         assert 'shoal:router_rollbacks_total{pool="fake",revision="v2",rule="latency_ratio:ttft_p50"} 1.0' in metrics
         assert 'shoal:router_revision_rolled_back{pool="fake",revision="v2"} 1.0' in metrics
         assert get_json(router.admin_url + "/admin/pools/fake/revisions/v2/reset", "POST", {})[0] == 200
@@ -140,6 +141,27 @@ def test_measurements_are_exposed_as_json(loop_thread, start_fake):
         assert "quiet" in get_json(router.admin_url + "/admin/tenants")[1]["tenants"]
     finally:
         router.stop()
+
+
+def test_a_canary_whose_metrics_fail_keeps_its_traffic_breaks_no_rule_and_is_reported(loop_thread, start_fake):
+    router, _, canary = two_revisions(loop_thread, start_fake, canary_weight=50)
+    try:
+        canary.metrics_status = 503
+        time.sleep(1.0)  # several scrapes, at 0.2 s
+        answers = asyncio.run(send(router.base_url, 40))
+        by_revision = {m["revision"]: m for m in get_json(router.admin_url + "/admin/measurements")[1]["measurements"]}
+        endpoints = get_json(router.admin_url + "/admin/pools/fake")[1]["revisions"]["v2"]["endpoints"]
+        verdicts = get_json(router.admin_url + "/admin/pools/fake/rollback")[1]["rolled_back"]
+        metrics = asyncio.run(_text(router.admin_url + "/metrics"))
+    finally:
+        router.stop()
+    assert {m["revision"]: m["scrapes"] for m in by_revision.values()} == {
+        "v1": {"endpoints": 1, "failing": 0},
+        "v2": {"endpoints": 1, "failing": 1},
+    }
+    assert all(reply.status == 200 for reply in answers) and by_revision["v2"]["all"]["requests"] > 0
+    assert [(e["ready"], e["metrics_failing"]) for e in endpoints] == [(True, True)] and verdicts == []
+    assert 'shoal:router_backends_metrics_failing{pool="fake",revision="v2"} 1.0' in metrics
 
 
 BAD_WINDOWS = ["soon", "", "nan", "NaN", "inf", "-inf", "Infinity", "-1", "0", "1e999", "0x10", "%FF"]
@@ -171,21 +193,40 @@ def test_a_bad_weights_body_is_a_400(loop_thread, start_fake, body):
         router.stop()
 
 
-def test_the_admin_token_is_required_when_set(loop_thread, start_fake):
+def no_token_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "shoal.router.app" and r.levelno == logging.WARNING]
+
+
+def test_an_admin_api_without_a_token_starts_on_loopback_with_one_warning(loop_thread, caplog):
+    with caplog.at_level(logging.WARNING, logger="shoal.router.app"):
+        RouterInThread(loop_thread, make_config([])).stop()
+    (warning,) = no_token_warnings(caplog)
+    assert "has no token (admin.token_file): anyone on this machine can change routes" in warning
+
+
+def test_the_admin_token_is_required_when_set_and_metrics_are_on_the_admin_port_only(loop_thread, start_fake, caplog):
+    """/admin/* needs the token; /metrics (it names every tenant) is on the admin port, open to
+    Prometheus without the token, and the public port answers it with an OpenAI-shaped 404."""
     fake = start_fake()
     config = make_config([pool("fake", {"v1": [fake]}, model=MODEL)])
-    router = RouterInThread(loop_thread, dataclasses.replace(config, admin_token="s3cret"))
+    with caplog.at_level(logging.WARNING, logger="shoal.router.app"):
+        router = RouterInThread(loop_thread, dataclasses.replace(config, admin_token="s3cret"))
+    assert no_token_warnings(caplog) == []
     try:
         assert get_json(router.admin_url + "/admin/pools")[0] == 401
 
-        async def with_token():
+        async def get(url: str, **headers) -> tuple[int, str]:
             async with aiohttp.ClientSession() as session:
-                async with session.get(
-                    router.admin_url + "/admin/pools", headers={"Authorization": "Bearer s3cret"}
-                ) as response:
-                    return response.status
+                async with session.get(url, headers=headers) as response:
+                    return response.status, await response.text()
 
-        assert asyncio.run(with_token()) == 200
+        assert asyncio.run(get(router.admin_url + "/admin/pools", Authorization="Bearer s3cret"))[0] == 200
+        assert asyncio.run(get(router.admin_url + "/admin/pools", Authorization="Bearer wrong"))[0] == 401
+        status, metrics = asyncio.run(get(router.admin_url + "/metrics"))
+        assert status == 200 and 'shoal:router_revision_weight_percent{pool="fake",revision="v1"} 100.0' in metrics
+        status, body = get_json(router.base_url + "/metrics")
+        assert status == 404 and body["error"]["type"] == "invalid_request_error"
+        assert body["error"]["message"] == "Invalid URL (GET /metrics)"
     finally:
         router.stop()
 

@@ -4,6 +4,8 @@ import argparse
 import subprocess
 import sys
 
+import pytest
+
 from shoal.router.cli import add_arguments, load
 from shoal.router.dev import LOCAL_CONFIG, with_local_runtime
 
@@ -28,15 +30,23 @@ def test_dev_points_the_pool_at_its_own_runtime():
     assert (endpoint.target, endpoint.metrics_url) == ("127.0.0.1:6000", "http://127.0.0.1:6001/metrics")
 
 
-def test_a_bad_config_exits_with_a_message(tmp_path):
-    (tmp_path / "router.yaml").write_text("pools:\n  - name: chat\n    stable: v1\n    canary_weight: lots\n")
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("pools:\n  - name: chat\n    stable: v1\n    canary_weight: lots\n", "pools[0].canary_weight: must be float"),
+        # Without a token, anyone who reaches the admin port could change routes: it does not start.
+        ("admin: {host: 0.0.0.0}\npools: []\n", "admin.token_file: required when admin.host is '0.0.0.0'"),
+    ],
+)
+def test_a_bad_config_exits_with_a_message(tmp_path, config, message):
+    (tmp_path / "router.yaml").write_text(config)
     result = subprocess.run(
         [sys.executable, "-m", "shoal", "router", "--config", str(tmp_path / "router.yaml")],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert result.returncode != 0 and "pools[0].canary_weight: must be float" in result.stderr
+    assert result.returncode != 0 and message in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -131,3 +131,20 @@ def test_key_file_problems_are_config_errors(tmp_path):
         load_config(tmp_path / "router.yaml")
     with pytest.raises(ConfigError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.5", "router.internal", ""])
+def test_an_admin_api_beyond_loopback_needs_a_token(host):
+    with pytest.raises(ConfigError) as error:
+        parse_config({**minimal(), "admin": {"host": host}})
+    assert str(error.value).startswith(f"admin.token_file: required when admin.host is {host!r}")
+
+
+def test_an_admin_api_on_loopback_may_go_without_a_token_and_anywhere_with_one(tmp_path):
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert parse_config({**minimal(), "admin": {"host": host}}).admin_token is None
+    (tmp_path / "admin-token").write_text("s3cret\n")
+    (tmp_path / "router.yaml").write_text(
+        json.dumps({**minimal(), "admin": {"host": "0.0.0.0", "token_file": "admin-token"}})
+    )
+    assert load_config(tmp_path / "router.yaml").admin_token == "s3cret"

@@ -41,9 +41,9 @@ def complete(router, model: str = MODEL, key: str = "sk-test-quiet", max_tokens:
     return asyncio.run(one())
 
 
-def text(url: str) -> tuple[int, str]:
+def text(url: str, **headers: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -109,7 +109,7 @@ def test_a_pushed_pool_is_listed_measured_and_described(empty_router, start_fake
     models = asyncio.run(_get(router.base_url + "/v1/models"))
     assert [m["id"] for m in models["data"]] == [MODEL]
     assert complete(router).status == 200
-    status, metrics = text(router.base_url + "/metrics")
+    status, metrics = text(router.admin_url + "/metrics")
     assert 'shoal:router_revision_weight_percent{pool="fake",revision="v1"} 100.0' in metrics
     assert (
         'shoal:router_requests_total{pool="fake",qos_class="realtime",revision="v1",status="200",tenant="quiet"} 1.0'

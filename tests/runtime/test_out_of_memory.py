@@ -233,3 +233,18 @@ def test_grpc_clients_of_an_oom_step_get_resource_exhausted_and_the_failures_are
     assert [t for r in later for t in r.token_ids] == expected_c
     assert later[-1].finish_reason == pb.FINISH_REASON_LENGTH
     assert health.status == pb.HealthResponse.SERVING
+
+
+def test_the_injected_fault_fails_only_the_steps_above_its_token_limit(tiny_config_dir):
+    """--fault-oom-above-tokens (for testing only) lets a CPU runtime play a revision that runs out of
+    memory: a step batching more tokens fails as a real out-of-memory step does; smaller ones run."""
+    engine = build(tiny_config_dir, load_format="dummy", kv_cache_memory=1 << 20, fault_oom_above_tokens=16).engine
+    run = Driver(engine)
+    for request_id, prompt in (("short", PROMPT_EARLY), ("long", PROMPT_A), ("short-after", PROMPT_EARLY)):
+        run.add(request_id, prompt)  # 10, 40 and 10 tokens, one at a time
+        while engine.has_unfinished():
+            run.step()
+    assert set(run.failed) == {"long"} and isinstance(run.failed["long"], StepOutOfMemoryError)
+    assert run.finished == {"short": FinishReason.LENGTH, "short-after": FinishReason.LENGTH}
+    stats = engine.stats()
+    assert stats.num_oom_errors == 1 and stats.kv_blocks_free == stats.kv_blocks_total

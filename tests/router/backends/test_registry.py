@@ -4,7 +4,7 @@ import asyncio
 import random
 
 from shoal.router.backends.endpoints import Endpoint
-from shoal.router.backends.registry import UNREADY_AFTER_FAILED_SCRAPES, BackendRegistry
+from shoal.router.backends.registry import STALE_AFTER_FAILED_SCRAPES, BackendRegistry, ScrapedLoad
 
 A, B = Endpoint("p", "v1", "127.0.0.1:1"), Endpoint("p", "v1", "127.0.0.1:2")
 C = Endpoint("p", "v2", "127.0.0.1:3")
@@ -38,16 +38,34 @@ def test_unready_backends_are_avoided_while_a_ready_one_exists():
         for backend in registry.backends():
             backend.serving = True  # as the health prober found
         broken = registry.backends("p", "v1")[0]
-        broken.failed_scrapes = UNREADY_AFTER_FAILED_SCRAPES
+        broken.serving = False
         picks = {registry.pick("p", "v1").endpoint for _ in range(20)}
         for backend in registry.backends():
-            backend.failed_scrapes = UNREADY_AFTER_FAILED_SCRAPES
+            backend.serving = False
         fallback = registry.pick("p", "v1")  # none ready: still try one
         await registry.close_all()
         return broken, picks, fallback
 
     broken, picks, fallback = asyncio.run(main())
     assert picks == {A, B} - {broken.endpoint} and fallback is not None
+
+
+def test_a_runtime_whose_metrics_fail_stays_ready_and_its_stale_load_is_forgotten():
+    async def main():
+        registry = BackendRegistry(random.Random(0))
+        registry.apply(frozenset({A}))
+        (backend,) = registry.backends()
+        backend.serving = True
+        backend.scraped = ScrapedLoad(kv_usage=0.9, waiting=40)
+        fresh = backend.load()
+        backend.failed_scrapes = STALE_AFTER_FAILED_SCRAPES
+        stale = backend.load()
+        await registry.close_all()
+        return backend, fresh, stale
+
+    backend, fresh, stale = asyncio.run(main())
+    assert backend.ready and backend.metrics_failing
+    assert (fresh.kv_usage, fresh.waiting) == (0.9, 40) and (stale.kv_usage, stale.waiting) == (0.0, 0)
 
 
 def test_a_backend_is_ready_only_once_its_health_probe_says_serving():

@@ -1,7 +1,7 @@
 """Rollback rules: each needs its minimum samples, reads only its window, and says what it saw."""
 
-from shoal.route_contract import ErrorRateRule, KvFreeRule, LatencyRatioRule, PreemptionRule
-from shoal.router.traffic.measurements import Measurements
+from shoal.route_contract import ErrorRateRule, KvFreeRule, LatencyRatioRule, OomRule, PreemptionRule
+from shoal.router.traffic.measurements import Measurements, ScrapeSample
 from shoal.router.traffic.rollback import evaluate
 
 NOW = 1000.0
@@ -69,12 +69,34 @@ def test_only_the_rules_window_counts():
 
 def test_any_preemption_and_low_kv_headroom():
     m = Measurements()
-    m.record_scrape("p", "canary", NOW - 2, kv_free=0.05, preemptions=0)
-    m.record_scrape("p", "canary", NOW - 1, kv_free=0.06, preemptions=2)
-    m.record_scrape("p", "canary", NOW, kv_free=0.07, preemptions=0)
+    m.record_scrape("p", "canary", NOW - 2, ScrapeSample(kv_free=0.05, preemptions=0))
+    m.record_scrape("p", "canary", NOW - 1, ScrapeSample(kv_free=0.06, preemptions=2))
+    m.record_scrape("p", "canary", NOW, ScrapeSample(kv_free=0.07, preemptions=0))
     (breach,) = check(m, PreemptionRule(max_count=0))
     assert breach.observed == {"canary_preemptions": 2}
     (kv,) = check(m, KvFreeRule(min_free=0.10, min_samples=3))
     assert abs(kv.observed["canary_kv_free"] - 0.06) < 1e-9
     assert check(m, KvFreeRule(min_free=0.10, min_samples=4)) == []
     assert check(m, PreemptionRule(max_count=2)) == []
+
+
+def test_one_out_of_memory_error_breaks_the_default_oom_rule_without_waiting_for_samples():
+    m = Measurements()
+    m.record_scrape("p", "canary", NOW - 90, ScrapeSample(kv_free=0.5, oom_errors=5))  # outside the window
+    m.record_scrape("p", "canary", NOW - 1, ScrapeSample(kv_free=0.5, oom_errors=0))
+    m.record_scrape("p", "stable", NOW, ScrapeSample(kv_free=0.5, oom_errors=9))  # stable's are not the canary's
+    assert check(m, OomRule()) == []
+    m.record_scrape("p", "canary", NOW, ScrapeSample(kv_free=0.5, oom_errors=1))
+    (breach,) = check(m, OomRule())
+    assert breach.rule == "oom_errors" and breach.observed == {"canary_oom_errors": 1}
+    assert breach.threshold == "<= 0 over 60s"
+    assert check(m, OomRule(max_count=1)) == []
+
+
+def test_a_scrape_that_read_nothing_breaks_no_rule():
+    """A canary whose /metrics cannot be read: its scrapes record no KV sample and no counts, so
+    the scraped rules stay silent rather than judge from the gap."""
+    m = Measurements()
+    for at in range(10):
+        m.record_scrape("p", "canary", NOW - at, ScrapeSample(kv_free=None))
+    assert check(m, PreemptionRule(), OomRule(), KvFreeRule(min_samples=1)) == []

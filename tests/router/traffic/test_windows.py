@@ -39,22 +39,22 @@ def test_counts_sum_the_seconds_inside_the_window():
 
 
 def test_measurements_forget_revisions_that_went_quiet():
-    from shoal.router.traffic.measurements import Measurements
+    from shoal.router.traffic.measurements import Measurements, ScrapeSample
 
     m = Measurements(retention_s=60)
     m.record_finish("p", "old", "realtime", 0.0, error=False, e2e_s=0.1)
-    m.record_scrape("p", "old", 0.0, kv_free=0.5, preemptions=0)
+    m.record_scrape("p", "old", 0.0, ScrapeSample(kv_free=0.5, preemptions=0))
     m.record_finish("p", "new", "realtime", 100.0, error=False, e2e_s=0.1)
     m.prune(now=100.0)
     assert m.keys() == [("p", "new", "realtime")] and m.revisions("p") == ["new"]
 
 
 def test_measurements_keep_longer_once_a_pool_looks_further_back():
-    from shoal.router.traffic.measurements import Measurements
+    from shoal.router.traffic.measurements import Measurements, ScrapeSample
 
     m = Measurements(retention_s=60)
     m.record_finish("p", "v1", "realtime", 0.0, error=True, e2e_s=0.1)
-    m.record_scrape("p", "v1", 0.0, kv_free=0.5, preemptions=2)
+    m.record_scrape("p", "v1", 0.0, ScrapeSample(kv_free=0.5, preemptions=2))
     m.retain(30)  # never shorter
     m.retain(600)
     stats = m.stats("p", "v1", 600, now=500.0)
