@@ -83,6 +83,7 @@ def summarize(outcomes: list[Outcome], duration_s: float, slo: Slo) -> dict:
     finished = len(outcomes) - statuses[INCOMPLETE]
     good = sum(slo.met(o) for o in outcomes)
     refused = [o for o in outcomes if o.status in ("429", "503")]
+    refusal_s = [o.e2e_s for o in refused if o.e2e_s is not None]
     return {
         "requests": len(outcomes),
         "succeeded": statuses["200"],
@@ -97,7 +98,9 @@ def summarize(outcomes: list[Outcome], duration_s: float, slo: Slo) -> dict:
         "refusals": {
             "requests": len(refused),
             "with_retry_after": sum(o.retry_after_s is not None for o in refused),
-            "slowest_s": max((o.e2e_s for o in refused if o.e2e_s is not None), default=None),
+            "p50_s": percentile(refusal_s, 50),
+            "p99_s": percentile(refusal_s, 99),
+            "slowest_s": max(refusal_s, default=None),
         },
         "latency": latency_summary(outcomes),
         "output_tokens_per_s": sum(o.output_tokens or 0 for o in outcomes if o.status == "200") / duration_s
@@ -153,6 +156,7 @@ def _row(label: list, summary: dict) -> list:
         " / ".join(_ms(latency["ttft_ms"][f"p{q}"]) for q in QUANTILES),
         " / ".join(_ms(latency["itl_ms"][f"p{q}"]) for q in QUANTILES),
         " / ".join(_s(latency["e2e_s"][f"p{q}"]) for q in QUANTILES),
+        " / ".join(_ms(None if v is None else 1000 * v) for v in (summary["refusals"][k] for k in ("p50_s", "p99_s"))),
     ]
 
 
@@ -163,6 +167,7 @@ LATENCY_HEADERS = [
     "TTFT ms p50/p95/p99",
     "ITL ms p50/p95/p99",
     "e2e s p50/p95/p99",
+    "429/503 in ms p50/p99",
 ]
 
 

@@ -44,7 +44,13 @@ def test_goodput_counts_successes_within_both_objectives_over_finished_requests(
         "share_of_finished": pytest.approx(2 / 6),
         "share_of_sent": pytest.approx(2 / 7),
     }
-    assert summary["refusals"] == {"requests": 2, "with_retry_after": 1, "slowest_s": 0.02}
+    assert summary["refusals"] == {
+        "requests": 2,
+        "with_retry_after": 1,
+        "p50_s": pytest.approx(0.015),
+        "p99_s": pytest.approx(0.0199),
+        "slowest_s": 0.02,
+    }
     assert summary["latency"]["ttft_ms"]["p50"] == pytest.approx(600)  # over the four successes only
     assert summary["output_tokens_per_s"] == 20
 
