@@ -22,6 +22,8 @@ tenant limits, queue waits, answers by tenant/class/status).
     python bench/load.py --seconds 6 --sweep-size 3 --time-scale 0.75   # bench/results/load_*_cpu: ~90 s of load
     python bench/load.py --profiles sweep --sweep-size 3 --max-concurrency 32 --seconds 5 --traces \
         --name load_smollm2-135m-instruct_cpu_retry_storm     # guidellm retrying 429s at once
+    python bench/load.py --profiles poisson --rates 1.25 2.5 5 12.5 25 --max-concurrency 64 --seconds 10 \
+        --traces overload_burst --name load_smollm2-135m-instruct_cpu_overload   # 0.5x to 10x capacity
     python bench/load.py --profiles concurrent --streams 1 2 4 --traces
     python bench/load.py --profiles --traces overload_burst --time-scale 0.5
     python bench/load.py --target http://127.0.0.1:8000 --admin-target http://127.0.0.1:8002 \\

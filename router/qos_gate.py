@@ -24,7 +24,7 @@ class QosGate:
 
     async def acquire(self, qos: str) -> None:
         future = asyncio.get_running_loop().create_future()
-        outcome = self.policy.arrive(qos, future)
+        outcome = self.policy.arrive(qos, future, self.clock())
         if outcome.decision is Decision.ADMITTED:
             return
         if outcome.decision is Decision.SHED:
@@ -66,6 +66,7 @@ class QosGate:
             "queue_full": "its queue is full",
             "overload": "realtime traffic has priority",
             "queue_timeout": "it waited too long",
+            "late": "the requests queued ahead of it have waited longer than the TTFT target",
         }
         return Overloaded(
             f"The {qos} request was shed because the model is overloaded ({what[reason]}). Please retry later.",

@@ -4,8 +4,14 @@ The pool has a concurrency capacity (requests the router keeps in flight to its 
 requests may use all of it; batch requests at most `batch_limit`, which BatchShare moves between
 the configured min and max shares as realtime TTFT nears its target. Waiting requests queue per
 class in bounded queues; realtime is always admitted before batch. Under overload batch is shed
-first: while realtime requests wait, new batch requests are refused at once; realtime is refused
-only when its own queue is full.
+first: while realtime requests wait, new batch requests are refused at once. Realtime is refused
+when its own queue is full, or when it would wait longer than the realtime TTFT target (`late`): it
+would miss its target for certain, and waiting it out only makes the requests behind it later too.
+Its wait is foreseen from the queue ahead and the rate at which slots freed while requests were
+waiting (the pool's service rate at saturation); before there is such a rate, from how long the
+request at the head of the queue has waited. Under sustained overload realtime so queues for about
+its target and is refused at once beyond it, as CoDel bounds a queue by the time spent in it rather
+than by its length.
 
 Pure logic: waiters are opaque tickets (the async gate in shoal.router.qos_gate wraps them in
 futures) and time is an argument.
@@ -21,6 +27,8 @@ from shoal.route_contract import QosConfig
 REALTIME, BATCH = "realtime", "batch"
 MIN_RETRY_AFTER_S, MAX_RETRY_AFTER_S = 1, 60
 RATE_WINDOW_S = 10.0  # the completions Retry-After's drain rate is measured over
+SERVICE_SAMPLES = 8  # the last slots freed while requests waited, for the service rate
+MIN_SERVICE_SAMPLES = 4
 
 
 class Decision(Enum):
@@ -32,7 +40,7 @@ class Decision(Enum):
 @dataclass(frozen=True)
 class Outcome:
     decision: Decision
-    reason: str = ""  # why shed: "queue_full" or "overload"
+    reason: str = ""  # why shed: "queue_full", "overload" or "late"
 
 
 class QosPolicy:
@@ -42,17 +50,21 @@ class QosPolicy:
         self.batch_limit = max(1, math.floor(config.batch_share_max * capacity)) if capacity else 0
         self.in_flight = {REALTIME: 0, BATCH: 0}
         self.waiting: dict[str, collections.deque] = {REALTIME: collections.deque(), BATCH: collections.deque()}
+        self._queued_at: dict[object, float] = {}  # waiting ticket -> when it joined its queue
         self._finishes: collections.deque[float] = collections.deque()
+        self._saturated_finishes: collections.deque[float] = collections.deque(maxlen=SERVICE_SAMPLES)
 
     # --- decisions ---
 
-    def arrive(self, qos: str, ticket) -> Outcome:
+    def arrive(self, qos: str, ticket, now: float) -> Outcome:
         if qos == REALTIME:
             if self._total_in_flight() < self.capacity and not self.waiting[REALTIME]:
                 self.in_flight[REALTIME] += 1
                 return Outcome(Decision.ADMITTED)
             if len(self.waiting[REALTIME]) >= self.config.realtime_queue:
                 return Outcome(Decision.SHED, "queue_full")
+            if self.foreseen_wait_s(now) > self.config.realtime_ttft_target_s:
+                return Outcome(Decision.SHED, "late")
         else:
             if self.waiting[REALTIME]:
                 return Outcome(Decision.SHED, "overload")  # realtime is queueing: batch goes first
@@ -62,11 +74,14 @@ class QosPolicy:
             if len(self.waiting[BATCH]) >= self.config.batch_queue:
                 return Outcome(Decision.SHED, "queue_full")
         self.waiting[qos].append(ticket)
+        self._queued_at[ticket] = now
         return Outcome(Decision.QUEUED)
 
     def depart(self, qos: str, now: float) -> list[tuple[str, object]]:
         """A request finished; returns the (class, ticket) pairs admitted in its place."""
         self.in_flight[qos] -= 1
+        if self.waiting[REALTIME] or self.waiting[BATCH]:
+            self._saturated_finishes.append(now)
         self._finishes.append(now)
         self._forget_finishes(now)
         return self.pump()
@@ -77,17 +92,40 @@ class QosPolicy:
             self.waiting[qos].remove(ticket)
         except ValueError:
             return False
+        del self._queued_at[ticket]
         return True
 
     def pump(self) -> list[tuple[str, object]]:
         admitted = []
         while self.waiting[REALTIME] and self._total_in_flight() < self.capacity:
-            self.in_flight[REALTIME] += 1
-            admitted.append((REALTIME, self.waiting[REALTIME].popleft()))
+            admitted.append((REALTIME, self._start(REALTIME)))
         while self.waiting[BATCH] and not self.waiting[REALTIME] and self._batch_may_start():
-            self.in_flight[BATCH] += 1
-            admitted.append((BATCH, self.waiting[BATCH].popleft()))
+            admitted.append((BATCH, self._start(BATCH)))
         return admitted
+
+    def foreseen_wait_s(self, now: float) -> float:
+        """How long a realtime request joining its queue now would wait: the queue ahead of it (and
+        itself) at the recent service rate; without one, at least as long as the head has waited."""
+        head_waited = self.waited_s(REALTIME, now)
+        times = self._saturated_finishes
+        if len(times) < MIN_SERVICE_SAMPLES or now - times[-1] > RATE_WINDOW_S:
+            return head_waited
+        span = times[-1] - times[0]
+        if span <= 0:
+            return head_waited
+        rate_per_s = (len(times) - 1) / span
+        return max(head_waited, (len(self.waiting[REALTIME]) + 1) / rate_per_s)
+
+    def waited_s(self, qos: str, now: float) -> float:
+        """How long the request at the head of the class's queue has waited (0 with none waiting)."""
+        queue = self.waiting[qos]
+        return now - self._queued_at[queue[0]] if queue else 0.0
+
+    def _start(self, qos: str):
+        self.in_flight[qos] += 1
+        ticket = self.waiting[qos].popleft()
+        del self._queued_at[ticket]
+        return ticket
 
     # --- capacity ---
 
