@@ -8,10 +8,13 @@ field), the stop list, chat roles, and text that UTF-8 can carry (JSON may hold 
 protobuf may not). The surfaces check only the shapes of their own formats (JSON types, proto oneofs).
 """
 
+import json
 import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+import jsonschema
 
 from shoal.router.errors import InvalidRequest
 from shoal.v1 import runtime_pb2 as pb
@@ -116,10 +119,34 @@ def validated(
         value = sampling[key]
         if key == "stop":
             _check_stop(name(key), value)
+        elif key == "structured":
+            _check_structured(name, value)
         elif key in SAMPLING_LIMITS:
             for item in value if isinstance(value, list) else [value]:
                 SAMPLING_LIMITS[key].check(name(key), item)
     return prompt, pb.SamplingParams(**sampling)
+
+
+def _check_structured(name: Callable[[str], str], structured: pb.StructuredOutput) -> None:
+    """A JSON schema must be one (checked against its own metaschema, as OpenAI does before it
+    compiles); its text, a regex's and a grammar's must be UTF-8. Whether the runtime can compile a
+    regex or grammar is its to say (INVALID_ARGUMENT)."""
+    kind = structured.WhichOneof("kind")
+    if kind is None:
+        return  # nothing asked of the output (an empty message from a gRPC client)
+    param = name(f"structured.{kind}")
+    value = getattr(structured, kind)
+    if kind == "json_object":
+        return
+    check_text(param, value)
+    if kind == "json_schema":
+        try:
+            schema = json.loads(value)
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except ValueError as error:
+            raise InvalidRequest(param, f"Invalid '{param}': not JSON ({error}).") from None
+        except jsonschema.SchemaError as error:
+            raise InvalidRequest(param, f"Invalid JSON schema for '{param}': {error.message}.") from None
 
 
 def _check_stop(name: str, stop: list[str]) -> None:

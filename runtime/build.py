@@ -19,6 +19,7 @@ from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.placement import Placement
 from shoal.runtime.sampling.sampler import Sampler
+from shoal.runtime.structured.compiler import GrammarCompiler
 from shoal.runtime.tokenization.tokenizer import eos_token_ids, load_tokenizer
 from shoal.runtime.worker.fault_injection import StepMemoryLimit
 from shoal.runtime.worker.kv_cache_sizing import (
@@ -56,6 +57,7 @@ class BuiltEngine:
     engine: LLMEngine
     tokenizer: PreTrainedTokenizerBase | None
     info: ModelInfo
+    grammars: GrammarCompiler | None  # for constrained requests; None without a tokenizer
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,6 +164,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     )
     async_scheduling = device.type == "cuda" if config.async_scheduling is None else config.async_scheduling
     engine = LLMEngine(runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, async_scheduling)
+    grammars = GrammarCompiler(tokenizer, arch.vocab_size, eos) if tokenizer is not None else None
     info = ModelInfo(
         served_model_name=config.served_model_name or source.name,
         source=source.describe(),
@@ -177,7 +180,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         kv_cache_tokens=capacity,
         free_memory_tokens=free_memory_tokens,
     )
-    return BuiltEngine(engine, tokenizer, info)
+    return BuiltEngine(engine, tokenizer, info, grammars)
 
 
 def freeze_long_lived_objects() -> None:

@@ -33,7 +33,7 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     freeze_long_lived_objects()
     registry = CollectorRegistry()
     metrics = RuntimeMetrics(registry, built.info.served_model_name, server_config.pool, server_config.revision)
-    engine = AsyncEngine(built.engine, QueueLimits(server_config.max_waiting), observer=metrics)
+    engine = AsyncEngine(built.engine, QueueLimits(server_config.max_waiting), metrics, built.grammars)
     metrics.watch_engine(engine.stats, engine.num_waiting)
     engine.start()
 

@@ -55,6 +55,13 @@ REQUEST_ABORTS = PREFIX + "request_aborts"
 REQUEST_ERRORS = PREFIX + "request_errors"
 LABEL_CODE = "code"
 OOM_ERRORS = PREFIX + "oom_errors"  # requests failed because their engine step ran out of GPU memory
+
+# Constrained decoding (structured outputs): requests by kind (counter), grammar compile time and the
+# time a step's allowed-token masks take to fill (histograms, seconds).
+STRUCTURED_OUTPUT_REQUESTS = PREFIX + "structured_output_requests"
+LABEL_KIND = "kind"  # json_schema, json_object, regex, grammar
+GRAMMAR_COMPILE_DURATION = PREFIX + "grammar_compile_seconds"
+GRAMMAR_MASK_DURATION = PREFIX + "grammar_mask_seconds"
 # prometheus_client's process collector: when the runtime started (Unix time). The router counts a
 # runtime's counters from there when it started later than the router did.
 PROCESS_START_TIME = "process_start_time_seconds"

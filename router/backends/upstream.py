@@ -48,7 +48,10 @@ def _error_from_rpc(error: grpc.aio.AioRpcError) -> RouterError:
 
 
 def runtime_field_param(field: str) -> str | None:
-    """`sampling.temperature` -> `temperature`; `prompt...` -> `prompt`; the API layers rename further."""
+    """`sampling.temperature` -> `temperature`; `sampling.structured.regex` -> `structured.regex` (the
+    constraint's kind says which); `prompt...` -> `prompt`; the API layers rename further."""
+    if field.startswith("sampling.structured."):
+        return field.removeprefix("sampling.")
     if field.startswith("sampling."):
         return field.removeprefix("sampling.").split(".")[0].split("[")[0]
     if field.startswith("prompt"):

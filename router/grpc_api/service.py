@@ -80,7 +80,7 @@ def _validated(request: rpb.InferenceRequest) -> tuple[Prompt, pb.SamplingParams
     prompt_field = {"text": "text", "token_ids": "token_ids.ids"}.get(request.WhichOneof("prompt"), "")
 
     def name(field: str) -> str:
-        if field in sampling:
+        if field.split(".")[0] in sampling:  # structured.json_schema too
             return f"sampling.{field}"
         if field == "prompt":
             return prompt_field

@@ -3,7 +3,8 @@
 Supported: OpenAI's sampling parameters (temperature, top_p, max_tokens / max_completion_tokens,
 stop, seed, presence/frequency penalties, logprobs), streaming with stream_options.include_usage,
 user, service_tier, and vLLM's extras (top_k, min_p, repetition_penalty, ignore_eos,
-stop_token_ids, skip_special_tokens, priority). One choice per request (n = 1) and one prompt.
+stop_token_ids, skip_special_tokens, priority); output constraints from `response_format` and vLLM's
+`structured_outputs` (structured.py). One choice per request (n = 1) and one prompt.
 
 Here the body's JSON types are checked; the values' ranges, the stop list, roles and text are
 checked by request.validated, the same function the gRPC API calls, so both refuse the same requests.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.fields import Body
+from shoal.router.openai.structured import structured_output
 from shoal.router.request import MAX_TOP_LOGPROBS, Prompt, validated
 from shoal.v1 import runtime_pb2 as pb
 
@@ -54,8 +56,10 @@ def parse_chat(data: object) -> ParsedRequest:
     body.no_op("tool_choice", "none")
     body.no_op("functions", [])
     body.no_op("function_call", "none")
-    body.no_op("response_format", {"type": "text"})
     body.no_op("modalities", ["text"])
+    structured = structured_output(body, chat=True)
+    if structured is not None:
+        sampling["structured"] = structured
     named = "max_completion_tokens" if body.has("max_completion_tokens") else "max_tokens"
     prompt, params = validated(Prompt(messages=messages), sampling, lambda f: named if f == "max_tokens" else f)
     return _finish(body, model, prompt, params, logprobs)
@@ -73,6 +77,9 @@ def parse_completion(data: object) -> ParsedRequest:
     body.no_op("echo", False)
     body.no_op("suffix", "")
     body.no_op("best_of", 1)
+    structured = structured_output(body, chat=False)
+    if structured is not None:
+        sampling["structured"] = structured
     prompt, params = validated(prompt, sampling)
     return _finish(body, model, prompt, params, logprobs is not None)
 

@@ -15,12 +15,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+import xgrammar as xgr
+
 from shoal.runtime.engine.llm_engine import EngineStats, LLMEngine, StepResult
 from shoal.runtime.engine.output_processor import RequestOutput
 from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.request import FinishReason, Request
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError
 from shoal.runtime.sampling.params import SamplingParams
+from shoal.runtime.structured.compiler import GrammarCompiler
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,10 @@ class EngineObserver(Protocol):
 
     def on_aborted(self) -> None: ...
 
-    def on_step(self, num_batched_tokens: int, duration_s: float) -> None: ...
+    def on_step(self, num_batched_tokens: int, duration_s: float, mask_s: float | None) -> None:
+        """mask_s: how long the step's allowed-token masks took to fill, if it had constrained rows."""
+
+    def on_grammar_compiled(self, kind: str, duration_s: float) -> None: ...
 
 
 @dataclass
@@ -53,10 +59,17 @@ _STOP = object()
 
 
 class AsyncEngine:
-    def __init__(self, engine: LLMEngine, queue_limits: QueueLimits, observer: EngineObserver | None = None):
+    def __init__(
+        self,
+        engine: LLMEngine,
+        queue_limits: QueueLimits,
+        observer: EngineObserver | None = None,
+        grammars: GrammarCompiler | None = None,  # None: the model has no tokenizer to compile for
+    ):
         self.engine = engine
         self.queue_limits = queue_limits
         self.observer = observer
+        self.grammars = grammars
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
         self._stats: EngineStats = engine.stats()
@@ -99,7 +112,8 @@ class AsyncEngine:
         """Streams the request's outputs; raises InvalidRequestError, QueueFullError or
         EngineUnavailableError before the first one if the request cannot be taken, and
         StepOutOfMemoryError after any of them if a step running it ran out of GPU memory."""
-        request = self._accept(request_id, prompt_token_ids, sampling, priority)
+        grammar = await self._compile(sampling)
+        request = self._accept(request_id, prompt_token_ids, sampling, priority, grammar)
         stream = _Stream(asyncio.Queue(), arrival=time.monotonic())
         self._streams[request_id] = stream
         self._submitted += 1
@@ -122,12 +136,31 @@ class AsyncEngine:
                 if self.observer is not None:
                     self.observer.on_aborted()
 
-    def _accept(self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int) -> Request:
+    async def _compile(self, sampling: SamplingParams) -> xgr.CompiledGrammar | None:
+        """A constrained request's grammar, compiled in a worker thread: neither the event loop nor
+        the engine thread waits on it."""
+        if sampling.structured is None:
+            return None
+        if self.grammars is None:
+            raise InvalidRequestError("sampling.structured", "needs the model's tokenizer; this model has none")
+        compiled, seconds = await asyncio.to_thread(self.grammars.compile, sampling.structured)
+        if self.observer is not None:
+            self.observer.on_grammar_compiled(sampling.structured.kind, seconds)
+        return compiled
+
+    def _accept(
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        sampling: SamplingParams,
+        priority: int,
+        grammar: xgr.CompiledGrammar | None,
+    ) -> Request:
         if not self.accepting or not self.healthy:
             raise EngineUnavailableError(
                 "the runtime is shutting down" if not self.accepting else "the engine has failed"
             )
-        request = self.engine.make_request(request_id, prompt_token_ids, sampling, priority)
+        request = self.engine.make_request(request_id, prompt_token_ids, sampling, priority, grammar=grammar)
         if request_id in self._streams:
             raise InvalidRequestError("request_id", f"{request_id!r} is already in use")
         self.queue_limits.check(self.num_waiting())
@@ -182,7 +215,7 @@ class AsyncEngine:
     def _deliver(self, result: StepResult) -> None:
         now = time.monotonic()
         if self.observer is not None and result.num_batched_tokens:
-            self.observer.on_step(result.num_batched_tokens, result.duration_s)
+            self.observer.on_step(result.num_batched_tokens, result.duration_s, result.mask_s)
         for output in result.outputs:
             stream = self._streams.get(output.request_id)
             if stream is None:

@@ -17,10 +17,11 @@ It owns no thread; `AsyncEngine` drives it from one.
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
+import xgrammar as xgr
 
 from shoal.runtime.engine.messages import SampledToken, StepInput
 from shoal.runtime.engine.output_processor import OutputProcessor, RequestOutput
@@ -28,6 +29,7 @@ from shoal.runtime.engine.request import FinishReason, Request
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerOutput
 from shoal.runtime.errors import InvalidRequestError, StepOutOfMemoryError
 from shoal.runtime.sampling.params import SamplingParams
+from shoal.runtime.structured.grammar import StepBitmask, new_matcher
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class StepResult:
     duration_s: float
     # Requests this step ended with an error instead of an output (already finished, blocks freed).
     failed: dict[str, Exception] = field(default_factory=dict)
+    mask_s: float | None = None  # filling the constrained rows' allowed-token masks; None: none had one
 
 
 class LLMEngine:
@@ -97,12 +100,16 @@ class LLMEngine:
         sampling: SamplingParams,
         priority: int = 0,
         arrival_time: float | None = None,
+        grammar: xgr.CompiledGrammar | None = None,
     ) -> Request:
         """Checks a request against this model; raises InvalidRequestError. Touches no engine state,
-        so any thread may call it."""
+        so any thread may call it. A constrained request (sampling.structured) brings its grammar,
+        compiled for this model (runtime/structured/compiler.py)."""
         max_tokens = self._check_lengths(prompt_token_ids, sampling)
         if sampling.stop and self.output_processor.tokenizer is None:
             raise InvalidRequestError("sampling.stop", "stop strings need a tokenizer; this model has none")
+        if (sampling.structured is None) != (grammar is None):
+            raise ValueError("a grammar comes with sampling.structured, and only with it")
         return Request(
             request_id=request_id,
             prompt_token_ids=list(prompt_token_ids),
@@ -110,6 +117,7 @@ class LLMEngine:
             max_tokens=max_tokens,
             priority=priority,
             arrival_time=time.monotonic() if arrival_time is None else arrival_time,
+            grammar=new_matcher(grammar) if grammar is not None else None,
         )
 
     def add(self, request: Request) -> None:
@@ -119,9 +127,14 @@ class LLMEngine:
         self.output_processor.add(request)
 
     def add_request(
-        self, request_id: str, prompt_token_ids: list[int], sampling: SamplingParams, priority: int = 0
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        sampling: SamplingParams,
+        priority: int = 0,
+        grammar: xgr.CompiledGrammar | None = None,
     ) -> Request:
-        request = self.make_request(request_id, prompt_token_ids, sampling, priority)
+        request = self.make_request(request_id, prompt_token_ids, sampling, priority, grammar=grammar)
         self.add(request)
         return request
 
@@ -142,10 +155,11 @@ class LLMEngine:
         if self._in_flight is not None and not self._can_overlap():
             outputs += self._finish_in_flight()
         scheduled = self.scheduler.schedule()
-        launched = None
+        launched, bitmask = None, self._bitmask(scheduled)
         failed = {}
         if not scheduled.is_empty:
-            launched = self._launch(scheduled)
+            step = scheduled.step if bitmask is None else replace(scheduled.step, token_bitmask=bitmask)
+            launched = self._launch(scheduled, step)
             if launched is None:
                 # The step before is good: read its draws first, as one may finish a request this step held.
                 outputs += self._finish_in_flight()
@@ -156,12 +170,13 @@ class LLMEngine:
         self._in_flight = (scheduled, launched) if launched is not None else None
         if not self.async_scheduling:
             outputs += self._finish_in_flight()
-        return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started, failed)
+        mask_s = bitmask.fill_s if bitmask is not None else None
+        return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started, failed, mask_s)
 
-    def _launch(self, scheduled: SchedulerOutput) -> Any:
+    def _launch(self, scheduled: SchedulerOutput, step: StepInput) -> Any:
         """The runner's handle, or None if the step ran out of GPU memory."""
         try:
-            return self.runner.launch(scheduled.step)
+            return self.runner.launch(step)
         except torch.OutOfMemoryError as error:
             log.warning(
                 "a step of %d requests (%d tokens) ran out of GPU memory; failing them: %s",
@@ -186,8 +201,16 @@ class LLMEngine:
         return failed
 
     def _can_overlap(self) -> bool:
-        """Penalties count a request's output tokens on the host, so they need last step's draws read."""
-        return not any(r.sampling.needs_penalties for r in self.scheduler.running)
+        """Penalties count a request's output tokens on the host, and a grammar's mask follows the
+        tokens it was fed: both need last step's draws read first."""
+        return not any(r.sampling.needs_penalties or r.grammar is not None for r in self.scheduler.running)
+
+    def _bitmask(self, scheduled: SchedulerOutput) -> StepBitmask | None:
+        """The allowed-token masks of the step's sampling rows, if any of them is constrained."""
+        matchers = [item.request.grammar for item in scheduled.scheduled if item.completes_prompt]
+        if all(m is None for m in matchers):
+            return None
+        return StepBitmask(matchers, self.vocab_size)
 
     def _finish_in_flight(self) -> list[RequestOutput]:
         """Waits for the launched step's draws; the scheduler appends them and applies the token-level

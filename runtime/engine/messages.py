@@ -6,7 +6,10 @@ engine (no `Request`, no scheduler), so the two can later sit on different threa
 pipeline stages. What comes back is a `SampledToken` for each row that samples.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
 
 from shoal.runtime.sampling.params import SamplingParams
 
@@ -41,6 +44,10 @@ class StepInput:
     # Requests that ended since the last step: the worker drops what it keeps for them (seeded
     # generators). A request is reported once, in the first non-empty step after it ended.
     finished_request_ids: list[str]
+    # Constrained rows: fills the allowed-token bitmask of the sampling rows, in their order (int32,
+    # one bit per token, all set for an unconstrained row). The worker calls it after it has queued
+    # the forward pass, so the host's grammar work overlaps the device's.
+    token_bitmask: Callable[[], torch.Tensor] | None = None
 
 
 @dataclass

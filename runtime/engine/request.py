@@ -8,6 +8,8 @@ request id; its seeded generator is the worker's.
 import enum
 from dataclasses import dataclass, field
 
+import xgrammar as xgr
+
 from shoal.runtime.sampling.params import SamplingParams
 
 
@@ -41,6 +43,8 @@ class Request:
     finish_reason: FinishReason | None = None
     stop_reason: str | int | None = None
     num_preemptions: int = 0
+    # Its grammar's state, for a constrained request (sampling.structured): fed each appended token.
+    grammar: xgr.GrammarMatcher | None = None
 
     def __post_init__(self) -> None:
         if not self.token_ids:

@@ -19,12 +19,15 @@ only other writer.
 
 import heapq
 import itertools
+import logging
 from dataclasses import dataclass, field
 
 from shoal.runtime.engine.block_manager import BlockManager
 from shoal.runtime.engine.messages import RowInput, SampledToken, StepInput
 from shoal.runtime.engine.request import FinishReason, Request, RequestStatus
 from shoal.runtime.engine.stop_conditions import StopLimits, token_stop
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,8 @@ class Scheduler:
 
     def update(self, output: SchedulerOutput, tokens: list[SampledToken | None]) -> list[tuple[Request, SampledToken]]:
         """Appends the step's draws (one per scheduled row, None where the row sampled nothing) and
-        ends the requests a stop token, EOS, max_tokens or the context window stops, freeing their
+        feeds each constrained request's grammar, and ends the requests a stop token, EOS, a completed
+        grammar, max_tokens or the context window stops, freeing their
         blocks. Returns the (request, token) pairs appended; a draw for a request that ended while it
         was in flight is dropped."""
         appended = []
@@ -217,8 +221,11 @@ class Scheduler:
             if request.is_finished:
                 continue  # aborted, or stopped, while this draw was in flight
             request.token_ids.append(token.token_id)
-            stop = token_stop(request, token.token_id, self.stop_limits)
-            if stop is not None:
+            if request.grammar is not None and not request.grammar.accept_token(token.token_id):
+                # The mask allowed only what the grammar accepts: a token it refuses is a bug, not output.
+                log.error("request %s: token %d breaks its grammar; ending it", request.request_id, token.token_id)
+                self.finish(request, FinishReason.ABORT)
+            elif (stop := token_stop(request, token.token_id, self.stop_limits)) is not None:
                 self.finish(request, *stop)
             appended.append((request, token))
         return appended

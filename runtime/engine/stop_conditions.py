@@ -25,6 +25,8 @@ def token_stop(request: Request, token_id: int, limits: StopLimits) -> tuple[Fin
         return FinishReason.STOP, token_id
     if token_id in limits.eos_token_ids and not request.sampling.ignore_eos:
         return FinishReason.STOP, None
+    if request.grammar is not None and request.grammar.is_terminated():
+        return FinishReason.STOP, None  # the structure is complete: nothing may follow
     if request.num_output_tokens >= request.max_tokens:
         return FinishReason.LENGTH, None
     if limits.max_model_len is not None and request.num_tokens >= limits.max_model_len:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from shoal.runtime.errors import InvalidRequestError
+from shoal.runtime.structured.spec import StructuredOutput
 
 # OpenAI allows up to 20 alternatives per token; vLLM's default cap is the same.
 MAX_LOGPROBS = 20
@@ -28,6 +29,7 @@ class SamplingParams:
     ignore_eos: bool = False
     logprobs: int | None = None  # None: no logprobs; N: the chosen token's and N alternatives
     skip_special_tokens: bool = True
+    structured: StructuredOutput | None = None  # what the output must follow (runtime/structured/)
 
     def __post_init__(self) -> None:
         # Infinities pass the range checks below but turn logits into NaN or uniform noise: refused.

@@ -140,6 +140,15 @@ class RuntimeMetrics:
         self.step_duration = histogram(
             names.ENGINE_STEP_DURATION, "Engine step wall time, seconds.", STEP_BUCKETS
         ).labels(*self.label_values)
+        self.structured_requests = counter(
+            names.STRUCTURED_OUTPUT_REQUESTS, "Constrained requests, by kind of constraint.", (names.LABEL_KIND,)
+        )
+        self.grammar_compile = histogram(
+            names.GRAMMAR_COMPILE_DURATION, "Compiling a request's grammar, seconds (cached ones too).", STEP_BUCKETS
+        ).labels(*self.label_values)
+        self.mask_duration = histogram(
+            names.GRAMMAR_MASK_DURATION, "Filling a step's allowed-token masks, seconds.", STEP_BUCKETS
+        ).labels(*self.label_values)
 
     def watch_engine(self, stats: Callable[[], EngineStats], num_waiting: Callable[[], int]) -> None:
         """Reads scheduler and KV-cache state at every scrape."""
@@ -168,9 +177,15 @@ class RuntimeMetrics:
     def on_aborted(self) -> None:
         self.request_aborts.inc()
 
-    def on_step(self, num_batched_tokens: int, duration_s: float) -> None:
+    def on_step(self, num_batched_tokens: int, duration_s: float, mask_s: float | None) -> None:
         self.iteration_tokens.observe(num_batched_tokens)
         self.step_duration.observe(duration_s)
+        if mask_s is not None:
+            self.mask_duration.observe(mask_s)
+
+    def on_grammar_compiled(self, kind: str, duration_s: float) -> None:
+        self.structured_requests.labels(*self.label_values, kind).inc()
+        self.grammar_compile.observe(duration_s)
 
 
 class _EngineStateCollector(Collector):

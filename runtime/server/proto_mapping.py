@@ -7,6 +7,7 @@ from shoal.runtime.engine.output_processor import RequestOutput
 from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import InvalidRequestError
 from shoal.runtime.sampling.params import SamplingParams
+from shoal.runtime.structured.spec import JSON_OBJECT, KINDS, StructuredOutput
 from shoal.v1 import runtime_pb2 as pb
 
 _FINISH_REASONS = {
@@ -36,8 +37,20 @@ def sampling_from_proto(message: pb.SamplingParams) -> SamplingParams:
         stop=tuple(message.stop),
         stop_token_ids=tuple(message.stop_token_ids),
         ignore_eos=message.ignore_eos,
+        structured=structured_from_proto(message.structured) if message.HasField("structured") else None,
         **values,
     )
+
+
+def structured_from_proto(message: pb.StructuredOutput) -> StructuredOutput:
+    kind = message.WhichOneof("kind")
+    if kind is None:
+        raise InvalidRequestError("sampling.structured", f"set one of {', '.join(KINDS)}")
+    if kind == JSON_OBJECT:
+        if not message.json_object:
+            raise InvalidRequestError("sampling.structured.json_object", "must be true when set")
+        return StructuredOutput(JSON_OBJECT)
+    return StructuredOutput(kind, getattr(message, kind))
 
 
 def chat_messages_from_proto(message: pb.ChatMessages) -> list[dict[str, str]]:

@@ -22,6 +22,7 @@ from shoal.runtime.engine.messages import RowInput, SampledToken, StepInput
 from shoal.runtime.model.llama import LlamaForCausalLM
 from shoal.runtime.sampling.metadata import SamplingMetadata, build_sampling_metadata, to_device
 from shoal.runtime.sampling.sampler import Sampler
+from shoal.runtime.structured.grammar import apply_bitmask
 from shoal.runtime.worker.batch_inputs import BatchInputs, build_batch
 from shoal.runtime.worker.cuda_graphs import DecodeGraphs
 from shoal.runtime.worker.fault_injection import StepMemoryLimit
@@ -90,7 +91,10 @@ class ModelRunner:
             hidden = hidden[to_device(rows, torch.int64, self.device)]
         sample_rows = [step.rows[slot] for slot in batch.sample_slots]
         metadata = self._sampling_metadata(sample_rows)
-        sampled = self.sampler.sample(self.model.compute_logits(hidden), metadata)
+        logits = self.model.compute_logits(hidden)
+        if step.token_bitmask is not None:  # filled now, while the device runs the forward pass
+            apply_bitmask(logits, step.token_bitmask())
+        sampled = self.sampler.sample(logits, metadata)
         self._last_draws = sampled.token_ids
         self._last_draw_rows = {r.request_id: i for i, r in enumerate(sample_rows)}
         return LaunchedStep(len(step.rows), batch.sample_slots, SampledBatch(sampled, metadata.logprobs))

@@ -2,6 +2,7 @@
 concurrent clients, and a draining shutdown."""
 
 import asyncio
+import json
 import math
 import time
 
@@ -246,3 +247,34 @@ def test_sigterm_drains_in_flight_requests_then_exits(tiny_queue_server):
     assert rest[-1].finish_reason == pb.FINISH_REASON_LENGTH
     assert len(first.token_ids) + sum(len(r.token_ids) for r in rest) == 40
     assert tiny_queue_server.process.wait(timeout=30) == 0
+
+
+def test_a_json_schema_constrains_the_output_and_is_counted(runtime_server):
+    schema = '{"type": "object", "properties": {"capital": {"enum": ["Paris", "Rome"]}}, "required": ["capital"]}'
+    structured = pb.StructuredOutput(json_schema=schema)
+    responses = list(
+        runtime_server.stub().Generate(chat_request("The capital of France?", max_tokens=40, structured=structured))
+    )
+    assert json.loads("".join(r.text for r in responses)) == {"capital": "Paris"}
+    assert responses[-1].finish_reason == pb.FINISH_REASON_STOP
+    metrics = runtime_server.scrape()
+    assert 'shoal:structured_output_requests_total{kind="json_schema"' in metrics
+    assert "shoal:grammar_mask_seconds_count" in metrics
+    stats = wait_until_idle(runtime_server)
+    assert stats.kv_blocks_free == stats.kv_blocks_total
+
+
+@pytest.mark.parametrize(
+    ("structured", "field"),
+    [
+        (pb.StructuredOutput(json_schema='{"type": "objec"}'), "sampling.structured.json_schema"),
+        (pb.StructuredOutput(json_schema="not json"), "sampling.structured.json_schema"),
+        (pb.StructuredOutput(regex="(unclosed"), "sampling.structured.regex"),
+        (pb.StructuredOutput(grammar="root ::= missing"), "sampling.structured.grammar"),
+        (pb.StructuredOutput(json_object=False), "sampling.structured.json_object"),
+        (pb.StructuredOutput(), "sampling.structured"),
+    ],
+)
+def test_a_constraint_that_cannot_be_compiled_is_invalid_argument(runtime_server, structured, field):
+    request = pb.GenerateRequest(text="hi", sampling=pb.SamplingParams(structured=structured))
+    assert_invalid_argument(runtime_server, request, field)

@@ -170,3 +170,14 @@ def test_invalid_fields_are_refused_before_any_runtime_and_named(router, message
     assert router.fake.counters.requests == 0
     metrics = router.loop.call(lambda: generate_latest(router.router.registry).decode())
     assert 'status="400"' in metrics and 'status="499"' not in metrics
+
+
+def test_a_constraint_is_checked_as_over_http_and_passed_to_the_runtime(router):
+    schema = '{"type": "object", "properties": {"a": {"type": "integer"}}}'
+    good = request(sampling=pb.SamplingParams(structured=pb.StructuredOutput(json_schema=schema)))
+    _, _, error = asyncio.run(generate(router.grpc_target, good))
+    assert error is None and router.fake.counters.last_request.sampling.structured.json_schema == schema
+    bad = request(sampling=pb.SamplingParams(structured=pb.StructuredOutput(json_schema='{"type": 5}')))
+    _, _, error = asyncio.run(generate(router.grpc_target, bad))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("sampling.structured.json_schema: Invalid JSON schema")
