@@ -27,12 +27,14 @@ from shoal.runtime.config import EngineConfig  # noqa: E402
 from shoal.runtime.sampling.params import SamplingParams  # noqa: E402
 from shoal.runtime.structured.spec import JSON_SCHEMA, StructuredOutput  # noqa: E402
 
-# Open-ended enough to run long: a list of records with free-text fields.
+# Open-ended enough to run long: a list of records with free-text fields, more of them than fit in
+# max_tokens (random weights would otherwise close the list at once, and time nothing).
 SCHEMA = {
     "type": "object",
     "properties": {
         "people": {
             "type": "array",
+            "minItems": 100,
             "items": {
                 "type": "object",
                 "properties": {
