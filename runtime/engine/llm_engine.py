@@ -29,7 +29,7 @@ from shoal.runtime.engine.request import FinishReason, Request
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerOutput
 from shoal.runtime.errors import InvalidRequestError, StepOutOfMemoryError
 from shoal.runtime.sampling.params import SamplingParams
-from shoal.runtime.structured.grammar import MaskFiller, StepBitmask, new_matcher
+from shoal.runtime.structured.grammar import StepBitmask, new_matcher
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,6 @@ class LLMEngine:
         self.vocab_size = vocab_size
         self.async_scheduling = async_scheduling
         self._in_flight: tuple[SchedulerOutput, Any] | None = None
-        self._mask_filler: MaskFiller | None = None  # made at the first constrained step
         self.num_oom_errors = 0
 
     def make_request(
@@ -211,9 +210,7 @@ class LLMEngine:
         matchers = [item.request.grammar for item in scheduled.scheduled if item.completes_prompt]
         if all(m is None for m in matchers):
             return None
-        if self._mask_filler is None:
-            self._mask_filler = MaskFiller()
-        return StepBitmask(matchers, self.vocab_size, self._mask_filler)
+        return StepBitmask(matchers, self.vocab_size)
 
     def _finish_in_flight(self) -> list[RequestOutput]:
         """Waits for the launched step's draws; the scheduler appends them and applies the token-level

@@ -17,31 +17,20 @@ def new_matcher(compiled: xgr.CompiledGrammar) -> xgr.GrammarMatcher:
     return xgr.GrammarMatcher(compiled)
 
 
-class MaskFiller:
-    """Fills many rows' masks at once on xgrammar's own thread pool (one per engine)."""
-
-    def __init__(self) -> None:
-        self._batch = xgr.BatchGrammarMatcher(max_threads="auto")
-
-    def fill(self, matchers: list[xgr.GrammarMatcher | None], vocab_size: int) -> torch.Tensor:
-        bitmask = xgr.allocate_token_bitmask(len(matchers), vocab_size)  # all allowed
-        rows = [row for row, matcher in enumerate(matchers) if matcher is not None]
-        self._batch.batch_fill_next_token_bitmask([matchers[row] for row in rows], bitmask, indices=rows)
-        return bitmask
-
-
 class StepBitmask:
     """The allowed tokens of one step's sampling rows, filled when called."""
 
-    def __init__(self, matchers: list[xgr.GrammarMatcher | None], vocab_size: int, filler: MaskFiller):
+    def __init__(self, matchers: list[xgr.GrammarMatcher | None], vocab_size: int):
         self.matchers = matchers
         self.vocab_size = vocab_size
-        self.filler = filler
         self.fill_s = 0.0  # how long the last call took
 
     def __call__(self) -> torch.Tensor:
         started = time.perf_counter()
-        bitmask = self.filler.fill(self.matchers, self.vocab_size)
+        bitmask = xgr.allocate_token_bitmask(len(self.matchers), self.vocab_size)  # all allowed
+        for row, matcher in enumerate(self.matchers):
+            if matcher is not None:
+                matcher.fill_next_token_bitmask(bitmask, row)
         self.fill_s = time.perf_counter() - started
         return bitmask
 
