@@ -130,7 +130,7 @@ class Generation:
         self.backend: Backend | None = None
         self.call = None
         self.first: pb.GenerateResponse | None = None
-        self.final: pb.GenerateResponse | None = None
+        self.finals: list[pb.GenerateResponse] = []  # each choice's last message, in the order they came
         self._admitted = False
         self._closed = False
         self._last_at: float | None = None
@@ -169,9 +169,14 @@ class Generation:
         message = self.first
         while message is not None:
             yield message
-            if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
+            if self.finished:
                 return
             message = await self._read()
+
+    @property
+    def finished(self) -> bool:
+        """Every choice has sent its last message."""
+        return len(self.finals) == self.request.n
 
     async def _read(self) -> pb.GenerateResponse:
         """The next message; a failure closes the request (recorded as such) and raises RouterError."""
@@ -206,8 +211,9 @@ class Generation:
             await self.close(error)
             raise error
         if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
-            self.final = message
-            await self.close()
+            self.finals.append(message)
+            if self.finished:
+                await self.close()
         return message
 
     async def close(self, error: BaseException | None = None) -> None:
@@ -233,8 +239,8 @@ class Generation:
         """Prompt and completion tokens the runtime worked on, as tenants are charged and metrics count
         them: its usage when it finished; the prompt's estimate and the tokens streamed so far when
         the request was cut short after the runtime started it; none when it never started."""
-        if self.final is not None:
-            return self.final.usage.prompt_tokens, self.final.usage.completion_tokens
+        if self.finished:  # the prompt once, every choice's completion
+            return self.finals[0].usage.prompt_tokens, sum(f.usage.completion_tokens for f in self.finals)
         if self._last_at is None:  # not a message from the runtime
             return 0, 0
         return self.leases[0].estimated_tokens, self._completion_tokens
@@ -242,7 +248,7 @@ class Generation:
     def _record(self, error: BaseException | None, prompt_tokens: int, completion_tokens: int, now: float) -> None:
         if isinstance(error, RouterError):
             status = error.http_status
-        elif self.final is not None:
+        elif self.finished:
             status = 200
         elif error is None or isinstance(error, (asyncio.CancelledError, ConnectionError)):
             status = CLIENT_CLOSED  # cancelled, or the surface failed to deliver

@@ -67,6 +67,7 @@ class InferenceRequest:
     qos: str  # "realtime" or "batch"
     session_key: str | None = None  # sticky canary and replica affinity
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    n: int = 1  # choices (OpenAI's n); the runtime runs them as sequences sharing the prompt's KV
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=server_config.max_waiting,
         help="queued requests beyond which new ones get RESOURCE_EXHAUSTED",
     )
+    sched.add_argument(
+        "--max-n", type=int, default=server_config.max_n, help="choices one request may ask for (OpenAI's n)"
+    )
 
     server = parser.add_argument_group("server")
     server.add_argument("--host", default=server_config.host)
@@ -185,6 +188,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         port=args.port,
         metrics_port=args.metrics_port,
         max_waiting=args.max_waiting,
+        max_n=args.max_n,
         pool=args.pool,
         revision=args.revision,
         shutdown_grace_s=args.shutdown_grace,

@@ -71,6 +71,7 @@ class ServerConfig:
     port: int = RUNTIME_GRPC_PORT
     metrics_port: int = RUNTIME_METRICS_PORT
     max_waiting: int = 1024
+    max_n: int = 16  # choices one request may ask for (GenerateRequest.n)
     pool: str = ""
     revision: str = ""
     shutdown_grace_s: float = 30.0
@@ -85,6 +86,7 @@ class ServerConfig:
             if not 0 <= value <= 65535:
                 raise ValueError(f"{name} must be in [0, 65535], got {value}")
         _at_least("max_waiting", self.max_waiting, 0)
+        _at_least("max_n", self.max_n, 1)
         if self.shutdown_grace_s < 0:
             raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s}")
         if self.fault_latency_s < 0:

@@ -19,7 +19,7 @@ from shoal.runtime.config import EngineConfig, ServerConfig
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.server.fault_injection import FaultInjection
-from shoal.runtime.server.grpc_service import PoolRevision, RuntimeService
+from shoal.runtime.server.grpc_service import RuntimeService, Served
 from shoal.runtime.server.http_server import build_http_app
 from shoal.runtime.server.metrics import RuntimeMetrics
 from shoal.v1 import runtime_pb2, runtime_pb2_grpc
@@ -49,7 +49,7 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
             built.tokenizer,
             built.info,
             metrics,
-            PoolRevision(server_config.pool, server_config.revision),
+            Served(server_config.pool, server_config.revision, server_config.max_n),
             faults,
         ),
         grpc_server,

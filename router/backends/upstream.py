@@ -16,7 +16,7 @@ RETRY_AFTER_KEY = "retry-after"  # the runtime's trailer (shoal.runtime.server.g
 
 
 def generate_request(request: InferenceRequest, priority: int) -> pb.GenerateRequest:
-    message = pb.GenerateRequest(request_id=request.request_id, priority=priority)
+    message = pb.GenerateRequest(request_id=request.request_id, priority=priority, n=request.n)
     message.sampling.CopyFrom(request.sampling)
     request.prompt.to_proto(message)
     return message

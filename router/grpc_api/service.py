@@ -39,6 +39,7 @@ class InferenceService(router_pb2_grpc.InferenceServicer):
                 tenant=tenant,
                 qos=qos,
                 session_key=request.session_id or None,
+                n=request.n or 1,
             )
             generation = await self.dispatcher.start(inference)
             await context.send_initial_metadata((("x-shoal-revision", generation.revision),))
@@ -53,6 +54,7 @@ class InferenceService(router_pb2_grpc.InferenceServicer):
                         finish_reason=message.finish_reason,
                         stop_reason=message.stop_reason,
                         usage=message.usage if message.HasField("usage") else None,
+                        index=message.index,
                     )
             finally:
                 await generation.close()
@@ -86,6 +88,8 @@ def _validated(request: rpb.InferenceRequest) -> tuple[Prompt, pb.SamplingParams
             return prompt_field
         return f"chat.{field}"  # messages, messages[i].role, ...
 
+    if request.n < 0:
+        raise InvalidRequest("n", f"n: must be >= 1 (0 means 1), got {request.n}")
     try:
         return validated(_prompt(request), sampling, name)
     except InvalidRequest as error:  # router.proto: the message starts with the field, as the runtime's do

@@ -20,6 +20,7 @@ from shoal.router.identity import QOS_HEADER, SESSION_HEADER, Authenticator, qos
 from shoal.router.openai import responses
 from shoal.router.openai.errors import read_json
 from shoal.router.openai.parsing import ParsedRequest, parse_chat, parse_completion
+from shoal.router.openai.responses import ChunkChoice
 from shoal.router.openai.sse import SseStream
 from shoal.router.request import InferenceRequest
 from shoal.v1 import runtime_pb2 as pb
@@ -34,7 +35,7 @@ class _Endpoint:
     chunk_object: str
     full: Callable  # (meta, messages, logprobs) -> dict
     first_delta: dict | None  # chat opens the stream with the assistant role
-    chunk: Callable  # (meta, text, include_usage, finish_reason, logprobs) -> dict
+    chunk: Callable  # (meta, text, include_usage, ChunkChoice) -> dict
     chunk_text: Callable[[str], object]
     finish_delta: object  # what the chunk that carries finish_reason holds
     logprobs: Callable  # (messages, text_offset) -> dict
@@ -116,6 +117,7 @@ class OpenAIHandlers:
                 tenant=tenant,
                 qos=qos,
                 session_key=request.headers.get(SESSION_HEADER) or parsed.user,
+                n=parsed.n,
             )
             generation = await self.dispatcher.start(inference)
         except RouterError as error:
@@ -153,22 +155,24 @@ class OpenAIHandlers:
         await sse.open(request)
         usage = parsed.include_usage
         if endpoint.first_delta is not None:
-            await sse.send(endpoint.chunk(meta, endpoint.first_delta, usage))
-        text_offset = 0
+            for index in range(parsed.n):
+                await sse.send(endpoint.chunk(meta, endpoint.first_delta, usage, ChunkChoice(index)))
+        text_offsets = [0] * parsed.n  # per choice, for completions' logprobs
         try:
             async for message in generation.messages():
-                logprobs = endpoint.logprobs([message], text_offset) if parsed.logprobs and message.logprobs else None
+                index = message.index
+                logprobs = None
+                if parsed.logprobs and message.logprobs:
+                    logprobs = endpoint.logprobs([message], text_offsets[index])
                 if message.text or logprobs is not None:
-                    await sse.send(endpoint.chunk(meta, endpoint.chunk_text(message.text), usage, None, logprobs))
-                text_offset += len(message.text)
+                    choice = ChunkChoice(index, logprobs=logprobs)
+                    await sse.send(endpoint.chunk(meta, endpoint.chunk_text(message.text), usage, choice))
+                text_offsets[index] += len(message.text)
                 if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
-                    await sse.send(
-                        endpoint.chunk(
-                            meta, endpoint.finish_delta, usage, responses.FINISH_REASONS[message.finish_reason]
-                        )
-                    )
-                    if usage:
-                        await sse.send(responses.usage_chunk(meta, endpoint.chunk_object, message))
+                    finish = ChunkChoice(index, responses.FINISH_REASONS[message.finish_reason])
+                    await sse.send(endpoint.chunk(meta, endpoint.finish_delta, usage, finish))
+            if usage:
+                await sse.send(responses.usage_chunk(meta, endpoint.chunk_object, generation.finals))
             await sse.done()
         except RouterError as error:  # mid-stream: the status is sent already
             with contextlib.suppress(ConnectionResetError):

@@ -4,7 +4,7 @@ Supported: OpenAI's sampling parameters (temperature, top_p, max_tokens / max_co
 stop, seed, presence/frequency penalties, logprobs), streaming with stream_options.include_usage,
 user, service_tier, and vLLM's extras (top_k, min_p, repetition_penalty, ignore_eos,
 stop_token_ids, skip_special_tokens, priority); output constraints from `response_format` and vLLM's
-`structured_outputs` (structured.py). One choice per request (n = 1) and one prompt.
+`structured_outputs` (structured.py), and `n` choices. One prompt per request.
 
 Here the body's JSON types are checked; the values' ranges, the stop list, roles and text are
 checked by request.validated, the same function the gRPC API calls, so both refuse the same requests.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.fields import Body
 from shoal.router.openai.structured import structured_output
-from shoal.router.request import MAX_TOP_LOGPROBS, Prompt, validated
+from shoal.router.request import INT32_MAX, MAX_TOP_LOGPROBS, Prompt, validated
 from shoal.v1 import runtime_pb2 as pb
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -33,6 +33,7 @@ class ParsedRequest:
     service_tier: str | None
     priority: int | None
     user: str | None
+    n: int = 1  # choices; the runtime caps it (--max-n) and names `n` when over
 
 
 def parse_chat(data: object) -> ParsedRequest:
@@ -97,6 +98,7 @@ def _finish(body: Body, model: str, prompt: Prompt, sampling: pb.SamplingParams,
             options_body.ignored("continuous_usage_stats")
             options_body.done()
     parsed = ParsedRequest(
+        n=body.integer("n", 1, minimum=1, maximum=INT32_MAX),
         model=model,
         prompt=prompt,
         sampling=sampling,
@@ -116,9 +118,6 @@ def _finish(body: Body, model: str, prompt: Prompt, sampling: pb.SamplingParams,
 
 def _sampling(body: Body) -> dict[str, object]:
     """The sampling fields present, by their SamplingParams name, type-checked; `validated` checks ranges."""
-    n = body.integer("n", 1, minimum=1)
-    if n != 1:
-        raise InvalidRequest("n", "Only n=1 is supported: ask once per choice.")
     values = {
         "temperature": body.number("temperature", None),
         "top_p": body.number("top_p", None),

@@ -1,5 +1,7 @@
 """OpenAI response objects built from the runtime's GenerateResponse messages: chat.completion and
-its chunks, text_completion and its chunks, usage, logprobs, and the model list."""
+its chunks, text_completion and its chunks, usage, logprobs, and the model list. A request of n
+choices has its messages interleaved, each tagged with its choice's index; usage counts the prompt
+once and every choice's completion."""
 
 import time
 from dataclasses import dataclass, field
@@ -27,14 +29,24 @@ class ResponseMeta:
         return f"shoal-{self.revision}"
 
 
-def usage(final: pb.GenerateResponse) -> dict:
-    u = final.usage
+def usage(finals: list[pb.GenerateResponse]) -> dict:
+    """Over every choice's last message."""
+    prompt = finals[0].usage.prompt_tokens
+    completion = sum(f.usage.completion_tokens for f in finals)
     return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.prompt_tokens + u.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_prompt_tokens},
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": finals[0].usage.cached_prompt_tokens},
     }
+
+
+def by_choice(messages: list[pb.GenerateResponse]) -> list[list[pb.GenerateResponse]]:
+    """The messages of each choice, in the order of their index."""
+    choices: dict[int, list[pb.GenerateResponse]] = {}
+    for message in messages:
+        choices.setdefault(message.index, []).append(message)
+    return [choices[index] for index in sorted(choices)]
 
 
 def chat_logprobs(messages: list[pb.GenerateResponse]) -> dict:
@@ -67,66 +79,73 @@ def completion_logprobs(messages: list[pb.GenerateResponse], text_offset: int = 
 
 
 def chat_completion(meta: ResponseMeta, messages: list[pb.GenerateResponse], logprobs: bool) -> dict:
-    final = messages[-1]
+    choices = by_choice(messages)
     return meta.header("chat.completion") | {
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": "".join(m.text for m in messages), "refusal": None},
-                "logprobs": chat_logprobs(messages) if logprobs else None,
-                "finish_reason": FINISH_REASONS[final.finish_reason],
-                "stop_reason": final.stop_reason or None,
+                "index": choice[-1].index,
+                "message": {"role": "assistant", "content": "".join(m.text for m in choice), "refusal": None},
+                "logprobs": chat_logprobs(choice) if logprobs else None,
+                "finish_reason": FINISH_REASONS[choice[-1].finish_reason],
+                "stop_reason": choice[-1].stop_reason or None,
             }
+            for choice in choices
         ],
-        "usage": usage(final),
+        "usage": usage([choice[-1] for choice in choices]),
         "system_fingerprint": meta.system_fingerprint,
         "service_tier": meta.service_tier,
     }
 
 
 def text_completion(meta: ResponseMeta, messages: list[pb.GenerateResponse], logprobs: bool) -> dict:
-    final = messages[-1]
+    choices = by_choice(messages)
     return meta.header("text_completion") | {
         "choices": [
             {
-                "index": 0,
-                "text": "".join(m.text for m in messages),
-                "logprobs": completion_logprobs(messages) if logprobs else None,
-                "finish_reason": FINISH_REASONS[final.finish_reason],
-                "stop_reason": final.stop_reason or None,
+                "index": choice[-1].index,
+                "text": "".join(m.text for m in choice),
+                "logprobs": completion_logprobs(choice) if logprobs else None,
+                "finish_reason": FINISH_REASONS[choice[-1].finish_reason],
+                "stop_reason": choice[-1].stop_reason or None,
             }
+            for choice in choices
         ],
-        "usage": usage(final),
+        "usage": usage([choice[-1] for choice in choices]),
         "system_fingerprint": meta.system_fingerprint,
     }
 
 
-def chat_chunk(
-    meta: ResponseMeta, delta: dict, include_usage: bool, finish_reason: str | None = None, logprobs: dict | None = None
-) -> dict:
-    return _chunk(meta, "chat.completion.chunk", {"delta": delta}, include_usage, finish_reason, logprobs)
+@dataclass(frozen=True)
+class ChunkChoice:
+    """One choice's part of a streamed chunk."""
+
+    index: int = 0
+    finish_reason: str | None = None
+    logprobs: dict | None = None
 
 
-def completion_chunk(
-    meta: ResponseMeta, text: str, include_usage: bool, finish_reason: str | None = None, logprobs: dict | None = None
-) -> dict:
-    return _chunk(meta, "text_completion", {"text": text}, include_usage, finish_reason, logprobs)
+def chat_chunk(meta: ResponseMeta, delta: dict, include_usage: bool, choice: ChunkChoice = ChunkChoice()) -> dict:
+    return _chunk(meta, "chat.completion.chunk", {"delta": delta}, include_usage, choice)
 
 
-def _chunk(
-    meta: ResponseMeta, obj: str, content: dict, include_usage: bool, finish_reason: str | None, logprobs: dict | None
-) -> dict:
+def completion_chunk(meta: ResponseMeta, text: str, include_usage: bool, choice: ChunkChoice = ChunkChoice()) -> dict:
+    return _chunk(meta, "text_completion", {"text": text}, include_usage, choice)
+
+
+def _chunk(meta: ResponseMeta, obj: str, content: dict, include_usage: bool, choice: ChunkChoice) -> dict:
     chunk = meta.header(obj) | {
         "system_fingerprint": meta.system_fingerprint,
-        "choices": [{"index": 0, **content, "logprobs": logprobs, "finish_reason": finish_reason}],
+        "choices": [
+            {"index": choice.index, **content, "logprobs": choice.logprobs, "finish_reason": choice.finish_reason}
+        ],
     }
     if include_usage:
         chunk["usage"] = None  # OpenAI: null on every chunk but the last, which carries it
     return chunk
 
 
-def usage_chunk(meta: ResponseMeta, obj: str, final: pb.GenerateResponse) -> dict:
-    return meta.header(obj) | {"system_fingerprint": meta.system_fingerprint, "choices": [], "usage": usage(final)}
+def usage_chunk(meta: ResponseMeta, obj: str, finals: list[pb.GenerateResponse]) -> dict:
+    return meta.header(obj) | {"system_fingerprint": meta.system_fingerprint, "choices": [], "usage": usage(finals)}
 
 
 def model_object(model: str, created: int) -> dict:

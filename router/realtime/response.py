@@ -100,7 +100,7 @@ class Response:
                     )
         finally:
             await generation.close()  # cancels the runtime call if the stream ends early
-        return finished(generation.final)  # messages() ends only after the final message
+        return finished(generation.finals[-1])  # messages() ends only after the final message
 
     async def _run_report(self) -> None:
         await asyncio.wait({self._stream})

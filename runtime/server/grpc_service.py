@@ -16,6 +16,7 @@ import grpc
 from shoal.runtime.build import ModelInfo
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError, StepOutOfMemoryError
+from shoal.runtime.server.choices import generate_choices
 from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.metrics import RuntimeMetrics
 from shoal.runtime.server.proto_mapping import (
@@ -33,11 +34,13 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PoolRevision:
-    """Which pool and revision this runtime serves, as GetModelInfo reports it."""
+class Served:
+    """Which pool and revision this runtime serves, as GetModelInfo reports them, and how many choices
+    one request may ask for."""
 
     pool: str
     revision: str
+    max_n: int = 1
 
 
 class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
@@ -47,7 +50,7 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
         tokenizer,
         info: ModelInfo,
         metrics: RuntimeMetrics,
-        served: PoolRevision,
+        served: Served,
         faults: FaultInjection | None = None,
     ):
         self.engine = engine
@@ -64,8 +67,14 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
             prompt_ids = await self._prompt_token_ids(request)
             sampling = sampling_from_proto(request.sampling)
             request_id = request.request_id or uuid.uuid4().hex
-            async for output in self.engine.generate(request_id, prompt_ids, sampling, request.priority):
-                yield response_from_output(output, self.tokenizer)
+            n = request.n or 1
+            if not 1 <= n <= self.served.max_n:
+                raise InvalidRequestError("n", f"must be in [1, {self.served.max_n}] (--max-n), got {n}")
+            choices = generate_choices(self.engine, request_id, prompt_ids, sampling, request.priority, n)
+            async for index, output in choices:
+                response = response_from_output(output, self.tokenizer)
+                response.index = index
+                yield response
         except InvalidRequestError as error:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
         except (QueueFullError, StepOutOfMemoryError) as error:

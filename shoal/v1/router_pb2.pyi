@@ -18,7 +18,7 @@ QOS_CLASS_REALTIME: QosClass
 QOS_CLASS_BATCH: QosClass
 
 class InferenceRequest(_message.Message):
-    __slots__ = ("model", "text", "token_ids", "chat", "sampling", "qos_class", "session_id")
+    __slots__ = ("model", "text", "token_ids", "chat", "sampling", "qos_class", "session_id", "n")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class InferenceRequest(_message.Message):
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     QOS_CLASS_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     token_ids: _runtime_pb2.TokenIds
@@ -33,10 +34,11 @@ class InferenceRequest(_message.Message):
     sampling: _runtime_pb2.SamplingParams
     qos_class: QosClass
     session_id: str
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[_runtime_pb2.TokenIds, _Mapping]] = ..., chat: _Optional[_Union[_runtime_pb2.ChatMessages, _Mapping]] = ..., sampling: _Optional[_Union[_runtime_pb2.SamplingParams, _Mapping]] = ..., qos_class: _Optional[_Union[QosClass, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
+    n: int
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[_runtime_pb2.TokenIds, _Mapping]] = ..., chat: _Optional[_Union[_runtime_pb2.ChatMessages, _Mapping]] = ..., sampling: _Optional[_Union[_runtime_pb2.SamplingParams, _Mapping]] = ..., qos_class: _Optional[_Union[QosClass, str]] = ..., session_id: _Optional[str] = ..., n: _Optional[int] = ...) -> None: ...
 
 class InferenceResponse(_message.Message):
-    __slots__ = ("id", "model", "text", "token_ids", "logprobs", "finish_reason", "stop_reason", "usage")
+    __slots__ = ("id", "model", "text", "token_ids", "logprobs", "finish_reason", "stop_reason", "usage", "index")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +47,7 @@ class InferenceResponse(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     text: str
@@ -53,7 +56,8 @@ class InferenceResponse(_message.Message):
     finish_reason: _runtime_pb2.FinishReason
     stop_reason: str
     usage: _runtime_pb2.Usage
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[_Union[_runtime_pb2.TokenLogprob, _Mapping]]] = ..., finish_reason: _Optional[_Union[_runtime_pb2.FinishReason, str]] = ..., stop_reason: _Optional[str] = ..., usage: _Optional[_Union[_runtime_pb2.Usage, _Mapping]] = ...) -> None: ...
+    index: int
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[_Union[_runtime_pb2.TokenLogprob, _Mapping]]] = ..., finish_reason: _Optional[_Union[_runtime_pb2.FinishReason, str]] = ..., stop_reason: _Optional[str] = ..., usage: _Optional[_Union[_runtime_pb2.Usage, _Mapping]] = ..., index: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -56,7 +56,7 @@ SAMPLING = {
     "top_k": integers_outside(-1),
     "seed": integers_outside(-(2**63), 2**63 - 1),
     "max_tokens": integers_outside(1),
-    "n": integers_outside(1, 1),
+    "n": integers_outside(1, INT32_MAX),
     "stop": STOP,
     "stop_token_ids": st.one_of(
         st.lists(integers_outside(0), min_size=1, max_size=3), st.integers(), st.just("1"), st.just([True])

@@ -101,8 +101,9 @@ def test_errors_are_the_sdks_typed_exceptions(client, router):
     with pytest.raises(openai.BadRequestError) as too_long:  # refused by the runtime: longer than its context
         client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=100_000)
     assert too_long.value.param == "max_tokens"
-    with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model=MODEL, messages=QUESTION, stream=True, n=3)
+    with pytest.raises(openai.BadRequestError) as too_many:  # the runtime's --max-n
+        client.chat.completions.create(model=MODEL, messages=QUESTION, n=17)
+    assert too_many.value.param == "n"
     noisy = openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-test-noisy", max_retries=0)
     streams = [noisy.completions.create(model=MODEL, prompt="Count:", max_tokens=64, stream=True) for _ in range(2)]
     try:
@@ -114,3 +115,23 @@ def test_errors_are_the_sdks_typed_exceptions(client, router):
     assert limited.value.code == "rate_limit_exceeded" and limited.value.type == "requests"
     assert limited.value.response.headers["x-ratelimit-limit-requests"] == "2"
     assert int(limited.value.response.headers["retry-after"]) >= 1
+
+
+def test_n_choices_streamed_and_not(client):
+    asked = {"model": MODEL, "messages": QUESTION, "max_tokens": 10, "temperature": 1.0, "seed": 5, "n": 3}
+    whole = client.chat.completions.create(**asked)
+    assert [c.index for c in whole.choices] == [0, 1, 2]
+    assert len({c.message.content for c in whole.choices}) == 3  # seeds 5, 6 and 7
+    assert whole.usage.completion_tokens == 30 and whole.usage.prompt_tokens < 40  # the prompt counted once
+    chunks = list(client.chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
+    texts, finishes = {}, {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+            if choice.finish_reason:
+                finishes[choice.index] = choice.finish_reason
+    assert texts == {c.index: c.message.content for c in whole.choices}
+    assert finishes == {0: "length", 1: "length", 2: "length"}
+    assert chunks[-1].usage.completion_tokens == 30
+    completions = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, n=2, seed=1)
+    assert [c.index for c in completions.choices] == [0, 1] and completions.usage.completion_tokens == 10

@@ -19,7 +19,7 @@ class Generation:
     def __init__(self, texts: list[str], pause_s: float):
         self.texts = texts
         self.pause_s = pause_s
-        self.final: pb.GenerateResponse | None = None
+        self.finals: list[pb.GenerateResponse] = []
         self.closed = False
 
     async def messages(self):
@@ -29,7 +29,7 @@ class Generation:
             message = pb.GenerateResponse(text=text, finish_reason=pb.FINISH_REASON_STOP if last else 0)
             if last:
                 message.usage.CopyFrom(pb.Usage(prompt_tokens=5, completion_tokens=len(self.texts)))
-                self.final = message
+                self.finals.append(message)
             yield message
 
     async def close(self) -> None:

@@ -99,15 +99,18 @@ def test_concurrent_clients_get_the_same_greedy_outputs_as_alone(runtime_server)
     assert together == alone + alone
 
 
-def test_cancelled_stream_frees_its_kv_blocks_at_once(runtime_server):
+@pytest.mark.parametrize("n", [1, 3])
+def test_cancelled_stream_frees_its_kv_blocks_at_once(runtime_server, n):
     async def main():
         async with grpc.aio.insecure_channel(runtime_server.target) as channel:
             stub = runtime_pb2_grpc.RuntimeStub(channel)
-            call = stub.Generate(chat_request("Write a very long essay.", max_tokens=1000, ignore_eos=True))
-            received = 0
-            async for _ in call:
-                received += 1
-                if received == 3:
+            request = chat_request("Write a very long essay.", max_tokens=1000, ignore_eos=True)
+            request.n = n
+            call = stub.Generate(request)
+            seen: set[int] = set()
+            async for response in call:
+                seen.add(response.index)
+                if len(seen) == n:  # every choice under way
                     break
             busy = await stub.GetStats(pb.GetStatsRequest())
             call.cancel()
@@ -120,7 +123,7 @@ def test_cancelled_stream_frees_its_kv_blocks_at_once(runtime_server):
                 await asyncio.sleep(0.005)
 
     busy, freed, seconds = asyncio.run(main())
-    assert busy.num_requests_running == 1 and busy.kv_blocks_free < busy.kv_blocks_total
+    assert busy.num_requests_running == n and busy.kv_blocks_free < busy.kv_blocks_total
     assert freed.num_requests_running == 0
     assert seconds < 1.0  # one engine step at most
 
@@ -278,3 +281,33 @@ def test_a_json_schema_constrains_the_output_and_is_counted(runtime_server):
 def test_a_constraint_that_cannot_be_compiled_is_invalid_argument(runtime_server, structured, field):
     request = pb.GenerateRequest(text="hi", sampling=pb.SamplingParams(structured=structured))
     assert_invalid_argument(runtime_server, request, field)
+
+
+def by_choice(responses) -> dict[int, list]:
+    choices: dict[int, list] = {}
+    for response in responses:
+        choices.setdefault(response.index, []).append(response)
+    return choices
+
+
+def test_n_choices_share_the_prompt_and_follow_their_seeds(runtime_server):
+    request = chat_request("Tell me a story.", temperature=1.0, seed=11, max_tokens=12)
+    request.n = 3
+    first = by_choice(runtime_server.stub().Generate(request))
+    again = by_choice(runtime_server.stub().Generate(request))
+    assert sorted(first) == [0, 1, 2] and all(c[-1].finish_reason == pb.FINISH_REASON_LENGTH for c in first.values())
+    texts = {i: "".join(r.text for r in c) for i, c in first.items()}
+    assert texts == {i: "".join(r.text for r in c) for i, c in again.items()}  # seed + i: reproducible
+    assert len(set(texts.values())) == 3  # and different from each other
+    prompt_tokens = first[0][-1].usage.prompt_tokens
+    for index in (1, 2):  # started once choice 0 had its prompt in the prefix cache
+        assert first[index][-1].usage.cached_prompt_tokens >= prompt_tokens // 16 * 16 - 16 > 0
+    stats = wait_until_idle(runtime_server)
+    assert stats.kv_blocks_free == stats.kv_blocks_total
+
+
+@pytest.mark.parametrize("n", [-1, 17, INT32_MAX])
+def test_n_outside_its_range_is_invalid_argument(runtime_server, n):
+    request = chat_request("Hi", max_tokens=2)
+    request.n = n
+    assert_invalid_argument(runtime_server, request, "n")

@@ -22,7 +22,7 @@ from shoal.runtime.engine.queue_limits import QueueLimits
 from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import StepOutOfMemoryError
 from shoal.runtime.sampling.params import SamplingParams
-from shoal.runtime.server.grpc_service import PoolRevision, RuntimeService
+from shoal.runtime.server.grpc_service import RuntimeService, Served
 from shoal.runtime.server.metrics import RuntimeMetrics
 from shoal.v1 import runtime_pb2 as pb
 from shoal.v1 import runtime_pb2_grpc
@@ -169,7 +169,7 @@ async def serving(built: BuiltEngine):
     metrics.watch_engine(engine.stats, engine.num_waiting)
     engine.start()
     server = grpc.aio.server()
-    service = RuntimeService(engine, built.tokenizer, built.info, metrics, PoolRevision(POOL, REVISION))
+    service = RuntimeService(engine, built.tokenizer, built.info, metrics, Served(POOL, REVISION))
     runtime_pb2_grpc.add_RuntimeServicer_to_server(service, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
