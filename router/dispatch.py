@@ -133,7 +133,8 @@ class Generation:
         self.finals: list[pb.GenerateResponse] = []  # each choice's last message, in the order they came
         self._admitted = False
         self._closed = False
-        self._last_at: float | None = None
+        self._last_at: float | None = None  # the last message of any choice
+        self._choice_last_at: dict[int, float] = {}  # each choice's last message: its token gaps are its own
         self._gaps: list[float] = []
         self._completion_tokens = 0
 
@@ -202,9 +203,9 @@ class Generation:
             ttft = now - self.arrival
             self.d.measurements.record_first_token(self.pool.name, self.revision, self.request.qos, ttft, now)
             self.d.metrics.first_token(self.pool.name, self.revision, self.request.qos, ttft)
-        else:
-            self._gaps.append(now - self._last_at)
-        self._last_at = now
+        elif message.index in self._choice_last_at:
+            self._gaps.append(now - self._choice_last_at[message.index])
+        self._last_at = self._choice_last_at[message.index] = now
         self._completion_tokens += len(message.token_ids)
         if message.finish_reason == pb.FINISH_REASON_ABORT:
             error = Unavailable("The model server aborted the request (it is shutting down or failed).")

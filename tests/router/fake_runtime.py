@@ -106,24 +106,28 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         try:
             if self.first_delay_s:
                 await asyncio.sleep(self.first_delay_s)
-            for i in range(tokens - 1):
-                if self.fail_after_tokens is not None and i >= self.fail_after_tokens:
-                    c.failed += 1
-                    ended = True
-                    await context.abort(grpc.StatusCode.INTERNAL, self.error_message)
-                yield pb.GenerateResponse(request_id=request.request_id, token_ids=[100 + i % 100], text=self.text)
+            for index in range(request.n or 1):  # choice after choice (a runtime interleaves them)
+                for i in range(tokens - 1):
+                    if self.fail_after_tokens is not None and i >= self.fail_after_tokens:
+                        c.failed += 1
+                        ended = True
+                        await context.abort(grpc.StatusCode.INTERNAL, self.error_message)
+                    yield pb.GenerateResponse(
+                        request_id=request.request_id, token_ids=[100 + i % 100], text=self.text, index=index
+                    )
+                    c.sent += 1
+                    if self.delay_s:
+                        await asyncio.sleep(self.delay_s)
+                usage = pb.Usage(prompt_tokens=_prompt_tokens(request), completion_tokens=tokens)
+                yield pb.GenerateResponse(
+                    request_id=request.request_id,
+                    token_ids=[7],
+                    text=self.text,
+                    finish_reason=pb.FINISH_REASON_LENGTH,
+                    usage=usage,
+                    index=index,
+                )
                 c.sent += 1
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
-            usage = pb.Usage(prompt_tokens=_prompt_tokens(request), completion_tokens=tokens)
-            yield pb.GenerateResponse(
-                request_id=request.request_id,
-                token_ids=[7],
-                text=self.text,
-                finish_reason=pb.FINISH_REASON_LENGTH,
-                usage=usage,
-            )
-            c.sent += 1
             c.finished += 1
             ended = True
         finally:  # a client that cancels shows up as CancelledError, or as a failed write while blocked

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.grpc_api.service import _validated
@@ -181,3 +182,21 @@ def test_a_constraint_is_checked_as_over_http_and_passed_to_the_runtime(router):
     _, _, error = asyncio.run(generate(router.grpc_target, bad))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error.details().startswith("sampling.structured.json_schema: Invalid JSON schema")
+
+
+def test_n_choices_come_tagged_with_their_index_and_are_counted_once_each(router):
+    responses, _, error = asyncio.run(generate(router.grpc_target, request(n=2)))
+    assert error is None and router.fake.counters.last_request.n == 2
+    finals = [r for r in responses if r.finish_reason]
+    assert sorted(r.index for r in finals) == [0, 1] and {r.index for r in responses} == {0, 1}
+    assert "".join(r.text for r in responses if r.index == 1) == "hihihi"
+    metrics = router.loop.call(lambda: generate_latest(router.router.registry).decode())
+    generated = [
+        s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "shoal:router_generation_tokens_total"
+    ]
+    assert generated == [6.0]  # both choices' tokens, in one request
+    _, _, error = asyncio.run(generate(router.grpc_target, request(n=-1)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("n:")
