@@ -39,7 +39,7 @@ async def generate_choices(
             async for output in engine.generate(f"{request_id}/{index}", prompt_ids, seeded, priority):
                 first_output.set()
                 merged.put_nowait((index, output))
-        except Exception as error:  # noqa: BLE001 - handed to the consumer, which raises it
+        except Exception as error:  # handed to the consumer, which raises it
             first_output.set()
             merged.put_nowait(error)
         merged.put_nowait(_DONE)
