@@ -91,6 +91,7 @@ class LLMEngine:
         self.vocab_size = vocab_size
         self.async_scheduling = async_scheduling
         self._in_flight: tuple[SchedulerOutput, Any] | None = None
+        self._read_early: list[RequestOutput] = []  # the step before's outputs, read during this launch
         self.num_oom_errors = 0
 
     def make_request(
@@ -160,6 +161,8 @@ class LLMEngine:
         if not scheduled.is_empty:
             step = scheduled.step if bitmask is None else replace(scheduled.step, token_bitmask=bitmask)
             launched = self._launch(scheduled, step)
+            outputs += self._read_early
+            self._read_early = []
             if launched is None:
                 # The step before is good: read its draws first, as one may finish a request this step held.
                 outputs += self._finish_in_flight()
@@ -201,16 +204,24 @@ class LLMEngine:
         return failed
 
     def _can_overlap(self) -> bool:
-        """Penalties count a request's output tokens on the host, and a grammar's mask follows the
-        tokens it was fed: both need last step's draws read first."""
-        return not any(r.sampling.needs_penalties or r.grammar is not None for r in self.scheduler.running)
+        """Penalties count a request's output tokens on the host, so they need last step's draws read.
+        (A grammar's mask needs them too, but only once this step's forward pass is queued: see
+        `_read_step_before`.)"""
+        return not any(r.sampling.needs_penalties for r in self.scheduler.running)
 
     def _bitmask(self, scheduled: SchedulerOutput) -> StepBitmask | None:
         """The allowed-token masks of the step's sampling rows, if any of them is constrained."""
         matchers = [item.request.grammar for item in scheduled.scheduled if item.completes_prompt]
         if all(m is None for m in matchers):
             return None
-        return StepBitmask(matchers, self.vocab_size)
+        return StepBitmask(matchers, self.vocab_size, self._read_step_before)
+
+    def _read_step_before(self) -> None:
+        """Under async scheduling, this step was launched with the step before still in flight; its
+        masks follow the tokens that step draws. The worker calls this once it has queued this step's
+        forward pass: the step before's draws are read (the scheduler feeds them to the grammars) while
+        the device runs this one."""
+        self._read_early += self._finish_in_flight()
 
     def _finish_in_flight(self) -> list[RequestOutput]:
         """Waits for the launched step's draws; the scheduler appends them and applies the token-level

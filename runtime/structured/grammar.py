@@ -8,6 +8,7 @@ the masks while the device runs the model, and applies them to the logits before
 """
 
 import time
+from collections.abc import Callable
 
 import torch
 import xgrammar as xgr
@@ -18,18 +19,22 @@ def new_matcher(compiled: xgr.CompiledGrammar) -> xgr.GrammarMatcher:
 
 
 class StepBitmask:
-    """The allowed tokens of one step's sampling rows, filled when called."""
+    """The allowed tokens of one step's sampling rows, filled when called. `before_fill` first feeds
+    the grammars the tokens of the step before, where those were still in flight (async scheduling)."""
 
-    def __init__(self, matchers: list[xgr.GrammarMatcher | None], vocab_size: int):
+    def __init__(self, matchers: list[xgr.GrammarMatcher | None], vocab_size: int, before_fill: Callable[[], None]):
         self.matchers = matchers
         self.vocab_size = vocab_size
-        self.fill_s = 0.0  # how long the last call took
+        self.before_fill = before_fill
+        self.fill_s = 0.0  # how long the last fill took (not counting before_fill)
 
     def __call__(self) -> torch.Tensor:
+        self.before_fill()
         started = time.perf_counter()
         bitmask = xgr.allocate_token_bitmask(len(self.matchers), self.vocab_size)  # all allowed
         for row, matcher in enumerate(self.matchers):
-            if matcher is not None:
+            # A grammar the step before completed ended its request; the row's draw will be dropped.
+            if matcher is not None and not matcher.is_terminated():
                 matcher.fill_next_token_bitmask(bitmask, row)
         self.fill_s = time.perf_counter() - started
         return bitmask

@@ -1,7 +1,8 @@
 """Constrained decoding on the embedded model, in the engine: outputs follow their JSON schema, regex
 or grammar (checked with jsonschema and re, not by the grammar engine that made them); a structure
 cut short by max_tokens ends with `length`; unconstrained rows batched beside constrained ones are
-unchanged; bad schemas are refused naming the field; KV blocks all come back."""
+unchanged; bad schemas are refused naming the field; KV blocks all come back. With and without async
+scheduling."""
 
 import json
 import re
@@ -53,9 +54,11 @@ SCHEMAS = {
 }
 
 
-@pytest.fixture(scope="module")
-def built(smollm_dir):
-    return build(smollm_dir)
+@pytest.fixture(scope="module", params=[False, True], ids=["sync", "async-scheduling"])
+def built(smollm_dir, request):
+    """Under async scheduling a constrained step is launched with the step before in flight, and
+    reads that step's draws (feeding the grammars) once its own forward pass is queued."""
+    return build(smollm_dir, async_scheduling=request.param)
 
 
 def chat(tokenizer, text: str) -> list[int]:
