@@ -54,3 +54,21 @@ def stable_runtime():
     (runtime,) = start_runtimes(("--revision", "r1"))
     yield runtime
     runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def stable_router(stable_runtime):
+    """`shoal router` in front of the stable runtime, pool `chat` serving MODEL; one per test module."""
+    from tests.router.harness import RouterProcess, pool
+
+    router = RouterProcess([pool("chat", {"r1": [stable_runtime]}, model=MODEL)]).wait_ready()
+    yield router
+    assert router.stop() == 0, router.logs()
+
+
+@pytest.fixture(scope="module")
+def sdk_client(stable_router):
+    """The official OpenAI SDK, as the quiet tenant, against stable_router."""
+    import openai
+
+    return openai.OpenAI(base_url=stable_router.base_url + "/v1", api_key="sk-test-quiet", max_retries=0, timeout=60)

@@ -5,28 +5,15 @@ import openai
 import pytest
 
 from tests.router.conftest import MODEL
-from tests.router.harness import RouterProcess, pool
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def router(stable_runtime):
-    router = RouterProcess([pool("chat", {"r1": [stable_runtime]}, model=MODEL)]).wait_ready()
-    yield router
-    assert router.stop() == 0, router.logs()
-
-
-@pytest.fixture(scope="module")
-def client(router) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-test-quiet", max_retries=0, timeout=60)
 
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def test_chat_completion(client):
-    completion = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
+def test_chat_completion(sdk_client):
+    completion = sdk_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
     choice = completion.choices[0]
     assert "Paris" in choice.message.content and choice.message.role == "assistant"
     assert choice.finish_reason == "stop"
@@ -37,10 +24,10 @@ def test_chat_completion(client):
     assert completion.model == MODEL and completion.system_fingerprint == "shoal-r1"
 
 
-def test_chat_streaming_matches_the_whole_answer(client):
-    whole = client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
+def test_chat_streaming_matches_the_whole_answer(sdk_client):
+    whole = sdk_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=0, max_tokens=32)
     chunks = list(
-        client.chat.completions.create(
+        sdk_client.chat.completions.create(
             model=MODEL,
             messages=QUESTION,
             temperature=0,
@@ -55,13 +42,10 @@ def test_chat_streaming_matches_the_whole_answer(client):
     assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
 
-def test_completions_streaming_and_not_with_logprobs(client):
-    whole = client.completions.create(
-        model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, logprobs=2
-    )
-    chunks = list(
-        client.completions.create(model=MODEL, prompt="The quick brown fox", max_tokens=6, temperature=0, stream=True)
-    )
+def test_completions_streaming_and_not_with_logprobs(sdk_client):
+    asked = {"model": MODEL, "prompt": "The quick brown fox", "max_tokens": 6, "temperature": 0}
+    whole = sdk_client.completions.create(**asked, logprobs=2)
+    chunks = list(sdk_client.completions.create(**asked, stream=True))
     assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens == 6
     assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
     logprobs = whole.choices[0].logprobs
@@ -69,42 +53,41 @@ def test_completions_streaming_and_not_with_logprobs(client):
     assert all(len(top) == 2 for top in logprobs.top_logprobs)
 
 
-def test_chat_logprobs_and_seeded_sampling(client):
-    first = client.chat.completions.create(
+def test_chat_logprobs_and_seeded_sampling(sdk_client):
+    first = sdk_client.chat.completions.create(
         model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0, logprobs=True, top_logprobs=3
     )
-    second = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0)
+    second = sdk_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8, seed=11, temperature=1.0)
     assert first.choices[0].message.content == second.choices[0].message.content
     content = first.choices[0].logprobs.content
     assert len(content) == first.usage.completion_tokens and all(len(t.top_logprobs) == 3 for t in content)
 
 
-def test_models_list(client):
-    assert [m.id for m in client.models.list()] == [MODEL]
-    assert client.models.retrieve(MODEL).id == MODEL
+def test_models_list(sdk_client):
+    assert [m.id for m in sdk_client.models.list()] == [MODEL]
+    assert sdk_client.models.retrieve(MODEL).id == MODEL
 
 
-def test_errors_are_the_sdks_typed_exceptions(client, router):
+def test_errors_are_the_sdks_typed_exceptions(sdk_client, stable_router):
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-wrong", max_retries=0).chat.completions.create(
-            model=MODEL, messages=QUESTION
-        )
+        wrong_key = openai.OpenAI(base_url=stable_router.base_url + "/v1", api_key="sk-wrong", max_retries=0)
+        wrong_key.chat.completions.create(model=MODEL, messages=QUESTION)
     with pytest.raises(openai.NotFoundError) as missing:
-        client.chat.completions.create(model="gpt-9", messages=QUESTION)
+        sdk_client.chat.completions.create(model="gpt-9", messages=QUESTION)
     assert missing.value.code == "model_not_found"
     with pytest.raises(openai.BadRequestError) as bad:
-        client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=3)
+        sdk_client.chat.completions.create(model=MODEL, messages=QUESTION, temperature=3)
     assert bad.value.param == "temperature"
     with pytest.raises(openai.BadRequestError) as unknown:
-        client.chat.completions.create(model=MODEL, messages=QUESTION, extra_body={"mirostat": 2})
+        sdk_client.chat.completions.create(model=MODEL, messages=QUESTION, extra_body={"mirostat": 2})
     assert unknown.value.param == "mirostat"
     with pytest.raises(openai.BadRequestError) as too_long:  # refused by the runtime: longer than its context
-        client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=100_000)
+        sdk_client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=100_000)
     assert too_long.value.param == "max_tokens"
     with pytest.raises(openai.BadRequestError) as too_many:  # the runtime's --max-n
-        client.chat.completions.create(model=MODEL, messages=QUESTION, n=17)
+        sdk_client.chat.completions.create(model=MODEL, messages=QUESTION, n=17)
     assert too_many.value.param == "n"
-    noisy = openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-test-noisy", max_retries=0)
+    noisy = openai.OpenAI(base_url=stable_router.base_url + "/v1", api_key="sk-test-noisy", max_retries=0)
     streams = [noisy.completions.create(model=MODEL, prompt="Count:", max_tokens=64, stream=True) for _ in range(2)]
     try:
         with pytest.raises(openai.RateLimitError) as limited:  # the noisy tenant may run 2 at once
@@ -117,13 +100,13 @@ def test_errors_are_the_sdks_typed_exceptions(client, router):
     assert int(limited.value.response.headers["retry-after"]) >= 1
 
 
-def test_n_choices_streamed_and_not(client):
+def test_n_choices_streamed_and_not(sdk_client):
     asked = {"model": MODEL, "messages": QUESTION, "max_tokens": 10, "temperature": 1.0, "seed": 5, "n": 3}
-    whole = client.chat.completions.create(**asked)
+    whole = sdk_client.chat.completions.create(**asked)
     assert [c.index for c in whole.choices] == [0, 1, 2]
     assert len({c.message.content for c in whole.choices}) == 3  # seeds 5, 6 and 7
     assert whole.usage.completion_tokens == 30 and whole.usage.prompt_tokens < 40  # the prompt counted once
-    chunks = list(client.chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
+    chunks = list(sdk_client.chat.completions.create(**asked, stream=True, stream_options={"include_usage": True}))
     texts, finishes = {}, {}
     for chunk in chunks:
         for choice in chunk.choices:
@@ -133,5 +116,5 @@ def test_n_choices_streamed_and_not(client):
     assert texts == {c.index: c.message.content for c in whole.choices}
     assert finishes == {0: "length", 1: "length", 2: "length"}
     assert chunks[-1].usage.completion_tokens == 30
-    completions = client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, n=2, seed=1)
+    completions = sdk_client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, n=2, seed=1)
     assert [c.index for c in completions.choices] == [0, 1] and completions.usage.completion_tokens == 10

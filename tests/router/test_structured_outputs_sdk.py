@@ -12,23 +12,10 @@ import openai
 import pytest
 
 from tests.router.conftest import MODEL
-from tests.router.harness import RouterProcess, pool
 from tests.runtime.test_structured_outputs import SCHEMAS
 
 pytestmark = pytest.mark.integration
 ASK = [{"role": "user", "content": "Describe a person as JSON."}]
-
-
-@pytest.fixture(scope="module")
-def router(stable_runtime):
-    router = RouterProcess([pool("chat", {"r1": [stable_runtime]}, model=MODEL)]).wait_ready()
-    yield router
-    assert router.stop() == 0, router.logs()
-
-
-@pytest.fixture(scope="module")
-def client(router) -> openai.OpenAI:
-    return openai.OpenAI(base_url=router.base_url + "/v1", api_key="sk-test-quiet", max_retries=0, timeout=60)
 
 
 def json_schema(name: str, schema: dict) -> dict:
@@ -36,8 +23,8 @@ def json_schema(name: str, schema: dict) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMAS))
-def test_json_schema_content_validates(client, name):
-    completion = client.chat.completions.create(
+def test_json_schema_content_validates(sdk_client, name):
+    completion = sdk_client.chat.completions.create(
         model=MODEL, messages=ASK, temperature=0, max_tokens=160, response_format=json_schema(name, SCHEMAS[name])
     )
     choice = completion.choices[0]
@@ -45,21 +32,21 @@ def test_json_schema_content_validates(client, name):
     assert choice.finish_reason == "stop"
 
 
-def test_json_object_streamed_and_not(client):
+def test_json_object_streamed_and_not(sdk_client):
     capital = [{"role": "user", "content": 'Answer in JSON, as {"capital": ...}: what is the capital of France?'}]
     asked = {"model": MODEL, "messages": capital, "temperature": 0, "max_tokens": 60}
-    whole = client.chat.completions.create(**asked, response_format={"type": "json_object"})
+    whole = sdk_client.chat.completions.create(**asked, response_format={"type": "json_object"})
     assert whole.choices[0].finish_reason == "stop", whole.choices[0].message.content
     assert isinstance(json.loads(whole.choices[0].message.content), dict)
-    chunks = client.chat.completions.create(**asked, response_format={"type": "json_object"}, stream=True)
+    chunks = sdk_client.chat.completions.create(**asked, response_format={"type": "json_object"}, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
 
 
-def test_vllm_structured_outputs_on_chat_and_completions(client):
+def test_vllm_structured_outputs_on_chat_and_completions(sdk_client):
     question = [{"role": "user", "content": "What is the capital of France?"}]
 
     def chat(constraint: dict) -> str:
-        completion = client.chat.completions.create(
+        completion = sdk_client.chat.completions.create(
             model=MODEL, messages=question, temperature=0, max_tokens=20, extra_body={"structured_outputs": constraint}
         )
         return completion.choices[0].message.content
@@ -67,7 +54,7 @@ def test_vllm_structured_outputs_on_chat_and_completions(client):
     assert chat({"choice": ["Paris", "Rome", "a.b (c)"]}) in ("Paris", "Rome", "a.b (c)")
     assert re.fullmatch(r"[A-Z][a-z]+", chat({"regex": "[A-Z][a-z]+"}))
     assert chat({"grammar": 'root ::= "yes" | "no"'}) in ("yes", "no")
-    completion = client.completions.create(
+    completion = sdk_client.completions.create(
         model=MODEL,
         prompt="The year is",
         max_tokens=8,
@@ -93,7 +80,7 @@ def test_vllm_structured_outputs_on_chat_and_completions(client):
         ({"extra_body": {"structured_outputs": {"choice": []}}}, "structured_outputs.choice"),
     ],
 )
-def test_bad_constraints_are_400s_naming_the_parameter(client, kwargs, param):
+def test_bad_constraints_are_400s_naming_the_parameter(sdk_client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=8, **kwargs)
+        sdk_client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=8, **kwargs)
     assert caught.value.param == param, caught.value.message
