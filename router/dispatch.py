@@ -133,8 +133,7 @@ class Generation:
         self.finals: list[pb.GenerateResponse] = []  # each choice's last message, in the order they came
         self._admitted = False
         self._closed = False
-        self._last_at: float | None = None  # the last message of any choice
-        self._choice_last_at: dict[int, float] = {}  # each choice's last message: its token gaps are its own
+        self._last_at: dict[int, float] = {}  # each choice's last message: its token gaps are its own
         self._gaps: list[float] = []
         self._completion_tokens = 0
 
@@ -199,13 +198,13 @@ class Generation:
             await self.close(error)
             raise error
         now = self.d.clock()
-        if self._last_at is None:
+        if not self._last_at:
             ttft = now - self.arrival
             self.d.measurements.record_first_token(self.pool.name, self.revision, self.request.qos, ttft, now)
             self.d.metrics.first_token(self.pool.name, self.revision, self.request.qos, ttft)
-        elif message.index in self._choice_last_at:
-            self._gaps.append(now - self._choice_last_at[message.index])
-        self._last_at = self._choice_last_at[message.index] = now
+        elif message.index in self._last_at:
+            self._gaps.append(now - self._last_at[message.index])
+        self._last_at[message.index] = now
         self._completion_tokens += len(message.token_ids)
         if message.finish_reason == pb.FINISH_REASON_ABORT:
             error = Unavailable("The model server aborted the request (it is shutting down or failed).")
@@ -242,7 +241,7 @@ class Generation:
         the request was cut short after the runtime started it; none when it never started."""
         if self.finished:  # the prompt once, every choice's completion
             return self.finals[0].usage.prompt_tokens, sum(f.usage.completion_tokens for f in self.finals)
-        if self._last_at is None:  # not a message from the runtime
+        if not self._last_at:  # not a message from the runtime
             return 0, 0
         return self.leases[0].estimated_tokens, self._completion_tokens
 
