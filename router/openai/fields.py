@@ -6,6 +6,7 @@ accepts only at their do-nothing value (`logit_bias: {}`, `tools: []`, ...) are 
 anything else is refused as OpenAI does ("Unrecognized request argument supplied: X").
 """
 
+import contextlib
 import math
 
 from shoal.router.errors import InvalidRequest
@@ -119,6 +120,15 @@ class Body:
                 raise InvalidRequest(name, f"Missing required parameter: '{name}'.")
             return default
         return value
+
+
+@contextlib.contextmanager
+def prefixed(prefix: str):
+    """Names a nested object's fields with their parent's path (`messages[0].role`)."""
+    try:
+        yield
+    except InvalidRequest as error:
+        raise InvalidRequest(prefix + (error.param or ""), error.message) from None
 
 
 def _type_error(name: str, value, expected: str) -> InvalidRequest:

@@ -10,11 +10,10 @@ Here the body's JSON types are checked; the values' ranges, the stop list, roles
 checked by request.validated, the same function the gRPC API calls, so both refuse the same requests.
 """
 
-import contextlib
 from dataclasses import dataclass
 
 from shoal.router.errors import InvalidRequest
-from shoal.router.openai.fields import Body
+from shoal.router.openai.fields import Body, prefixed
 from shoal.router.openai.structured import structured_output
 from shoal.router.request import INT32_MAX, MAX_TOP_LOGPROBS, Prompt, validated
 from shoal.v1 import runtime_pb2 as pb
@@ -92,7 +91,7 @@ def _finish(body: Body, model: str, prompt: Prompt, sampling: pb.SamplingParams,
     if options is not None:
         if not stream:
             raise InvalidRequest("stream_options", "'stream_options' is only allowed when 'stream' is true.")
-        with _prefixed("stream_options."):
+        with prefixed("stream_options."):
             options_body = Body(options)
             include_usage = options_body.boolean("include_usage", False)
             options_body.ignored("continuous_usage_stats")
@@ -146,7 +145,7 @@ def _messages(body: Body) -> tuple[tuple[str, str], ...]:
         param = f"messages[{index}]"
         if not isinstance(message, dict):
             raise InvalidRequest(param, f"Invalid '{param}': expected an object.")
-        with _prefixed(param + "."):
+        with prefixed(param + "."):
             m = Body(message)
             role = m.string("role")
             content = _content(m.raw("content"))
@@ -187,12 +186,3 @@ def _completion_prompt(body: Body) -> Prompt:
     raise InvalidRequest(
         "prompt", "Invalid 'prompt': expected a string, an array of token ids, or an array with one of those."
     )
-
-
-@contextlib.contextmanager
-def _prefixed(prefix: str):
-    """Names a nested object's fields with their parent's path (`messages[0].role`)."""
-    try:
-        yield
-    except InvalidRequest as error:
-        raise InvalidRequest(prefix + (error.param or ""), error.message) from None

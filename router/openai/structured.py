@@ -13,7 +13,7 @@ import json
 import re
 
 from shoal.router.errors import InvalidRequest
-from shoal.router.openai.fields import Body
+from shoal.router.openai.fields import Body, prefixed
 from shoal.router.request import check_text
 from shoal.v1 import runtime_pb2 as pb
 
@@ -74,8 +74,10 @@ def _response_format(value) -> pb.StructuredOutput | None:
         )
     fields.boolean("strict", None)
     fields.string("description", None)
-    _done(fields, "response_format.json_schema.")
-    _done(body, "response_format.")
+    with prefixed("response_format.json_schema."):
+        fields.done()
+    with prefixed("response_format."):
+        body.done()
     return pb.StructuredOutput(json_schema=json.dumps(schema or {"type": "object"}))
 
 
@@ -118,10 +120,3 @@ def _vllm(value) -> pb.StructuredOutput | None:
 def _regex_literal(text: str) -> str:
     """The text as a regex that matches only it (xgrammar's regex dialect is ECMAScript's)."""
     return "(" + re.sub(r"([\\^$.|?*+()\[\]{}/-])", r"\\\1", text) + ")"
-
-
-def _done(body: Body, prefix: str) -> None:
-    try:
-        body.done()
-    except InvalidRequest as error:
-        raise InvalidRequest(prefix + (error.param or ""), error.message) from None
