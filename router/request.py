@@ -8,38 +8,38 @@ field), the stop list, chat roles, and text that UTF-8 can carry (JSON may hold 
 protobuf may not). The surfaces check only the shapes of their own formats (JSON types, proto oneofs).
 """
 
-import json
 import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import jsonschema
-
+from shoal.router.chat_prompt import checked_chat
 from shoal.router.errors import InvalidRequest
+from shoal.router.schemas import check_json_schema
+from shoal.router.text import check_text
 from shoal.v1 import runtime_pb2 as pb
 
 INT32_MAX = 2**31 - 1
 FLOAT32_MAX = 3.4028234663852886e38
-CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 MAX_TOP_LOGPROBS = 20  # OpenAI's and the runtime's cap
 MAX_STOP = 4  # OpenAI's cap on stop sequences
+FORCED_TOOL_CHOICES = (pb.TOOL_CHOICE_REQUIRED, pb.TOOL_CHOICE_NAMED)  # enforced by a grammar
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """Exactly one of text, token_ids or messages ((role, content) pairs, templated by the runtime)."""
+    """Exactly one of text, token_ids or chat (messages and tools, templated by the runtime)."""
 
     text: str | None = None
     token_ids: tuple[int, ...] | None = None
-    messages: tuple[tuple[str, str], ...] | None = None
+    chat: pb.ChatMessages | None = None
 
     def num_chars(self) -> int:
         if self.text is not None:
             return len(self.text)
         if self.token_ids is not None:
             return len(self.token_ids) * 4  # a token is ~4 characters
-        return sum(len(role) + len(content) for role, content in self.messages or ())
+        return sum(len(m.role) + len(m.content) for m in self._messages())
 
     def head(self, num_chars: int) -> str:
         """The prompt's first characters, for prefix affinity."""
@@ -47,15 +47,18 @@ class Prompt:
             return self.text[:num_chars]
         if self.token_ids is not None:
             return ",".join(map(str, self.token_ids))[:num_chars]
-        return "\0".join(f"{role}\0{content}" for role, content in self.messages or ())[:num_chars]
+        return "\0".join(f"{m.role}\0{m.content}" for m in self._messages())[:num_chars]
 
     def to_proto(self, request: pb.GenerateRequest) -> None:
         if self.text is not None:
             request.text = self.text
         elif self.token_ids is not None:
             request.token_ids.ids.extend(self.token_ids)
-        else:
-            request.chat.messages.extend(pb.ChatMessage(role=r, content=c) for r, c in self.messages or ())
+        elif self.chat is not None:
+            request.chat.CopyFrom(self.chat)
+
+    def _messages(self):
+        return self.chat.messages if self.chat is not None else ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,11 @@ def validated(
         elif key in SAMPLING_LIMITS:
             for item in value if isinstance(value, list) else [value]:
                 SAMPLING_LIMITS[key].check(name(key), item)
+    if "structured" in sampling and prompt.chat is not None and prompt.chat.tool_choice in FORCED_TOOL_CHOICES:
+        raise InvalidRequest(
+            name("tool_choice"),
+            f"Invalid '{name('tool_choice')}': a call it forces cannot follow another output constraint as well.",
+        )
     return prompt, pb.SamplingParams(**sampling)
 
 
@@ -139,15 +147,10 @@ def _check_structured(name: Callable[[str], str], structured: pb.StructuredOutpu
     value = getattr(structured, kind)
     if kind == "json_object":
         return
-    check_text(param, value)
     if kind == "json_schema":
-        try:
-            schema = json.loads(value)
-            jsonschema.validators.validator_for(schema).check_schema(schema)
-        except ValueError as error:
-            raise InvalidRequest(param, f"Invalid '{param}': not JSON ({error}).") from None
-        except jsonschema.SchemaError as error:
-            raise InvalidRequest(param, f"Invalid JSON schema for '{param}': {error.message}.") from None
+        check_json_schema(param, value)
+    else:
+        check_text(param, value)
 
 
 def _check_stop(name: str, stop: list[str]) -> None:
@@ -169,23 +172,4 @@ def _checked_prompt(prompt: Prompt, name: Callable[[str], str]) -> Prompt:
         for token_id in prompt.token_ids:
             TOKEN_ID.check(name("prompt"), token_id)
         return prompt
-    if not prompt.messages:
-        raise InvalidRequest(name("messages"), f"Invalid '{name('messages')}': expected a non-empty array of messages.")
-    for index, (role, content) in enumerate(prompt.messages):
-        if role not in CHAT_ROLES:
-            role_name = name(f"messages[{index}].role")
-            raise InvalidRequest(
-                role_name, f"Invalid value for '{role_name}': expected one of {', '.join(CHAT_ROLES)}, got {role!r}."
-            )
-        check_text(name(f"messages[{index}].content"), content)
-    return Prompt(messages=tuple(("system" if r == "developer" else r, c) for r, c in prompt.messages))
-
-
-def check_text(name: str, text: str) -> None:
-    """Refuses text with lone surrogates (JSON's "\\ud800"), which UTF-8, and so protobuf, cannot carry."""
-    try:
-        text.encode()
-    except UnicodeEncodeError as error:
-        raise InvalidRequest(
-            name, f"Invalid '{name}': not valid Unicode text (a lone surrogate at position {error.start})."
-        ) from None
+    return Prompt(chat=checked_chat(prompt.chat or pb.ChatMessages(), name))

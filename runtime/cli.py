@@ -13,6 +13,7 @@ from shoal.runtime.config import (
     GPU_MAX_NUM_BATCHED_TOKENS,
     KERNELS,
     LOAD_FORMATS,
+    TOOL_CALL_PARSERS,
     EngineConfig,
     ServerConfig,
 )
@@ -113,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sched.add_argument(
         "--max-n", type=int, default=server_config.max_n, help="choices one request may ask for (OpenAI's n)"
     )
+    sched.add_argument(
+        "--tool-call-parser",
+        choices=TOOL_CALL_PARSERS,
+        default=server_config.tool_call_parser,
+        help="the syntax the model writes function calls in (auto: read from its chat template)",
+    )
 
     server = parser.add_argument_group("server")
     server.add_argument("--host", default=server_config.host)
@@ -189,6 +196,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         metrics_port=args.metrics_port,
         max_waiting=args.max_waiting,
         max_n=args.max_n,
+        tool_call_parser=args.tool_call_parser,
         pool=args.pool,
         revision=args.revision,
         shutdown_grace_s=args.shutdown_grace,

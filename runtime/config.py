@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 
 from shoal.constants import RUNTIME_GRPC_PORT, RUNTIME_METRICS_PORT
+from shoal.runtime.tools.family import AUTO_PARSER
+from shoal.runtime.tools.family import PARSERS as TOOL_CALL_PARSERS
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 LOAD_FORMATS = ("auto", "gguf", "safetensors", "dummy")
@@ -72,6 +74,7 @@ class ServerConfig:
     metrics_port: int = RUNTIME_METRICS_PORT
     max_waiting: int = 1024
     max_n: int = 16  # choices one request may ask for (GenerateRequest.n)
+    tool_call_parser: str = AUTO_PARSER  # the syntax the model writes function calls in (runtime/tools/family.py)
     pool: str = ""
     revision: str = ""
     shutdown_grace_s: float = 30.0
@@ -87,6 +90,7 @@ class ServerConfig:
                 raise ValueError(f"{name} must be in [0, 65535], got {value}")
         _at_least("max_waiting", self.max_waiting, 0)
         _at_least("max_n", self.max_n, 1)
+        _choice("tool_call_parser", self.tool_call_parser, TOOL_CALL_PARSERS)
         if self.shutdown_grace_s < 0:
             raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s}")
         if self.fault_latency_s < 0:

@@ -49,7 +49,7 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
             built.tokenizer,
             built.info,
             metrics,
-            Served(server_config.pool, server_config.revision, server_config.max_n),
+            Served(server_config.pool, server_config.revision, server_config.max_n, server_config.tool_call_parser),
             faults,
         ),
         grpc_server,

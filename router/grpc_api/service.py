@@ -55,6 +55,7 @@ class InferenceService(router_pb2_grpc.InferenceServicer):
                         stop_reason=message.stop_reason,
                         usage=message.usage if message.HasField("usage") else None,
                         index=message.index,
+                        tool_calls=message.tool_calls,
                     )
             finally:
                 await generation.close()
@@ -103,5 +104,5 @@ def _prompt(request: rpb.InferenceRequest) -> Prompt:
     if kind == "token_ids":
         return Prompt(token_ids=tuple(request.token_ids.ids))
     if kind == "chat":
-        return Prompt(messages=tuple((m.role, m.content) for m in request.chat.messages))
+        return Prompt(chat=request.chat)
     raise InvalidRequest("prompt", "one of text, token_ids or chat is required")

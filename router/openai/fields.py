@@ -10,7 +10,8 @@ import contextlib
 import math
 
 from shoal.router.errors import InvalidRequest
-from shoal.router.request import Limit, check_text
+from shoal.router.request import Limit
+from shoal.router.text import check_text
 
 _MISSING = object()
 

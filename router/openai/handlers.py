@@ -1,10 +1,9 @@
-"""POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/{model}].
+"""POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/{model}], and POST /v1/responses
+(answered by responses_api/).
 
-A request: API key -> tenant (401), JSON body (400/413), parameters (400), QoS class, then the
-dispatcher (404 unknown model, 429 limits or overload, 503 no backend, 400/500 from the runtime).
-Nothing is sent before the runtime's first message, so those are all plain JSON errors; after it,
-a streamed response reports a failure as an SSE `error` event. Every response carries the
-tenant's x-ratelimit-* headers, x-request-id and x-shoal-revision (which revision served it).
+Every generating request goes through admission.py first. Nothing is sent before the runtime's
+first message, so refusals are all plain JSON errors; after it, a streamed response reports a
+failure as an SSE `error` event.
 """
 
 import contextlib
@@ -16,13 +15,14 @@ from aiohttp import web
 
 from shoal.router.dispatch import Dispatcher, Generation
 from shoal.router.errors import NotFound, RouterError
-from shoal.router.identity import QOS_HEADER, SESSION_HEADER, Authenticator, qos_class
+from shoal.router.identity import Authenticator
 from shoal.router.openai import responses
-from shoal.router.openai.errors import read_json
+from shoal.router.openai.admission import Admission
+from shoal.router.openai.best_of import best_choices
 from shoal.router.openai.parsing import ParsedRequest, parse_chat, parse_completion
 from shoal.router.openai.responses import ChunkChoice
+from shoal.router.openai.responses_api.handler import create_response
 from shoal.router.openai.sse import SseStream
-from shoal.router.request import InferenceRequest
 from shoal.v1 import runtime_pb2 as pb
 
 
@@ -39,7 +39,6 @@ class _Endpoint:
     chunk_text: Callable[[str], object]
     finish_delta: object  # what the chunk that carries finish_reason holds
     logprobs: Callable  # (messages, text_offset) -> dict
-    prompt_param: str  # what the runtime's `prompt` field is called here
 
 
 CHAT = _Endpoint(
@@ -52,7 +51,6 @@ CHAT = _Endpoint(
     lambda text: {"content": text},
     {},
     lambda messages, offset: responses.chat_logprobs(messages),
-    "messages",
 )
 COMPLETIONS = _Endpoint(
     parse_completion,
@@ -64,7 +62,6 @@ COMPLETIONS = _Endpoint(
     lambda text: text,
     "",
     responses.completion_logprobs,
-    "prompt",
 )
 
 
@@ -72,13 +69,14 @@ class OpenAIHandlers:
     def __init__(self, dispatcher: Dispatcher, auth: Authenticator, body_timeout_s: float):
         self.dispatcher = dispatcher
         self.auth = auth
-        self.body_timeout_s = body_timeout_s
+        self.admission = Admission(dispatcher, auth, body_timeout_s)
         self.started = int(time.time())
 
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post("/v1/chat/completions", self.chat_completions),
             web.post("/v1/completions", self.completions),
+            web.post("/v1/responses", self.responses),
             web.get("/v1/models", self.list_models),
             web.get("/v1/models/{model:.+}", self.get_model),
         ]
@@ -88,6 +86,9 @@ class OpenAIHandlers:
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, COMPLETIONS)
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        return await create_response(request, self.admission)
 
     async def list_models(self, request: web.Request) -> web.Response:
         self.auth.tenant(request.headers.get("Authorization"))
@@ -102,45 +103,22 @@ class OpenAIHandlers:
         return web.json_response(responses.model_object(model, self.started))
 
     async def _generate(self, request: web.Request, endpoint: _Endpoint) -> web.StreamResponse:
-        tenant = self.auth.tenant(request.headers.get("Authorization"))
-        parsed = inference = None
-        limit_headers = lambda: self.dispatcher.limit_headers(tenant, parsed.model if parsed else None)  # noqa: E731
-        try:
-            parsed = endpoint.parse(await read_json(request, self.body_timeout_s))
-            qos = qos_class(
-                self.auth.default_qos(tenant), request.headers.get(QOS_HEADER), parsed.service_tier, parsed.priority
-            )
-            inference = InferenceRequest(
-                model=parsed.model,
-                prompt=parsed.prompt,
-                sampling=parsed.sampling,
-                tenant=tenant,
-                qos=qos,
-                session_key=request.headers.get(SESSION_HEADER) or parsed.user,
-                n=parsed.n,
-            )
-            generation = await self.dispatcher.start(inference)
-        except RouterError as error:
-            if inference is None:  # refused here, before the dispatcher (which counts its own refusals)
-                self.dispatcher.metrics.refused("", self.auth.default_qos(tenant), tenant, error.http_status)
-            if error.param == "prompt":
-                error.param = endpoint.prompt_param
-            error.headers = {**limit_headers(), **error.headers}
-            raise
-        try:
+        async with self.admission.admitted(request, endpoint.parse) as admitted:
+            parsed, generation = admitted.parsed, admitted.generation
             meta = responses.ResponseMeta(
-                endpoint.id_prefix + inference.request_id,
+                endpoint.id_prefix + admitted.inference.request_id,
                 parsed.model,
                 generation.revision,
-                "flex" if qos == "batch" else "default",
+                admitted.service_tier,
             )
-            headers = {**limit_headers(), "x-request-id": inference.request_id, "x-shoal-revision": generation.revision}
             if parsed.stream:
-                return await self._stream(request, endpoint, parsed, meta, generation, headers)
+                return await self._stream(request, endpoint, parsed, meta, generation, admitted.headers)
             messages = [m async for m in generation.messages()]
-            return web.json_response(endpoint.full(meta, messages, parsed.logprobs), headers=headers)
-        finally:
-            await generation.close()
+            if parsed.best_of is None:
+                return web.json_response(endpoint.full(meta, messages, parsed.logprobs), headers=admitted.headers)
+            body = endpoint.full(meta, best_choices(messages, parsed.n, parsed.logprobs), parsed.logprobs)
+            body["usage"] = responses.usage(generation.finals)  # every generated choice counts, as at OpenAI
+            return web.json_response(body, headers=admitted.headers)
 
     async def _stream(
         self,
@@ -167,6 +145,9 @@ class OpenAIHandlers:
                 if message.text or logprobs is not None:
                     choice = ChunkChoice(index, logprobs=logprobs)
                     await sse.send(endpoint.chunk(meta, endpoint.chunk_text(message.text), usage, choice))
+                if message.tool_calls:  # only a chat request with tools has them
+                    delta = {"tool_calls": responses.tool_call_deltas(message.tool_calls)}
+                    await sse.send(endpoint.chunk(meta, delta, usage, ChunkChoice(index)))
                 text_offsets[index] += len(message.text)
                 if message.finish_reason != pb.FINISH_REASON_UNSPECIFIED:
                     finish = ChunkChoice(index, responses.FINISH_REASONS[message.finish_reason])

@@ -4,18 +4,21 @@ Supported: OpenAI's sampling parameters (temperature, top_p, max_tokens / max_co
 stop, seed, presence/frequency penalties, logprobs), streaming with stream_options.include_usage,
 user, service_tier, and vLLM's extras (top_k, min_p, repetition_penalty, ignore_eos,
 stop_token_ids, skip_special_tokens, priority); output constraints from `response_format` and vLLM's
-`structured_outputs` (structured.py), and `n` choices. One prompt per request.
+`structured_outputs` (structured.py), `n` choices, and on completions `best_of` (best_of.py). One
+prompt per request.
 
 Here the body's JSON types are checked; the values' ranges, the stop list, roles and text are
 checked by request.validated, the same function the gRPC API calls, so both refuse the same requests.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.fields import Body, prefixed
 from shoal.router.openai.structured import structured_output
+from shoal.router.openai.tools import openai_field, read_tool_calls, read_tools
 from shoal.router.request import INT32_MAX, MAX_TOP_LOGPROBS, Prompt, validated
+from shoal.router.text import check_text
 from shoal.v1 import runtime_pb2 as pb
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -33,12 +36,23 @@ class ParsedRequest:
     priority: int | None
     user: str | None
     n: int = 1  # choices; the runtime caps it (--max-n) and names `n` when over
+    best_of: int | None = None  # completions: choices generated, of which the n best are returned
+    prompt_param: str = "messages"  # what this endpoint calls the runtime's `prompt`
+
+    @property
+    def runtime_n(self) -> int:
+        return self.best_of or self.n
+
+    def runtime_field(self, param: str) -> str:
+        if param == "prompt":
+            return self.prompt_param
+        return "best_of" if param == "n" and self.best_of is not None else param
 
 
 def parse_chat(data: object) -> ParsedRequest:
     body = Body(data)
     model = body.string("model")
-    messages = _messages(body)
+    chat = pb.ChatMessages(messages=_messages(body))
     sampling = _sampling(body)
     max_tokens = body.integer("max_completion_tokens", None)
     legacy_max = body.integer("max_tokens", None)
@@ -52,8 +66,7 @@ def parse_chat(data: object) -> ParsedRequest:
         raise InvalidRequest("top_logprobs", "'top_logprobs' requires 'logprobs' to be true.")
     if logprobs:
         sampling["logprobs"] = top_logprobs or 0
-    body.no_op("tools", [])
-    body.no_op("tool_choice", "none")
+    read_tools(body, chat)
     body.no_op("functions", [])
     body.no_op("function_call", "none")
     body.no_op("modalities", ["text"])
@@ -61,7 +74,7 @@ def parse_chat(data: object) -> ParsedRequest:
     if structured is not None:
         sampling["structured"] = structured
     named = "max_completion_tokens" if body.has("max_completion_tokens") else "max_tokens"
-    prompt, params = validated(Prompt(messages=messages), sampling, lambda f: named if f == "max_tokens" else f)
+    prompt, params = validated(Prompt(chat=chat), sampling, lambda f: named if f == "max_tokens" else openai_field(f))
     return _finish(body, model, prompt, params, logprobs)
 
 
@@ -76,12 +89,21 @@ def parse_completion(data: object) -> ParsedRequest:
         sampling["logprobs"] = logprobs
     body.no_op("echo", False)
     body.no_op("suffix", "")
-    body.no_op("best_of", 1)
+    best_of = body.integer("best_of", None, minimum=1, maximum=INT32_MAX)
+    if best_of is not None and logprobs is None:
+        sampling["logprobs"] = 0  # each token's own logprob ranks the choices
     structured = structured_output(body, chat=False)
     if structured is not None:
         sampling["structured"] = structured
     prompt, params = validated(prompt, sampling)
-    return _finish(body, model, prompt, params, logprobs is not None)
+    parsed = replace(_finish(body, model, prompt, params, logprobs is not None), prompt_param="prompt")
+    if best_of is None:
+        return parsed
+    if best_of < parsed.n:
+        raise InvalidRequest("best_of", f"'best_of' ({best_of}) must be greater than or equal to 'n' ({parsed.n}).")
+    if parsed.stream:
+        raise InvalidRequest("best_of", "'best_of' cannot be used with 'stream': the best are known only at the end.")
+    return replace(parsed, best_of=best_of)
 
 
 def _finish(body: Body, model: str, prompt: Prompt, sampling: pb.SamplingParams, logprobs: bool) -> ParsedRequest:
@@ -110,7 +132,7 @@ def _finish(body: Body, model: str, prompt: Prompt, sampling: pb.SamplingParams,
     )
     body.no_op("logit_bias", {})
     body.no_op("store", False)
-    body.ignored("metadata", "parallel_tool_calls")
+    body.ignored("metadata")
     body.done()
     return parsed
 
@@ -134,7 +156,7 @@ def _sampling(body: Body) -> dict[str, object]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _messages(body: Body) -> tuple[tuple[str, str], ...]:
+def _messages(body: Body) -> list[pb.ChatMessage]:
     messages = body.raw("messages")
     if messages is None:
         raise InvalidRequest("messages", "Missing required parameter: 'messages'.")
@@ -148,12 +170,23 @@ def _messages(body: Body) -> tuple[tuple[str, str], ...]:
         with prefixed(param + "."):
             m = Body(message)
             role = m.string("role")
-            content = _content(m.raw("content"))
-            m.ignored("name", "tool_call_id")
-            m.no_op("tool_calls", [])
+            tool_calls = m.raw("tool_calls")
+            calls = read_tool_calls(tool_calls) if tool_calls is not None else []
+            content = m.raw("content")
+            # An assistant's turn that only calls functions has no content (OpenAI sends null).
+            text = "" if content is None and role == "assistant" and calls else _content(content)
+            check_text("content", text)
+            out.append(
+                pb.ChatMessage(
+                    role=role,
+                    content=text,
+                    tool_calls=calls,
+                    tool_call_id=m.string("tool_call_id", ""),
+                    name=m.string("name", ""),
+                )
+            )
             m.done()
-        out.append((role, content))
-    return tuple(out)
+    return out
 
 
 def _content(content) -> str:

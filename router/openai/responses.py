@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 
 from shoal.v1 import runtime_pb2 as pb
 
-FINISH_REASONS = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length"}
+FINISH_REASONS = {
+    pb.FINISH_REASON_STOP: "stop",
+    pb.FINISH_REASON_LENGTH: "length",
+    pb.FINISH_REASON_TOOL_CALLS: "tool_calls",
+}
 
 
 @dataclass
@@ -78,13 +82,53 @@ def completion_logprobs(messages: list[pb.GenerateResponse], text_offset: int = 
     return {"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top, "text_offset": offsets}
 
 
+def tool_calls(messages: list[pb.GenerateResponse]) -> list[dict]:
+    """One choice's function calls, put together from their streamed pieces."""
+    calls: dict[int, dict] = {}
+    for message in messages:
+        for piece in message.tool_calls:
+            call = calls.setdefault(
+                piece.index, {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            call["id"] = call["id"] or piece.id
+            call["function"]["name"] = call["function"]["name"] or piece.name
+            call["function"]["arguments"] += piece.arguments
+    return [calls[index] for index in sorted(calls)]
+
+
+def tool_call_deltas(pieces) -> list[dict]:
+    """A streamed chunk's `tool_calls`: id, type and name with a call's first piece, then arguments."""
+    deltas = []
+    for piece in pieces:
+        delta: dict = {"index": piece.index}
+        if piece.id:
+            delta |= {
+                "id": piece.id,
+                "type": "function",
+                "function": {"name": piece.name, "arguments": piece.arguments},
+            }
+        else:
+            delta["function"] = {"arguments": piece.arguments}
+        deltas.append(delta)
+    return deltas
+
+
+def _assistant_message(choice: list[pb.GenerateResponse]) -> dict:
+    content = "".join(m.text for m in choice)
+    calls = tool_calls(choice)
+    message = {"role": "assistant", "content": content if content or not calls else None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
 def chat_completion(meta: ResponseMeta, messages: list[pb.GenerateResponse], logprobs: bool) -> dict:
     choices = by_choice(messages)
     return meta.header("chat.completion") | {
         "choices": [
             {
                 "index": choice[-1].index,
-                "message": {"role": "assistant", "content": "".join(m.text for m in choice), "refusal": None},
+                "message": _assistant_message(choice),
                 "logprobs": chat_logprobs(choice) if logprobs else None,
                 "finish_reason": FINISH_REASONS[choice[-1].finish_reason],
                 "stop_reason": choice[-1].stop_reason or None,

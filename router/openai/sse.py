@@ -1,4 +1,6 @@
-"""Server-sent events as OpenAI streams them: `data: {json}` per chunk, then `data: [DONE]`.
+"""Server-sent events as OpenAI streams them: for chat and completions `data: {json}` per chunk, then
+`data: [DONE]`; for the Responses API an `event: <type>` line before each `data:` line, and no
+`[DONE]` (its last event, response.completed or the like, says the stream is over).
 
 Each send waits until the socket has taken the bytes, so a client that stops reading stops the
 stream (and with it the reads from the runtime) instead of piling chunks up in memory.
@@ -25,6 +27,14 @@ class SseStream:
 
     async def send(self, obj: dict) -> None:
         await self.response.write(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
+
+    async def send_event(self, event: dict) -> None:
+        """A Responses API event, named by its `type`."""
+        data = json.dumps(event, separators=(",", ":")).encode()
+        await self.response.write(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+
+    async def end(self) -> None:
+        await self.response.write_eof()
 
     async def done(self) -> None:
         await self.response.write(b"data: [DONE]\n\n")

@@ -3,10 +3,12 @@
 OpenAI's `response_format` on chat: `{"type": "text"}` (nothing), `{"type": "json_object"}`, or
 `{"type": "json_schema", "json_schema": {"name", "schema", "strict"?, "description"?}}`. vLLM's
 `structured_outputs` on chat and completions: one of `json` (a schema, as an object or as JSON
-text), `regex`, `grammar` (EBNF), `choice` (a list of strings) or `json_object: true`. Only one
-constraint per request. Here the shapes are checked; `request.validated` checks a schema's
-validity for every surface, and the runtime compiles it (a regex or grammar it cannot compile is
-its INVALID_ARGUMENT, a 400 naming the field).
+text), `regex`, `grammar` (EBNF), `choice` (a list of strings), `json_object: true` or
+`structural_tag` (xgrammar's, as JSON text). The Responses API's `text.format` holds a named
+schema's fields flat; json_schema_output reads them for both. Only one constraint per request.
+Here the shapes are checked; `request.validated` checks a schema's validity for every surface, and
+the runtime compiles it (a regex or grammar it cannot compile is its INVALID_ARGUMENT, a 400
+naming the field).
 """
 
 import json
@@ -14,11 +16,11 @@ import re
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.fields import Body, prefixed
-from shoal.router.request import check_text
+from shoal.router.text import check_text
 from shoal.v1 import runtime_pb2 as pb
 
 SCHEMA_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-VLLM_KINDS = ("json", "regex", "grammar", "choice", "json_object")
+VLLM_KINDS = ("json", "regex", "grammar", "choice", "json_object", "structural_tag")
 
 
 def structured_output(body: Body, chat: bool) -> pb.StructuredOutput | None:
@@ -57,27 +59,28 @@ def _response_format(value) -> pb.StructuredOutput | None:
         raise InvalidRequest(
             "response_format.json_schema", "Missing required parameter: 'response_format.json_schema'."
         )
+    output = json_schema_output(spec, "response_format.json_schema")
+    with prefixed("response_format."):
+        body.done()
+    return output
+
+
+def json_schema_output(spec: dict, param: str) -> pb.StructuredOutput:
+    """A named schema's fields (`name`, `schema`, `strict`?, `description`?) -> the constraint; `param`
+    is where they sit (chat's `response_format.json_schema`, the Responses API's `text.format`)."""
     fields = Body(spec)
     name = fields.raw("name")
     if not isinstance(name, str) or not SCHEMA_NAME.fullmatch(name):
-        raise InvalidRequest(
-            "response_format.json_schema.name",
-            "Invalid 'response_format.json_schema.name': expected 1 to 64 letters, digits, '_' or '-'.",
-        )
+        raise InvalidRequest(f"{param}.name", f"Invalid '{param}.name': expected 1 to 64 letters, digits, '_' or '-'.")
     schema = fields.raw("schema")
     if schema is None:
         schema = {}  # OpenAI: without a schema, any JSON object
     if not isinstance(schema, dict):
-        raise InvalidRequest(
-            "response_format.json_schema.schema",
-            "Invalid type for 'response_format.json_schema.schema': expected an object.",
-        )
-    fields.boolean("strict", None)
-    fields.string("description", None)
-    with prefixed("response_format.json_schema."):
+        raise InvalidRequest(f"{param}.schema", f"Invalid type for '{param}.schema': expected an object.")
+    with prefixed(param + "."):
+        fields.boolean("strict", None)
+        fields.string("description", None)
         fields.done()
-    with prefixed("response_format."):
-        body.done()
     return pb.StructuredOutput(json_schema=json.dumps(schema or {"type": "object"}))
 
 

@@ -1,9 +1,13 @@
-"""The realtime session's events, text only, named as OpenAI's Realtime API (beta) names them.
+"""The realtime session's events, text and function calls only, named as OpenAI's Realtime API
+(beta) names them.
 
 Client -> router: session.update, conversation.item.create, response.create, response.cancel.
 Router -> client: session.created, session.updated, conversation.item.created, response.created,
-response.text.delta, response.text.done, response.done, error.
-Pure: parsing client events into settings and conversation items, and building server events.
+response.text.delta, response.text.done, response.output_item.added,
+response.function_call_arguments.delta, response.function_call_arguments.done,
+response.output_item.done, response.done, error.
+Pure: parsing client events into settings (openai/flat_tools.py reads the function tools), and building server
+events; the conversation's items are items.py's.
 Values are checked here, as they arrive, for what the runtime's request can carry (max_tokens is an
 int32; text must be UTF-8, which a lone surrogate such as JSON's "\\ud800" is not), so a bad one is
 refused with an `error` event naming it, never later by a response that cannot be built.
@@ -13,12 +17,13 @@ import itertools
 import uuid
 from dataclasses import dataclass, replace
 
-from shoal.router.errors import InvalidRequest
+from shoal.router.chat_prompt import checked_chat
 from shoal.router.openai.fields import Body
-from shoal.router.request import INT32_MAX, check_text
+from shoal.router.openai.flat_tools import public_choice, public_tools, read_flat_choice, read_flat_tools
+from shoal.router.request import INT32_MAX
+from shoal.v1 import runtime_pb2 as pb
 
 CLIENT_EVENTS = ("session.update", "conversation.item.create", "response.create", "response.cancel")
-ITEM_ROLES = ("system", "user", "assistant")
 _ids = itertools.count(1)
 
 
@@ -28,6 +33,9 @@ class SessionSettings:
     temperature: float | None = None
     max_output_tokens: int | None = None
     qos: str | None = None  # None: the tenant's default
+    tools: tuple[pb.Tool, ...] = ()
+    tool_choice: int = pb.TOOL_CHOICE_AUTO  # a pb.ToolChoice
+    tool_choice_name: str = ""  # the function that TOOL_CHOICE_NAMED forces
 
     def public(self) -> dict:
         return {
@@ -36,6 +44,8 @@ class SessionSettings:
             "max_response_output_tokens": self.max_output_tokens if self.max_output_tokens is not None else "inf",
             "modalities": ["text"],
             "qos_class": self.qos,
+            "tools": public_tools(self.tools),
+            "tool_choice": public_choice(self.tool_choice, self.tool_choice_name),
         }
 
 
@@ -69,48 +79,16 @@ def apply_settings(settings: SessionSettings, data: object) -> SessionSettings:
             changes["max_output_tokens"] = None if value == "inf" else body.integer(name, minimum=1, maximum=INT32_MAX)
     if body.has("qos_class"):
         changes["qos"] = body.string("qos_class", choices=("realtime", "batch"))
-    body.ignored(
-        "modalities", "model", "output_modalities", "type", "tools", "tool_choice", "voice", "conversation", "metadata"
-    )
+    if body.has("tools"):
+        changes["tools"] = read_flat_tools(body.raw("tools"))
+    if body.has("tool_choice"):
+        changes["tool_choice"], changes["tool_choice_name"] = read_flat_choice(body.raw("tool_choice"))
+    body.ignored("modalities", "model", "output_modalities", "type", "voice", "conversation", "metadata")
     body.done()
-    return replace(settings, **changes)
-
-
-def parse_item(data: object) -> tuple[str, str]:
-    """conversation.item.create's item -> (role, text)."""
-    body = Body(data)
-    item_type = body.string("type", "message")
-    if item_type != "message":
-        raise InvalidRequest("item.type", f"Only message items are supported, got {item_type!r}.")
-    role = body.string("role", choices=ITEM_ROLES)
-    content = body.raw("content")
-    if not isinstance(content, list) or not content:
-        raise InvalidRequest("item.content", "Expected a non-empty array of content parts.")
-    texts = []
-    for index, part in enumerate(content):
-        if (
-            not isinstance(part, dict)
-            or part.get("type") not in ("input_text", "text")
-            or not isinstance(part.get("text"), str)
-        ):
-            raise InvalidRequest(f"item.content[{index}]", "Only input_text and text content parts are supported.")
-        check_text(f"item.content[{index}].text", part["text"])
-        texts.append(part["text"])
-    body.ignored("id", "object", "status")
-    body.done()
-    return role, "".join(texts)
-
-
-def item_object(item_id: str, role: str, text: str, status: str = "completed") -> dict:
-    part_type = "text" if role == "assistant" else "input_text"
-    return {
-        "id": item_id,
-        "object": "realtime.item",
-        "type": "message",
-        "role": role,
-        "status": status,
-        "content": [{"type": part_type, "text": text}],
-    }
+    settings = replace(settings, **changes)
+    if "tools" in changes or "tool_choice" in changes:  # the tools with the choice, as a request will carry them
+        _check_tools(settings.tools, settings.tool_choice, settings.tool_choice_name)
+    return settings
 
 
 def response_object(
@@ -124,3 +102,13 @@ def response_object(
         "output": output or [],
         "usage": usage,
     }
+
+
+def _check_tools(tools: tuple[pb.Tool, ...], choice: int, choice_name: str) -> None:
+    """The checks of every surface's chat prompt (names, schemas, a forced choice among the tools),
+    as the tools arrive. They run on a whole chat prompt, so one stand-in user turn carries the
+    tools; a message check cannot fail on it."""
+    stand_in = pb.ChatMessage(role="user")
+    checked_chat(
+        pb.ChatMessages(messages=[stand_in], tools=tools, tool_choice=choice, tool_choice_name=choice_name), str
+    )

@@ -32,7 +32,7 @@ from shoal.router.config import RealtimeConfig
 from shoal.router.dispatch import Dispatcher
 from shoal.router.errors import InvalidRequest, RouterError
 from shoal.router.identity import Authenticator, qos_class
-from shoal.router.realtime import events
+from shoal.router.realtime import events, items
 from shoal.router.realtime.peer import CLOSE_TIMEOUT_S, Peer, PeerGone
 from shoal.router.realtime.response import Response
 from shoal.router.request import InferenceRequest, Prompt
@@ -97,7 +97,7 @@ class Session:
         self.config = config
         self.id = events.new_id("sess")
         self.settings = events.SessionSettings()
-        self.conversation: list[tuple[str, str]] = []
+        self.conversation: list[items.Item] = []
         self.response: Response | None = None
 
     async def run(self) -> None:
@@ -157,18 +157,7 @@ class Session:
                 self.settings = events.apply_settings(self.settings, data.get("session"))
                 await self.peer.send(events.event("session.updated", session=self._public()))
             elif event_type == "conversation.item.create":
-                role, content = events.parse_item(data.get("item"))
-                if sum(len(c) for _, c in self.conversation) + len(content) > self.config.max_conversation_chars:
-                    raise InvalidRequest(
-                        "item",
-                        "The conversation is too long for this session; start a new one.",
-                        "conversation_too_long",
-                    )
-                self.conversation.append((role, content))
-                item_id = events.new_id("item")
-                await self.peer.send(
-                    events.event("conversation.item.created", item=events.item_object(item_id, role, content))
-                )
+                await self._add_item(data.get("item"))
             elif event_type == "response.create":
                 await self._start_response(data.get("response"))
             elif event_type == "response.cancel":
@@ -180,6 +169,21 @@ class Session:
         except RouterError as error:
             await self.peer.send(events.error_event(error.error_type, error.code, error.message, error.param, event_id))
 
+    async def _add_item(self, data: object) -> None:
+        item = items.parse_item(data)
+        if sum(i.num_chars for i in self.conversation) + item.num_chars > self.config.max_conversation_chars:
+            raise InvalidRequest(
+                "item", "The conversation is too long for this session; start a new one.", "conversation_too_long"
+            )
+        if isinstance(item, items.FunctionCallOutput) and not any(
+            isinstance(i, items.FunctionCall) and i.call_id == item.call_id for i in self.conversation
+        ):  # as OpenAI checks; the runtime's chat template pairs each output with its call
+            raise InvalidRequest(
+                "item.call_id", f"No function_call item with call_id {item.call_id!r} in the conversation."
+            )
+        self.conversation.append(item)
+        await self.peer.send(events.event("conversation.item.created", item=item.public()))
+
     async def _start_response(self, overrides) -> None:
         if self.response is not None and not self.response.done:
             raise InvalidRequest(
@@ -188,9 +192,15 @@ class Session:
                 "conversation_already_has_active_response",
             )
         settings = events.apply_settings(self.settings, overrides)
-        if not any(role == "user" for role, _ in self.conversation):
+        if not any(isinstance(i, items.Message) and i.role == "user" for i in self.conversation):
             raise InvalidRequest(None, "The conversation has no user message yet.", "empty_conversation")
-        messages = ([("system", settings.instructions)] if settings.instructions else []) + self.conversation
+        instructions = [pb.ChatMessage(role="system", content=settings.instructions)] if settings.instructions else []
+        chat = pb.ChatMessages(
+            messages=instructions + items.chat_messages(self.conversation),
+            tools=settings.tools,
+            tool_choice=settings.tool_choice,
+            tool_choice_name=settings.tool_choice_name,
+        )
         sampling = pb.SamplingParams()
         if settings.temperature is not None:
             sampling.temperature = settings.temperature
@@ -198,7 +208,7 @@ class Session:
             sampling.max_tokens = settings.max_output_tokens
         request = InferenceRequest(
             model=self.model,
-            prompt=Prompt(messages=tuple(messages)),
+            prompt=Prompt(chat=chat),
             sampling=sampling,
             tenant=self.tenant,
             qos=qos_class(self.default_qos, settings.qos),

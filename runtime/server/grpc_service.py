@@ -16,16 +16,14 @@ import grpc
 from shoal.runtime.build import ModelInfo
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.errors import EngineUnavailableError, InvalidRequestError, QueueFullError, StepOutOfMemoryError
+from shoal.runtime.server.chat import ChatPrompts
 from shoal.runtime.server.choices import generate_choices
 from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.metrics import RuntimeMetrics
-from shoal.runtime.server.proto_mapping import (
-    chat_messages_from_proto,
-    response_from_output,
-    sampling_from_proto,
-    stats_to_proto,
-)
-from shoal.runtime.tokenization.tokenizer import encode_chat, encode_text
+from shoal.runtime.server.proto_mapping import response_from_output, sampling_from_proto, stats_to_proto
+from shoal.runtime.tokenization.tokenizer import encode_text
+from shoal.runtime.tools.family import AUTO_PARSER
+from shoal.runtime.tools.spec import ToolChoice
 from shoal.v1 import runtime_pb2 as pb
 from shoal.v1 import runtime_pb2_grpc
 
@@ -35,12 +33,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Served:
-    """Which pool and revision this runtime serves, as GetModelInfo reports them, and how many choices
-    one request may ask for."""
+    """Which pool and revision this runtime serves, as GetModelInfo reports them, how many choices
+    one request may ask for, and which syntax the model writes function calls in (or `auto`)."""
 
     pool: str
     revision: str
     max_n: int = 1
+    tool_call_parser: str = AUTO_PARSER
 
 
 class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
@@ -58,22 +57,26 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
         self.info = info
         self.metrics = metrics
         self.served = served
+        self.chat = ChatPrompts(tokenizer, served.tool_call_parser)
         self.faults = faults  # for testing only; None unless --fault-* flags are given
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
         if self.faults is not None and (fault := await self.faults.next_fault()) is not None:
             await self._abort(context, grpc.StatusCode.INTERNAL, fault)
         try:
-            prompt_ids = await self._prompt_token_ids(request)
-            sampling = sampling_from_proto(request.sampling)
+            prompt_ids, tool_choice = await self._prompt(request)
+            sampling = self.chat.constrained(sampling_from_proto(request.sampling), tool_choice)
             request_id = request.request_id or uuid.uuid4().hex
             n = request.n or 1
             if not 1 <= n <= self.served.max_n:
                 raise InvalidRequestError("n", f"must be in [1, {self.served.max_n}] (--max-n), got {n}")
             choices = generate_choices(self.engine, request_id, prompt_ids, sampling, request.priority, n)
+            tool_calls = self.chat.tool_calls(tool_choice)
             async for index, output in choices:
                 response = response_from_output(output, self.tokenizer)
                 response.index = index
+                if tool_calls is not None:
+                    tool_calls.apply(response)
                 yield response
         except InvalidRequestError as error:
             await self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(error))
@@ -115,15 +118,15 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
             kv_cache_tokens=i.kv_cache_tokens,
         )
 
-    async def _prompt_token_ids(self, request: pb.GenerateRequest) -> list[int]:
+    async def _prompt(self, request: pb.GenerateRequest) -> tuple[list[int], ToolChoice | None]:
+        """The prompt's token ids, and a chat request's tool choice."""
         kind = request.WhichOneof("prompt")
         if kind == "token_ids":
-            return list(request.token_ids.ids)
+            return list(request.token_ids.ids), None
         if kind == "text":
-            return await asyncio.to_thread(encode_text, self.tokenizer, request.text)
+            return await asyncio.to_thread(encode_text, self.tokenizer, request.text), None
         if kind == "chat":
-            messages = chat_messages_from_proto(request.chat)
-            return await asyncio.to_thread(encode_chat, self.tokenizer, messages)
+            return await asyncio.to_thread(self.chat.render, request.chat)
         raise InvalidRequestError("prompt", "one of text, token_ids or chat is required")
 
     async def _abort(

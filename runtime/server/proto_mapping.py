@@ -8,12 +8,19 @@ from shoal.runtime.engine.request import FinishReason
 from shoal.runtime.errors import InvalidRequestError
 from shoal.runtime.sampling.params import SamplingParams
 from shoal.runtime.structured.spec import JSON_OBJECT, KINDS, StructuredOutput
+from shoal.runtime.tools.spec import AUTO, NAMED, NONE, REQUIRED, Tool, ToolChoice, parameters_from_json
 from shoal.v1 import runtime_pb2 as pb
 
 _FINISH_REASONS = {
     FinishReason.STOP: pb.FINISH_REASON_STOP,
     FinishReason.LENGTH: pb.FINISH_REASON_LENGTH,
     FinishReason.ABORT: pb.FINISH_REASON_ABORT,
+}
+_TOOL_CHOICES = {
+    pb.TOOL_CHOICE_AUTO: AUTO,
+    pb.TOOL_CHOICE_NONE: NONE,
+    pb.TOOL_CHOICE_REQUIRED: REQUIRED,
+    pb.TOOL_CHOICE_NAMED: NAMED,
 }
 _OPTIONAL_SAMPLING_FIELDS = (
     "temperature",
@@ -53,13 +60,31 @@ def structured_from_proto(message: pb.StructuredOutput) -> StructuredOutput:
     return StructuredOutput(kind, getattr(message, kind))
 
 
-def chat_messages_from_proto(message: pb.ChatMessages) -> list[dict[str, str]]:
-    messages = []
+def checked_chat_messages(message: pb.ChatMessages) -> list[pb.ChatMessage]:
     for index, m in enumerate(message.messages):
         if not m.role:
             raise InvalidRequestError(f"prompt.chat.messages[{index}].role", "must not be empty")
-        messages.append({"role": m.role, "content": m.content})
-    return messages
+    return list(message.messages)
+
+
+def tool_choice_from_proto(message: pb.ChatMessages) -> ToolChoice | None:
+    """None when the request names no tools and leaves the choice at auto (the usual chat)."""
+    if not message.tools and message.tool_choice == pb.TOOL_CHOICE_AUTO and not message.tool_choice_name:
+        return None
+    if message.tool_choice not in _TOOL_CHOICES:
+        raise InvalidRequestError("prompt.chat.tool_choice", f"unknown value {message.tool_choice}")
+    tools = []
+    for index, tool in enumerate(message.tools):
+        if not tool.name:
+            raise InvalidRequestError(f"prompt.chat.tools[{index}].name", "must not be empty")
+        parameters = parameters_from_json(f"prompt.chat.tools[{index}].parameters", tool.parameters)
+        tools.append(Tool(tool.name, tool.description, parameters))
+    return ToolChoice(
+        tuple(tools),
+        _TOOL_CHOICES[message.tool_choice],
+        message.tool_choice_name,
+        message.parallel_tool_calls if message.HasField("parallel_tool_calls") else True,
+    )
 
 
 def response_from_output(output: RequestOutput, tokenizer: PreTrainedTokenizerBase | None) -> pb.GenerateResponse:

@@ -15,7 +15,7 @@ import xgrammar as xgr
 from transformers import PreTrainedTokenizerBase
 
 from shoal.runtime.errors import InvalidRequestError
-from shoal.runtime.structured.spec import GRAMMAR, JSON_OBJECT, JSON_SCHEMA, REGEX, StructuredOutput
+from shoal.runtime.structured.spec import GRAMMAR, JSON_OBJECT, JSON_SCHEMA, REGEX, STRUCTURAL_TAG, StructuredOutput
 
 # Compiling uses the compiler's own threads; the cache is bounded so that clients sending ever new
 # schemas cannot grow it without end.
@@ -40,6 +40,8 @@ class GrammarCompiler:
                 compiled = self._compiler.compile_json_schema(ANY_OBJECT, any_whitespace=False)
             elif spec.kind == REGEX:
                 compiled = self._compiler.compile_regex(spec.value)
+            elif spec.kind == STRUCTURAL_TAG:
+                compiled = self._compiler.compile_structural_tag(spec.value)
             else:
                 assert spec.kind == GRAMMAR
                 compiled = self._compiler.compile_grammar(spec.value)

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from shoal.runtime.errors import InvalidRequestError
 
 JSON_SCHEMA, JSON_OBJECT, REGEX, GRAMMAR = "json_schema", "json_object", "regex", "grammar"
-KINDS = (JSON_SCHEMA, JSON_OBJECT, REGEX, GRAMMAR)
+STRUCTURAL_TAG = "structural_tag"
+KINDS = (JSON_SCHEMA, JSON_OBJECT, REGEX, GRAMMAR, STRUCTURAL_TAG)
 
 
 @dataclass(frozen=True)
 class StructuredOutput:
     """`json_schema`: a JSON Schema as JSON text; `json_object`: any JSON object (no value); `regex`: a
-    regular expression; `grammar`: an EBNF grammar (xgrammar's GBNF dialect, root rule `root`)."""
+    regular expression; `grammar`: an EBNF grammar (xgrammar's GBNF dialect, root rule `root`);
+    `structural_tag`: xgrammar's structural tag as JSON (what forced tool calls compile to)."""
 
     kind: str
     value: str = ""

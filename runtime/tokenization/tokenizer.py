@@ -6,6 +6,7 @@ from jinja2 import TemplateError
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from shoal.runtime.errors import InvalidRequestError
+from shoal.runtime.tools.rendering import ChatTemplateInput
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 
@@ -23,14 +24,16 @@ def encode_text(tokenizer: PreTrainedTokenizerBase | None, text: str) -> list[in
     return tokenizer.encode(text)
 
 
-def encode_chat(tokenizer: PreTrainedTokenizerBase | None, messages: list[dict[str, str]]) -> list[int]:
-    """Renders messages with the model's chat template, the assistant's turn opened."""
+def encode_chat(tokenizer: PreTrainedTokenizerBase | None, chat: ChatTemplateInput) -> list[int]:
+    """Renders messages (and tools) with the model's chat template, the assistant's turn opened."""
     if tokenizer is None or not tokenizer.chat_template:
         raise InvalidRequestError("prompt.chat", "this model has no chat template; send text or token_ids")
-    if not messages:
+    if not chat.messages:
         raise InvalidRequestError("prompt.chat.messages", "must not be empty")
     try:
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(
+            chat.messages, tools=chat.tools, add_generation_prompt=True, tokenize=False
+        )
     except (TemplateError, ValueError) as error:  # the template rejects these messages (roles, order)
         raise InvalidRequestError("prompt.chat.messages", f"the chat template refused them: {error}") from None
     # The template already holds the special tokens; encoding must not add a second BOS.

@@ -25,23 +25,23 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import runtime_pb2 as shoal_dot_v1_dot_runtime__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/router.proto\x12\x08shoal.v1\x1a\x16shoal/v1/runtime.proto\"\xfe\x01\n\x10InferenceRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\'\n\ttoken_ids\x18\x03 \x01(\x0b\x32\x12.shoal.v1.TokenIdsH\x00\x12&\n\x04\x63hat\x18\x04 \x01(\x0b\x32\x16.shoal.v1.ChatMessagesH\x00\x12*\n\x08sampling\x18\x05 \x01(\x0b\x32\x18.shoal.v1.SamplingParams\x12%\n\tqos_class\x18\x06 \x01(\x0e\x32\x12.shoal.v1.QosClass\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\t\n\x01n\x18\x08 \x01(\x05\x42\x08\n\x06prompt\"\xec\x01\n\x11InferenceResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\ttoken_ids\x18\x04 \x03(\x05\x12(\n\x08logprobs\x18\x05 \x03(\x0b\x32\x16.shoal.v1.TokenLogprob\x12-\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x16.shoal.v1.FinishReason\x12\x13\n\x0bstop_reason\x18\x07 \x01(\t\x12\x1e\n\x05usage\x18\x08 \x01(\x0b\x32\x0f.shoal.v1.Usage\x12\r\n\x05index\x18\t \x01(\x05\"\x13\n\x11ListModelsRequest\"$\n\x12ListModelsResponse\x12\x0e\n\x06models\x18\x01 \x03(\t*R\n\x08QosClass\x12\x19\n\x15QOS_CLASS_UNSPECIFIED\x10\x00\x12\x16\n\x12QOS_CLASS_REALTIME\x10\x01\x12\x13\n\x0fQOS_CLASS_BATCH\x10\x02\x32\x9b\x01\n\tInference\x12\x45\n\x08Generate\x12\x1a.shoal.v1.InferenceRequest\x1a\x1b.shoal.v1.InferenceResponse0\x01\x12G\n\nListModels\x12\x1b.shoal.v1.ListModelsRequest\x1a\x1c.shoal.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/router.proto\x12\x08shoal.v1\x1a\x16shoal/v1/runtime.proto\"\xfe\x01\n\x10InferenceRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\'\n\ttoken_ids\x18\x03 \x01(\x0b\x32\x12.shoal.v1.TokenIdsH\x00\x12&\n\x04\x63hat\x18\x04 \x01(\x0b\x32\x16.shoal.v1.ChatMessagesH\x00\x12*\n\x08sampling\x18\x05 \x01(\x0b\x32\x18.shoal.v1.SamplingParams\x12%\n\tqos_class\x18\x06 \x01(\x0e\x32\x12.shoal.v1.QosClass\x12\x12\n\nsession_id\x18\x07 \x01(\t\x12\t\n\x01n\x18\x08 \x01(\x05\x42\x08\n\x06prompt\"\x99\x02\n\x11InferenceResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\ttoken_ids\x18\x04 \x03(\x05\x12(\n\x08logprobs\x18\x05 \x03(\x0b\x32\x16.shoal.v1.TokenLogprob\x12-\n\rfinish_reason\x18\x06 \x01(\x0e\x32\x16.shoal.v1.FinishReason\x12\x13\n\x0bstop_reason\x18\x07 \x01(\t\x12\x1e\n\x05usage\x18\x08 \x01(\x0b\x32\x0f.shoal.v1.Usage\x12\r\n\x05index\x18\t \x01(\x05\x12+\n\ntool_calls\x18\n \x03(\x0b\x32\x17.shoal.v1.ToolCallDelta\"\x13\n\x11ListModelsRequest\"$\n\x12ListModelsResponse\x12\x0e\n\x06models\x18\x01 \x03(\t*R\n\x08QosClass\x12\x19\n\x15QOS_CLASS_UNSPECIFIED\x10\x00\x12\x16\n\x12QOS_CLASS_REALTIME\x10\x01\x12\x13\n\x0fQOS_CLASS_BATCH\x10\x02\x32\x9b\x01\n\tInference\x12\x45\n\x08Generate\x12\x1a.shoal.v1.InferenceRequest\x1a\x1b.shoal.v1.InferenceResponse0\x01\x12G\n\nListModels\x12\x1b.shoal.v1.ListModelsRequest\x1a\x1c.shoal.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_QOSCLASS']._serialized_start=614
-  _globals['_QOSCLASS']._serialized_end=696
+  _globals['_QOSCLASS']._serialized_start=659
+  _globals['_QOSCLASS']._serialized_end=741
   _globals['_INFERENCEREQUEST']._serialized_start=60
   _globals['_INFERENCEREQUEST']._serialized_end=314
   _globals['_INFERENCERESPONSE']._serialized_start=317
-  _globals['_INFERENCERESPONSE']._serialized_end=553
-  _globals['_LISTMODELSREQUEST']._serialized_start=555
-  _globals['_LISTMODELSREQUEST']._serialized_end=574
-  _globals['_LISTMODELSRESPONSE']._serialized_start=576
-  _globals['_LISTMODELSRESPONSE']._serialized_end=612
-  _globals['_INFERENCE']._serialized_start=699
-  _globals['_INFERENCE']._serialized_end=854
+  _globals['_INFERENCERESPONSE']._serialized_end=598
+  _globals['_LISTMODELSREQUEST']._serialized_start=600
+  _globals['_LISTMODELSREQUEST']._serialized_end=619
+  _globals['_LISTMODELSRESPONSE']._serialized_start=621
+  _globals['_LISTMODELSRESPONSE']._serialized_end=657
+  _globals['_INFERENCE']._serialized_start=744
+  _globals['_INFERENCE']._serialized_end=899
 # @@protoc_insertion_point(module_scope)

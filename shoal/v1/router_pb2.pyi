@@ -38,7 +38,7 @@ class InferenceRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[_runtime_pb2.TokenIds, _Mapping]] = ..., chat: _Optional[_Union[_runtime_pb2.ChatMessages, _Mapping]] = ..., sampling: _Optional[_Union[_runtime_pb2.SamplingParams, _Mapping]] = ..., qos_class: _Optional[_Union[QosClass, str]] = ..., session_id: _Optional[str] = ..., n: _Optional[int] = ...) -> None: ...
 
 class InferenceResponse(_message.Message):
-    __slots__ = ("id", "model", "text", "token_ids", "logprobs", "finish_reason", "stop_reason", "usage", "index")
+    __slots__ = ("id", "model", "text", "token_ids", "logprobs", "finish_reason", "stop_reason", "usage", "index", "tool_calls")
     ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class InferenceResponse(_message.Message):
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     text: str
@@ -57,7 +58,8 @@ class InferenceResponse(_message.Message):
     stop_reason: str
     usage: _runtime_pb2.Usage
     index: int
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[_Union[_runtime_pb2.TokenLogprob, _Mapping]]] = ..., finish_reason: _Optional[_Union[_runtime_pb2.FinishReason, str]] = ..., stop_reason: _Optional[str] = ..., usage: _Optional[_Union[_runtime_pb2.Usage, _Mapping]] = ..., index: _Optional[int] = ...) -> None: ...
+    tool_calls: _containers.RepeatedCompositeFieldContainer[_runtime_pb2.ToolCallDelta]
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Iterable[int]] = ..., logprobs: _Optional[_Iterable[_Union[_runtime_pb2.TokenLogprob, _Mapping]]] = ..., finish_reason: _Optional[_Union[_runtime_pb2.FinishReason, str]] = ..., stop_reason: _Optional[str] = ..., usage: _Optional[_Union[_runtime_pb2.Usage, _Mapping]] = ..., index: _Optional[int] = ..., tool_calls: _Optional[_Iterable[_Union[_runtime_pb2.ToolCallDelta, _Mapping]]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -1,6 +1,7 @@
 """Clients of the router's /v1/realtime for tests, from the test's own event loop: a well-behaved one
 (aiohttp's), and one written by hand over a plain socket that can misbehave the ways real clients
-do (stop reading, go silent, vanish with a TCP reset, send two events in one write)."""
+do (stop reading, go silent, vanish with a TCP reset, send two events in one write); and, for a
+response tested on its own, a stand-in for the session's Peer that records what it is sent."""
 
 import asyncio
 import base64
@@ -10,6 +11,8 @@ import socket
 import struct
 
 import aiohttp
+
+from shoal.router.realtime.peer import PeerGone
 
 KEY = "sk-test-quiet"
 
@@ -37,6 +40,16 @@ class Client:
 
     async def say(self, text: str) -> None:
         await self.send("conversation.item.create", item=user_item(text))
+
+
+async def connected(base_url: str, model: str, body):
+    """body(client) in a new session, once its session.created came."""
+    async with aiohttp.ClientSession() as http:
+        url = f"{base_url}/v1/realtime?model={model}"
+        async with http.ws_connect(url, headers={"Authorization": f"Bearer {KEY}"}) as ws:
+            client = Client(ws)
+            assert (await client.receive())["type"] == "session.created"
+            return await body(client)
 
 
 def user_item(text: str) -> dict:
@@ -115,3 +128,23 @@ class RawClient:
 
     def close(self) -> None:
         self.writer.transport.abort()
+
+
+class RecordingPeer:
+    """Takes the events a response sends; with gone_after, the client is gone after that many."""
+
+    def __init__(self, gone_after: int | None = None):
+        self.sent: list[dict] = []
+        self.gone_after = gone_after
+
+    async def send(self, event: dict, timeout_s: float | None = None) -> None:
+        if self.gone_after is not None and len(self.sent) >= self.gone_after:
+            raise PeerGone
+        self.sent.append(event)
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.sent]
+
+    def done(self) -> dict:
+        (done,) = [e for e in self.sent if e["type"] == "response.done"]
+        return done["response"]

@@ -118,3 +118,16 @@ def test_n_choices_streamed_and_not(sdk_client):
     assert chunks[-1].usage.completion_tokens == 30
     completions = sdk_client.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5, n=2, seed=1)
     assert [c.index for c in completions.choices] == [0, 1] and completions.usage.completion_tokens == 10
+
+
+def test_best_of_returns_the_choices_with_the_highest_total_logprob(sdk_client):
+    asked = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 6, "temperature": 1.0, "seed": 3}
+    every = sdk_client.completions.create(**asked, n=3, logprobs=0)
+    ranked = sorted(every.choices, key=lambda c: -sum(c.logprobs.token_logprobs))
+    best = sdk_client.completions.create(**asked, n=2, best_of=3)
+    assert [c.index for c in best.choices] == [0, 1] and all(c.logprobs is None for c in best.choices)
+    assert [c.text for c in best.choices] == [c.text for c in ranked[:2]]
+    assert best.usage.completion_tokens == every.usage.completion_tokens  # all three generated, all counted
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk_client.completions.create(**asked, best_of=17)
+    assert caught.value.param == "best_of"

@@ -11,13 +11,12 @@ response's task first ran (the task never ran, so nothing sent response.done).
 import asyncio
 import json
 
-import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.router.harness import RouterInThread, make_config, pool
-from tests.router.realtime_clients import KEY, Client, RawClient, user_item
+from tests.router.realtime_clients import Client, RawClient, connected, user_item
 
 pytestmark = pytest.mark.integration
 MODEL = "fake-model"
@@ -81,15 +80,6 @@ BAD = {
 }
 
 
-async def connected(router: RouterInThread, body):
-    async with aiohttp.ClientSession() as http:
-        url = f"{router.base_url}/v1/realtime?model={MODEL}"
-        async with http.ws_connect(url, headers={"Authorization": f"Bearer {KEY}"}) as ws:
-            client = Client(ws)
-            assert (await client.receive())["type"] == "session.created"
-            return await body(client)
-
-
 async def send(client: Client, event: dict | str) -> None:
     await client.ws.send_str(event if isinstance(event, str) else json.dumps(event))
 
@@ -117,7 +107,7 @@ def test_a_bad_value_is_an_error_event_naming_it_and_the_session_goes_on(router,
         await a_turn_works(client)
         return answer
 
-    answer = asyncio.run(connected(router, body))
+    answer = asyncio.run(connected(router.base_url, MODEL, body))
     assert answer["type"] == "error", answer
     error = answer["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param, error
@@ -130,7 +120,7 @@ def test_the_largest_int32_is_accepted(router):
         await send(client, session_update(max_response_output_tokens=INT32_MAX))
         return await client.receive(timeout_s=5)
 
-    updated = asyncio.run(connected(router, body))
+    updated = asyncio.run(connected(router.base_url, MODEL, body))
     assert updated["type"] == "session.updated" and updated["session"]["max_response_output_tokens"] == INT32_MAX
 
 
@@ -185,7 +175,7 @@ def test_any_value_in_any_field_is_answered_and_every_response_is_done_once(rout
         await a_turn_works(client)
         return seen
 
-    seen = asyncio.run(connected(router, body))
+    seen = asyncio.run(connected(router.base_url, MODEL, body))
     answer = seen[0]
     if answer["type"] == "error":
         error = answer["error"]

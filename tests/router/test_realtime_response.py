@@ -7,12 +7,19 @@ import asyncio
 import pytest
 
 from shoal.router.errors import RateLimitExceeded
-from shoal.router.realtime.peer import PeerGone
+from shoal.router.realtime.items import Item
 from shoal.router.realtime.response import Response
 from shoal.router.request import InferenceRequest, Prompt
 from shoal.v1 import runtime_pb2 as pb
+from tests.router.realtime_clients import RecordingPeer
 
-REQUEST = InferenceRequest("m", Prompt(messages=(("user", "hi"),)), pb.SamplingParams(), "t", "realtime")
+REQUEST = InferenceRequest(
+    "m",
+    Prompt(chat=pb.ChatMessages(messages=[pb.ChatMessage(role="user", content="hi")])),
+    pb.SamplingParams(),
+    "t",
+    "realtime",
+)
 
 
 class Generation:
@@ -47,25 +54,11 @@ class Dispatcher:
         return self.generation
 
 
-class Peer:
-    def __init__(self, gone_after: int | None = None):
-        self.sent: list[dict] = []
-        self.gone_after = gone_after
-
-    async def send(self, event: dict, timeout_s: float | None = None) -> None:
-        if self.gone_after is not None and len(self.sent) >= self.gone_after:
-            raise PeerGone
-        self.sent.append(event)
-
-    def types(self) -> list[str]:
-        return [e["type"] for e in self.sent]
-
-    def done(self) -> dict:
-        (done,) = [e for e in self.sent if e["type"] == "response.done"]
-        return done["response"]
+def texts(conversation: list[Item]) -> list[tuple[str, str]]:
+    return [(item.role, item.text) for item in conversation]
 
 
-def run(dispatcher: Dispatcher, peer: Peer, cancel_after_s: float | None = None) -> list[tuple[str, str]]:
+def run(dispatcher: Dispatcher, peer: RecordingPeer, cancel_after_s: float | None = None) -> list[Item]:
     async def main():
         conversation = []
         response = Response("resp_1", REQUEST, peer, dispatcher, conversation)
@@ -81,19 +74,19 @@ def run(dispatcher: Dispatcher, peer: Peer, cancel_after_s: float | None = None)
 
 
 def test_a_finished_stream_reports_its_text_and_usage():
-    peer, dispatcher = Peer(), Dispatcher()
+    peer, dispatcher = RecordingPeer(), Dispatcher()
     conversation = run(dispatcher, peer)
     assert peer.types() == ["response.text.delta"] * 3 + ["response.text.done", "response.done"]
     done = peer.done()
     assert done["status"] == "completed" and done["usage"]["output_tokens"] == 3
-    assert done["output"][0]["content"][0]["text"] == "abc" and conversation == [("assistant", "abc")]
+    assert done["output"][0]["content"][0]["text"] == "abc" and texts(conversation) == [("assistant", "abc")]
 
 
 @pytest.mark.parametrize("cancel_after_s", [0.0, 0.015])
 def test_a_cancel_before_the_stream_ran_or_midway_ends_it_once(cancel_after_s):
     """0: cancelled with no await in between, before the stream's task first ran (so no code of the
     stream's own ever runs); still one response.done."""
-    peer, dispatcher = Peer(), Dispatcher(texts=["x"] * 100, pause_s=0.01)
+    peer, dispatcher = RecordingPeer(), Dispatcher(texts=["x"] * 100, pause_s=0.01)
     run(dispatcher, peer, cancel_after_s)
     assert peer.types().count("response.done") == 1
     assert peer.done()["status"] == "cancelled" and peer.done()["status_details"]["reason"] == "client_cancelled"
@@ -103,7 +96,7 @@ def test_a_cancel_before_the_stream_ran_or_midway_ends_it_once(cancel_after_s):
 
 def test_a_refused_request_is_an_error_then_a_failed_response():
     refused = RateLimitExceeded("slow down", "requests", 1.0, {})
-    peer = Peer()
+    peer = RecordingPeer()
     run(Dispatcher(fails=refused), peer)
     assert peer.types() == ["error", "response.done"]
     assert peer.sent[0]["error"]["code"] == "rate_limit_exceeded"
@@ -111,7 +104,7 @@ def test_a_refused_request_is_an_error_then_a_failed_response():
 
 
 def test_a_bug_is_a_server_error_then_a_failed_response(caplog):
-    peer = Peer()
+    peer = RecordingPeer()
     run(Dispatcher(fails=ValueError("Value out of range: 2147483648")), peer)
     assert peer.types() == ["error", "response.done"] and peer.sent[0]["error"]["type"] == "server_error"
     assert "out of range" not in peer.sent[0]["error"]["message"]  # internals stay in the log
@@ -119,7 +112,7 @@ def test_a_bug_is_a_server_error_then_a_failed_response(caplog):
 
 
 def test_a_client_gone_midway_stops_the_stream_and_hears_nothing_more():
-    peer, dispatcher = Peer(gone_after=2), Dispatcher(texts=["x"] * 100)
+    peer, dispatcher = RecordingPeer(gone_after=2), Dispatcher(texts=["x"] * 100)
     conversation = run(dispatcher, peer)
     assert peer.types() == ["response.text.delta"] * 2 and dispatcher.generation.closed
-    assert conversation == [("assistant", "xxx")]  # the third delta was read, then could not be sent
+    assert texts(conversation) == [("assistant", "xxx")]  # the third delta was read, then could not be sent

@@ -3,7 +3,8 @@
 import pytest
 
 from shoal.runtime.errors import InvalidRequestError
-from shoal.runtime.server.proto_mapping import chat_messages_from_proto, sampling_from_proto
+from shoal.runtime.server.proto_mapping import checked_chat_messages, sampling_from_proto, tool_choice_from_proto
+from shoal.runtime.tools.spec import AUTO, NAMED, Tool
 from shoal.v1 import runtime_pb2 as pb
 
 
@@ -30,6 +31,41 @@ def test_lists_and_seed_map_through():
 
 def test_chat_message_without_a_role_is_refused():
     with pytest.raises(InvalidRequestError, match=r"prompt.chat.messages\[1\].role"):
-        chat_messages_from_proto(
+        checked_chat_messages(
             pb.ChatMessages(messages=[pb.ChatMessage(role="user", content="a"), pb.ChatMessage(content="b")])
         )
+
+
+def test_tools_and_the_choice_map_to_a_tool_choice():
+    assert tool_choice_from_proto(pb.ChatMessages()) is None  # a chat without tools
+    choice = tool_choice_from_proto(
+        pb.ChatMessages(
+            tools=[pb.Tool(name="f", description="d", parameters='{"type": "object"}'), pb.Tool(name="g")],
+            tool_choice=pb.TOOL_CHOICE_NAMED,
+            tool_choice_name="g",
+            parallel_tool_calls=False,
+        )
+    )
+    assert choice.tools == (Tool("f", "d", {"type": "object"}), Tool("g"))
+    assert (choice.mode, choice.name, choice.parallel, choice.forced) == (NAMED, "g", False, True)
+    assert [t.name for t in choice.callable_tools()] == ["g"]
+    default = tool_choice_from_proto(pb.ChatMessages(tools=[pb.Tool(name="f")]))
+    assert (default.mode, default.parallel, default.forced, default.parsed) == (AUTO, True, False, True)
+
+
+@pytest.mark.parametrize(
+    ("chat", "field"),
+    [
+        (pb.ChatMessages(tools=[pb.Tool()]), r"prompt.chat.tools\[0\].name"),
+        (pb.ChatMessages(tools=[pb.Tool(name="f", parameters="[1]")]), r"prompt.chat.tools\[0\].parameters"),
+        (pb.ChatMessages(tool_choice=pb.TOOL_CHOICE_REQUIRED), "prompt.chat.tool_choice"),
+        (pb.ChatMessages(tools=[pb.Tool(name="f")], tool_choice=99), "prompt.chat.tool_choice"),
+        (
+            pb.ChatMessages(tools=[pb.Tool(name="f")], tool_choice=pb.TOOL_CHOICE_NAMED, tool_choice_name="h"),
+            "prompt.chat.tool_choice_name",
+        ),
+    ],
+)
+def test_bad_tools_are_refused_naming_the_field(chat, field):
+    with pytest.raises(InvalidRequestError, match=field):
+        tool_choice_from_proto(chat)

@@ -1,8 +1,10 @@
 """The public gRPC API in front of a fake runtime: the same semantics and status codes as HTTP."""
 
 import asyncio
+import json
 
 import grpc
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from shoal.router.openai.parsing import parse_chat
 from shoal.v1 import router_pb2 as rpb
 from shoal.v1 import router_pb2_grpc
 from shoal.v1 import runtime_pb2 as pb
+from tests.router.conftest import MODEL
 from tests.router.harness import RouterInThread, make_config, pool
 
 pytestmark = pytest.mark.integration
@@ -200,3 +203,33 @@ def test_n_choices_come_tagged_with_their_index_and_are_counted_once_each(router
     assert generated == [6.0]  # both choices' tokens, in one request
     _, _, error = asyncio.run(generate(router.grpc_target, request(n=-1)))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("n:")
+
+
+def test_tools_are_checked_as_over_http_and_passed_to_the_runtime(router):
+    tools = [pb.Tool(name="get_weather", parameters='{"type": "object"}')]
+    messages = [pb.ChatMessage(role="user", content="Weather?")]
+    named = pb.ChatMessages(
+        messages=messages, tools=tools, tool_choice=pb.TOOL_CHOICE_NAMED, tool_choice_name="get_weather"
+    )
+    _, _, error = asyncio.run(generate(router.grpc_target, request(chat=named)))
+    assert error is None and router.fake.counters.last_request.chat == named
+    unknown = pb.ChatMessages(messages=messages, tools=tools, tool_choice=pb.TOOL_CHOICE_NAMED, tool_choice_name="f")
+    _, _, error = asyncio.run(generate(router.grpc_target, request(chat=unknown)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and error.details().startswith("chat.tool_choice:")
+
+
+def test_calls_from_a_real_runtime_reach_a_grpc_client(stable_router):
+    from tests.runtime.test_tool_calls import TOOLS, WEATHER
+
+    chat = pb.ChatMessages(
+        messages=[pb.ChatMessage(role="user", content="Weather in Paris?")],
+        tools=TOOLS,
+        tool_choice=pb.TOOL_CHOICE_NAMED,
+        tool_choice_name="get_weather",
+    )
+    message = rpb.InferenceRequest(model=MODEL, chat=chat, sampling=pb.SamplingParams(temperature=0, max_tokens=60))
+    responses, _, error = asyncio.run(generate(f"127.0.0.1:{stable_router.grpc_port}", message))
+    assert error is None and responses[-1].finish_reason == pb.FINISH_REASON_TOOL_CALLS
+    pieces = [p for r in responses for p in r.tool_calls]
+    assert pieces[0].name == "get_weather" and pieces[0].id.startswith("call_")
+    jsonschema.validate(json.loads("".join(p.arguments for p in pieces)), WEATHER)

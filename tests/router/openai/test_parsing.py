@@ -8,11 +8,61 @@ from hypothesis import strategies as st
 
 from shoal.router.errors import InvalidRequest
 from shoal.router.openai.parsing import parse_chat, parse_completion
+from shoal.v1 import runtime_pb2 as pb
 from tests.router import bad_values
 
 
 def chat(**params) -> dict:
     return {"model": "m", "messages": [{"role": "user", "content": "Hi"}], **params}
+
+
+def tool(name: str, parameters=None) -> dict:
+    function = {"name": name} if parameters is None else {"name": name, "parameters": parameters}
+    return {"type": "function", "function": function}
+
+
+def named(name: str) -> dict:
+    return {"type": "function", "function": {"name": name}}
+
+
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+JSON_OBJECT = {"type": "json_object"}
+WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def test_tools_and_the_calls_and_results_in_messages_map_to_the_chat_prompt():
+    parsed = parse_chat(
+        chat(
+            messages=[
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "21 C"},
+            ],
+            tools=[
+                {"type": "function", "function": {"name": "get_weather", "description": "d", "parameters": WEATHER}}
+            ],
+            tool_choice=named("get_weather"),
+            parallel_tool_calls=False,
+        )
+    )
+    chat_prompt = parsed.prompt.chat
+    (tool_spec,) = chat_prompt.tools
+    assert (tool_spec.name, tool_spec.description, json.loads(tool_spec.parameters)) == ("get_weather", "d", WEATHER)
+    assert (chat_prompt.tool_choice, chat_prompt.tool_choice_name, chat_prompt.parallel_tool_calls) == (
+        pb.TOOL_CHOICE_NAMED,
+        "get_weather",
+        False,
+    )
+    user, assistant, result = chat_prompt.messages
+    assert (assistant.content, [(c.id, c.name, c.arguments) for c in assistant.tool_calls]) == (
+        "",
+        [("call_1", "get_weather", '{"city": "Paris"}')],
+    )
+    assert (result.role, result.tool_call_id, result.content) == ("tool", "call_1", "21 C")
+    assert (
+        parse_chat(chat(tools=[tool("f")], tool_choice="required")).prompt.chat.tool_choice == pb.TOOL_CHOICE_REQUIRED
+    )
+    assert not parse_chat(chat()).prompt.chat.HasField("parallel_tool_calls")  # the runtime's default: true
 
 
 def test_chat_parameters_map_to_sampling():
@@ -78,7 +128,8 @@ def test_messages_content_parts_and_roles():
             ],
         }
     )
-    assert parsed.prompt.messages == (("system", "Be brief."), ("user", "Hello, you."), ("assistant", "Hi."))
+    turns = [(m.role, m.content, m.name) for m in parsed.prompt.chat.messages]
+    assert turns == [("system", "Be brief.", ""), ("user", "Hello, you.", "ann"), ("assistant", "Hi.", "")]
 
 
 def test_completion_prompts():
@@ -107,9 +158,20 @@ def test_completion_prompts():
             "Only text",
         ),
         (
-            chat(messages=[{"role": "user", "content": "x", "tool_calls": [{"id": 1}]}]),
+            chat(messages=[{"role": "user", "content": "x", "tool_calls": [CALL]}]),
             "messages[0].tool_calls",
-            "not supported",
+            "only assistant messages",
+        ),
+        (chat(messages=[{"role": "assistant", "tool_calls": [{"id": 1}]}]), "messages[0].tool_calls[0].id", "a string"),
+        (
+            chat(messages=[{"role": "assistant", "tool_calls": [{"id": "c1", "type": "function"}]}]),
+            "messages[0].tool_calls[0].function",
+            "Missing required parameter",
+        ),
+        (
+            chat(messages=[{"role": "user", "content": "x"}, {"role": "tool", "content": "12"}]),
+            "messages[1].tool_call_id",
+            "Missing required parameter",
         ),
         (chat(temperature="hot"), "temperature", "expected a number, but got a string"),
         (chat(temperature=2.5), "temperature", "greater than the maximum of 2"),
@@ -126,7 +188,18 @@ def test_completion_prompts():
         (chat(stream=True, stream_options={"usage": True}), "stream_options.usage", "Unrecognized"),
         (chat(top_logprobs=2), "top_logprobs", "requires 'logprobs'"),
         (chat(logprobs=True, top_logprobs=21), "top_logprobs", "greater than the maximum of 20"),
-        (chat(tools=[{"type": "function"}]), "tools", "not supported"),
+        (chat(tools=[{"type": "function"}]), "tools[0].function", "Missing required parameter"),
+        (chat(tools=[{"type": "custom", "function": {"name": "f"}}]), "tools[0].type", "expected one of function"),
+        (chat(tools=[{"type": "function", "function": {}}]), "tools[0].function.name", "Missing required parameter"),
+        (chat(tools=[tool("get weather")]), "tools[0].function.name", "not a function name"),
+        (chat(tools=[tool("f"), tool("f")]), "tools[1].function.name", "given twice"),
+        (chat(tools=[tool("f", {"type": 5})]), "tools[0].function.parameters", "Invalid JSON schema"),
+        (chat(tools=[tool("f", [1])]), "tools[0].function.parameters", "expected a JSON Schema object"),
+        (chat(tools=[tool("f")], tool_choice="sometimes"), "tool_choice", "expected one of auto, none, required"),
+        (chat(tools=[tool("f")], tool_choice=named("g")), "tool_choice", "no function named 'g'"),
+        (chat(tool_choice="required"), "tool_choice", "'tools' is empty"),
+        (chat(tools=[tool("f")], tool_choice=named("f"), response_format=JSON_OBJECT), "tool_choice", "cannot follow"),
+        (chat(tools=[tool("f")], parallel_tool_calls="no"), "parallel_tool_calls", "expected a boolean"),
         (chat(logit_bias={"50256": -100}), "logit_bias", "not supported"),
         (chat(response_format={"type": "json_object", "x": 1}), "response_format.type", "expected one of"),
         (chat(response_format={"type": "json_schema"}), "response_format.json_schema", "Missing required"),
@@ -161,6 +234,21 @@ def test_chat_mistakes_are_400s_naming_the_param(body, param, message):
     assert error.value.http_status == 400 and error.value.body()["error"]["type"] == "invalid_request_error"
 
 
+def test_best_of_asks_the_runtime_for_that_many_choices_with_their_logprobs():
+    parsed = parse_completion({"model": "m", "prompt": "x", "best_of": 3, "n": 2})
+    assert (parsed.n, parsed.best_of, parsed.runtime_n, parsed.sampling.logprobs, parsed.logprobs) == (
+        2,
+        3,
+        3,
+        0,
+        False,
+    )
+    assert parsed.runtime_field("n") == "best_of" and parsed.runtime_field("prompt") == "prompt"
+    plain = parse_completion({"model": "m", "prompt": "x", "n": 2})
+    assert (plain.runtime_n, plain.runtime_field("n"), plain.sampling.HasField("logprobs")) == (2, "n", False)
+    assert parse_chat(chat()).runtime_field("prompt") == "messages"
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -169,7 +257,9 @@ def test_chat_mistakes_are_400s_naming_the_param(body, param, message):
         ({"model": "m", "prompt": [1, -2]}, "prompt"),
         ({"model": "m", "prompt": {"text": "x"}}, "prompt"),
         ({"model": "m", "prompt": "x", "echo": True}, "echo"),
-        ({"model": "m", "prompt": "x", "best_of": 3}, "best_of"),
+        ({"model": "m", "prompt": "x", "best_of": 0}, "best_of"),
+        ({"model": "m", "prompt": "x", "best_of": 2, "n": 3}, "best_of"),
+        ({"model": "m", "prompt": "x", "best_of": 2, "stream": True}, "best_of"),
         ({"model": "m", "prompt": "x", "suffix": "end"}, "suffix"),
         ({"model": "m", "prompt": "x", "messages": []}, "messages"),
     ],
