@@ -2,10 +2,14 @@
 
 Children first (a route must not name endpoints of a Deployment not yet asked for), then the
 route (weights move before anything is taken away), then deletions of what no revision needs.
+The runtimes' admin token comes before all of them: the pods mount it.
 """
 
-from shoal.operator.children import PoolRef
-from shoal.operator.kube_api import DEPLOYMENTS, SERVICES, KubeApi
+import base64
+import secrets
+
+from shoal.operator.children import ADMIN_TOKEN_KEY, PoolRef, admin_secret_name, desired_admin_secret
+from shoal.operator.kube_api import DEPLOYMENTS, SECRETS, SERVICES, KubeApi
 from shoal.operator.plan import TEMPLATE_HASH_ANNOTATION, Plan
 from shoal.operator.router_client import RouterClient
 
@@ -37,6 +41,14 @@ async def apply_plan(kube: KubeApi, routers: RouterClient, pool: PoolRef, plan: 
         await routers.put_route(pool.router_pool, plan.route)
     for name in plan.delete_deployments:
         await kube.delete(DEPLOYMENTS, pool.namespace, name)
+
+
+async def ensure_admin_secret(kube: KubeApi, pool: PoolRef) -> str:
+    """The pool's runtime admin token: read, or made (random, owned by the pool) the first time."""
+    secret = await kube.get(SECRETS, pool.namespace, admin_secret_name(pool))
+    if secret is None:
+        secret = await kube.create(SECRETS, pool.namespace, desired_admin_secret(pool, secrets.token_urlsafe(32)))
+    return base64.b64decode(secret["data"][ADMIN_TOKEN_KEY]).decode()
 
 
 def needs_update(existing: dict, desired: dict) -> bool:

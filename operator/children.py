@@ -1,5 +1,6 @@
 """The Kubernetes objects a ModelPool owns, computed from its spec: one Deployment per live
-revision and one Service for the pool. Pure functions; applying them is apply.py's job."""
+revision, one Service for the pool, and the Secret holding its runtimes' admin token. Pure
+functions; applying them is apply.py's job."""
 
 from dataclasses import dataclass
 
@@ -10,6 +11,11 @@ from shoal.operator.spec import PoolSpec
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "shoal-operator"}
 MODEL_MOUNT = "/models"
+# The runtimes' RuntimeAdmin token (--admin-token-file): a Secret per pool, made by the operator,
+# which calls that service to roll new weights in place (weights_rollout.py).
+ADMIN_TOKEN_MOUNT = "/var/run/shoal/runtime-admin"
+ADMIN_TOKEN_KEY = "token"
+COMPILE_CACHE_MOUNT = "/var/cache/shoal/compile"  # --compile-cache-dir (Triton's kernel cache)
 # SIGTERM makes the runtime finish what it is generating; long answers need time.
 TERMINATION_GRACE_S = 60
 
@@ -48,6 +54,26 @@ def pool_selector(pool: PoolRef) -> str:
     return f"{POOL_LABEL}={pool.name}"
 
 
+def admin_secret_name(pool: PoolRef) -> str:
+    return f"{pool.name}-runtime-admin"
+
+
+def desired_admin_secret(pool: PoolRef, token: str) -> dict:
+    """The token comes from the caller (apply.py makes a random one): this stays a pure function."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": admin_secret_name(pool),
+            "namespace": pool.namespace,
+            "labels": {POOL_LABEL: pool.name, **MANAGED_BY},
+            "ownerReferences": [pool.owner_reference()],
+        },
+        "stringData": {ADMIN_TOKEN_KEY: token},
+    }
+
+
 def desired_deployment(pool: PoolRef, revision: str, spec: PoolSpec, replicas: int) -> dict:
     labels = revision_labels(pool, revision)
     pod_labels = {
@@ -60,11 +86,8 @@ def desired_deployment(pool: PoolRef, revision: str, spec: PoolSpec, replicas: i
         "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
         "containers": [runtime_container(pool, revision, spec)],
         "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+        "volumes": volumes(pool, spec),
     }
-    if spec.model.volume_claim:
-        pod_spec["volumes"] = [
-            {"name": "models", "persistentVolumeClaim": {"claimName": spec.model.volume_claim, "readOnly": True}}
-        ]
     if spec.placement.node_selector:
         pod_spec["nodeSelector"] = dict(spec.placement.node_selector)
     if spec.placement.tolerations:
@@ -98,8 +121,34 @@ def desired_deployment(pool: PoolRef, revision: str, spec: PoolSpec, replicas: i
     }
 
 
+def volumes(pool: PoolRef, spec: PoolSpec) -> list[dict]:
+    found = [
+        # Readable by the runtime's user only (group fsGroup): the token lets its holder pause the
+        # runtime and replace its weights.
+        {"name": "runtime-admin", "secret": {"secretName": admin_secret_name(pool), "defaultMode": 0o440}}
+    ]
+    if spec.model.volume_claim:
+        found.append(
+            {"name": "models", "persistentVolumeClaim": {"claimName": spec.model.volume_claim, "readOnly": True}}
+        )
+    cache = spec.runtime.compile_cache
+    if cache is not None:
+        claim = {"persistentVolumeClaim": {"claimName": cache.volume_claim}}
+        found.append({"name": "compile-cache", **(claim if cache.volume_claim else {"emptyDir": {}})})
+    return found
+
+
+def volume_mounts(spec: PoolSpec) -> list[dict]:
+    mounts = [{"name": "runtime-admin", "mountPath": ADMIN_TOKEN_MOUNT, "readOnly": True}]
+    if spec.model.volume_claim:
+        mounts.append({"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True})
+    if spec.runtime.compile_cache is not None:
+        mounts.append({"name": "compile-cache", "mountPath": COMPILE_CACHE_MOUNT})
+    return mounts
+
+
 def runtime_container(pool: PoolRef, revision: str, spec: PoolSpec) -> dict:
-    runtime, model = spec.runtime, spec.model
+    runtime = spec.runtime
     env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
     env += [{"name": name, "value": value} for name, value in runtime.env]
     resources: dict = {}
@@ -108,7 +157,7 @@ def runtime_container(pool: PoolRef, revision: str, spec: PoolSpec) -> dict:
     requests = {k: v for k, v in (("cpu", spec.resources.cpu), ("memory", spec.resources.memory)) if v is not None}
     if requests:
         resources["requests"] = requests
-    container = {
+    return {
         "name": "runtime",
         "image": runtime.image,
         "imagePullPolicy": runtime.image_pull_policy,
@@ -134,10 +183,8 @@ def runtime_container(pool: PoolRef, revision: str, spec: PoolSpec) -> dict:
             "readOnlyRootFilesystem": False,
             "capabilities": {"drop": ["ALL"]},
         },
+        "volumeMounts": volume_mounts(spec),
     }
-    if model.volume_claim:
-        container["volumeMounts"] = [{"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True}]
-    return container
 
 
 def runtime_args(pool: PoolRef, revision: str, spec: PoolSpec) -> list[str]:
@@ -167,6 +214,11 @@ def runtime_args(pool: PoolRef, revision: str, spec: PoolSpec) -> list[str]:
     # $(POD_IP): the kubelet expands it from the env above; probes and the router reach the pod there.
     args += ["--host", "$(POD_IP)", "--port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT)]
     args += ["--pool", pool.router_pool, "--revision", revision]
+    # Always, so that naming weights later changes no pod: every pod starts on the source's weights
+    # (version "initial") and the operator rolls spec.model.weights onto it (weights_rollout.py).
+    args += ["--admin-token-file", f"{ADMIN_TOKEN_MOUNT}/{ADMIN_TOKEN_KEY}"]
+    if runtime.compile_cache is not None:
+        args += ["--compile-cache-dir", COMPILE_CACHE_MOUNT]
     return args + list(runtime.args)
 
 

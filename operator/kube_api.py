@@ -37,6 +37,7 @@ class Resource:
 DEPLOYMENTS = Resource("apis/apps/v1", "deployments")
 SERVICES = Resource("api/v1", "services")
 PODS = Resource("api/v1", "pods")
+SECRETS = Resource("api/v1", "secrets")
 
 
 def login(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:

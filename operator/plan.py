@@ -15,6 +15,7 @@ from shoal.operator.rollout import ABORT, PROMOTE, Event, Observations, RolloutS
 from shoal.operator.route import is_serving, pod_endpoints, route_for
 from shoal.operator.spec import PoolSpec, SpecError, parse_pool_spec
 from shoal.operator.status import Condition, merge_conditions, phase_of, state_from_status, status_of_state
+from shoal.operator.weights_rollout import Lifecycle, Progress, WeightsStep, decide, replicas_of
 from shoal.route_contract import DEFAULT_RULES, SCRAPED_RULES, Route
 
 ACTION_ANNOTATION = "shoal.dev/rollout-action"  # promote | abort; removed once acted on
@@ -36,6 +37,8 @@ class PoolObject:
 class Observed:
     deployments: list[dict]  # the pool's (by label)
     pods: list[dict]
+    lifecycles: dict[str, Lifecycle | str] = field(default_factory=dict)  # pod -> GetLifecycle, or why not
+    weights: Progress = Progress()  # the operator's weights step on the pool
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Plan:
     events: tuple[Event, ...] = ()
     reset_verdict: str | None = None
     clear_action: bool = False
+    weights_step: WeightsStep | None = None  # to start once the route is applied and status written
 
 
 def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: float, drain_s: float) -> Plan:
@@ -79,22 +83,31 @@ def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: floa
         return _invalid(pool, f"status.stableTemplate: {error}", now)
     keep = set(wanted) | {children.deployment_name(pool.ref, r.revision) for r in state.retiring}
     stale = tuple(sorted(d["metadata"]["name"] for d in observed.deployments if d["metadata"]["name"] not in keep))
-    conditions = _conditions(spec, state, desired, observed.pods, router)
+    live = {r for r in (state.stable, state.canary) if r}
+    weights = decide(
+        spec.model.weights,
+        replicas_of(observed.pods, live, observed.lifecycles),
+        pool.status.get("weights"),
+        observed.weights,
+    )
+    conditions = _conditions(spec, state, desired, observed.pods, router) + [weights.condition]
     status = status_of_state(state) | _counts(pool.ref, state, observed.pods)
     status |= {
         "observedGeneration": pool.generation,
         "phase": phase_of(conditions),
         "conditions": merge_conditions(pool.status.get("conditions"), conditions, now),
+        "weights": weights.status,
     }
     return Plan(
         deployments=wanted,
         delete_deployments=stale,
         service=children.desired_service(pool.ref),
-        route=route_for(pool.ref, spec, state, pod_endpoints(observed.pods)),
+        route=route_for(pool.ref, spec, state, pod_endpoints(observed.pods, leave_out=weights.drained)),
         status=status,
-        events=events,
+        events=events + weights.events,
         reset_verdict=decision.reset_verdict,
         clear_action=annotation is not None,
+        weights_step=weights.step,
     )
 
 

@@ -1,7 +1,8 @@
 """What a revision is: the part of a ModelPool's spec its pods are made from, and its name.
 
 A change to the model, the runtime, the resources or the placement makes a new revision (and so
-a canary rollout); replicas, rollout, QoS and tenants do not. The name joins the user's
+a canary rollout); replicas, rollout, QoS, tenants and model.weights do not (new weights are rolled
+onto the running replicas in place: weights_rollout.py). The name joins the user's
 model.revision with a short hash of that part, as a Deployment's pod-template-hash does, so a
 runtime-only change under the same model.revision is still a distinct revision.
 """
@@ -17,7 +18,10 @@ TEMPLATE_FIELDS = ("model", "runtime", "resources", "nodeSelector", "tolerations
 
 def template_of(spec: dict) -> dict:
     """The spec's revision-defining fields, as written (kept in status for the stable revision)."""
-    return {key: spec[key] for key in TEMPLATE_FIELDS if key in spec}
+    template = {key: spec[key] for key in TEMPLATE_FIELDS if key in spec}
+    if "weights" in (template.get("model") or {}):
+        template["model"] = {key: value for key, value in template["model"].items() if key != "weights"}
+    return template
 
 
 def pool_spec_of_template(template: dict) -> PoolSpec:
@@ -29,8 +33,13 @@ def revision_name(spec: PoolSpec) -> str:
     # Hashed under the field's first name, so that renaming it (kvCacheFraction, now
     # gpuMemoryUtilization) renamed no revision: a new name would have rolled out every pool again.
     runtime["kv_cache_fraction"] = runtime.pop("gpu_memory_utilization")
+    # Fields added since are hashed only when set, so that adding them renamed no revision either.
+    if runtime["compile_cache"] is None:
+        del runtime["compile_cache"]
+    model = asdict(spec.model)
+    del model["weights"]  # rolled in place, never a new revision
     parts = {
-        "model": asdict(spec.model),
+        "model": model,
         "runtime": runtime,
         "resources": asdict(spec.resources),
         "placement": asdict(spec.placement),

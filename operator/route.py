@@ -22,19 +22,27 @@ from shoal.route_contract import (
 )
 
 
-def pod_endpoints(pods: list[dict]) -> dict[str, tuple[RuntimeEndpoint, ...]]:
-    """Ready runtime endpoints per revision label."""
+def pod_endpoints(pods: list[dict], leave_out: str | None = None) -> dict[str, tuple[RuntimeEndpoint, ...]]:
+    """Ready runtime endpoints per revision label; `leave_out`: a target drained for a weight update."""
     endpoints: dict[str, list[RuntimeEndpoint]] = {}
     for pod in pods:
         metadata, status = pod.get("metadata", {}), pod.get("status") or {}
         revision, ip = (metadata.get("labels") or {}).get(REVISION_LABEL), status.get("podIP")
-        if not revision or not ip or not is_serving(pod):
+        if not revision or not ip or not is_serving(pod) or grpc_target(ip) == leave_out:
             continue
-        host = f"[{ip}]" if ":" in ip else ip
         endpoints.setdefault(revision, []).append(
-            RuntimeEndpoint(f"{host}:{GRPC_PORT}", f"http://{host}:{METRICS_PORT}/metrics")
+            RuntimeEndpoint(grpc_target(ip), f"http://{_host(ip)}:{METRICS_PORT}/metrics")
         )
     return {revision: tuple(sorted(found, key=lambda e: e.target)) for revision, found in endpoints.items()}
+
+
+def grpc_target(ip: str) -> str:
+    """A runtime pod's gRPC server (shoal.v1.Runtime and RuntimeAdmin)."""
+    return f"{_host(ip)}:{GRPC_PORT}"
+
+
+def _host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
 
 
 def is_serving(pod: dict) -> bool:

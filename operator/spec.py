@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from shoal.fields import FieldError, Fields
 from shoal.runtime.config import GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
+from shoal.runtime.engine.lifecycle import INITIAL_WEIGHTS_VERSION
 
 MODEL_SOURCES = ("embedded", "path", "random")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -23,12 +24,22 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 BLOCK_SIZES = (8, 16, 32, 64)
 DEFAULT_PAUSE = "1m"  # a step written without a pause holds this long (the CRD's default too)
 REVISION_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
+WEIGHTS_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class SpecError(FieldError):
     """The spec cannot be served as written; the message starts with the field's path."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Weights to serve in place of the source's (a version label, a safetensors directory in the
+    runtime container): rolled onto the running replicas one at a time, no new revision."""
+
+    version: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,15 @@ class ModelSpec:
     volume_claim: str | None = None
     dtype: str = "auto"
     served_name: str | None = None
+    weights: WeightsSpec | None = None  # not part of the revision (revisions.py)
+
+
+@dataclass(frozen=True)
+class CompileCache:
+    """A folder for the runtime's compiled kernels (--compile-cache-dir): an emptyDir (kept across
+    container restarts), or a PersistentVolumeClaim (kept across pods)."""
+
+    volume_claim: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,7 @@ class RuntimeSpec:
     max_waiting: int | None = None
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    compile_cache: CompileCache | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +196,7 @@ def _model(f: Fields) -> ModelSpec:
         volume_claim=f.get("volumeClaim", str, d.volume_claim),
         dtype=f.get("dtype", str, d.dtype, choices=DTYPES),
         served_name=f.get("servedName", str, d.served_name),
+        weights=_weights(f.sub("weights")) if f.has("weights") else None,
     )
     f.done()
     if source == "path" and not model.path:
@@ -184,6 +206,19 @@ def _model(f: Fields) -> ModelSpec:
     if source == "embedded" and (model.path or model.config):
         raise SpecError(f"{f.path}: path and config do not apply to the embedded model")
     return model
+
+
+def _weights(f: Fields) -> WeightsSpec:
+    version = f.get("version", str)
+    if not WEIGHTS_VERSION_PATTERN.match(version):
+        raise SpecError(f"{f.name('version')}: {version!r} must be 1 to 63 letters, digits, '.', '_' or '-'")
+    if version == INITIAL_WEIGHTS_VERSION:  # every new pod reports it: they would never be updated
+        raise SpecError(f"{f.name('version')}: {version!r} names the source's weights; pick another label")
+    weights = WeightsSpec(version, f.get("path", str))
+    f.done()
+    if not weights.path.startswith("/"):
+        raise SpecError(f"{f.name('path')}: {weights.path!r} must be an absolute path in the runtime container")
+    return weights
 
 
 def _runtime(f: Fields) -> tuple[RuntimeSpec, tuple[str, ...]]:
@@ -207,9 +242,16 @@ def _runtime(f: Fields) -> tuple[RuntimeSpec, tuple[str, ...]]:
         max_waiting=f.get("maxWaiting", int, d.max_waiting, minimum=1),
         args=tuple(f.strings("args")),
         env=tuple(env),
+        compile_cache=_compile_cache(f.sub("compileCache")) if f.has("compileCache") else None,
     )
     f.done()
     return runtime, deprecated
+
+
+def _compile_cache(f: Fields) -> CompileCache:
+    cache = CompileCache(volume_claim=f.get("volumeClaim", str, CompileCache.volume_claim))
+    f.done()
+    return cache
 
 
 def _gpu_memory_utilization(f: Fields) -> tuple[float, tuple[str, ...]]:

@@ -2,7 +2,9 @@
 
 import gc
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -19,8 +21,10 @@ from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.placement import Placement
 from shoal.runtime.sampling.sampler import Sampler
+from shoal.runtime.startup import StartupBreakdown, StartupClock
 from shoal.runtime.structured.compiler import GrammarCompiler
 from shoal.runtime.tokenization.tokenizer import eos_token_ids, load_tokenizer
+from shoal.runtime.warmup import warm_up
 from shoal.runtime.worker.fault_injection import StepMemoryLimit
 from shoal.runtime.worker.kv_cache_sizing import (
     CPU_DEFAULT_KV_CACHE_BYTES,
@@ -50,6 +54,7 @@ class ModelInfo:
     has_chat_template: bool
     kv_cache_tokens: int
     free_memory_tokens: int | None  # on a GPU: what the memory free after loading the weights would hold
+    startup: StartupBreakdown  # how long the start took, phase by phase
 
 
 @dataclass
@@ -98,7 +103,11 @@ def select_kernels(name: str, arch: ModelArchConfig, block_size: int, placement:
     return Kernels(attention, TritonOps())
 
 
-def build_engine(config: EngineConfig) -> BuiltEngine:
+def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> BuiltEngine:
+    """The engine, ready to serve: on CUDA whatever it runs is compiled first (runtime/warmup.py).
+    `clock` times the phases (runtime/startup.py); without one they are timed from this call on."""
+    clock = clock or StartupClock()
+    _use_compile_cache(config.compile_cache_dir)
     source = materialize(resolve_model_source(config.model, config.load_format))
     arch = ModelArchConfig.from_hf(load_hf_config(source))
     device = resolve_device(config.device)
@@ -109,6 +118,7 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
     tokenizer = load_tokenizer(source.directory)
     kernels = select_kernels(config.kernels, arch, config.block_size, placement)
     model = build_model(arch, source, kernels, placement, max_model_len, config.seed)
+    clock.lap("model_load")
 
     free_memory_tokens = None
     if config.kv_cache_memory is not None:
@@ -148,8 +158,10 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         )
     kv = KVCacheShape(num_blocks, config.block_size, placement)
     runner = ModelRunner(model, Sampler(device, config.seed), kv, memory_limit)
+    clock.lap("kv_cache")
     if device.type == "cuda" and not config.enforce_eager:
         runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
+        clock.lap("cuda_graphs")
     log.info(
         "scheduler: a budget of %d tokens per step (%s), at most %d sequences",
         token_budget,
@@ -157,14 +169,26 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         config.max_num_seqs,
     )
     eos = eos_token_ids(tokenizer, arch.eos_token_ids)
-    scheduler = Scheduler(
-        SchedulerConfig(config.max_num_seqs, token_budget),
-        BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
-        StopLimits(frozenset(eos), max_model_len),
-    )
     async_scheduling = device.type == "cuda" if config.async_scheduling is None else config.async_scheduling
-    engine = LLMEngine(runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, async_scheduling)
     grammars = GrammarCompiler(tokenizer, arch.vocab_size, eos) if tokenizer is not None else None
+
+    def new_engine() -> LLMEngine:
+        """An engine around the runner, with a scheduler, block pool and counters of its own."""
+        scheduler = Scheduler(
+            SchedulerConfig(config.max_num_seqs, token_budget),
+            BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
+            StopLimits(frozenset(eos), max_model_len),
+        )
+        return LLMEngine(
+            runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, async_scheduling
+        )
+
+    # The warm-up runs in an engine of its own, thrown away after it: the served one starts fresh.
+    # By default not on a CPU, where nothing compiles (torch's CPU kernels are built ahead of time):
+    # there it would only lengthen the start.
+    if device.type == "cuda" if config.warmup is None else config.warmup:
+        warm_up(new_engine(), runner.sampler.generator, grammars)
+        clock.lap("warmup")
     info = ModelInfo(
         served_model_name=config.served_model_name or source.name,
         source=source.describe(),
@@ -179,8 +203,20 @@ def build_engine(config: EngineConfig) -> BuiltEngine:
         has_chat_template=bool(tokenizer is not None and tokenizer.chat_template),
         kv_cache_tokens=capacity,
         free_memory_tokens=free_memory_tokens,
+        startup=clock.breakdown(),
     )
-    return BuiltEngine(engine, tokenizer, info, grammars)
+    return BuiltEngine(new_engine(), tokenizer, info, grammars)
+
+
+def _use_compile_cache(directory: str | None) -> None:
+    """Points Triton's kernel cache at `directory` (None: Triton's default, ~/.triton/cache). Triton
+    reads TRITON_CACHE_DIR when it compiles; this runs before select_kernels first imports it."""
+    if directory is None:
+        return
+    path = Path(directory).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TRITON_CACHE_DIR"] = str(path)
+    log.info("compile cache: %s", path)
 
 
 def freeze_long_lived_objects() -> None:

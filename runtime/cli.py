@@ -69,6 +69,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     model.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs for decode steps")
     model.add_argument(
+        "--compile-cache-dir",
+        default=engine.compile_cache_dir,
+        metavar="DIR",
+        help="where Triton keeps the kernels it compiles (sets TRITON_CACHE_DIR): on a volume that outlives the "
+        "pod, a restart loads them instead of compiling them again (default: Triton's own, ~/.triton/cache)",
+    )
+    model.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=engine.warmup,
+        help="run synthetic requests before serving, so that kernels compile before /ready (default: on with CUDA)",
+    )
+    model.add_argument(
         "--async-scheduling",
         action=argparse.BooleanOptionalAction,
         default=engine.async_scheduling,
@@ -119,6 +132,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=TOOL_CALL_PARSERS,
         default=server_config.tool_call_parser,
         help="the syntax the model writes function calls in (auto: read from its chat template)",
+    )
+
+    lifecycle = parser.add_argument_group("lifecycle (shoal.v1.RuntimeAdmin: pause, resume, weight updates)")
+    lifecycle.add_argument(
+        "--admin-token-file",
+        default=server_config.admin_token_file,
+        help="a file holding the token RuntimeAdmin calls must bring; without it the service refuses every call",
+    )
+    lifecycle.add_argument(
+        "--pause-wait",
+        type=float,
+        default=server_config.pause_wait_s,
+        help="seconds a new request waits out a pause before UNAVAILABLE (0: refused at once, with retry-after)",
+    )
+    lifecycle.add_argument(
+        "--weights-version", default=server_config.weights_version, help="what the weights at start are called"
     )
 
     server = parser.add_argument_group("server")
@@ -187,6 +216,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         seed=args.seed,
         kernels=args.kernels,
         enforce_eager=args.enforce_eager,
+        compile_cache_dir=args.compile_cache_dir,
+        warmup=args.warmup,
         async_scheduling=args.async_scheduling,
         fault_oom_above_tokens=args.fault_oom_above_tokens,
     )
@@ -197,6 +228,9 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         max_waiting=args.max_waiting,
         max_n=args.max_n,
         tool_call_parser=args.tool_call_parser,
+        admin_token_file=args.admin_token_file,
+        pause_wait_s=args.pause_wait,
+        weights_version=args.weights_version,
         pool=args.pool,
         revision=args.revision,
         shutdown_grace_s=args.shutdown_grace,

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from shoal.constants import RUNTIME_GRPC_PORT, RUNTIME_METRICS_PORT
+from shoal.runtime.engine.lifecycle import INITIAL_WEIGHTS_VERSION
 from shoal.runtime.tools.family import AUTO_PARSER
 from shoal.runtime.tools.family import PARSERS as TOOL_CALL_PARSERS
 
@@ -42,6 +43,8 @@ class EngineConfig:
     seed: int = 0
     kernels: str = "auto"  # auto: Triton on CUDA, torch elsewhere
     enforce_eager: bool = False  # no CUDA graphs
+    compile_cache_dir: str | None = None  # Triton's kernel cache (TRITON_CACHE_DIR); None: Triton's default
+    warmup: bool | None = None  # synthetic requests before serving (runtime/warmup.py); None: on CUDA only
     async_scheduling: bool | None = None  # overlap step N+1's scheduling with step N's; None: on CUDA only
     # For testing only (runtime/worker/fault_injection.py): steps of more tokens run out of memory.
     fault_oom_above_tokens: int | None = None
@@ -75,6 +78,9 @@ class ServerConfig:
     max_waiting: int = 1024
     max_n: int = 16  # choices one request may ask for (GenerateRequest.n)
     tool_call_parser: str = AUTO_PARSER  # the syntax the model writes function calls in (runtime/tools/family.py)
+    admin_token_file: str | None = None  # the RuntimeAdmin service's token; None: the service refuses every call
+    pause_wait_s: float = 60.0  # how long a new request waits out a pause; 0: UNAVAILABLE at once, with retry-after
+    weights_version: str = INITIAL_WEIGHTS_VERSION  # what the weights at start are called
     pool: str = ""
     revision: str = ""
     shutdown_grace_s: float = 30.0
@@ -91,6 +97,10 @@ class ServerConfig:
         _at_least("max_waiting", self.max_waiting, 0)
         _at_least("max_n", self.max_n, 1)
         _choice("tool_call_parser", self.tool_call_parser, TOOL_CALL_PARSERS)
+        if self.pause_wait_s < 0:
+            raise ValueError(f"pause_wait_s must be >= 0, got {self.pause_wait_s}")
+        if not self.weights_version:
+            raise ValueError("weights_version must not be empty")
         if self.shutdown_grace_s < 0:
             raise ValueError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s}")
         if self.fault_latency_s < 0:

@@ -31,4 +31,22 @@ class StepOutOfMemoryError(RuntimeError):
 
 
 class EngineUnavailableError(RuntimeError):
-    """The engine is draining for shutdown or has failed (gRPC UNAVAILABLE)."""
+    """The engine is draining for shutdown, paused, or has failed (gRPC UNAVAILABLE); a pause says
+    when to retry."""
+
+    def __init__(self, message: str, retry_after_s: int | None = None):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class NotPausedError(RuntimeError):
+    """A weight update needs the engine paused first (gRPC FAILED_PRECONDITION)."""
+
+
+class PartialUpdateError(RuntimeError):
+    """A weight update failed after it had written some tensors (gRPC ABORTED): the model holds a mix
+    of old and new weights, called `version`, until an update completes."""
+
+    def __init__(self, version: str, cause: Exception):
+        super().__init__(f"the update stopped half way ({cause}); the weights are now {version!r}: retry it")
+        self.version = version

@@ -8,6 +8,8 @@ import asyncio
 import logging
 import signal
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import grpc
 from aiohttp import web
@@ -17,24 +19,33 @@ from prometheus_client import CollectorRegistry
 from shoal.runtime.build import build_engine, freeze_long_lived_objects
 from shoal.runtime.config import EngineConfig, ServerConfig
 from shoal.runtime.engine.async_engine import AsyncEngine
+from shoal.runtime.engine.lifecycle import LifecycleConfig
 from shoal.runtime.engine.queue_limits import QueueLimits
+from shoal.runtime.server.admin_service import RuntimeAdminService
 from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.grpc_service import RuntimeService, Served
 from shoal.runtime.server.http_server import build_http_app
 from shoal.runtime.server.metrics import RuntimeMetrics
-from shoal.v1 import runtime_pb2, runtime_pb2_grpc
+from shoal.runtime.startup import StartupClock
+from shoal.v1 import runtime_admin_pb2_grpc, runtime_pb2, runtime_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].full_name
 
 
 async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> None:
-    built = await asyncio.to_thread(build_engine, engine_config)
+    clock = StartupClock.since_process_start()
+    built = await asyncio.to_thread(build_engine, engine_config, clock)
     freeze_long_lived_objects()
+    built.info = replace(built.info, startup=clock.breakdown())  # the total up to serving, a moment away
+    log.info("startup: %s", built.info.startup.describe())
     registry = CollectorRegistry()
     metrics = RuntimeMetrics(registry, built.info.served_model_name, server_config.pool, server_config.revision)
-    engine = AsyncEngine(built.engine, QueueLimits(server_config.max_waiting), metrics, built.grammars)
+    metrics.record_startup(built.info.startup)
+    lifecycle = LifecycleConfig(pause_wait_s=server_config.pause_wait_s, weights_version=server_config.weights_version)
+    engine = AsyncEngine(built.engine, QueueLimits(server_config.max_waiting), metrics, built.grammars, lifecycle)
     metrics.watch_engine(engine.stats, engine.num_waiting)
+    metrics.watch_lifecycle(lambda: engine.paused, engine.weights_version)
     engine.start()
 
     grpc_server = grpc.aio.server()
@@ -53,6 +64,10 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
             faults,
         ),
         grpc_server,
+    )
+    admin_token = _read_token(server_config.admin_token_file)
+    runtime_admin_pb2_grpc.add_RuntimeAdminServicer_to_server(
+        RuntimeAdminService(engine, admin_token, metrics.record_weight_update), grpc_server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
@@ -86,6 +101,16 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     await grpc_server.stop(grace=1.0)
     await http_runner.cleanup()
     log.info("stopped")
+
+
+def _read_token(path: str | None) -> str | None:
+    if path is None:
+        log.info("RuntimeAdmin is off (no --admin-token-file): pause, resume and weight updates are refused")
+        return None
+    token = Path(path).read_text().strip()
+    if not token:
+        raise ValueError(f"--admin-token-file {path}: the file is empty")
+    return token
 
 
 async def _wait_for_signal() -> None:

@@ -62,6 +62,17 @@ STRUCTURED_OUTPUT_REQUESTS = PREFIX + "structured_output_requests"
 LABEL_KIND = "kind"  # json_schema, json_object, regex, grammar
 GRAMMAR_COMPILE_DURATION = PREFIX + "grammar_compile_seconds"
 GRAMMAR_MASK_DURATION = PREFIX + "grammar_mask_seconds"
+# The lifecycle (RuntimeAdmin): whether the engine is paused (gauge, 1 or 0), the weights it serves
+# (an info gauge: 1, labelled weights_version), weight updates (counter) and how long each took.
+ENGINE_PAUSED = PREFIX + "engine_paused"
+WEIGHTS_INFO = PREFIX + "weights_info"
+LABEL_WEIGHTS_VERSION = "weights_version"
+WEIGHT_UPDATES = PREFIX + "weight_updates"
+WEIGHT_UPDATE_DURATION = PREFIX + "weight_update_seconds"
+# How long the runtime took to start, by phase: import, model_load, kv_cache, cuda_graphs, warmup and
+# total, process start to serving (a gauge, seconds; runtime/startup.py names the phases).
+STARTUP_PHASE_SECONDS = PREFIX + "startup_phase_seconds"
+LABEL_PHASE = "phase"
 # prometheus_client's process collector: when the runtime started (Unix time). The router counts a
 # runtime's counters from there when it started later than the router did.
 PROCESS_START_TIME = "process_start_time_seconds"

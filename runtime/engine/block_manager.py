@@ -134,6 +134,17 @@ class BlockManager:
         if keep_hashes:
             self._requests[request_id] = _RequestBlocks(block_hashes=entry.block_hashes)
 
+    def reset_prefix_cache(self) -> int:
+        """Forgets every cached prefix (their K/V were computed by weights that may have changed since);
+        returns how many blocks were forgotten. Blocks requests hold stay theirs, only uncached; free
+        ones become plain free blocks."""
+        forgotten = len(self._cached)
+        self._cached.clear()
+        self._block_hash = [None] * self.num_blocks
+        self._free_plain.extend(reversed(self._evictable))
+        self._evictable.clear()
+        return forgotten
+
     def uncache_uncomputed(self, request: Request) -> None:
         """Takes the request's blocks past its computed tokens out of the prefix cache: they were
         offered to it when scheduled, but the step meant to write their K/V failed."""

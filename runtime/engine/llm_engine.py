@@ -45,6 +45,9 @@ class StepRunner(Protocol):
 
     def release_cached_memory(self) -> None: ...
 
+    def weight_targets(self) -> dict[str, torch.Tensor]:
+        """Each checkpoint tensor name -> the model tensor it is copied into (for weight updates)."""
+
 
 @dataclass(frozen=True)
 class EngineStats:
@@ -139,16 +142,32 @@ class LLMEngine:
         self.add(request)
         return request
 
-    def abort_request(self, request_id: str) -> RequestOutput | None:
+    def abort_request(self, request_id: str, reason: str | None = None) -> RequestOutput | None:
         """Ends the request and frees its KV blocks now; None if it is not (or no longer) here."""
         request = self.scheduler.get(request_id)
         if request is None:
             return None
-        self.scheduler.finish(request, FinishReason.ABORT)
+        self.scheduler.finish(request, FinishReason.ABORT, reason)
         return self.output_processor.output(request, [])
+
+    def abort_all(self, reason: str) -> list[RequestOutput]:
+        """Ends every request (after reading the step in flight, whose tokens are theirs)."""
+        outputs = self.finish_in_flight()
+        for request_id in self.scheduler.unfinished_ids():
+            outputs.append(self.abort_request(request_id, reason))
+        return outputs
+
+    def finish_in_flight(self) -> list[RequestOutput]:
+        """Reads the step in flight (async scheduling), if any: after it the device is idle and the
+        requests' state is whole, so the engine may pause, or its weights change."""
+        return self._finish_in_flight()
 
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished() or self._in_flight is not None
+
+    def reset_prefix_cache(self) -> int:
+        """Forgets every cached prefix; returns how many blocks were forgotten."""
+        return self.scheduler.block_manager.reset_prefix_cache()
 
     def step(self) -> StepResult:
         started = time.perf_counter()

@@ -30,6 +30,7 @@ class RequestOutput:
     num_prompt_tokens: int
     num_output_tokens: int
     num_cached_tokens: int
+    weights_version: str = ""  # the weights that produced these tokens (stamped by AsyncEngine)
 
 
 @dataclass

@@ -94,6 +94,9 @@ class Scheduler:
     def get(self, request_id: str) -> Request | None:
         return self._unfinished.get(request_id)
 
+    def unfinished_ids(self) -> list[str]:
+        return list(self._unfinished)
+
     def add(self, request: Request) -> None:
         if request.request_id in self._unfinished:
             raise ValueError(f"request id {request.request_id!r} is already in use")

@@ -83,7 +83,7 @@ def silu_and_mul(gate_up: torch.Tensor) -> torch.Tensor:
     return out
 
 
-@triton.jit
+@triton.jit(do_not_specialize_on_alignment=["positions_ptr"])  # a slice of the step's positions
 def _rotary_kernel(
     q_ptr,
     k_ptr,

@@ -107,7 +107,9 @@ def _attend(
     return m, row_sum, acc
 
 
-@triton.jit
+# Values that change from step to step are not specialized on (Triton would otherwise compile a
+# variant per value of 1 and per multiple of 16): a kernel compiled once at warm-up covers them all.
+@triton.jit(do_not_specialize=["seq_begin", "num_seqs", "bt_stride"], do_not_specialize_on_alignment=["seq_lens_ptr"])
 def _prefill_kernel(
     out_ptr,
     q_ptr,
@@ -188,7 +190,7 @@ def _prefill_kernel(
     tl.store(out_ptr + o_offsets, out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & d_ok[None, :])
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["bt_stride"], do_not_specialize_on_alignment=["seq_lens_ptr"])
 def _decode_kernel(
     out_ptr,
     partial_out_ptr,

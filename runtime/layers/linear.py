@@ -9,9 +9,7 @@ class MergedLinear(nn.Linear):
         super().__init__(in_features, sum(output_sizes), bias=bias)
         self.output_sizes = list(output_sizes)
 
-    def load_shard(self, index: int, tensor: torch.Tensor, is_bias: bool = False) -> None:
+    def shard(self, index: int, is_bias: bool = False) -> torch.Tensor:
+        """The view of the weight (or bias) that holds checkpoint tensor `index`; copies into it land in place."""
         start = sum(self.output_sizes[:index])
-        target = (self.bias if is_bias else self.weight).data[start : start + self.output_sizes[index]]
-        if target.shape != tensor.shape:
-            raise ValueError(f"shard {index}: expected shape {tuple(target.shape)}, got {tuple(tensor.shape)}")
-        target.copy_(tensor)
+        return (self.bias if is_bias else self.weight).data[start : start + self.output_sizes[index]]

@@ -134,35 +134,36 @@ class LlamaForCausalLM(nn.Module):
         for layer in self.model.layers:
             layer.self_attn.attn.kv_cache = torch.empty(0)
 
+    def checkpoint_targets(self) -> dict[str, torch.Tensor]:
+        """Each checkpoint (HF) tensor name -> the tensor it is copied into: a parameter, or the slice
+        of a merged q/k/v or gate/up parameter that holds it. A tied LM head has no target of its own."""
+        targets = {}
+        for name, param in self.named_parameters():
+            module_name, kind = name.rsplit(".", 1)
+            module = self.get_submodule(module_name)
+            if isinstance(module, MergedLinear):
+                for fragment, (merged, shard) in _MERGED_SHARDS.items():
+                    if merged in name:
+                        targets[name.replace(merged, fragment)] = module.shard(shard, is_bias=kind == "bias")
+            else:
+                targets[name] = param.data
+        if self.arch.tie_word_embeddings:
+            targets.pop("lm_head.weight", None)
+        return targets
+
     @torch.no_grad()
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
-        """Copy checkpoint tensors (HF names) into the model; every parameter must be covered."""
-        params = dict(self.named_parameters())
-        missing = set()
-        for name in params:
-            module = self.get_submodule(name.rsplit(".", 1)[0])
-            if isinstance(module, MergedLinear):
-                missing.update(f"{name}#{shard}" for shard in range(len(module.output_sizes)))
-            else:
-                missing.add(name)
-        if self.arch.tie_word_embeddings:
-            missing.discard("lm_head.weight")
+        """Copy checkpoint tensors (HF names) into the model; every target must be covered."""
+        targets = self.checkpoint_targets()
+        missing = set(targets)
         for name, tensor in weights:
             if "rotary_emb.inv_freq" in name or (name == "lm_head.weight" and self.arch.tie_word_embeddings):
                 continue
-            for fragment, (merged, shard) in _MERGED_SHARDS.items():
-                if fragment in name:
-                    target = name.replace(fragment, merged)
-                    module = self.get_submodule(target.rsplit(".", 1)[0])
-                    module.load_shard(shard, tensor, is_bias=name.endswith(".bias"))
-                    missing.discard(f"{target}#{shard}")
-                    break
-            else:
-                if name not in params:
-                    raise ValueError(f"checkpoint tensor {name!r} has no place in the model")
-                if params[name].shape != tensor.shape:
-                    raise ValueError(f"{name}: expected shape {tuple(params[name].shape)}, got {tuple(tensor.shape)}")
-                params[name].copy_(tensor)
-                missing.discard(name)
+            if name not in targets:
+                raise ValueError(f"checkpoint tensor {name!r} has no place in the model")
+            if targets[name].shape != tensor.shape:
+                raise ValueError(f"{name}: expected shape {tuple(targets[name].shape)}, got {tuple(tensor.shape)}")
+            targets[name].copy_(tensor)
+            missing.discard(name)
         if missing:
             raise ValueError(f"the checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")

@@ -84,7 +84,8 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
             retry_after = ((RETRY_AFTER_KEY, str(error.retry_after_s)),)
             await self._abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(error), retry_after)
         except EngineUnavailableError as error:
-            await self._abort(context, grpc.StatusCode.UNAVAILABLE, str(error))
+            retry_after = () if error.retry_after_s is None else ((RETRY_AFTER_KEY, str(error.retry_after_s)),)
+            await self._abort(context, grpc.StatusCode.UNAVAILABLE, str(error), retry_after)
         except Exception:  # a bug: the client gets INTERNAL, the log gets the traceback
             log.exception("Generate failed")
             await self._abort(context, grpc.StatusCode.INTERNAL, "internal error")
@@ -94,6 +95,9 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
             return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message="the engine has failed")
         if not self.engine.accepting:
             return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message="draining for shutdown")
+        if self.engine.paused:
+            message = f"paused ({self.engine.admission.mode.value}) by RuntimeAdmin"
+            return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message=message)
         return pb.HealthResponse(status=pb.HealthResponse.SERVING)
 
     async def GetStats(self, request: pb.GetStatsRequest, context) -> pb.RuntimeStats:
@@ -116,6 +120,7 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
             pool=self.served.pool,
             revision=self.served.revision,
             kv_cache_tokens=i.kv_cache_tokens,
+            weights_version=self.engine.weights_version,
         )
 
     async def _prompt(self, request: pb.GenerateRequest) -> tuple[list[int], ToolChoice | None]:

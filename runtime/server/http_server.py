@@ -1,7 +1,7 @@
 """The runtime's HTTP side: /metrics (Prometheus text format), /health and /ready for probes.
 
 /health answers whether the engine loop is alive (liveness); /ready additionally turns 503 while
-the runtime drains for shutdown, so Kubernetes takes the pod out of its Service first.
+the runtime drains for shutdown or is paused, so Kubernetes takes the pod out of its Service first.
 """
 
 from aiohttp import web
@@ -22,7 +22,7 @@ def build_http_app(engine: AsyncEngine, registry: CollectorRegistry, faults: Fau
         return web.Response(status=200 if engine.healthy else 503, text="ok" if engine.healthy else "engine failed")
 
     async def ready(_: web.Request) -> web.Response:
-        is_ready = engine.healthy and engine.accepting
+        is_ready = engine.healthy and engine.accepting and not engine.paused
         return web.Response(status=200 if is_ready else 503, text="ready" if is_ready else "not ready")
 
     app = web.Application()

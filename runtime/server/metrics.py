@@ -7,12 +7,13 @@ gauges are never stale and counters never double-count. Each server has its own 
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from shoal import metric_names as names
 from shoal.runtime.engine.llm_engine import EngineStats
+from shoal.runtime.startup import StartupBreakdown
 
 # vLLM's buckets, with finer steps at the fast end for GPU decode latencies.
 TTFT_BUCKETS = (
@@ -92,6 +93,7 @@ E2E_BUCKETS = (
     7680.0,
 )
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12)
+UPDATE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0)
 TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000)
 
 
@@ -149,6 +151,48 @@ class RuntimeMetrics:
         self.mask_duration = histogram(
             names.GRAMMAR_MASK_DURATION, "Filling a step's allowed-token masks, seconds.", STEP_BUCKETS
         ).labels(*self.label_values)
+
+    def watch_lifecycle(self, paused: Callable[[], bool], weights_version: str) -> None:
+        """The pause read at every scrape; the weights' version as an info gauge."""
+        Gauge(
+            names.ENGINE_PAUSED,
+            "1 while RuntimeAdmin has the engine paused.",
+            list(names.RUNTIME_LABELS),
+            registry=self.registry,
+        ).labels(*self.label_values).set_function(lambda: float(paused()))
+        self._weights_info = Gauge(
+            names.WEIGHTS_INFO,
+            "The weights being served (1, labelled with their version).",
+            [*names.RUNTIME_LABELS, names.LABEL_WEIGHTS_VERSION],
+            registry=self.registry,
+        )
+        self._weights_info.labels(*self.label_values, weights_version).set(1)
+        self._weight_updates = Counter(
+            names.WEIGHT_UPDATES, "Weight updates applied in place.", list(names.RUNTIME_LABELS), registry=self.registry
+        ).labels(*self.label_values)
+        self._weight_update_duration = Histogram(
+            names.WEIGHT_UPDATE_DURATION,
+            "Applying a weight update, seconds.",
+            list(names.RUNTIME_LABELS),
+            buckets=UPDATE_BUCKETS,
+            registry=self.registry,
+        ).labels(*self.label_values)
+
+    def record_weight_update(self, weights_version: str, duration_s: float) -> None:
+        self._weights_info.clear()
+        self._weights_info.labels(*self.label_values, weights_version).set(1)
+        self._weight_updates.inc()
+        self._weight_update_duration.observe(duration_s)
+
+    def record_startup(self, startup: StartupBreakdown) -> None:
+        gauge = Gauge(
+            names.STARTUP_PHASE_SECONDS,
+            "How long the runtime took to start, by phase (total: process start to serving), seconds.",
+            [*names.RUNTIME_LABELS, names.LABEL_PHASE],
+            registry=self.registry,
+        )
+        for phase, seconds in startup.seconds.items():
+            gauge.labels(*self.label_values, phase).set(seconds)
 
     def watch_engine(self, stats: Callable[[], EngineStats], num_waiting: Callable[[], int]) -> None:
         """Reads scheduler and KV-cache state at every scrape."""

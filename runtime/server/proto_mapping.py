@@ -88,7 +88,12 @@ def tool_choice_from_proto(message: pb.ChatMessages) -> ToolChoice | None:
 
 
 def response_from_output(output: RequestOutput, tokenizer: PreTrainedTokenizerBase | None) -> pb.GenerateResponse:
-    response = pb.GenerateResponse(request_id=output.request_id, token_ids=output.new_token_ids, text=output.new_text)
+    response = pb.GenerateResponse(
+        request_id=output.request_id,
+        token_ids=output.new_token_ids,
+        text=output.new_text,
+        weights_version=output.weights_version,
+    )
     if output.logprobs is not None:
         for token in output.logprobs:
             response.logprobs.append(

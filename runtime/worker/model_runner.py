@@ -106,6 +106,9 @@ class ModelRunner:
                 results[slot] = token
         return results
 
+    def weight_targets(self) -> dict[str, torch.Tensor]:
+        return self.model.checkpoint_targets()
+
     def release_cached_memory(self) -> None:
         """After a step ran out of memory: its tensors went back to the allocator's cache in pieces
         cut for that batch; handing them back to the device lets the next batches be cut afresh."""

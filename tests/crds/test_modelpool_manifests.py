@@ -61,6 +61,7 @@ FULL_SPEC = {
         "revision": "llama8b-r2",
         "dtype": "bfloat16",
         "servedName": "llama-3.1-8b",
+        "weights": {"version": "step-120", "path": "/models/runs/7/step-120"},
     },
     "replicas": 3,
     "runtime": {
@@ -76,6 +77,7 @@ FULL_SPEC = {
         "maxWaiting": 2048,
         "args": ["--enforce-eager"],
         "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+        "compileCache": {"volumeClaim": "triton-cache"},
     },
     "resources": {"gpus": 2, "cpu": "7500m", "memory": "96Gi"},
     "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},

@@ -12,6 +12,7 @@ EXPECTED = {
     ("shoal.dev", "modelpools/status"): {"patch"},
     ("apps", "deployments"): {"list", "create", "patch", "delete"},
     ("", "services"): {"get", "create"},
+    ("", "secrets"): {"get", "create"},  # the pools' runtime admin tokens
     ("", "pods"): {"list"},
     ("", "events"): {"create"},
     ("", "namespaces"): {"list", "watch"},

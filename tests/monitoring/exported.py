@@ -11,6 +11,7 @@ from shoal.router.metrics import RouterMetrics
 from shoal.router.traffic.measurements import Measurements
 from shoal.runtime.engine.llm_engine import EngineStats
 from shoal.runtime.server.metrics import RuntimeMetrics
+from shoal.runtime.startup import StartupBreakdown
 
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 
@@ -18,9 +19,10 @@ SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_s
 def registered_families() -> dict[str, str]:
     """Metric family name -> type, for everything the runtime, the router and the operator register."""
     runtime = CollectorRegistry()
-    RuntimeMetrics(runtime, "model", "pool", "revision").watch_engine(
-        lambda: EngineStats(0, 0, 1, 1, 0, 0.0, 0, 0, 0, 0), lambda: 0
-    )
+    runtime_metrics = RuntimeMetrics(runtime, "model", "pool", "revision")
+    runtime_metrics.watch_engine(lambda: EngineStats(0, 0, 1, 1, 0, 0.0, 0, 0, 0, 0), lambda: 0)
+    runtime_metrics.watch_lifecycle(lambda: False, "initial")
+    runtime_metrics.record_startup(StartupBreakdown({"import": 1.0, "total": 1.0}))
     router = CollectorRegistry()
     RouterMetrics(router).watch({}, Measurements(), BackendRegistry(), lambda: 0)
     operator = OperatorMetrics().registry

@@ -1,6 +1,12 @@
 """The plan of a reconcile pass, a pure function: children, route, status and events."""
 
-from shoal.operator.children import GRPC_PORT, PoolRef
+from shoal.operator.children import (
+    ADMIN_TOKEN_MOUNT,
+    COMPILE_CACHE_MOUNT,
+    GRPC_PORT,
+    PoolRef,
+    desired_admin_secret,
+)
 from shoal.operator.plan import ACTION_ANNOTATION, Observed, PoolObject, plan_for
 from shoal.operator.revisions import revision_name
 from shoal.operator.rollout import RouterView
@@ -75,6 +81,7 @@ def test_new_pool_gets_a_deployment_a_service_a_route_and_pending_status():
         "Degraded": "False",
         "RolledBack": "False",
         "MetricsScraped": "True",
+        "WeightsUpdated": "True",  # no spec.model.weights: nothing to roll
     }
 
 
@@ -223,3 +230,51 @@ def test_gpu_memory_utilization_becomes_the_runtimes_flag_on_cuda():
     (deployment,) = plan_for(pool(gpu), Observed([], []), OK, T0, 30).deployments.values()
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--gpu-memory-utilization") + 1] == "0.75"
+
+
+def test_runtime_pods_get_the_admin_token_and_a_compile_cache():
+    """The token always (naming weights later changes no pod), the cache when the spec asks for one."""
+    cached = {**SPEC, "runtime": {"device": "cpu", "compileCache": {"volumeClaim": "triton-cache"}}}
+    plain, with_cache = (
+        next(iter(plan_for(pool(spec), Observed([], []), OK, T0, 30).deployments.values()))["spec"]["template"]["spec"]
+        for spec in (SPEC, cached)
+    )
+    for pod_spec in (plain, with_cache):
+        assert {"name": "runtime-admin", "secret": {"secretName": "chat-runtime-admin", "defaultMode": 0o440}} in (
+            pod_spec["volumes"]
+        )
+        (container,) = pod_spec["containers"]
+        args = container["args"]
+        token_file = args[args.index("--admin-token-file") + 1]
+        assert token_file == f"{ADMIN_TOKEN_MOUNT}/token"
+        assert {"name": "runtime-admin", "mountPath": ADMIN_TOKEN_MOUNT, "readOnly": True} in container["volumeMounts"]
+    assert "--compile-cache-dir" not in plain["containers"][0]["args"]
+    assert {"name": "compile-cache", "persistentVolumeClaim": {"claimName": "triton-cache"}} in with_cache["volumes"]
+    args = with_cache["containers"][0]["args"]
+    assert args[args.index("--compile-cache-dir") + 1] == COMPILE_CACHE_MOUNT
+    assert {"name": "compile-cache", "mountPath": COMPILE_CACHE_MOUNT} in with_cache["containers"][0]["volumeMounts"]
+    secret = desired_admin_secret(REF, "s3cret")
+    assert secret["metadata"]["name"] == "chat-runtime-admin" and secret["stringData"] == {"token": "s3cret"}
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-1"  # goes with the pool
+
+
+def test_the_runtime_reads_every_flag_the_operator_passes():
+    """The pod's args through `shoal runtime`'s own parser, with every optional flag in use."""
+    import argparse
+
+    from shoal.runtime.cli import add_arguments, configs_from_args
+
+    full = {
+        **SPEC,
+        "runtime": {"device": "cpu", "kvCacheMemory": "64MiB", "maxWaiting": 8, "compileCache": {}},
+        "model": {"source": "embedded", "revision": "v1", "weights": {"version": "v2", "path": "/w"}},
+    }
+    (deployment,) = plan_for(pool(full), Observed([], []), OK, T0, 30).deployments.values()
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    engine, server = configs_from_args(
+        parser.parse_args(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
+    )
+    assert engine.compile_cache_dir == COMPILE_CACHE_MOUNT and engine.kv_cache_memory == 64 * 2**20
+    assert server.admin_token_file == f"{ADMIN_TOKEN_MOUNT}/token" and server.max_waiting == 8
+    assert server.weights_version == "initial"  # every pod starts on the source's weights

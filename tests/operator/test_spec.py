@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from shoal.operator.revisions import revision_name
-from shoal.operator.spec import SpecError, parse_duration, parse_pool_spec
+from shoal.operator.spec import CompileCache, SpecError, WeightsSpec, parse_duration, parse_pool_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
@@ -48,6 +48,11 @@ def test_defaults_match_the_crd_defaults(server_dry_run):
         ({"model": {"revision": "v1"}, "tenants": [{"name": "a"}, {"name": "a"}]}, "spec.tenants"),
         ({"model": {"revision": "v1"}, "replicaz": 3}, "spec.replicaz: unknown field (known: "),
         ({"model": {"revision": "v1"}, "runtime": {"maxNumSeqs": "many"}}, "spec.runtime.maxNumSeqs"),
+        ({"model": {"revision": "v1", "weights": {"path": "/w"}}}, "spec.model.weights.version: required"),
+        ({"model": {"revision": "v1", "weights": {"version": "v2"}}}, "spec.model.weights.path: required"),
+        ({"model": {"revision": "v1", "weights": {"version": "initial", "path": "/w"}}}, "spec.model.weights.version"),
+        ({"model": {"revision": "v1", "weights": {"version": "v2", "path": "w"}}}, "spec.model.weights.path"),
+        ({"model": {"revision": "v1"}, "runtime": {"compileCache": {"pvc": "x"}}}, "spec.runtime.compileCache.pvc"),
     ],
 )
 def test_what_the_schema_would_catch_is_caught_again_with_the_field_named(spec, field):
@@ -80,6 +85,36 @@ def test_revision_names_did_not_change_with_the_field_rename():
         revision_name(parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"gpuMemoryUtilization": 0.85}}))
         == "v1-d02e31"
     )
+
+
+def test_weights_and_an_unset_compile_cache_leave_the_revision_name_alone():
+    """Weights roll in place (no new revision); a compile cache changes the pods, so it is one."""
+    base = parse_pool_spec({"model": {"revision": "v1"}})
+    weighted = parse_pool_spec({"model": {"revision": "v1", "weights": {"version": "step-120", "path": "/models/s"}}})
+    assert weighted.model.weights == WeightsSpec("step-120", "/models/s")
+    assert revision_name(weighted) == revision_name(base) == "v1-f1363a"
+    cached = parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"compileCache": {}}})
+    assert cached.runtime.compile_cache == CompileCache() and revision_name(cached) != revision_name(base)
+    on_claim = parse_pool_spec({"model": {"revision": "v1"}, "runtime": {"compileCache": {"volumeClaim": "triton"}}})
+    assert on_claim.runtime.compile_cache == CompileCache("triton") and revision_name(on_claim) != revision_name(cached)
+
+
+@pytest.mark.parametrize(
+    "weights,field,says",
+    [
+        ({"version": "initial", "path": "/w"}, "spec.model.weights.version", "names the source's weights"),
+        ({"version": "v2", "path": "w"}, "spec.model.weights.path", "should match '^/'"),
+        ({"version": "v2"}, "spec.model.weights.path", "Required value"),
+    ],
+)
+def test_the_api_server_refuses_weights_the_operator_would(server_dry_run, weights, field, says):
+    spec = {"model": {"revision": "v1", "weights": weights}}
+    refusal = server_dry_run.refusal(
+        {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata": {"name": "m"}, "spec": spec}
+    )
+    assert field in refusal and says in refusal, refusal
+    with pytest.raises(SpecError, match=f"^{field}"):
+        parse_pool_spec(spec)
 
 
 def _crd_defaults(schema: dict, path: str = "") -> dict:

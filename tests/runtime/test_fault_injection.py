@@ -35,7 +35,7 @@ def test_metrics_unavailable_fails_the_scrape_only():
     """The probes and everything else answer as ever; only /metrics is 503."""
 
     async def main():
-        engine = SimpleNamespace(healthy=True, accepting=True)  # what the HTTP side reads of the engine
+        engine = SimpleNamespace(healthy=True, accepting=True, paused=False)  # what the HTTP side reads of it
         faults = FaultInjection.from_settings(0.0, 0.0, True)
         async with TestClient(TestServer(build_http_app(engine, CollectorRegistry(), faults))) as client:
             return {path: (await client.get(path)).status for path in ("/metrics", "/health", "/ready")}
