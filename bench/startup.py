@@ -32,7 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.report import RESULTS_DIR, markdown_table, write_report  # noqa: E402
-from bench.throughput import RunResult, Workload, make_workload  # noqa: E402
+from bench.throughput import RunResult, Workload, add_workload_arguments, make_workload  # noqa: E402
 from shoal import metric_names as names  # noqa: E402
 from shoal.router.dev import wait_until_ready  # noqa: E402
 from shoal.runtime.config import EngineConfig  # noqa: E402
@@ -123,16 +123,7 @@ def runtime_flags(args: argparse.Namespace, cache: Path) -> list[str]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--load-format", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--num-requests", type=int, default=256)
-    parser.add_argument("--input-range", type=int, nargs=2, default=[100, 1024], metavar=("MIN", "MAX"))
-    parser.add_argument("--output-range", type=int, nargs=2, default=[100, 1024], metavar=("MIN", "MAX"))
-    parser.add_argument("--input-len", type=int, default=None, help="fixed-length mode: prompt tokens")
-    parser.add_argument("--output-len", type=int, default=None, help="fixed-length mode: output tokens")
-    parser.add_argument("--seed", type=int, default=0)
+    add_workload_arguments(parser)
     parser.add_argument("--max-num-seqs", type=int, default=None, help=f"default {EngineConfig.max_num_seqs}")
     parser.add_argument("--max-num-batched-tokens", type=int, default=None, help="default: the runtime's")
     parser.add_argument("--kv-cache-memory", default=None, help="e.g. 4GiB (default: the runtime's)")

@@ -74,6 +74,20 @@ class RunResult:
         ]
 
 
+def add_workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and the requests: random lengths in ranges, or fixed ones (--input-len, --output-len)."""
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--load-format", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-requests", type=int, default=256)
+    parser.add_argument("--input-range", type=int, nargs=2, default=[100, 1024], metavar=("MIN", "MAX"))
+    parser.add_argument("--output-range", type=int, nargs=2, default=[100, 1024], metavar=("MIN", "MAX"))
+    parser.add_argument("--input-len", type=int, default=None, help="fixed-length mode: prompt tokens")
+    parser.add_argument("--output-len", type=int, default=None, help="fixed-length mode: output tokens")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def make_workload(args: argparse.Namespace, vocab_size: int) -> Workload:
     rng = random.Random(args.seed)
     low_id, high_id = 100, vocab_size - 100  # clear of special tokens at either end
@@ -189,16 +203,7 @@ def _sync(device: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--load-format", default="auto")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--num-requests", type=int, default=256)
-    parser.add_argument("--input-range", type=int, nargs=2, default=[100, 1024], metavar=("MIN", "MAX"))
-    parser.add_argument("--output-range", type=int, nargs=2, default=[100, 1024], metavar=("MIN", "MAX"))
-    parser.add_argument("--input-len", type=int, default=None, help="fixed-length mode: prompt tokens")
-    parser.add_argument("--output-len", type=int, default=None, help="fixed-length mode: output tokens")
-    parser.add_argument("--seed", type=int, default=0)
+    add_workload_arguments(parser)
     parser.add_argument("--max-num-seqs", type=int, default=EngineConfig.max_num_seqs)
     parser.add_argument("--max-num-batched-tokens", type=int, default=EngineConfig.max_num_batched_tokens)
     parser.add_argument("--kv-cache-memory", type=int, default=None, help="bytes")

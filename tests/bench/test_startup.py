@@ -9,23 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tiny_llama import save_tiny_llama
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_startup_bench_reports_both_starts_their_phases_and_both_runs(tmp_path):
-    from transformers import LlamaConfig
-
-    model = tmp_path / "tiny-llama"
-    LlamaConfig(
-        vocab_size=256,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    ).save_pretrained(model)
+    model = save_tiny_llama(tmp_path / "tiny-llama")
     command = [sys.executable, "bench/startup.py", "--model", str(model), "--load-format", "dummy"]
     command += ["--device", "cpu", "--warmup", "--num-requests", "6", "--input-len", "20", "--output-len", "5"]
     command += ["--max-num-seqs", "8", "--max-num-batched-tokens", "64", "--kv-cache-memory", "8MiB"]

@@ -63,16 +63,6 @@ def runtime_server(smollm_dir):
 @pytest.fixture(scope="session")
 def tiny_config_dir(tmp_path_factory):
     """A Llama config with no weights and no tokenizer: served with --load-format dummy."""
-    from transformers import LlamaConfig
+    from tests.support.tiny_llama import save_tiny_llama
 
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaConfig(
-        vocab_size=256,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    ).save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))

@@ -74,6 +74,13 @@ def generate_request(prompt: list[int], max_tokens: int = MAX_TOKENS) -> pb.Gene
     )
 
 
+def assert_serves(runtime, hf_model, prompt: list[int], num_tokens: int = 8) -> None:
+    """The runtime's greedy tokens are HF's with these weights."""
+    served = [t for m in runtime.stub().Generate(generate_request(prompt, num_tokens)) for t in m.token_ids]
+    expected = hf_model.generate(torch.tensor([prompt]), max_new_tokens=num_tokens, do_sample=False)
+    assert served == expected[0, len(prompt) :].tolist()
+
+
 def restore(runtime, smollm_dir) -> None:
     """Back to the initial weights, serving (each test starts from there)."""
     admin = admin_stub(runtime)
@@ -155,12 +162,7 @@ def test_weights_streamed_over_grpc(runtime, smollm_dir, smollm_tokenizer, new_w
     sync.pause("wait")
     assert sync.stream(new_weights.items(), "v2-streamed").weights_version == "v2-streamed"
     sync.resume()
-    tokens = [t for m in runtime.stub().Generate(generate_request(prompt, 8)) for t in m.token_ids]
-    _, new_model = models
-    assert (
-        tokens
-        == new_model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)[0, len(prompt) :].tolist()
-    )
+    assert_serves(runtime, models[1], prompt)
     restore(runtime, smollm_dir)
 
 
@@ -171,12 +173,7 @@ def test_a_trainer_pushes_weights_over_gloo(runtime, smollm_dir, smollm_tokenize
     assert sync.broadcast(new_weights.items(), "step-1").weights_version == "step-1"
     sync.resume()
     prompt = prompts(smollm_tokenizer)[3]
-    tokens = [t for m in runtime.stub().Generate(generate_request(prompt, 8)) for t in m.token_ids]
-    _, new_model = models
-    assert (
-        tokens
-        == new_model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False)[0, len(prompt) :].tolist()
-    )
+    assert_serves(runtime, models[1], prompt)
     restore(runtime, smollm_dir)
 
 
