@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerBase
 
 from shoal.runtime.config import CPU_MAX_NUM_BATCHED_TOKENS, GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.drafter import Drafter
 from shoal.runtime.engine.llm_engine import LLMEngine
 from shoal.runtime.engine.output_processor import OutputProcessor
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
@@ -170,6 +171,8 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     )
     eos = eos_token_ids(tokenizer, arch.eos_token_ids)
     async_scheduling = device.type == "cuda" if config.async_scheduling is None else config.async_scheduling
+    if config.speculative.enabled:  # drafts are built from the tokens the step before accepted
+        async_scheduling = False
     grammars = GrammarCompiler(tokenizer, arch.vocab_size, eos) if tokenizer is not None else None
 
     def new_engine() -> LLMEngine:
@@ -178,6 +181,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
             SchedulerConfig(config.max_num_seqs, token_budget),
             BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
             StopLimits(frozenset(eos), max_model_len),
+            Drafter(config.speculative) if config.speculative.enabled else None,
         )
         return LLMEngine(
             runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, async_scheduling

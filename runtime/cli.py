@@ -2,6 +2,8 @@
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
 import os
 import re
@@ -17,8 +19,23 @@ from shoal.runtime.config import (
     EngineConfig,
     ServerConfig,
 )
+from shoal.runtime.speculative.config import SpeculativeConfig
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*$", re.IGNORECASE)
+
+
+def speculative_config(text: str) -> SpeculativeConfig:
+    """--speculative-config's JSON; a bad key or value is argparse's error, naming it."""
+    try:
+        values = json.loads(text)
+        if not isinstance(values, dict):
+            raise ValueError("expected a JSON object")
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(SpeculativeConfig)})
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}")
+        return SpeculativeConfig(**values)
+    except (ValueError, TypeError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parse_size(text: str) -> int:
@@ -86,6 +103,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=engine.async_scheduling,
         help="schedule step N+1 while the GPU runs step N (default: on with CUDA)",
+    )
+
+    model.add_argument(
+        "--speculative-config",
+        type=speculative_config,
+        default=engine.speculative,
+        help='speculative decoding, as vLLM takes it: JSON such as \'{"method": "ngram", '
+        '"num_speculative_tokens": 4, "prompt_lookup_max": 3}\' (keys: those of runtime/speculative/config.py)',
     )
 
     cache = parser.add_argument_group("KV cache")
@@ -219,6 +244,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         compile_cache_dir=args.compile_cache_dir,
         warmup=args.warmup,
         async_scheduling=args.async_scheduling,
+        speculative=args.speculative_config,
         fault_oom_above_tokens=args.fault_oom_above_tokens,
     )
     server = ServerConfig(

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from shoal.constants import RUNTIME_GRPC_PORT, RUNTIME_METRICS_PORT
 from shoal.runtime.engine.lifecycle import INITIAL_WEIGHTS_VERSION
+from shoal.runtime.speculative.config import SpeculativeConfig
 from shoal.runtime.tools.family import AUTO_PARSER
 from shoal.runtime.tools.family import PARSERS as TOOL_CALL_PARSERS
 
@@ -46,6 +47,7 @@ class EngineConfig:
     compile_cache_dir: str | None = None  # Triton's kernel cache (TRITON_CACHE_DIR); None: Triton's default
     warmup: bool | None = None  # synthetic requests before serving (runtime/warmup.py); None: on CUDA only
     async_scheduling: bool | None = None  # overlap step N+1's scheduling with step N's; None: on CUDA only
+    speculative: SpeculativeConfig = SpeculativeConfig()  # off by default (runtime/speculative/)
     # For testing only (runtime/worker/fault_injection.py): steps of more tokens run out of memory.
     fault_oom_above_tokens: int | None = None
 

@@ -62,6 +62,14 @@ STRUCTURED_OUTPUT_REQUESTS = PREFIX + "structured_output_requests"
 LABEL_KIND = "kind"  # json_schema, json_object, regex, grammar
 GRAMMAR_COMPILE_DURATION = PREFIX + "grammar_compile_seconds"
 GRAMMAR_MASK_DURATION = PREFIX + "grammar_mask_seconds"
+# Speculative decoding, vLLM's spec_decode_* counters: rows verified (drafts), draft tokens proposed,
+# draft tokens accepted, and accepted tokens by their position among the drafts (label position, from
+# 0). Acceptance rate = accepted / draft tokens; mean accepted length = 1 + accepted / drafts.
+SPEC_DECODE_NUM_DRAFTS = PREFIX + "spec_decode_num_drafts"
+SPEC_DECODE_NUM_DRAFT_TOKENS = PREFIX + "spec_decode_num_draft_tokens"
+SPEC_DECODE_NUM_ACCEPTED_TOKENS = PREFIX + "spec_decode_num_accepted_tokens"
+SPEC_DECODE_NUM_ACCEPTED_TOKENS_PER_POS = PREFIX + "spec_decode_num_accepted_tokens_per_pos"
+LABEL_POSITION = "position"
 # The lifecycle (RuntimeAdmin): whether the engine is paused (gauge, 1 or 0), the weights it serves
 # (an info gauge: 1, labelled weights_version), weight updates (counter) and how long each took.
 ENGINE_PAUSED = PREFIX + "engine_paused"

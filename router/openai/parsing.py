@@ -152,6 +152,7 @@ def _sampling(body: Body) -> dict[str, object]:
         "stop": body.strings("stop"),
         "stop_token_ids": body.int_list("stop_token_ids"),
         "ignore_eos": body.boolean("ignore_eos", None),
+        "speculative": body.boolean("speculative", None),  # Shoal's: false opts out of speculative decoding
     }
     return {name: value for name, value in values.items() if value is not None}
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import torch
 import xgrammar as xgr
 
+from shoal.runtime.engine.drafter import DraftCounters
 from shoal.runtime.engine.messages import SampledToken, StepInput
 from shoal.runtime.engine.output_processor import OutputProcessor, RequestOutput
 from shoal.runtime.engine.request import FinishReason, Request
@@ -61,6 +62,7 @@ class EngineStats:
     prefix_cache_queries: int
     prefix_cache_hits: int
     num_oom_errors: int  # requests failed because their step ran out of GPU memory
+    drafts: DraftCounters = field(default_factory=DraftCounters)  # speculative decoding, since start
 
     @property
     def prefix_cache_hit_rate(self) -> float:
@@ -230,7 +232,12 @@ class LLMEngine:
 
     def _bitmask(self, scheduled: SchedulerOutput) -> StepBitmask | None:
         """The allowed-token masks of the step's sampling rows, if any of them is constrained."""
-        matchers = [item.request.grammar for item in scheduled.scheduled if item.completes_prompt]
+        matchers = [
+            item.request.grammar
+            for item in scheduled.scheduled
+            if item.completes_prompt
+            for _ in range(1 + len(item.draft_token_ids))  # a sampling row per draft, plus one
+        ]
         if all(m is None for m in matchers):
             return None
         return StepBitmask(matchers, self.vocab_size, self._read_step_before)
@@ -250,11 +257,14 @@ class LLMEngine:
         scheduled, launched = self._in_flight
         self._in_flight = None
         outputs = []
-        for request, token in self.scheduler.update(scheduled, self.runner.finish(launched)):
-            stop = self.output_processor.add_token(request, token.token_id)
-            if stop is not None:
-                self.scheduler.finish_at_stop_string(request, stop)
-            outputs.append(self.output_processor.output(request, [token]))
+        for request, tokens in self.scheduler.update(scheduled, self.runner.finish(launched)):
+            for count, token in enumerate(tokens, start=1):
+                stop = self.output_processor.add_token(request, token.token_id, count == len(tokens))
+                if stop is not None:  # drafts accepted after it are dropped
+                    self.scheduler.finish_at_stop_string(request, stop, len(tokens) - count)
+                    tokens = tokens[:count]
+                    break
+            outputs.append(self.output_processor.output(request, tokens))
         return outputs
 
     def stats(self) -> EngineStats:
@@ -270,6 +280,9 @@ class LLMEngine:
             prefix_cache_queries=blocks.prefix_cache_queries,
             prefix_cache_hits=blocks.prefix_cache_hits,
             num_oom_errors=self.num_oom_errors,
+            drafts=replace(drafter.counters, accepted_per_position=list(drafter.counters.accepted_per_position))
+            if (drafter := self.scheduler.drafter) is not None
+            else DraftCounters(),
         )
 
     def _check_lengths(self, prompt_token_ids: list[int], sampling: SamplingParams) -> int:

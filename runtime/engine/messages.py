@@ -32,6 +32,9 @@ class RowInput:
     # The prompt and the output so far, for penalties only (None when the row has none).
     prompt_token_ids: list[int] | None = None
     output_token_ids: list[int] | None = None
+    # Speculative decoding: the row's last num_drafts tokens are drafts. The row samples after each of
+    # its last num_drafts + 1 tokens, verifying draft i against the distribution before it.
+    num_drafts: int = 0
 
     @property
     def end(self) -> int:
@@ -55,3 +58,6 @@ class SampledToken:
     token_id: int
     logprob: float | None = None
     top_logprobs: list[tuple[int, float]] | None = None
+    # A row with drafts: the drafts accepted, in order, before this token (the correction, or the
+    # bonus token when every draft was accepted).
+    accepted: list["SampledToken"] | None = None

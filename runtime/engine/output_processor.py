@@ -57,11 +57,11 @@ class OutputProcessor:
     def remove(self, request_id: str) -> None:
         self._states.pop(request_id, None)
 
-    def add_token(self, request: Request, token_id: int) -> str | None:
-        """Adds the text of `token_id`, the request's last token; returns the stop string that text
-        completed, if any (the text is then cut before it)."""
+    def add_token(self, request: Request, token_id: int, is_last: bool = True) -> str | None:
+        """Adds the text of `token_id`, one of the tokens the step appended (`is_last`: the last one);
+        returns the stop string that text completed, if any (the text is then cut before it)."""
         state = self._states[request.request_id]
-        if state.detokenizer is None or request.finish_reason is FinishReason.STOP:
+        if state.detokenizer is None or (is_last and request.finish_reason is FinishReason.STOP):
             return None  # a STOP here came from this token being a stop token or EOS: no text
         state.detokenizer.add(token_id)
         return self._find_stop_string(state, request.sampling.stop)

@@ -10,6 +10,10 @@ lowest-priority, latest request is preempted: its blocks are freed and it is que
 recomputed later (prefix caching makes that cheap). A waiting request may also preempt running
 ones of strictly lower priority, so that realtime traffic is not stuck behind batch work.
 
+With speculative decoding (a drafter), a decode may carry draft tokens: the row runs its last token
+and the drafts in one pass, and `update` appends the drafts the step accepted plus one token, and
+steps the computed count back over the rejected ones (their K/V slots are written again later).
+
 It is also the one writer of request state. `advance` records a launched step (tokens being
 computed, draws on their way); `update` appends a step's sampled tokens and ends the requests they
 stop; `finish` ends one for any other reason (a stop string the output processor found, an abort,
@@ -23,6 +27,7 @@ import logging
 from dataclasses import dataclass, field
 
 from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.drafter import Drafter
 from shoal.runtime.engine.messages import RowInput, SampledToken, StepInput
 from shoal.runtime.engine.request import FinishReason, Request, RequestStatus
 from shoal.runtime.engine.stop_conditions import StopLimits, token_stop
@@ -50,6 +55,7 @@ class ScheduledRequest:
     num_new_tokens: int
     # After this step every token is computed, so the step samples the next token.
     completes_prompt: bool
+    draft_token_ids: list[int] = field(default_factory=list)  # run after the last token, to verify
 
 
 @dataclass
@@ -69,8 +75,15 @@ class SchedulerOutput:
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, block_manager: BlockManager, stop_limits: StopLimits | None = None):
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        block_manager: BlockManager,
+        stop_limits: StopLimits | None = None,
+        drafter: Drafter | None = None,
+    ):
         self.config = config
+        self.drafter = drafter
         self.block_manager = block_manager
         self.stop_limits = stop_limits or StopLimits()
         self.running: list[Request] = []
@@ -110,15 +123,20 @@ class Scheduler:
         if request.status is RequestStatus.RUNNING:
             self.running.remove(request)
         self.block_manager.free(request.request_id)
+        if self.drafter is not None:
+            self.drafter.forget(request.request_id)
         request.status = RequestStatus.FINISHED
         request.finish_reason = reason
         request.stop_reason = stop_reason
         del self._unfinished[request.request_id]
         self._finished_ids.append(request.request_id)
 
-    def finish_at_stop_string(self, request: Request, stop: str) -> None:
-        """The text of the token just appended completed a stop string. A stop string ranks above the
+    def finish_at_stop_string(self, request: Request, stop: str, num_tokens_after: int = 0) -> None:
+        """The text of a token just appended completed a stop string; `num_tokens_after` tokens of the
+        same step (accepted drafts) came after it, and are dropped. A stop string ranks above the
         lengths, so it also replaces a LENGTH end that same token brought."""
+        if num_tokens_after:
+            del request.token_ids[-num_tokens_after:]
         if request.is_finished:  # by a length, at this same token (a later draw is never appended)
             request.finish_reason, request.stop_reason = FinishReason.STOP, stop
         else:
@@ -148,6 +166,11 @@ class Scheduler:
                 return  # preempted earlier in this step, or only its last token is still in flight
             uncomputed = request.num_uncomputed_tokens
             num_new = min(uncomputed, budget)
+            drafts = self._drafts(request, budget) if uncomputed == 1 else []
+            if drafts and self.block_manager.allocate(request, num_new + len(drafts)):
+                scheduled[request.request_id] = ScheduledRequest(request, num_new + len(drafts), True, drafts)
+                budget -= num_new + len(drafts)
+                return
             while not self.block_manager.allocate(request, num_new):
                 victim = max(self.running, key=Request.sort_key)
                 preempt(victim)
@@ -223,6 +246,18 @@ class Scheduler:
             request.num_pending_tokens -= 1
             if request.is_finished:
                 continue  # aborted, or stopped, while this draw was in flight
+            drawn = [token]
+            if item.draft_token_ids:
+                accepted = token.accepted or []
+                request.num_computed_tokens -= len(item.draft_token_ids) - len(accepted)  # rejected drafts
+                self.drafter.verified(request.request_id, len(item.draft_token_ids), len(accepted))
+                drawn = [*accepted, token]
+            appended.append((request, self._append(request, drawn)))
+        return appended
+
+    def _append(self, request: Request, drawn: list[SampledToken]) -> list[SampledToken]:
+        """Appends the draws in order until one ends the request; returns those appended."""
+        for count, token in enumerate(drawn, start=1):
             request.token_ids.append(token.token_id)
             if request.grammar is not None and not request.grammar.accept_token(token.token_id):
                 # The mask allowed only what the grammar accepts: a token it refuses is a bug, not output.
@@ -230,8 +265,16 @@ class Scheduler:
                 self.finish(request, FinishReason.ABORT)
             elif (stop := token_stop(request, token.token_id, self.stop_limits)) is not None:
                 self.finish(request, *stop)
-            appended.append((request, token))
-        return appended
+            if request.is_finished:
+                return drawn[:count]
+        return drawn
+
+    def _drafts(self, request: Request, budget: int) -> list[int]:
+        """Drafts for a decode: as many as the budget and the request's max_tokens leave room for."""
+        if self.drafter is None or request.num_pending_tokens:
+            return []
+        room = min(budget - 1, request.max_tokens - request.num_output_tokens - 1)
+        return self.drafter.propose(request, room, len(self.running))
 
     def _admit(self, request: Request, num_hit_tokens: int) -> None:
         if request.num_preemptions == 0:
@@ -243,17 +286,16 @@ class Scheduler:
     def _row_input(self, item: ScheduledRequest) -> RowInput:
         """Built once per row per step: positional arguments, and the history only for penalties."""
         request, start, num_new = item.request, item.request.num_computed_tokens, item.num_new_tokens
-        row_id = request.request_id
-        token_ids = request.token_ids[start : start + num_new]
+        row_id, drafts = request.request_id, item.draft_token_ids
+        token_ids = request.token_ids[start : start + num_new - len(drafts)] + drafts
         block_ids = list(self.block_manager.block_ids(row_id))
         if not item.completes_prompt:
             return RowInput(row_id, start, num_new, token_ids, block_ids, None)
         sampling = request.sampling
         if not sampling.needs_penalties:
-            return RowInput(row_id, start, num_new, token_ids, block_ids, sampling)
-        return RowInput(
-            row_id, start, num_new, token_ids, block_ids, sampling, request.prompt_token_ids, request.output_token_ids
-        )
+            return RowInput(row_id, start, num_new, token_ids, block_ids, sampling, num_drafts=len(drafts))
+        prompt, output = request.prompt_token_ids, request.output_token_ids
+        return RowInput(row_id, start, num_new, token_ids, block_ids, sampling, prompt, output, len(drafts))
 
     def _preempt(self, request: Request) -> None:
         self.running.remove(request)

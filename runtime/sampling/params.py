@@ -30,6 +30,7 @@ class SamplingParams:
     logprobs: int | None = None  # None: no logprobs; N: the chosen token's and N alternatives
     skip_special_tokens: bool = True
     structured: StructuredOutput | None = None  # what the output must follow (runtime/structured/)
+    speculative: bool = True  # False: this request never drafts, even where the runtime speculates
 
     def __post_init__(self) -> None:
         # Infinities pass the range checks below but turn logits into NaN or uniform noise: refused.

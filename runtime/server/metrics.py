@@ -275,7 +275,28 @@ class _EngineStateCollector(Collector):
                 "Requests failed by a step out of GPU memory, one per request.",
                 s.num_oom_errors,
             ),
+            (CounterMetricFamily, names.SPEC_DECODE_NUM_DRAFTS, "Rows of drafts verified.", s.drafts.num_drafts),
+            (
+                CounterMetricFamily,
+                names.SPEC_DECODE_NUM_DRAFT_TOKENS,
+                "Draft tokens proposed.",
+                s.drafts.num_draft_tokens,
+            ),
+            (
+                CounterMetricFamily,
+                names.SPEC_DECODE_NUM_ACCEPTED_TOKENS,
+                "Draft tokens accepted.",
+                s.drafts.num_accepted_tokens,
+            ),
         ):
             family = kind(name, doc, labels=list(names.RUNTIME_LABELS))
             family.add_metric(self._label_values, value)
             yield family
+        per_position = CounterMetricFamily(
+            names.SPEC_DECODE_NUM_ACCEPTED_TOKENS_PER_POS,
+            "Draft tokens accepted, by their position among the drafts.",
+            labels=[*names.RUNTIME_LABELS, names.LABEL_POSITION],
+        )
+        for position, accepted in enumerate(s.drafts.accepted_per_position):
+            per_position.add_metric([*self._label_values, str(position)], accepted)
+        yield per_position

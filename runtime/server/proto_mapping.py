@@ -34,6 +34,7 @@ _OPTIONAL_SAMPLING_FIELDS = (
     "max_tokens",
     "logprobs",
     "skip_special_tokens",
+    "speculative",
 )
 
 

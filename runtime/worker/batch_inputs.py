@@ -19,8 +19,10 @@ class BatchInputs:
     seq_lens: list[int] = field(default_factory=list)
     block_tables: list[list[int]] = field(default_factory=list)
     num_decodes: int = 0  # leading single-token sequences
-    sample_token_indices: list[int] = field(default_factory=list)  # flat index of each sampling row's last token
-    sample_slots: list[int] = field(default_factory=list)  # index into the step's rows of each sampling row
+    # Each sampling row: the flat index of the token it samples after, and its step row (a row with
+    # drafts has several sampling rows, one per draft plus one).
+    sample_token_indices: list[int] = field(default_factory=list)
+    sample_slots: list[int] = field(default_factory=list)
     # Tokens still in flight from the previous step (async scheduling): their flat index here, and
     # the request whose previous draw fills it on the device.
     pending_token_indices: list[int] = field(default_factory=list)
@@ -82,7 +84,8 @@ def build_batch(step: StepInput, block_size: int) -> BatchInputs:
         batch.query_start_loc.append(batch.query_start_loc[-1] + row.num_new_tokens)
         batch.seq_lens.append(end)
         batch.block_tables.append(blocks)
-        if row.sampling is not None:
-            batch.sample_token_indices.append(batch.query_start_loc[-1] - 1)
-            batch.sample_slots.append(slot)
+        if row.sampling is not None:  # after the last token, and after each draft's predecessor
+            last = batch.query_start_loc[-1] - 1
+            batch.sample_token_indices.extend(range(last - row.num_drafts, last + 1))
+            batch.sample_slots.extend([slot] * (row.num_drafts + 1))
     return batch

@@ -90,20 +90,38 @@ class ModelRunner:
         if len(rows) != batch.num_tokens:
             hidden = hidden[to_device(rows, torch.int64, self.device)]
         sample_rows = [step.rows[slot] for slot in batch.sample_slots]
-        metadata = self._sampling_metadata(sample_rows)
+        drafts = draft_positions(sample_rows, batch.sample_slots)
+        metadata = self._sampling_metadata(sample_rows, drafts)
         logits = self.model.compute_logits(hidden)
         if step.token_bitmask is not None:  # filled now, while the device runs the forward pass
             apply_bitmask(logits, step.token_bitmask())
-        sampled = self.sampler.sample(logits, metadata)
+        sampled = self.sampler.sample(logits, metadata, _drafts_tensor(drafts, self.device))
         self._last_draws = sampled.token_ids
         self._last_draw_rows = {r.request_id: i for i, r in enumerate(sample_rows)}
         return LaunchedStep(len(step.rows), batch.sample_slots, SampledBatch(sampled, metadata.logprobs))
 
     def finish(self, step: LaunchedStep) -> list[SampledToken | None]:
+        """A token per row that samples; a row with drafts gets its correction (or bonus) token,
+        carrying the drafts it accepted."""
         results: list[SampledToken | None] = [None] * step.num_rows
-        if step.sampled is not None:
-            for slot, token in zip(step.sample_slots, step.sampled.to_host(), strict=True):
-                results[slot] = token
+        if step.sampled is None:
+            return results
+        tokens, accepted = step.sampled.to_host()
+        rows_of: dict[int, list[int]] = {}
+        for row, slot in enumerate(step.sample_slots):
+            rows_of.setdefault(slot, []).append(row)
+        for slot, rows in rows_of.items():
+            if len(rows) == 1:
+                results[slot] = tokens[rows[0]]
+                continue
+            kept, final = [], tokens[rows[-1]]
+            for row in rows[:-1]:
+                if not accepted[row]:
+                    final = tokens[row]
+                    break
+                kept.append(tokens[row])
+            final.accepted = kept
+            results[slot] = final
         return results
 
     def weight_targets(self) -> dict[str, torch.Tensor]:
@@ -115,11 +133,16 @@ class ModelRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _sampling_metadata(self, rows: list[RowInput]) -> SamplingMetadata:
+    def _sampling_metadata(self, rows: list[RowInput], drafts: list[int] | None) -> SamplingMetadata:
         params = [r.sampling for r in rows]
         history = None
         if any(r.prompt_token_ids is not None for r in rows):  # some row has penalties
-            history = ([r.prompt_token_ids or [] for r in rows], [r.output_token_ids or [] for r in rows])
+            outputs = [r.output_token_ids or [] for r in rows]
+            if drafts is not None:  # a draft's verification counts the drafts before it as output
+                outputs = [
+                    o + r.token_ids[1 : 1 + i] for o, r, i in zip(outputs, rows, _draft_indices(rows), strict=True)
+                ]
+            history = ([r.prompt_token_ids or [] for r in rows], outputs)
         return build_sampling_metadata(params, [self._generator(r) for r in rows], self.device, history)
 
     def _generator(self, row: RowInput) -> torch.Generator | None:
@@ -139,3 +162,28 @@ class ModelRunner:
         rows = [self._last_draw_rows[request_id] for request_id in batch.pending_request_ids]
         draws = self._last_draws[to_device(rows, torch.int64, self.device)]
         return to_device(batch.pending_token_indices, torch.int64, self.device), draws
+
+
+def draft_positions(rows: list[RowInput], slots: list[int]) -> list[int] | None:
+    """Per sampling row, the draft it verifies (-1: none); None when no row has drafts."""
+    if not any(row.num_drafts for row in rows):
+        return None
+    drafts = []
+    for row, index in zip(rows, _draft_indices(rows), strict=True):
+        # Sampling row i of a row with k drafts verifies draft i (token_ids[1 + i]); row k verifies none.
+        drafts.append(row.token_ids[1 + index] if index < row.num_drafts else -1)
+    return drafts
+
+
+def _draft_indices(rows: list[RowInput]) -> list[int]:
+    """Each sampling row's place among its step row's sampling rows (0 for a row without drafts)."""
+    indices, seen = [], {}
+    for row in rows:
+        index = seen.get(id(row), -1) + 1
+        seen[id(row)] = index
+        indices.append(index)
+    return indices
+
+
+def _drafts_tensor(drafts: list[int] | None, device: torch.device) -> torch.Tensor | None:
+    return None if drafts is None else to_device(drafts, torch.int64, device)

@@ -14,14 +14,20 @@ class SampledBatch:
         self.token_ids = sampled.token_ids
         self.logprob_counts = logprob_counts
         self._on_host = [t.to("cpu", non_blocking=True) for t in (sampled.token_ids, *(sampled.logprobs or ()))]
+        self._accepted = sampled.accepted.to("cpu", non_blocking=True) if sampled.accepted is not None else None
         self._ready = None
         if sampled.token_ids.is_cuda:
             self._ready = torch.cuda.Event()
             self._ready.record()
 
-    def to_host(self) -> list[SampledToken]:
+    def to_host(self) -> tuple[list[SampledToken], list[bool] | None]:
+        """Each row's token, and whether each row accepted its draft (None: no row had one)."""
         if self._ready is not None:
             self._ready.synchronize()
+        accepted = self._accepted.tolist() if self._accepted is not None else None
+        return self._tokens(), accepted
+
+    def _tokens(self) -> list[SampledToken]:
         token_ids = self._on_host[0].tolist()
         if len(self._on_host) == 1:
             return [SampledToken(t) for t in token_ids]

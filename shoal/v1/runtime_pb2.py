@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/runtime.proto\x12\x08shoal.v1\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"x\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12&\n\ntool_calls\x18\x03 \x03(\x0b\x32\x12.shoal.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"=\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\"\xd5\x01\n\x0c\x43hatMessages\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.shoal.v1.ChatMessage\x12\x1d\n\x05tools\x18\x02 \x03(\x0b\x32\x0e.shoal.v1.Tool\x12)\n\x0btool_choice\x18\x03 \x01(\x0e\x32\x14.shoal.v1.ToolChoice\x12\x18\n\x10tool_choice_name\x18\x04 \x01(\t\x12 \n\x13parallel_tool_calls\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\x16\n\x14_parallel_tool_calls\"\xc2\x04\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x12\n\x05min_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12\x17\n\nmax_tokens\x18\t \x01(\x05H\x08\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x16\n\x0estop_token_ids\x18\x0b \x03(\x05\x12\x12\n\nignore_eos\x18\x0c \x01(\x08\x12\x15\n\x08logprobs\x18\r \x01(\x05H\t\x88\x01\x01\x12 \n\x13skip_special_tokens\x18\x0e \x01(\x08H\n\x88\x01\x01\x12.\n\nstructured\x18\x0f \x01(\x0b\x32\x1a.shoal.v1.StructuredOutputB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x07\n\x05_seedB\x15\n\x13_repetition_penaltyB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\r\n\x0b_max_tokensB\x0b\n\t_logprobsB\x16\n\x14_skip_special_tokens\"\x86\x01\n\x10StructuredOutput\x12\x15\n\x0bjson_schema\x18\x01 \x01(\tH\x00\x12\x15\n\x0bjson_object\x18\x02 \x01(\x08H\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x12\x11\n\x07grammar\x18\x04 \x01(\tH\x00\x12\x18\n\x0estructural_tag\x18\x05 \x01(\tH\x00\x42\x06\n\x04kind\"\xd9\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\'\n\ttoken_ids\x18\x03 \x01(\x0b\x32\x12.shoal.v1.TokenIdsH\x00\x12&\n\x04\x63hat\x18\x04 \x01(\x0b\x32\x16.shoal.v1.ChatMessagesH\x00\x12*\n\x08sampling\x18\x05 \x01(\x0b\x32\x18.shoal.v1.SamplingParams\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\t\n\x01n\x18\x07 \x01(\x05\x42\x08\n\x06prompt\">\n\nTopLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\"l\n\x0cTokenLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12*\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x14.shoal.v1.TopLogprob\"W\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x05\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"\xaa\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12(\n\x08logprobs\x18\x04 \x03(\x0b\x32\x16.shoal.v1.TokenLogprob\x12-\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x16.shoal.v1.FinishReason\x12\x13\n\x0bstop_reason\x18\x06 \x01(\t\x12\x1e\n\x05usage\x18\x07 \x01(\x0b\x32\x0f.shoal.v1.Usage\x12\r\n\x05index\x18\x08 \x01(\x05\x12+\n\ntool_calls\x18\t \x03(\x0b\x32\x17.shoal.v1.ToolCallDelta\x12\x17\n\x0fweights_version\x18\n \x01(\t\"\x0f\n\rHealthRequest\"\x92\x01\n\x0eHealthResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.shoal.v1.HealthResponse.Status\x12\x0f\n\x07message\x18\x02 \x01(\t\">\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\x11\n\x0fGetStatsRequest\"\x9e\x02\n\x0cRuntimeStats\x12\x1c\n\x14num_requests_waiting\x18\x01 \x01(\x05\x12\x1c\n\x14num_requests_running\x18\x02 \x01(\x05\x12\x17\n\x0fkv_blocks_total\x18\x03 \x01(\x05\x12\x16\n\x0ekv_blocks_free\x18\x04 \x01(\x05\x12\x18\n\x10kv_blocks_cached\x18\x05 \x01(\x05\x12\x16\n\x0ekv_cache_usage\x18\x06 \x01(\x02\x12\x1d\n\x15prefix_cache_hit_rate\x18\x07 \x01(\x02\x12\x17\n\x0fnum_preemptions\x18\x08 \x01(\x03\x12\x1c\n\x14prefix_cache_queries\x18\t \x01(\x03\x12\x19\n\x11prefix_cache_hits\x18\n \x01(\x03\"\x15\n\x13GetModelInfoRequest\"\xc5\x02\n\tModelInfo\x12\x19\n\x11served_model_name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x15\n\rmax_model_len\x18\x06 \x01(\x05\x12\x12\n\nvocab_size\x18\x07 \x01(\x05\x12\x12\n\nblock_size\x18\x08 \x01(\x05\x12\x15\n\reos_token_ids\x18\t \x03(\x05\x12\x15\n\rhas_tokenizer\x18\n \x01(\x08\x12\x19\n\x11has_chat_template\x18\x0b \x01(\x08\x12\x0c\n\x04pool\x18\x0c \x01(\t\x12\x10\n\x08revision\x18\r \x01(\t\x12\x17\n\x0fkv_cache_tokens\x18\x0e \x01(\x05\x12\x17\n\x0fweights_version\x18\x0f \x01(\t*i\n\nToolChoice\x12\x14\n\x10TOOL_CHOICE_AUTO\x10\x00\x12\x14\n\x10TOOL_CHOICE_NONE\x10\x01\x12\x18\n\x14TOOL_CHOICE_REQUIRED\x10\x02\x12\x15\n\x11TOOL_CHOICE_NAMED\x10\x03*\x96\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x17\n\x13\x46INISH_REASON_ABORT\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04\x32\x8e\x02\n\x07Runtime\x12\x43\n\x08Generate\x12\x19.shoal.v1.GenerateRequest\x1a\x1a.shoal.v1.GenerateResponse0\x01\x12;\n\x06Health\x12\x17.shoal.v1.HealthRequest\x1a\x18.shoal.v1.HealthResponse\x12=\n\x08GetStats\x12\x19.shoal.v1.GetStatsRequest\x1a\x16.shoal.v1.RuntimeStats\x12\x42\n\x0cGetModelInfo\x12\x1d.shoal.v1.GetModelInfoRequest\x1a\x13.shoal.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/runtime.proto\x12\x08shoal.v1\"\x17\n\x08TokenIds\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"7\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\targuments\x18\x03 \x01(\t\"x\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12&\n\ntool_calls\x18\x03 \x03(\x0b\x32\x12.shoal.v1.ToolCall\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x0c\n\x04name\x18\x05 \x01(\t\"=\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nparameters\x18\x03 \x01(\t\"\xd5\x01\n\x0c\x43hatMessages\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.shoal.v1.ChatMessage\x12\x1d\n\x05tools\x18\x02 \x03(\x0b\x32\x0e.shoal.v1.Tool\x12)\n\x0btool_choice\x18\x03 \x01(\x0e\x32\x14.shoal.v1.ToolChoice\x12\x18\n\x10tool_choice_name\x18\x04 \x01(\t\x12 \n\x13parallel_tool_calls\x18\x05 \x01(\x08H\x00\x88\x01\x01\x42\x16\n\x14_parallel_tool_calls\"\xec\x04\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x12\n\x05min_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12\x17\n\nmax_tokens\x18\t \x01(\x05H\x08\x88\x01\x01\x12\x0c\n\x04stop\x18\n \x03(\t\x12\x16\n\x0estop_token_ids\x18\x0b \x03(\x05\x12\x12\n\nignore_eos\x18\x0c \x01(\x08\x12\x15\n\x08logprobs\x18\r \x01(\x05H\t\x88\x01\x01\x12 \n\x13skip_special_tokens\x18\x0e \x01(\x08H\n\x88\x01\x01\x12.\n\nstructured\x18\x0f \x01(\x0b\x32\x1a.shoal.v1.StructuredOutput\x12\x18\n\x0bspeculative\x18\x10 \x01(\x08H\x0b\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x07\n\x05_seedB\x15\n\x13_repetition_penaltyB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\r\n\x0b_max_tokensB\x0b\n\t_logprobsB\x16\n\x14_skip_special_tokensB\x0e\n\x0c_speculative\"\x86\x01\n\x10StructuredOutput\x12\x15\n\x0bjson_schema\x18\x01 \x01(\tH\x00\x12\x15\n\x0bjson_object\x18\x02 \x01(\x08H\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x12\x11\n\x07grammar\x18\x04 \x01(\tH\x00\x12\x18\n\x0estructural_tag\x18\x05 \x01(\tH\x00\x42\x06\n\x04kind\"\xd9\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\'\n\ttoken_ids\x18\x03 \x01(\x0b\x32\x12.shoal.v1.TokenIdsH\x00\x12&\n\x04\x63hat\x18\x04 \x01(\x0b\x32\x16.shoal.v1.ChatMessagesH\x00\x12*\n\x08sampling\x18\x05 \x01(\x0b\x32\x18.shoal.v1.SamplingParams\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\t\n\x01n\x18\x07 \x01(\x05\x42\x08\n\x06prompt\">\n\nTopLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\"l\n\x0cTokenLogprob\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\r\n\x05token\x18\x02 \x01(\t\x12\x0f\n\x07logprob\x18\x03 \x01(\x02\x12*\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x14.shoal.v1.TopLogprob\"W\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x05\x12\x1c\n\x14\x63\x61\x63hed_prompt_tokens\x18\x03 \x01(\x05\"K\n\rToolCallDelta\x12\r\n\x05index\x18\x01 \x01(\x05\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x11\n\targuments\x18\x04 \x01(\t\"\xaa\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\x05\x12\x0c\n\x04text\x18\x03 \x01(\t\x12(\n\x08logprobs\x18\x04 \x03(\x0b\x32\x16.shoal.v1.TokenLogprob\x12-\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x16.shoal.v1.FinishReason\x12\x13\n\x0bstop_reason\x18\x06 \x01(\t\x12\x1e\n\x05usage\x18\x07 \x01(\x0b\x32\x0f.shoal.v1.Usage\x12\r\n\x05index\x18\x08 \x01(\x05\x12+\n\ntool_calls\x18\t \x03(\x0b\x32\x17.shoal.v1.ToolCallDelta\x12\x17\n\x0fweights_version\x18\n \x01(\t\"\x0f\n\rHealthRequest\"\x92\x01\n\x0eHealthResponse\x12/\n\x06status\x18\x01 \x01(\x0e\x32\x1f.shoal.v1.HealthResponse.Status\x12\x0f\n\x07message\x18\x02 \x01(\t\">\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\x11\n\x0fGetStatsRequest\"\x9e\x02\n\x0cRuntimeStats\x12\x1c\n\x14num_requests_waiting\x18\x01 \x01(\x05\x12\x1c\n\x14num_requests_running\x18\x02 \x01(\x05\x12\x17\n\x0fkv_blocks_total\x18\x03 \x01(\x05\x12\x16\n\x0ekv_blocks_free\x18\x04 \x01(\x05\x12\x18\n\x10kv_blocks_cached\x18\x05 \x01(\x05\x12\x16\n\x0ekv_cache_usage\x18\x06 \x01(\x02\x12\x1d\n\x15prefix_cache_hit_rate\x18\x07 \x01(\x02\x12\x17\n\x0fnum_preemptions\x18\x08 \x01(\x03\x12\x1c\n\x14prefix_cache_queries\x18\t \x01(\x03\x12\x19\n\x11prefix_cache_hits\x18\n \x01(\x03\"\x15\n\x13GetModelInfoRequest\"\xc5\x02\n\tModelInfo\x12\x19\n\x11served_model_name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\x12\r\n\x05\x64type\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x15\n\rmax_model_len\x18\x06 \x01(\x05\x12\x12\n\nvocab_size\x18\x07 \x01(\x05\x12\x12\n\nblock_size\x18\x08 \x01(\x05\x12\x15\n\reos_token_ids\x18\t \x03(\x05\x12\x15\n\rhas_tokenizer\x18\n \x01(\x08\x12\x19\n\x11has_chat_template\x18\x0b \x01(\x08\x12\x0c\n\x04pool\x18\x0c \x01(\t\x12\x10\n\x08revision\x18\r \x01(\t\x12\x17\n\x0fkv_cache_tokens\x18\x0e \x01(\x05\x12\x17\n\x0fweights_version\x18\x0f \x01(\t*i\n\nToolChoice\x12\x14\n\x10TOOL_CHOICE_AUTO\x10\x00\x12\x14\n\x10TOOL_CHOICE_NONE\x10\x01\x12\x18\n\x14TOOL_CHOICE_REQUIRED\x10\x02\x12\x15\n\x11TOOL_CHOICE_NAMED\x10\x03*\x96\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x17\n\x13\x46INISH_REASON_ABORT\x10\x03\x12\x1c\n\x18\x46INISH_REASON_TOOL_CALLS\x10\x04\x32\x8e\x02\n\x07Runtime\x12\x43\n\x08Generate\x12\x19.shoal.v1.GenerateRequest\x1a\x1a.shoal.v1.GenerateResponse0\x01\x12;\n\x06Health\x12\x17.shoal.v1.HealthRequest\x1a\x18.shoal.v1.HealthResponse\x12=\n\x08GetStats\x12\x19.shoal.v1.GetStatsRequest\x1a\x16.shoal.v1.RuntimeStats\x12\x42\n\x0cGetModelInfo\x12\x1d.shoal.v1.GetModelInfoRequest\x1a\x13.shoal.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.runtime_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TOOLCHOICE']._serialized_start=2923
-  _globals['_TOOLCHOICE']._serialized_end=3028
-  _globals['_FINISHREASON']._serialized_start=3031
-  _globals['_FINISHREASON']._serialized_end=3181
+  _globals['_TOOLCHOICE']._serialized_start=2965
+  _globals['_TOOLCHOICE']._serialized_end=3070
+  _globals['_FINISHREASON']._serialized_start=3073
+  _globals['_FINISHREASON']._serialized_end=3223
   _globals['_TOKENIDS']._serialized_start=36
   _globals['_TOKENIDS']._serialized_end=59
   _globals['_TOOLCALL']._serialized_start=61
@@ -46,35 +46,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATMESSAGES']._serialized_start=304
   _globals['_CHATMESSAGES']._serialized_end=517
   _globals['_SAMPLINGPARAMS']._serialized_start=520
-  _globals['_SAMPLINGPARAMS']._serialized_end=1098
-  _globals['_STRUCTUREDOUTPUT']._serialized_start=1101
-  _globals['_STRUCTUREDOUTPUT']._serialized_end=1235
-  _globals['_GENERATEREQUEST']._serialized_start=1238
-  _globals['_GENERATEREQUEST']._serialized_end=1455
-  _globals['_TOPLOGPROB']._serialized_start=1457
-  _globals['_TOPLOGPROB']._serialized_end=1519
-  _globals['_TOKENLOGPROB']._serialized_start=1521
-  _globals['_TOKENLOGPROB']._serialized_end=1629
-  _globals['_USAGE']._serialized_start=1631
-  _globals['_USAGE']._serialized_end=1718
-  _globals['_TOOLCALLDELTA']._serialized_start=1720
-  _globals['_TOOLCALLDELTA']._serialized_end=1795
-  _globals['_GENERATERESPONSE']._serialized_start=1798
-  _globals['_GENERATERESPONSE']._serialized_end=2096
-  _globals['_HEALTHREQUEST']._serialized_start=2098
-  _globals['_HEALTHREQUEST']._serialized_end=2113
-  _globals['_HEALTHRESPONSE']._serialized_start=2116
-  _globals['_HEALTHRESPONSE']._serialized_end=2262
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=2200
-  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=2262
-  _globals['_GETSTATSREQUEST']._serialized_start=2264
-  _globals['_GETSTATSREQUEST']._serialized_end=2281
-  _globals['_RUNTIMESTATS']._serialized_start=2284
-  _globals['_RUNTIMESTATS']._serialized_end=2570
-  _globals['_GETMODELINFOREQUEST']._serialized_start=2572
-  _globals['_GETMODELINFOREQUEST']._serialized_end=2593
-  _globals['_MODELINFO']._serialized_start=2596
-  _globals['_MODELINFO']._serialized_end=2921
-  _globals['_RUNTIME']._serialized_start=3184
-  _globals['_RUNTIME']._serialized_end=3454
+  _globals['_SAMPLINGPARAMS']._serialized_end=1140
+  _globals['_STRUCTUREDOUTPUT']._serialized_start=1143
+  _globals['_STRUCTUREDOUTPUT']._serialized_end=1277
+  _globals['_GENERATEREQUEST']._serialized_start=1280
+  _globals['_GENERATEREQUEST']._serialized_end=1497
+  _globals['_TOPLOGPROB']._serialized_start=1499
+  _globals['_TOPLOGPROB']._serialized_end=1561
+  _globals['_TOKENLOGPROB']._serialized_start=1563
+  _globals['_TOKENLOGPROB']._serialized_end=1671
+  _globals['_USAGE']._serialized_start=1673
+  _globals['_USAGE']._serialized_end=1760
+  _globals['_TOOLCALLDELTA']._serialized_start=1762
+  _globals['_TOOLCALLDELTA']._serialized_end=1837
+  _globals['_GENERATERESPONSE']._serialized_start=1840
+  _globals['_GENERATERESPONSE']._serialized_end=2138
+  _globals['_HEALTHREQUEST']._serialized_start=2140
+  _globals['_HEALTHREQUEST']._serialized_end=2155
+  _globals['_HEALTHRESPONSE']._serialized_start=2158
+  _globals['_HEALTHRESPONSE']._serialized_end=2304
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_start=2242
+  _globals['_HEALTHRESPONSE_STATUS']._serialized_end=2304
+  _globals['_GETSTATSREQUEST']._serialized_start=2306
+  _globals['_GETSTATSREQUEST']._serialized_end=2323
+  _globals['_RUNTIMESTATS']._serialized_start=2326
+  _globals['_RUNTIMESTATS']._serialized_end=2612
+  _globals['_GETMODELINFOREQUEST']._serialized_start=2614
+  _globals['_GETMODELINFOREQUEST']._serialized_end=2635
+  _globals['_MODELINFO']._serialized_start=2638
+  _globals['_MODELINFO']._serialized_end=2963
+  _globals['_RUNTIME']._serialized_start=3226
+  _globals['_RUNTIME']._serialized_end=3496
 # @@protoc_insertion_point(module_scope)

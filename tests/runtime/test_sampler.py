@@ -101,7 +101,7 @@ def test_seeded_request_draws_the_same_tokens_whatever_else_is_in_the_batch():
 def test_logprobs_are_of_the_raw_distribution_with_sorted_alternatives():
     logits = torch.tensor([[1.0, 3.0, 2.0, 0.0]])
     metadata = rows(SamplingParams(temperature=0, logprobs=2, repetition_penalty=1.5))
-    token = SampledBatch(Sampler(CPU).sample(logits, metadata), metadata.logprobs).to_host()[0]
+    (token,), _ = SampledBatch(Sampler(CPU).sample(logits, metadata), metadata.logprobs).to_host()
     expected = torch.log_softmax(logits, -1)[0]
     assert token.token_id == 1
     assert math.isclose(token.logprob, expected[1].item(), rel_tol=1e-6)
@@ -112,7 +112,7 @@ def test_logprobs_are_of_the_raw_distribution_with_sorted_alternatives():
 def test_rows_without_logprobs_get_none_in_a_mixed_batch():
     logits = torch.randn(2, 8)
     metadata = rows(SamplingParams(temperature=0), SamplingParams(temperature=0, logprobs=0))
-    out = SampledBatch(Sampler(CPU).sample(logits, metadata), metadata.logprobs).to_host()
+    out, _ = SampledBatch(Sampler(CPU).sample(logits, metadata), metadata.logprobs).to_host()
     assert out[0].logprob is None
     assert out[1].logprob is not None and out[1].top_logprobs == []
 

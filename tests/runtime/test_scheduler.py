@@ -223,7 +223,7 @@ def test_update_applies_stop_tokens_and_eos_and_frees_the_blocks():
     output = scheduler.schedule()
     scheduler.advance(output)
     appended = scheduler.update(output, [SampledToken(9), SampledToken(2)])
-    assert [(r.request_id, t.token_id) for r, t in appended] == [("stop-token", 9), ("eos", 2)]
+    assert [(r.request_id, [t.token_id for t in ts]) for r, ts in appended] == [("stop-token", [9]), ("eos", [2])]
     assert (stopped.finish_reason, stopped.stop_reason) == (FinishReason.STOP, 9)
     assert (eos.finish_reason, eos.stop_reason) == (FinishReason.STOP, None)
     assert not scheduler.has_unfinished() and scheduler.block_manager.num_free_blocks == 100

@@ -1,0 +1,29 @@
+"""Prompt-lookup drafting and the acceptance backoff: pure functions."""
+
+from shoal.runtime.speculative.backoff import FIRST_BACKOFF_STEPS, DraftState, after_step_without_drafts, after_verify
+from shoal.runtime.speculative.ngram import propose
+
+
+def test_the_latest_earlier_occurrence_of_the_longest_suffix_gives_the_drafts():
+    assert propose([1, 2, 3, 4, 1, 2], 3, 1, 3) == [3, 4, 1]
+    assert propose([9, 1, 2, 7, 5, 1, 2, 8, 1, 2], 1, 1, 2) == [8]  # the latest match wins
+    assert propose([5, 6, 7], 3, 1, 3) == []  # nothing repeats
+    assert propose([1, 2, 3, 1, 2], 0, 1, 3) == []
+
+
+def test_a_match_must_start_on_a_token_boundary():
+    # 256 then 0 is 00 01 00 00 00 00 00 00: token 1's bytes (01 00 00 00) sit at offset 1.
+    assert propose([256, 0, 5, 1], 2, 1, 1) == []
+    assert propose([256, 0, 1, 5, 1], 2, 1, 1) == [5, 1]
+
+
+def test_acceptance_below_the_threshold_pauses_drafting_longer_each_time():
+    state = after_verify(DraftState(), proposed=4, accepted=0, min_acceptance=0.6)
+    assert not state.drafting and state.skip_steps == FIRST_BACKOFF_STEPS
+    for _ in range(FIRST_BACKOFF_STEPS):
+        state = after_step_without_drafts(state)
+    assert state.drafting
+    state = after_verify(state, proposed=4, accepted=0, min_acceptance=0.6)
+    assert state.skip_steps == 2 * FIRST_BACKOFF_STEPS
+    good = after_verify(DraftState(), proposed=4, accepted=3, min_acceptance=0.6)
+    assert good.drafting and good.acceptance > 0.6
