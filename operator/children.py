@@ -2,7 +2,8 @@
 revision, one Service for the pool, and the Secret holding its runtimes' admin token. Pure
 functions; applying them is apply.py's job."""
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 
 from shoal.constants import API_VERSION, KIND, POOL_LABEL, REVISION_LABEL
 from shoal.constants import RUNTIME_GRPC_PORT as GRPC_PORT
@@ -211,6 +212,8 @@ def runtime_args(pool: PoolRef, revision: str, spec: PoolSpec) -> list[str]:
         args += ["--kv-cache-memory", runtime.kv_cache_memory]
     if runtime.max_waiting is not None:
         args += ["--max-waiting", str(runtime.max_waiting)]
+    if spec.speculative.config.enabled:
+        args += ["--speculative-config", speculative_config_json(spec)]
     # $(POD_IP): the kubelet expands it from the env above; probes and the router reach the pod there.
     args += ["--host", "$(POD_IP)", "--port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT)]
     args += ["--pool", pool.router_pool, "--revision", revision]
@@ -220,6 +223,13 @@ def runtime_args(pool: PoolRef, revision: str, spec: PoolSpec) -> list[str]:
     if runtime.compile_cache is not None:
         args += ["--compile-cache-dir", COMPILE_CACHE_MOUNT]
     return args + list(runtime.args)
+
+
+def speculative_config_json(spec: PoolSpec) -> str:
+    """--speculative-config's JSON: every field of the runtime's SpeculativeConfig under its own name
+    (an unset disableBatchSize left out), so the pool, not the runtime's defaults, says what runs."""
+    config = {key: value for key, value in asdict(spec.speculative.config).items() if value is not None}
+    return json.dumps(config, separators=(",", ":"))
 
 
 def desired_service(pool: PoolRef) -> dict:

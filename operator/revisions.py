@@ -1,8 +1,9 @@
 """What a revision is: the part of a ModelPool's spec its pods are made from, and its name.
 
-A change to the model, the runtime, the resources or the placement makes a new revision (and so
-a canary rollout); replicas, rollout, QoS, tenants and model.weights do not (new weights are rolled
-onto the running replicas in place: weights_rollout.py). The name joins the user's
+A change to the model, the runtime, the resources, the placement or how the runtime speculates
+makes a new revision (and so a canary rollout, whose analysis judges the new speed); replicas,
+rollout, QoS, tenants, model.weights and speculative.qosClasses (the router's) do not (new weights
+are rolled onto the running replicas in place: weights_rollout.py). The name joins the user's
 model.revision with a short hash of that part, as a Deployment's pod-template-hash does, so a
 runtime-only change under the same model.revision is still a distinct revision.
 """
@@ -13,7 +14,7 @@ from dataclasses import asdict
 
 from shoal.operator.spec import PoolSpec, parse_pool_spec
 
-TEMPLATE_FIELDS = ("model", "runtime", "resources", "nodeSelector", "tolerations", "affinity")
+TEMPLATE_FIELDS = ("model", "runtime", "resources", "nodeSelector", "tolerations", "affinity", "speculative")
 
 
 def template_of(spec: dict) -> dict:
@@ -44,5 +45,7 @@ def revision_name(spec: PoolSpec) -> str:
         "resources": asdict(spec.resources),
         "placement": asdict(spec.placement),
     }
+    if spec.speculative.config.enabled:  # off, it changes no pod (no flag), so no revision
+        parts["speculative"] = asdict(spec.speculative.config)
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:6]
     return f"{spec.model.revision}-{digest}"

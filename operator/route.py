@@ -1,6 +1,6 @@
 """The router's Route for a pool (shoal/route_contract.py): model name, each live revision's ready
-runtime endpoints, the split, the rollback rules made from spec.rollout.analysis, QoS and tenant
-limits.
+runtime endpoints, the split, the rollback rules made from spec.rollout.analysis, QoS, tenant
+limits and which QoS classes may speculate.
 
 Endpoints come from the pods themselves (ready, with an IP), not from the Service's
 EndpointSlices: a terminating pod drops out at once and drains what it has.
@@ -18,6 +18,7 @@ from shoal.route_contract import (
     QosConfig,
     Route,
     RuntimeEndpoint,
+    Speculation,
     TenantLimit,
 )
 
@@ -89,4 +90,5 @@ def route_for(
             KvFreeRule(min_free=analysis.min_kv_free_fraction, window_s=window),
         ),
         tenants=tuple(TenantLimit(t.name, t.max_concurrent, t.tokens_per_minute) for t in spec.tenants),
+        speculative=Speculation(qos_classes=spec.speculative.qos_classes),
     )

@@ -14,14 +14,19 @@ import re
 from dataclasses import dataclass, field
 
 from shoal.fields import FieldError, Fields
+from shoal.route_contract import QOS_CLASSES
 from shoal.runtime.config import GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 from shoal.runtime.engine.lifecycle import INITIAL_WEIGHTS_VERSION
+from shoal.runtime.speculative.config import SpeculativeConfig
 
 MODEL_SOURCES = ("embedded", "path", "random")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("cuda", "cpu")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 BLOCK_SIZES = (8, 16, 32, 64)
+# The runtime's methods a pool may name; `draft` (with a draftModel) comes once the runtime has it.
+SPECULATIVE_METHODS = ("none", "ngram")
+MAX_SPECULATIVE_TOKENS = 16
 DEFAULT_PAUSE = "1m"  # a step written without a pause holds this long (the CRD's default too)
 REVISION_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 WEIGHTS_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$")
@@ -131,6 +136,15 @@ class TenantSpec:
 
 
 @dataclass(frozen=True)
+class SpeculativeSpec:
+    """Speculative decoding: how the runtime drafts (its --speculative-config, the runtime's own
+    dataclass and defaults), and which QoS classes' requests may (the router's side, in the route)."""
+
+    config: SpeculativeConfig = SpeculativeConfig()
+    qos_classes: tuple[str, ...] = QOS_CLASSES
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where pods may run; passed to the pod template as written."""
 
@@ -149,6 +163,7 @@ class PoolSpec:
     rollout: RolloutSpec = RolloutSpec()
     qos: QosSpec = QosSpec()
     tenants: tuple[TenantSpec, ...] = ()
+    speculative: SpeculativeSpec = SpeculativeSpec()
     # Deprecated fields the spec still uses, each with what replaces it; shown in status.
     deprecated: tuple[str, ...] = ()
 
@@ -178,8 +193,9 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
     names = [t.name for t in tenants]
     if len(set(names)) != len(names):
         raise SpecError(f"spec.tenants: duplicate names in {names}")
+    speculative = _speculative(f.sub("speculative"))
     f.done()
-    return PoolSpec(model, replicas, runtime, resources, placement, rollout, qos, tenants, deprecated)
+    return PoolSpec(model, replicas, runtime, resources, placement, rollout, qos, tenants, speculative, deprecated)
 
 
 def _model(f: Fields) -> ModelSpec:
@@ -329,6 +345,30 @@ def _qos(f: Fields) -> QosSpec:
     if qos.batch_share_min > qos.batch_share_max:
         raise SpecError(f"{f.path}.batchShareMin: must not exceed batchShareMax")
     return qos
+
+
+def _speculative(f: Fields) -> SpeculativeSpec:
+    d = SpeculativeConfig
+    config = {
+        "method": f.get("method", str, d.method, choices=SPECULATIVE_METHODS),
+        "num_speculative_tokens": f.get(
+            "numSpeculativeTokens", int, d.num_speculative_tokens, minimum=1, maximum=MAX_SPECULATIVE_TOKENS
+        ),
+        "prompt_lookup_min": f.get("promptLookupMin", int, d.prompt_lookup_min, minimum=1),
+        "prompt_lookup_max": f.get("promptLookupMax", int, d.prompt_lookup_max, minimum=1),
+        "disable_batch_size": f.get("disableBatchSize", int, d.disable_batch_size, minimum=1),
+        "min_acceptance": f.get("minAcceptance", float, d.min_acceptance, minimum=0.0, maximum=1.0),
+    }
+    if config["prompt_lookup_min"] > config["prompt_lookup_max"]:
+        raise SpecError(f"{f.name('promptLookupMin')}: must not exceed promptLookupMax ({config['prompt_lookup_max']})")
+    qos_classes = tuple(f.strings("qosClasses")) if f.has("qosClasses") else SpeculativeSpec.qos_classes
+    for index, qos in enumerate(qos_classes):
+        if qos not in QOS_CLASSES:
+            raise SpecError(f"{f.name('qosClasses')}[{index}]: must be one of {', '.join(QOS_CLASSES)}, got {qos!r}")
+        if qos in qos_classes[:index]:
+            raise SpecError(f"{f.name('qosClasses')}[{index}]: {qos!r} is listed twice")
+    f.done()
+    return SpeculativeSpec(SpeculativeConfig(**config), qos_classes)
 
 
 def _tenant(f: Fields) -> TenantSpec:

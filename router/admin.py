@@ -25,9 +25,10 @@ and the operator's, and it exposes counters and gauges, no control.
 A route's body is a Route as JSON (shoal/route_contract.py), the same as one `pools[]` entry of the
 config file and read by the same parser (`name` may be left out; if present it must be the path's):
 model, stable, canary, canary_weight, revisions {rev: {endpoints: [{target, metrics_url}]}}, qos,
-rollback_rules, prefix_affinity, sticky, and tenants [{name, max_concurrent?, tokens_per_minute?}],
+rollback_rules, prefix_affinity, sticky, tenants [{name, max_concurrent?, tokens_per_minute?}],
 limits on this pool on top of the router-wide ones (a name the router has no tenant for is accepted
-and logged: it has no keys). A changed route keeps the pool's verdicts, measurements and requests
+and logged: it has no keys), and speculative {qos_classes?, tenants_off?, max_load?}, which requests
+may speculate (traffic/speculation.py). A changed route keeps the pool's verdicts, measurements and requests
 in flight; a refused one changes nothing, endpoints included; the same route again changes nothing at all, so
 the operator repeats it every few seconds and a restarted router has its routes back at once. Its
 endpoints join those of the config file's source (routes.py, backends/route_table.py).

@@ -1,7 +1,7 @@
 """Where every request goes, whatever surface it came in on:
 
     model -> pool (404 if none) -> tenant limits, router-wide then the pool's (429) -> QoS queue (429 when shed)
-          -> canary split -> replica (balancer) -> runtime Generate stream
+          -> canary split -> replica (balancer) -> may it speculate (the pool's rule) -> runtime Generate stream
 
 `Dispatcher.start` does all of that and waits for the runtime's first message, so an error (a bad
 parameter the runtime refused, a full queue, a dead backend) is raised before a surface has sent
@@ -26,6 +26,7 @@ from shoal.router.pools import PoolState
 from shoal.router.request import InferenceRequest
 from shoal.router.traffic.measurements import Measurements
 from shoal.router.traffic.qos import REALTIME
+from shoal.router.traffic.speculation import SpeculationDecision, decide
 from shoal.router.traffic.tenants import Lease, RateLimited, TenantLimiter, estimate_tokens, tighter
 from shoal.v1 import runtime_pb2 as pb
 
@@ -158,11 +159,20 @@ class Generation:
             self.backend.outstanding += 1
             if not await self.backend.connected(CONNECT_WAIT_S):
                 raise Unavailable(RUNTIME_UNAVAILABLE)
-            self.call = self.backend.stub.Generate(generate_request(self.request, self.priority))
+            speculate = self._speculation() is SpeculationDecision.ALLOWED
+            self.call = self.backend.stub.Generate(generate_request(self.request, self.priority, speculate))
             self.first = await self._read()
         except BaseException as error:
             await self.close(error)
             raise
+
+    def _speculation(self) -> SpeculationDecision:
+        """The pool's rule at the pool's load now (this request admitted), and the client's opt-out; counted."""
+        sampling, qos = self.request.sampling, self.request.qos
+        opted_out = sampling.HasField("speculative") and not sampling.speculative
+        decision = decide(self.pool.config.speculative, qos, self.request.tenant, self.pool.gate.load(), opted_out)
+        self.d.metrics.speculation_decisions.labels(self.pool.name, qos, decision.value).inc()
+        return decision
 
     async def messages(self) -> AsyncIterator[pb.GenerateResponse]:
         """The runtime's messages, the first one included; raises RouterError if it fails midway."""

@@ -3,7 +3,7 @@
 Events (requests, tokens, latencies, refusals, rollbacks) are counted as they happen; live state
 (queues, weights, verdicts, backends) and the rolling windows the rollback rules read are computed
 at scrape time from the objects that hold them, so they are never stale. Labels are pool, revision,
-qos_class, tenant and a few closed sets (status, reason, rule): bounded, never a request id.
+qos_class, tenant and a few closed sets (status, reason, rule, decision): bounded, never a request id.
 """
 
 import time
@@ -82,6 +82,12 @@ class RouterMetrics:
             names.ROUTER_ROLLBACKS,
             "Canary revisions rolled back, by the first rule broken.",
             [L_POOL, L_REV, names.LABEL_RULE],
+            registry=registry,
+        )
+        self.speculation_decisions = Counter(
+            names.ROUTER_SPECULATION_DECISIONS,
+            "Requests sent to runtimes, by whether they may speculate (or the first reason they may not).",
+            [L_POOL, L_QOS, names.LABEL_DECISION],
             registry=registry,
         )
         self.ttft = Histogram(

@@ -54,6 +54,9 @@ class QosGate:
     def in_flight(self, qos: str) -> int:
         return self.policy.in_flight[qos]
 
+    def load(self) -> float:
+        return self.policy.load()
+
     def _wake(self, admitted: list[tuple[str, asyncio.Future]]) -> None:
         for _, future in admitted:
             if not future.done():

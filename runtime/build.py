@@ -171,8 +171,6 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     )
     eos = eos_token_ids(tokenizer, arch.eos_token_ids)
     async_scheduling = device.type == "cuda" if config.async_scheduling is None else config.async_scheduling
-    if config.speculative.enabled:  # drafts are built from the tokens the step before accepted
-        async_scheduling = False
     grammars = GrammarCompiler(tokenizer, arch.vocab_size, eos) if tokenizer is not None else None
 
     def new_engine() -> LLMEngine:

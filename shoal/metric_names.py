@@ -96,6 +96,7 @@ LABEL_LIMIT = "limit"  # requests (concurrency) or tokens
 LABEL_RULE = "rule"
 LABEL_METRIC = "metric"  # ttft, itl, e2e
 LABEL_QUANTILE = "quantile"
+LABEL_DECISION = "decision"  # allowed, off_by_client, off_by_qos, off_by_tenant, off_by_load
 
 # Requests and tokens (counters; exposed with the _total suffix).
 ROUTER_REQUESTS = ROUTER_PREFIX + "requests"
@@ -105,6 +106,8 @@ ROUTER_UPSTREAM_ERRORS = ROUTER_PREFIX + "upstream_errors"  # by gRPC code
 ROUTER_SHED = ROUTER_PREFIX + "shed"  # refused by QoS admission, by reason
 ROUTER_RATE_LIMITED = ROUTER_PREFIX + "rate_limited"  # refused by a tenant limit
 ROUTER_ROLLBACKS = ROUTER_PREFIX + "rollbacks"  # canaries pulled out, by the first rule broken
+# Requests sent to a runtime, by whether they may speculate and, if not, the first reason why.
+ROUTER_SPECULATION_DECISIONS = ROUTER_PREFIX + "speculation_decisions"
 
 # Latencies as clients see them (histograms, seconds).
 ROUTER_TIME_TO_FIRST_TOKEN = ROUTER_PREFIX + "time_to_first_token_seconds"

@@ -3,9 +3,9 @@ and nowhere else.
 
 Operator -> router: a pool's Route (PUT /admin/pools/{pool}/route): the model clients ask for, each
 live revision's runtime endpoints, the stable/canary split, the rollback rules the router judges the
-canary by, QoS and per-tenant limits. Its JSON is one `pools[]` entry of the router's config file,
-so a route written by hand (router/examples/local.yaml) and one pushed by the operator are read by
-the same `parse_route`.
+canary by, QoS, per-tenant limits and which requests may speculate. Its JSON is one `pools[]` entry
+of the router's config file, so a route written by hand (router/examples/local.yaml) and one pushed
+by the operator are read by the same `parse_route`.
 
 Router -> operator: Verdicts (GET /admin/pools/{pool}/rollback), the router's judgement that a
 canary broke a rule, and MeasuredWindows (GET /admin/measurements), from which the operator counts
@@ -146,6 +146,20 @@ class TenantLimit:
 
 
 @dataclass(frozen=True)
+class Speculation:
+    """Which of the pool's requests may speculate (the runtime drafts tokens and verifies them in one
+    pass, when started with --speculative-config): those of a class in qos_classes, from a tenant not
+    in tenants_off, while the pool's load is below max_load (None: at any load). The load is its QoS
+    gate's: requests in flight to its runtimes plus those queued, over its concurrency capacity
+    (router/traffic/speculation.py decides). A request the rule turns down reaches the runtime with
+    `sampling.speculative = false`; a client may opt out, never in."""
+
+    qos_classes: tuple[str, ...] = QOS_CLASSES
+    tenants_off: tuple[str, ...] = ()
+    max_load: float | None = None
+
+
+@dataclass(frozen=True)
 class Route:
     name: str  # the pool's name at the router (the operator's: namespace.name)
     model: str  # what clients send as `model`
@@ -158,6 +172,7 @@ class Route:
     qos: QosConfig = QosConfig()
     prefix_affinity: PrefixAffinity = PrefixAffinity()
     tenants: tuple[TenantLimit, ...] = ()
+    speculative: Speculation = Speculation()
 
     @property
     def longest_window_s(self) -> float:
@@ -239,6 +254,13 @@ def route_to_json(route: Route) -> dict:
             "qos": dataclasses.asdict(route.qos),
             "prefix_affinity": dataclasses.asdict(route.prefix_affinity),
             "tenants": [_without_none(dataclasses.asdict(t)) for t in route.tenants],
+            "speculative": _without_none(
+                {
+                    "qos_classes": list(route.speculative.qos_classes),
+                    "tenants_off": list(route.speculative.tenants_off),
+                    "max_load": route.speculative.max_load,
+                }
+            ),
         }
     )
 
@@ -273,16 +295,18 @@ def parse_route(f: Fields) -> Route:
         qos=_qos(f.sub("qos")),
         prefix_affinity=_affinity(f.sub("prefix_affinity")),
         tenants=tenants,
+        speculative=_speculation(f.sub("speculative")),
     )
     f.done()
     return route
 
 
-def unique(f: Fields, key: str, values: list, what: str) -> None:
+def unique(f: Fields, key: str, values: list, what: str = "") -> None:
+    """No value twice in the list `key` (of its items' field `what`, or of the items themselves)."""
     seen = set()
     for index, value in enumerate(values):
         if value in seen:
-            raise f.error(f"{f.name(key)}[{index}].{what}: {value!r} is used twice")
+            raise f.error(f"{f.name(key)}[{index}]{'.' + what if what else ''}: {value!r} is used twice")
         seen.add(value)
 
 
@@ -387,6 +411,24 @@ def _affinity(f: Fields) -> PrefixAffinity:
     )
     f.done()
     return affinity
+
+
+def _speculation(f: Fields) -> Speculation:
+    d = Speculation
+    qos_classes = d.qos_classes if f.get("qos_classes", list, None) is None else tuple(f.strings("qos_classes"))
+    for index, qos in enumerate(qos_classes):
+        if qos not in QOS_CLASSES:
+            raise f.error(f"{f.name('qos_classes')}[{index}]: must be one of {', '.join(QOS_CLASSES)}, got {qos!r}")
+    unique(f, "qos_classes", list(qos_classes))
+    tenants_off = tuple(f.strings("tenants_off"))
+    unique(f, "tenants_off", list(tenants_off))
+    speculation = Speculation(
+        qos_classes=qos_classes,
+        tenants_off=tenants_off,
+        max_load=f.get("max_load", float, d.max_load, minimum=0.0),
+    )
+    f.done()
+    return speculation
 
 
 def read_tenant_limit(f: Fields) -> TenantLimit:

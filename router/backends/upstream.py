@@ -15,9 +15,13 @@ from shoal.v1 import runtime_pb2 as pb
 RETRY_AFTER_KEY = "retry-after"  # the runtime's trailer (shoal.runtime.server.grpc_service)
 
 
-def generate_request(request: InferenceRequest, priority: int) -> pb.GenerateRequest:
+def generate_request(request: InferenceRequest, priority: int, speculate: bool = True) -> pb.GenerateRequest:
+    """The runtime's request, built anew (the client's message is not touched); `speculate` False
+    turns speculative decoding off for it, whatever the client asked (router/traffic/speculation.py)."""
     message = pb.GenerateRequest(request_id=request.request_id, priority=priority, n=request.n)
     message.sampling.CopyFrom(request.sampling)
+    if not speculate:
+        message.sampling.speculative = False
     request.prompt.to_proto(message)
     return message
 

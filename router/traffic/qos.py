@@ -116,6 +116,12 @@ class QosPolicy:
         rate_per_s = (len(times) - 1) / span
         return max(head_waited, (len(self.waiting[REALTIME]) + 1) / rate_per_s)
 
+    def load(self) -> float:
+        """Requests in flight plus those queued, both classes, over the capacity: 1.0 is a full pool
+        with nothing waiting, above it a queue; infinite while the pool has no capacity."""
+        demand = self._total_in_flight() + len(self.waiting[REALTIME]) + len(self.waiting[BATCH])
+        return demand / self.capacity if self.capacity else math.inf
+
     def waited_s(self, qos: str, now: float) -> float:
         """How long the request at the head of the class's queue has waited (0 with none waiting)."""
         queue = self.waiting[qos]

@@ -1,7 +1,9 @@
 """Drafts for the scheduler's decode rows, each request's backoff, and what verification accepted.
 
 The scheduler asks for a request's drafts when it schedules its decode; the verified step's outcome
-comes back through `verified`. State is the drafter's own, keyed by request id (the scheduler stays
+comes back through `verified`. A request drafts only when the tokens of the step before are read,
+so the engine overlaps steps (async scheduling) only while no request wants to draft: a request in
+backoff costs nothing. State is the drafter's own, keyed by request id (the scheduler stays
 the one writer of request state). Constrained requests do not draft: their grammar would have to
 follow every draft before its mask (not yet done).
 """
@@ -30,19 +32,31 @@ class Drafter:
         self.counters = DraftCounters(accepted_per_position=[0] * config.num_speculative_tokens)
         self._states: dict[str, DraftState] = {}
 
+    def wants_drafts(self, request: Request) -> bool:
+        """Whether the request would draft at its next decode (the engine then reads the step in
+        flight first: drafts are built from the tokens it brings)."""
+        return self._eligible(request) and self._states.get(request.request_id, DraftState()).drafting
+
     def propose(self, request: Request, room: int, num_running: int) -> list[int]:
         """Up to `room` drafts for the request's next decode (room: what its budget and length allow)."""
         limit = self.config.disable_batch_size
-        if room < 1 or request.grammar is not None or not request.sampling.speculative:
-            return []
-        if limit is not None and num_running > limit:
+        if room < 1 or not self._eligible(request) or (limit is not None and num_running > limit):
             return []
         state = self._states.get(request.request_id, DraftState())
         if not state.drafting:
-            self._states[request.request_id] = after_step_without_drafts(state)
+            self.skipped(request)
             return []
         k = min(room, self.config.num_speculative_tokens)
-        return ngram.propose(request.token_ids, k, self.config.prompt_lookup_min, self.config.prompt_lookup_max)
+        drafts = ngram.propose(request.token_ids, k, self.config.prompt_lookup_min, self.config.prompt_lookup_max)
+        if not drafts:  # nothing to look up counts as a draft rejected: the backoff stops the lookups
+            self._states[request.request_id] = after_verify(state, 1, 0, self.config.min_acceptance)
+        return drafts
+
+    def skipped(self, request: Request) -> None:
+        """A decode without drafts (the request in backoff, or its last token still in flight)."""
+        state = self._states.get(request.request_id)
+        if state is not None:
+            self._states[request.request_id] = after_step_without_drafts(state)
 
     def verified(self, request_id: str, proposed: int, accepted: int) -> None:
         counters = self.counters
@@ -56,3 +70,7 @@ class Drafter:
 
     def forget(self, request_id: str) -> None:
         self._states.pop(request_id, None)
+
+    @staticmethod
+    def _eligible(request: Request) -> bool:
+        return request.grammar is None and request.sampling.speculative

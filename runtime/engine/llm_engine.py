@@ -225,10 +225,14 @@ class LLMEngine:
         return failed
 
     def _can_overlap(self) -> bool:
-        """Penalties count a request's output tokens on the host, so they need last step's draws read.
-        (A grammar's mask needs them too, but only once this step's forward pass is queued: see
-        `_read_step_before`.)"""
-        return not any(r.sampling.needs_penalties for r in self.scheduler.running)
+        """Penalties count a request's output tokens on the host, and drafts are looked up in them, so
+        both need last step's draws read. (A grammar's mask needs them too, but only once this step's
+        forward pass is queued: see `_read_step_before`.)"""
+        drafter = self.scheduler.drafter
+        return not any(
+            r.sampling.needs_penalties or (drafter is not None and drafter.wants_drafts(r))
+            for r in self.scheduler.running
+        )
 
     def _bitmask(self, scheduled: SchedulerOutput) -> StepBitmask | None:
         """The allowed-token masks of the step's sampling rows, if any of them is constrained."""

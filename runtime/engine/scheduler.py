@@ -271,7 +271,10 @@ class Scheduler:
 
     def _drafts(self, request: Request, budget: int) -> list[int]:
         """Drafts for a decode: as many as the budget and the request's max_tokens leave room for."""
-        if self.drafter is None or request.num_pending_tokens:
+        if self.drafter is None:
+            return []
+        if request.num_pending_tokens:
+            self.drafter.skipped(request)
             return []
         room = min(budget - 1, request.max_tokens - request.num_output_tokens - 1)
         return self.drafter.propose(request, room, len(self.running))

@@ -104,6 +104,15 @@ FULL_SPEC = {
         "batchShareMax": 0.8,
     },
     "tenants": [{"name": "search", "maxConcurrent": 100, "tokensPerMinute": 1_000_000}, {"name": "evals"}],
+    "speculative": {
+        "method": "ngram",
+        "numSpeculativeTokens": 6,
+        "promptLookupMin": 2,
+        "promptLookupMax": 4,
+        "disableBatchSize": 64,
+        "minAcceptance": 0.3,
+        "qosClasses": ["batch"],
+    },
 }
 
 
@@ -210,6 +219,26 @@ VALID = {
     "the deprecated kvCacheFraction is kept as given, with no gpuMemoryUtilization defaulted beside it": (
         {"model": MODEL, "runtime": {"kvCacheFraction": 0.8}},
         {"runtime": {**DEFAULTED_MINIMAL_SPEC["runtime"], "kvCacheFraction": 0.8}},
+    ),
+    "speculative {} gets its fields' defaults, off": (
+        {"model": MODEL, "speculative": {}},
+        {
+            "speculative": {
+                "method": "none",
+                "numSpeculativeTokens": 4,
+                "promptLookupMin": 1,
+                "promptLookupMax": 3,
+                "minAcceptance": 0.2,
+                "qosClasses": ["realtime", "batch"],
+            }
+        },
+    ),
+    "speculative ngram with lookup lengths equal and no QoS class": (
+        {
+            "model": MODEL,
+            "speculative": {"method": "ngram", "promptLookupMin": 2, "promptLookupMax": 2, "qosClasses": []},
+        },
+        {"speculative.promptLookupMax": 2, "speculative.qosClasses": []},
     ),
     "tenants with distinct names": (
         {"model": MODEL, "tenants": [{"name": "a"}, {"name": "b", "maxConcurrent": 4}]},
@@ -371,6 +400,51 @@ INVALID = {
         {"model": MODEL, "tenants": [{"maxConcurrent": 2}]},
         "spec.tenants[0].name",
         "Required value",
+    ),
+    "speculative promptLookupMin above promptLookupMax": (
+        {"model": MODEL, "speculative": {"method": "ngram", "promptLookupMin": 3, "promptLookupMax": 2}},
+        "spec.speculative.promptLookupMin",
+        "Invalid value: speculative.promptLookupMin must not exceed speculative.promptLookupMax",
+    ),
+    "speculative promptLookupMin 4, above the default promptLookupMax": (
+        {"model": MODEL, "speculative": {"method": "ngram", "promptLookupMin": 4}},
+        "spec.speculative.promptLookupMin",
+        "must not exceed",
+    ),
+    "speculative method draft (not yet)": (
+        {"model": MODEL, "speculative": {"method": "draft"}},
+        "spec.speculative.method",
+        'Unsupported value: "draft": supported values: "none", "ngram"',
+    ),
+    "17 speculative tokens": (
+        {"model": MODEL, "speculative": {"numSpeculativeTokens": 17}},
+        "spec.speculative.numSpeculativeTokens",
+        "should be less than or equal to 16",
+    ),
+    "speculative disableBatchSize 0": (
+        {"model": MODEL, "speculative": {"disableBatchSize": 0}},
+        "spec.speculative.disableBatchSize",
+        "should be greater than or equal to 1",
+    ),
+    "speculative minAcceptance above 1": (
+        {"model": MODEL, "speculative": {"minAcceptance": 1.5}},
+        "spec.speculative.minAcceptance",
+        "should be less than or equal to 1",
+    ),
+    "speculation for an unknown QoS class": (
+        {"model": MODEL, "speculative": {"qosClasses": ["bulk"]}},
+        "spec.speculative.qosClasses[0]",
+        'Unsupported value: "bulk"',
+    ),
+    "a QoS class listed twice for speculation": (
+        {"model": MODEL, "speculative": {"qosClasses": ["batch", "batch"]}},
+        "spec.speculative.qosClasses[1]",
+        'Duplicate value: "batch"',
+    ),
+    "a draft model before there is a draft method": (
+        {"model": MODEL, "speculative": {"draftModel": "/models/draft"}},
+        "spec.speculative.draftModel",
+        "unknown field",
     ),
     "unknown field in spec": (
         {"model": MODEL, "gpus": 1},

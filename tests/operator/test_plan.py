@@ -1,5 +1,7 @@
 """The plan of a reconcile pass, a pure function: children, route, status and events."""
 
+import json
+
 from shoal.operator.children import (
     ADMIN_TOKEN_MOUNT,
     COMPILE_CACHE_MOUNT,
@@ -12,6 +14,7 @@ from shoal.operator.revisions import revision_name
 from shoal.operator.rollout import RouterView
 from shoal.operator.spec import parse_pool_spec
 from shoal.route_contract import Breach, ErrorRateRule, LatencyRatioRule, ScrapeHealth, TenantLimit, Verdict
+from shoal.runtime.speculative.config import SpeculativeConfig
 
 REF = PoolRef("chat", "team-a", "uid-1")
 SPEC = {
@@ -258,6 +261,63 @@ def test_runtime_pods_get_the_admin_token_and_a_compile_cache():
     assert secret["metadata"]["ownerReferences"][0]["uid"] == "uid-1"  # goes with the pool
 
 
+def args_of(deployment: dict) -> list[str]:
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_speculation_is_the_runtimes_speculative_config_flag():
+    """On: --speculative-config with the runtime's keys, every value given; off (or absent): no flag."""
+    ngram = {
+        **SPEC,
+        "speculative": {"method": "ngram", "numSpeculativeTokens": 6, "promptLookupMax": 4, "disableBatchSize": 32},
+    }
+    (deployment,) = plan_for(pool(ngram), Observed([], []), OK, T0, 30).deployments.values()
+    args = args_of(deployment)
+    assert json.loads(args[args.index("--speculative-config") + 1]) == {
+        "method": "ngram",
+        "num_speculative_tokens": 6,
+        "prompt_lookup_min": 1,
+        "prompt_lookup_max": 4,
+        "disable_batch_size": 32,
+        "min_acceptance": 0.2,
+    }
+    config = SpeculativeConfig(**json.loads(args[args.index("--speculative-config") + 1]))
+    assert config == parse_pool_spec(ngram).speculative.config and config.enabled
+    unlimited = {**SPEC, "speculative": {"method": "ngram"}}
+    (deployment,) = plan_for(pool(unlimited), Observed([], []), OK, T0, 30).deployments.values()
+    args = args_of(deployment)
+    assert SpeculativeConfig(**json.loads(args[args.index("--speculative-config") + 1])) == SpeculativeConfig("ngram")
+    for off in (SPEC, {**SPEC, "speculative": {"method": "none", "numSpeculativeTokens": 8}}):
+        (deployment,) = plan_for(pool(off), Observed([], []), OK, T0, 30).deployments.values()
+        assert "--speculative-config" not in args_of(deployment)
+
+
+def test_turning_speculation_on_is_a_canary_and_the_stable_keeps_its_own():
+    """A new revision, judged as any; while it runs the stable's pods (from its template) stay as they were,
+    speculation included; the route tells the router who may speculate."""
+    on = {**SPEC, "speculative": {"method": "ngram", "qosClasses": ["batch"]}}
+    first = plan_for(pool(on), Observed([], []), OK, T0, 30)
+    stable = first.status["stableRevision"]
+    assert first.route.speculative.qos_classes == ("batch",)
+    assert first.status["stableTemplate"]["speculative"] == on["speculative"]
+    pods = [pod(stable, "10.0.0.2"), pod(stable, "10.0.0.3")]
+    same = {**on, "speculative": {"method": "ngram", "qosClasses": ["realtime", "batch"]}}
+    plan = plan_for(
+        pool(same, first.status, generation=2), Observed(list(first.deployments.values()), pods), OK, T0, 30
+    )
+    assert plan.status.get("canaryRevision") is None and plan.route.speculative.qos_classes == ("realtime", "batch")
+    more = {**on, "speculative": {"method": "ngram", "numSpeculativeTokens": 8}}
+    plan = plan_for(
+        pool(more, first.status, generation=3), Observed(list(first.deployments.values()), pods), OK, T0, 30
+    )
+    canary = plan.status["canaryRevision"]
+    assert canary != stable and plan.status["phase"] == "Progressing"
+    stable_args, canary_args = (args_of(plan.deployments[f"chat-{r}"]) for r in (stable, canary))
+    assert stable_args == args_of(first.deployments[f"chat-{stable}"])
+    assert json.loads(stable_args[stable_args.index("--speculative-config") + 1])["num_speculative_tokens"] == 4
+    assert json.loads(canary_args[canary_args.index("--speculative-config") + 1])["num_speculative_tokens"] == 8
+
+
 def test_the_runtime_reads_every_flag_the_operator_passes():
     """The pod's args through `shoal runtime`'s own parser, with every optional flag in use."""
     import argparse
@@ -268,6 +328,7 @@ def test_the_runtime_reads_every_flag_the_operator_passes():
         **SPEC,
         "runtime": {"device": "cpu", "kvCacheMemory": "64MiB", "maxWaiting": 8, "compileCache": {}},
         "model": {"source": "embedded", "revision": "v1", "weights": {"version": "v2", "path": "/w"}},
+        "speculative": {"method": "ngram", "disableBatchSize": 16},
     }
     (deployment,) = plan_for(pool(full), Observed([], []), OK, T0, 30).deployments.values()
     parser = argparse.ArgumentParser()
@@ -278,3 +339,4 @@ def test_the_runtime_reads_every_flag_the_operator_passes():
     assert engine.compile_cache_dir == COMPILE_CACHE_MOUNT and engine.kv_cache_memory == 64 * 2**20
     assert server.admin_token_file == f"{ADMIN_TOKEN_MOUNT}/token" and server.max_waiting == 8
     assert server.weights_version == "initial"  # every pod starts on the source's weights
+    assert engine.speculative == SpeculativeConfig("ngram", disable_batch_size=16)

@@ -38,6 +38,7 @@ SPEC = {
     "rollout": {"analysis": {"maxErrorRate": 0.05, "minSamples": 20, "windowSeconds": 90}},
     "qos": {"maxConcurrencyPerReplica": 8, "batchShareMin": 0.2},
     "tenants": [{"name": "acme", "maxConcurrent": 2}, {"name": "evals", "tokensPerMinute": 6000}],
+    "speculative": {"method": "ngram", "qosClasses": ["batch"]},
 }
 
 
@@ -58,6 +59,7 @@ def test_the_route_the_operator_builds_is_the_route_the_router_reads():
     route = route_for(REF, parse_pool_spec(SPEC), state, endpoints)
     assert parse_pool(wire(route_to_json(route))) == route
     assert route.canary_weight == 25.0 and route.qos.max_concurrency_per_endpoint == 8
+    assert route.speculative.qos_classes == ("batch",)
     assert {r.name: r.window_s for r in route.rollback_rules} == {
         "latency_ratio:e2e_p99": 90.0,
         "error_rate": 90.0,

@@ -7,7 +7,17 @@ import pytest
 import yaml
 
 from shoal.operator.revisions import revision_name
-from shoal.operator.spec import CompileCache, SpecError, WeightsSpec, parse_duration, parse_pool_spec
+from shoal.operator.spec import (
+    SPECULATIVE_METHODS,
+    CompileCache,
+    SpecError,
+    SpeculativeSpec,
+    WeightsSpec,
+    parse_duration,
+    parse_pool_spec,
+)
+from shoal.route_contract import QOS_CLASSES
+from shoal.runtime.speculative.config import METHODS, SpeculativeConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
@@ -53,6 +63,28 @@ def test_defaults_match_the_crd_defaults(server_dry_run):
         ({"model": {"revision": "v1", "weights": {"version": "initial", "path": "/w"}}}, "spec.model.weights.version"),
         ({"model": {"revision": "v1", "weights": {"version": "v2", "path": "w"}}}, "spec.model.weights.path"),
         ({"model": {"revision": "v1"}, "runtime": {"compileCache": {"pvc": "x"}}}, "spec.runtime.compileCache.pvc"),
+        ({"model": {"revision": "v1"}, "speculative": {"method": "draft"}}, "spec.speculative.method"),
+        (
+            {"model": {"revision": "v1"}, "speculative": {"numSpeculativeTokens": 0}},
+            "spec.speculative.numSpeculativeTokens",
+        ),
+        (
+            {"model": {"revision": "v1"}, "speculative": {"numSpeculativeTokens": 17}},
+            "spec.speculative.numSpeculativeTokens",
+        ),
+        ({"model": {"revision": "v1"}, "speculative": {"promptLookupMin": 0}}, "spec.speculative.promptLookupMin"),
+        (
+            {"model": {"revision": "v1"}, "speculative": {"promptLookupMin": 4}},
+            "spec.speculative.promptLookupMin: must not exceed promptLookupMax (3)",
+        ),
+        ({"model": {"revision": "v1"}, "speculative": {"disableBatchSize": 0}}, "spec.speculative.disableBatchSize"),
+        ({"model": {"revision": "v1"}, "speculative": {"minAcceptance": 1.5}}, "spec.speculative.minAcceptance"),
+        ({"model": {"revision": "v1"}, "speculative": {"qosClasses": ["bulk"]}}, "spec.speculative.qosClasses[0]"),
+        (
+            {"model": {"revision": "v1"}, "speculative": {"qosClasses": ["batch", "batch"]}},
+            "spec.speculative.qosClasses[1]: 'batch' is listed twice",
+        ),
+        ({"model": {"revision": "v1"}, "speculative": {"draftModel": "x"}}, "spec.speculative.draftModel: unknown"),
     ],
 )
 def test_what_the_schema_would_catch_is_caught_again_with_the_field_named(spec, field):
@@ -99,6 +131,72 @@ def test_weights_and_an_unset_compile_cache_leave_the_revision_name_alone():
     assert on_claim.runtime.compile_cache == CompileCache("triton") and revision_name(on_claim) != revision_name(cached)
 
 
+def test_speculative_defaults_are_the_runtimes_and_off():
+    """Absent or {}, the runtime's own defaults (method none: no drafts) and both QoS classes."""
+    absent = parse_pool_spec({"model": {"revision": "v1"}})
+    empty = parse_pool_spec({"model": {"revision": "v1"}, "speculative": {}})
+    assert absent.speculative == empty.speculative == SpeculativeSpec(SpeculativeConfig(), QOS_CLASSES)
+    assert not absent.speculative.config.enabled
+    assert set(SPECULATIVE_METHODS) <= set(METHODS)  # only what the runtime has
+
+
+def test_speculative_fields_become_the_runtimes_config():
+    spec = parse_pool_spec(
+        {
+            "model": {"revision": "v1"},
+            "speculative": {
+                "method": "ngram",
+                "numSpeculativeTokens": 8,
+                "promptLookupMin": 2,
+                "promptLookupMax": 5,
+                "disableBatchSize": 64,
+                "minAcceptance": 0,
+                "qosClasses": ["batch"],
+            },
+        }
+    )
+    assert spec.speculative == SpeculativeSpec(
+        SpeculativeConfig(
+            method="ngram",
+            num_speculative_tokens=8,
+            prompt_lookup_min=2,
+            prompt_lookup_max=5,
+            disable_batch_size=64,
+            min_acceptance=0.0,
+        ),
+        ("batch",),
+    )
+    no_class = parse_pool_spec({"model": {"revision": "v1"}, "speculative": {"method": "ngram", "qosClasses": []}})
+    assert no_class.speculative.qos_classes == ()  # the runtime may draft, the router lets no request
+
+
+def test_speculation_is_part_of_the_revision_only_when_on_and_qos_classes_never():
+    """It changes the pods' args (a canary judges the new speed); off, or who may use it, changes no pod."""
+    base = parse_pool_spec({"model": {"revision": "v1"}})
+
+    def name(speculative: dict) -> str:
+        return revision_name(parse_pool_spec({"model": {"revision": "v1"}, "speculative": speculative}))
+
+    assert name({}) == name({"method": "none", "numSpeculativeTokens": 8}) == revision_name(base) == "v1-f1363a"
+    ngram = name({"method": "ngram"})
+    assert ngram != revision_name(base)
+    assert name({"method": "ngram", "numSpeculativeTokens": 8}) != ngram
+    assert name({"method": "ngram", "disableBatchSize": 32}) != ngram
+    assert name({"method": "ngram", "qosClasses": ["batch"]}) == ngram
+
+
+def test_the_api_server_and_the_operator_read_speculative_alike(server_dry_run):
+    """{} is stored with every default and parsed as absent; min above max is refused by both, naming it."""
+    manifest = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata": {"name": "m"}}
+    (stored,) = server_dry_run.apply({**manifest, "spec": {"model": {"revision": "v1"}, "speculative": {}}})
+    assert parse_pool_spec(stored["spec"]) == parse_pool_spec({"model": {"revision": "v1"}})
+    spec = {"model": {"revision": "v1"}, "speculative": {"method": "ngram", "promptLookupMin": 4}}
+    refusal = server_dry_run.refusal({**manifest, "spec": spec})
+    assert "spec.speculative.promptLookupMin: Invalid value" in refusal, refusal
+    with pytest.raises(SpecError, match=r"^spec.speculative.promptLookupMin: must not exceed promptLookupMax"):
+        parse_pool_spec(spec)
+
+
 @pytest.mark.parametrize(
     "weights,field,says",
     [
@@ -140,6 +238,7 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         ResourcesSpec,
         RolloutSpec,
         RuntimeSpec,
+        SpeculativeSpec,
     )
     from shoal.runtime.config import GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 
@@ -171,6 +270,12 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         "qos.realtimeTtftTargetSeconds": QosSpec.realtime_ttft_target_s,
         "qos.batchShareMin": QosSpec.batch_share_min,
         "qos.batchShareMax": QosSpec.batch_share_max,
+        "speculative.method": SpeculativeSpec.config.method,
+        "speculative.numSpeculativeTokens": SpeculativeSpec.config.num_speculative_tokens,
+        "speculative.promptLookupMin": SpeculativeSpec.config.prompt_lookup_min,
+        "speculative.promptLookupMax": SpeculativeSpec.config.prompt_lookup_max,
+        "speculative.minAcceptance": SpeculativeSpec.config.min_acceptance,
+        "speculative.qosClasses": list(SpeculativeSpec.qos_classes),
     }
     durations = {"rollout.steps[].pause", "rollout.progressDeadline"}
     crd = {
@@ -192,3 +297,6 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
     assert "default" not in runtime["gpuMemoryUtilization"] and "default" not in runtime["kvCacheFraction"]
     assert f"Default {RuntimeSpec.gpu_memory_utilization:g}." in runtime["gpuMemoryUtilization"]["description"]
     assert RuntimeSpec.gpu_memory_utilization == EngineConfig.gpu_memory_utilization
+    # Speculation's are the runtime's SpeculativeConfig's, and its disableBatchSize is unset by default too.
+    assert SpeculativeSpec.config == SpeculativeConfig() and SpeculativeConfig.disable_batch_size is None
+    assert "default" not in spec_schema["properties"]["speculative"]["properties"]["disableBatchSize"]

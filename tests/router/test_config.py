@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from shoal.route_contract import DEFAULT_RULES, ErrorRateRule, LatencyRatioRule, TenantLimit
+from shoal.route_contract import DEFAULT_RULES, ErrorRateRule, LatencyRatioRule, Speculation, TenantLimit, route_to_json
 from shoal.router.config import ConfigError, load_config, parse_config, parse_pool
 from shoal.router.dev import LOCAL_CONFIG
 
@@ -54,6 +54,38 @@ def test_pools_may_be_empty_and_carry_tenant_limits():
     assert parse_config({"pools": []}).pools == ()
     config = parse_config({**minimal(tenants=[{"name": "a", "max_concurrent": 1}]), "tenants": [{"name": "a"}]})
     assert config.pools[0].tenants == (TenantLimit("a", max_concurrent=1),)
+
+
+def test_who_may_speculate_defaults_to_everyone_at_any_load_and_reads_back():
+    assert parse_config(minimal()).pools[0].speculative == Speculation(("realtime", "batch"), (), None)
+    assert parse_config(minimal(speculative={"max_load": None})).pools[0].speculative == Speculation()
+    written = {"qos_classes": ["realtime"], "tenants_off": ["a"], "max_load": 1}
+    config = parse_config({**minimal(speculative=written), "tenants": [{"name": "a"}]})
+    route = config.pools[0]
+    assert route.speculative == Speculation(qos_classes=("realtime",), tenants_off=("a",), max_load=1.0)
+    assert route_to_json(route)["speculative"] == {"qos_classes": ["realtime"], "tenants_off": ["a"], "max_load": 1.0}
+    assert parse_pool(json.loads(json.dumps(route_to_json(route)))) == route
+    assert parse_pool(minimal(speculative={"qos_classes": []})["pools"][0]).speculative.qos_classes == ()
+
+
+@pytest.mark.parametrize(
+    ("speculative", "message"),
+    [
+        ("on", "pools[0].speculative: must be dict"),
+        ({"enabled": True}, "pools[0].speculative.enabled: unknown field"),
+        ({"qos_classes": "realtime"}, "pools[0].speculative.qos_classes: must be list"),
+        ({"qos_classes": ["bulk"]}, "pools[0].speculative.qos_classes[0]: must be one of realtime, batch, got 'bulk'"),
+        ({"qos_classes": ["batch", "batch"]}, "pools[0].speculative.qos_classes[1]: 'batch' is used twice"),
+        ({"tenants_off": [3]}, "pools[0].speculative.tenants_off[0]: must be str"),
+        ({"tenants_off": ["ghost"]}, "pools[0].speculative.tenants_off[0]: no tenant 'ghost' under tenants"),
+        ({"max_load": "high"}, "pools[0].speculative.max_load: must be float"),
+        ({"max_load": -0.5}, "pools[0].speculative.max_load: must be >= 0.0"),
+    ],
+)
+def test_speculation_mistakes_name_the_field(speculative, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(minimal(speculative=speculative))
+    assert str(error.value).startswith(message)
 
 
 def test_rules_set_how_long_a_pool_looks_back():
