@@ -44,6 +44,7 @@ class Run:
     speculative: bool
     batch_size: int
     output_tokens: int
+    outputs: list[list[int]]  # each request's tokens (greedy: the same with and without drafts)
     per_request_tokens_per_s: float  # mean over the batch's requests
     itl_ms: float  # mean time between a request's tokens after its first
     steps: int
@@ -71,9 +72,12 @@ def run_batch(
     engine = built.engine
     sampling = SamplingParams(temperature=0, max_tokens=max_tokens, ignore_eos=workload == "random")
     started = time.perf_counter()
-    first, last, tokens = {}, {}, {}
+    first, last, tokens, ids = {}, {}, {}, {}
+    index = {}
     for i, prompt in enumerate(asked):
-        engine.add_request(f"r{time.monotonic_ns()}-{i}", prompt, sampling)
+        request_id = f"r{time.monotonic_ns()}-{i}"
+        index[request_id] = i
+        engine.add_request(request_id, prompt, sampling)
     steps = 0
     while engine.has_unfinished():
         result = engine.step()
@@ -84,9 +88,10 @@ def run_batch(
                 first.setdefault(output.request_id, now)
                 last[output.request_id] = now
                 tokens[output.request_id] = tokens.get(output.request_id, 0) + len(output.new_token_ids)
+                ids.setdefault(index[output.request_id], []).extend(output.new_token_ids)
     rates = [tokens[r] / (last[r] - started) for r in tokens]
     gaps = [(last[r] - first[r]) / (tokens[r] - 1) for r in tokens if tokens[r] > 1]
-    return sum(tokens.values()), statistics.fmean(rates), 1000 * statistics.fmean(gaps), steps
+    return ids, statistics.fmean(rates), 1000 * statistics.fmean(gaps), steps
 
 
 def measure(built: BuiltEngine, args: argparse.Namespace, speculative: bool) -> list[Run]:
@@ -95,13 +100,15 @@ def measure(built: BuiltEngine, args: argparse.Namespace, speculative: bool) -> 
     for batch_size in args.batch_sizes:
         asked = prompts(built, args.workload, batch_size, batch_size)
         drafts_before = built.engine.stats().drafts
-        output_tokens, rate, itl_ms, steps = run_batch(built, asked, args.max_tokens, args.workload)
+        outputs, rate, itl_ms, steps = run_batch(built, asked, args.max_tokens, args.workload)
         drafts = built.engine.stats().drafts
+        ordered = [outputs[i] for i in range(batch_size)]
         runs.append(
             Run(
                 speculative,
                 batch_size,
-                output_tokens,
+                sum(map(len, ordered)),
+                ordered,
                 rate,
                 itl_ms,
                 steps,
@@ -151,6 +158,7 @@ def main() -> None:
                 f"{plain.itl_ms:.2f} / {drafted.itl_ms:.2f}",
                 acceptance,
                 f"{plain.steps} / {drafted.steps}",
+                "yes" if plain.outputs == drafted.outputs else "no",
             ]
         )
         payload_rows.append({"plain": asdict(plain), "speculative": asdict(drafted), "speedup": speedup})
@@ -167,6 +175,7 @@ def main() -> None:
             "ITL ms (no drafts / drafts)",
             "draft acceptance",
             "steps (no drafts / drafts)",
+            "same tokens",
         ],
         rows,
     )

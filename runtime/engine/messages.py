@@ -43,7 +43,7 @@ class RowInput:
 
 @dataclass(frozen=True)
 class StepInput:
-    rows: list[RowInput]  # single-token (decode) rows first
+    rows: list[RowInput]  # single-token (decode) rows first, then rows with drafts, then prompt chunks
     # Requests that ended since the last step: the worker drops what it keeps for them (seeded
     # generators). A request is reported once, in the first non-empty step after it ended.
     finished_request_ids: list[str]

@@ -217,7 +217,8 @@ class Scheduler:
         for request in yielding:
             schedule_running(request)
 
-        ordered = sorted(scheduled.values(), key=lambda s: s.num_new_tokens > 1)
+        # Decodes first, those with drafts among them (the worker runs a row with drafts as decodes).
+        ordered = sorted(scheduled.values(), key=lambda s: s.num_new_tokens - len(s.draft_token_ids) > 1)
         finished_ids = []
         if ordered:  # an empty step goes nowhere: the ids wait for the next one
             finished_ids, self._finished_ids = self._finished_ids, []

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from shoal.runtime.engine.messages import StepInput
+from shoal.runtime.engine.messages import RowInput, StepInput
 from shoal.runtime.layers.attention import AttentionMetadata
 
 
@@ -68,6 +68,9 @@ class BatchInputs:
 def build_batch(step: StepInput, block_size: int) -> BatchInputs:
     batch = BatchInputs()
     for slot, row in enumerate(step.rows):
+        if row.num_drafts:
+            _add_verify_row(batch, row, slot, block_size)
+            continue
         start, end, blocks = row.start, row.end, row.block_ids
         batch.input_ids.extend(row.token_ids)
         if len(row.token_ids) < row.num_new_tokens:  # the last token is the previous step's draw, not yet on the host
@@ -89,3 +92,21 @@ def build_batch(step: StepInput, block_size: int) -> BatchInputs:
             batch.sample_token_indices.extend(range(last - row.num_drafts, last + 1))
             batch.sample_slots.extend([slot] * (row.num_drafts + 1))
     return batch
+
+
+def _add_verify_row(batch: BatchInputs, row: RowInput, slot: int, block_size: int) -> None:
+    """A row with drafts, as one single-token sequence per token: the token at position p attends to
+    positions up to p, as a decode there would. Every new K/V is written before any attention reads
+    it (layers/attention.py), so this is exactly the causal attention of the row, and the step stays
+    all decodes: the kernels and CUDA graphs of decode steps run it."""
+    for offset, token_id in enumerate(row.token_ids):
+        position = row.start + offset
+        batch.input_ids.append(token_id)
+        batch.positions.append(position)
+        batch.slot_mapping.append(row.block_ids[position // block_size] * block_size + position % block_size)
+        batch.query_start_loc.append(batch.query_start_loc[-1] + 1)
+        batch.seq_lens.append(position + 1)
+        batch.block_tables.append(row.block_ids)
+        batch.num_decodes += 1
+        batch.sample_token_indices.append(batch.query_start_loc[-1] - 1)
+        batch.sample_slots.append(slot)
