@@ -4,16 +4,20 @@ The scheduler asks for a request's drafts when it schedules its decode; the veri
 comes back through `verified`. A request drafts only when the tokens of the step before are read,
 so the engine overlaps steps (async scheduling) only while no request wants to draft: a request in
 backoff costs nothing. State is the drafter's own, keyed by request id (the scheduler stays
-the one writer of request state). Constrained requests do not draft: their grammar would have to
-follow every draft before its mask (not yet done).
+the one writer of request state). A constrained request's drafts are cut before the
+first its grammar refuses (the grammar is fed them and rolled back); each verifying row is then
+masked where the grammar stands after the drafts before it (structured/grammar.py).
 """
 
 from dataclasses import dataclass, field
 
+import xgrammar as xgr
+
 from shoal.runtime.engine.request import Request
 from shoal.runtime.speculative import ngram
-from shoal.runtime.speculative.backoff import DraftState, after_step_without_drafts, after_verify
+from shoal.runtime.speculative.backoff import DraftState, after_no_match, after_step_without_drafts, after_verify
 from shoal.runtime.speculative.config import SpeculativeConfig
+from shoal.runtime.structured.grammar import feed
 
 
 @dataclass
@@ -48,8 +52,10 @@ class Drafter:
             return []
         k = min(room, self.config.num_speculative_tokens)
         drafts = ngram.propose(request.token_ids, k, self.config.prompt_lookup_min, self.config.prompt_lookup_max)
-        if not drafts:  # nothing to look up counts as a draft rejected: the backoff stops the lookups
-            self._states[request.request_id] = after_verify(state, 1, 0, self.config.min_acceptance)
+        if drafts and request.grammar is not None:
+            drafts = _grammar_prefix(request.grammar, drafts)
+        if not drafts:
+            self._states[request.request_id] = after_no_match(state)
         return drafts
 
     def skipped(self, request: Request) -> None:
@@ -73,4 +79,12 @@ class Drafter:
 
     @staticmethod
     def _eligible(request: Request) -> bool:
-        return request.grammar is None and request.sampling.speculative
+        return request.sampling.speculative
+
+
+def _grammar_prefix(grammar: xgr.GrammarMatcher, drafts: list[int]) -> list[int]:
+    """The drafts up to the first the grammar refuses; the grammar is left as it was."""
+    fed = feed(grammar, drafts)
+    if fed:
+        grammar.rollback(fed)
+    return drafts[:fed]

@@ -235,16 +235,17 @@ class LLMEngine:
         )
 
     def _bitmask(self, scheduled: SchedulerOutput) -> StepBitmask | None:
-        """The allowed-token masks of the step's sampling rows, if any of them is constrained."""
-        matchers = [
-            item.request.grammar
-            for item in scheduled.scheduled
-            if item.completes_prompt
-            for _ in range(1 + len(item.draft_token_ids))  # a sampling row per draft, plus one
-        ]
+        """The allowed-token masks of the step's sampling rows, if any of them is constrained; a row
+        with drafts has a sampling row per draft, plus one, each masked after the drafts before it."""
+        matchers, drafts_before = [], []
+        for item in scheduled.scheduled:
+            if item.completes_prompt:
+                drafts = item.draft_token_ids
+                matchers += [item.request.grammar] * (1 + len(drafts))
+                drafts_before += [drafts[:j] for j in range(1 + len(drafts))]
         if all(m is None for m in matchers):
             return None
-        return StepBitmask(matchers, self.vocab_size, self._read_step_before)
+        return StepBitmask(matchers, self.vocab_size, self._read_step_before, drafts_before)
 
     def _read_step_before(self) -> None:
         """Under async scheduling, this step was launched with the step before still in flight; its

@@ -7,6 +7,7 @@ grammar); the worker calls it after it has queued the forward pass, so on a GPU 
 the masks while the device runs the model, and applies them to the logits before sampling.
 """
 
+import itertools
 import time
 from collections.abc import Callable
 
@@ -20,10 +21,19 @@ def new_matcher(compiled: xgr.CompiledGrammar) -> xgr.GrammarMatcher:
 
 class StepBitmask:
     """The allowed tokens of one step's sampling rows, filled when called. `before_fill` first feeds
-    the grammars the tokens of the step before, where those were still in flight (async scheduling)."""
+    the grammars the tokens of the step before, where those were still in flight (async scheduling).
+    A sampling row that verifies a draft is masked where the grammar stands after the drafts before
+    it (`drafts_before`): they are fed, the mask filled, and the grammar rolled back."""
 
-    def __init__(self, matchers: list[xgr.GrammarMatcher | None], vocab_size: int, before_fill: Callable[[], None]):
+    def __init__(
+        self,
+        matchers: list[xgr.GrammarMatcher | None],
+        vocab_size: int,
+        before_fill: Callable[[], None],
+        drafts_before: list[list[int]] | None = None,
+    ):
         self.matchers = matchers
+        self.drafts_before = drafts_before or [[] for _ in matchers]
         self.vocab_size = vocab_size
         self.before_fill = before_fill
         self.fill_s = 0.0  # how long the last fill took (not counting before_fill)
@@ -32,12 +42,22 @@ class StepBitmask:
         self.before_fill()
         started = time.perf_counter()
         bitmask = xgr.allocate_token_bitmask(len(self.matchers), self.vocab_size)  # all allowed
-        for row, matcher in enumerate(self.matchers):
-            # A grammar the step before completed ended its request; the row's draw will be dropped.
-            if matcher is not None and not matcher.is_terminated():
+        for row, (matcher, drafts) in enumerate(zip(self.matchers, self.drafts_before, strict=True)):
+            if matcher is None:
+                continue
+            fed = feed(matcher, drafts)
+            # A grammar complete here ends its request at this token: the row's draw will be dropped.
+            if fed == len(drafts) and not matcher.is_terminated():
                 matcher.fill_next_token_bitmask(bitmask, row)
+            if fed:
+                matcher.rollback(fed)
         self.fill_s = time.perf_counter() - started
         return bitmask
+
+
+def feed(matcher: xgr.GrammarMatcher, tokens: list[int]) -> int:
+    """Feeds the tokens until the grammar refuses one; how many it took (roll them back to undo)."""
+    return sum(1 for _ in itertools.takewhile(matcher.accept_token, tokens))
 
 
 def apply_bitmask(logits: torch.Tensor, bitmask: torch.Tensor) -> None:

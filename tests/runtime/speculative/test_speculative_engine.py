@@ -4,8 +4,10 @@ are accepted; a tiny-vocabulary model's sampled tokens follow the target's distr
 (chi-square against the distribution computed from the model, fixed seed); random cancels in the
 middle of speculation give every KV block back."""
 
+import json
 import random
 
+import jsonschema
 import pytest
 import torch
 
@@ -159,3 +161,29 @@ def _exact_token_distributions(hf, prompt: list[int]) -> dict[int, torch.Tensor]
     p3 = next_probs(seconds).view(8, 8, 8)  # [t1, t2, t3]
     joint2 = p1[:, None] * p2
     return {1: joint2.sum(0), 2: (joint2[:, :, None] * p3).sum((0, 1))}
+
+
+def test_constrained_requests_draft_within_their_grammar_and_say_the_same(engines, smollm_tokenizer):
+    from shoal.runtime.structured.spec import JSON_SCHEMA, StructuredOutput
+    from tests.runtime.test_structured_outputs import SCHEMAS
+
+    plain, speculative = engines
+    ask = smollm_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Describe a person as JSON."}], add_generation_prompt=True, tokenize=False
+    )
+    prompt = smollm_tokenizer.encode(ask, add_special_tokens=False)
+    accepted_before = speculative.engine.stats().drafts.num_accepted_tokens
+    for name, schema in SCHEMAS.items():
+        structured = StructuredOutput(JSON_SCHEMA, json.dumps(schema))
+        sampling = SamplingParams(temperature=0, max_tokens=120, structured=structured)
+        outputs = []
+        for built in (plain, speculative):
+            grammar, _ = built.grammars.compile(structured)
+            built.engine.add_request(name, prompt, sampling, grammar=grammar)
+            tokens = []
+            while built.engine.has_unfinished():
+                tokens += [t for o in built.engine.step().outputs for t in o.new_token_ids]
+            outputs.append(tokens)
+        assert outputs[1] == outputs[0], name
+        jsonschema.validate(json.loads(smollm_tokenizer.decode(outputs[1], skip_special_tokens=True)), schema)
+    assert speculative.engine.stats().drafts.num_accepted_tokens > accepted_before
