@@ -3,8 +3,8 @@
 The scheduler asks for a request's drafts when it schedules its decode; the verified step's outcome
 comes back through `verified`. A request drafts only when the tokens of the step before are read,
 so the engine overlaps steps (async scheduling) only while no request wants to draft: a request in
-backoff costs nothing. State is the drafter's own, keyed by request id (the scheduler stays
-the one writer of request state). A constrained request's drafts are cut before the
+backoff, or whose tokens repeat nothing, costs nothing. State is the drafter's own, keyed by
+request id (the scheduler stays the one writer of request state). A constrained request's drafts are cut before the
 first its grammar refuses (the grammar is fed them and rolled back); each verifying row is then
 masked where the grammar stands after the drafts before it (structured/grammar.py).
 """
@@ -15,7 +15,7 @@ import xgrammar as xgr
 
 from shoal.runtime.engine.request import Request
 from shoal.runtime.speculative import ngram
-from shoal.runtime.speculative.backoff import DraftState, after_no_match, after_step_without_drafts, after_verify
+from shoal.runtime.speculative.backoff import DraftState, after_step_without_drafts, after_verify
 from shoal.runtime.speculative.config import SpeculativeConfig
 from shoal.runtime.structured.grammar import feed
 
@@ -38,8 +38,12 @@ class Drafter:
 
     def wants_drafts(self, request: Request) -> bool:
         """Whether the request would draft at its next decode (the engine then reads the step in
-        flight first: drafts are built from the tokens it brings)."""
-        return self._eligible(request) and self._states.get(request.request_id, DraftState()).drafting
+        flight first: drafts are built from the tokens it brings). A lookup in the tokens known so far
+        stands in for the one after: a request whose text repeats nothing lets steps overlap."""
+        if not self._eligible(request) or not self._states.get(request.request_id, DraftState()).drafting:
+            return False
+        config = self.config
+        return bool(ngram.propose(request.token_ids, 1, config.prompt_lookup_min, config.prompt_lookup_max))
 
     def propose(self, request: Request, room: int, num_running: int) -> list[int]:
         """Up to `room` drafts for the request's next decode (room: what its budget and length allow)."""
@@ -54,8 +58,6 @@ class Drafter:
         drafts = ngram.propose(request.token_ids, k, self.config.prompt_lookup_min, self.config.prompt_lookup_max)
         if drafts and request.grammar is not None:
             drafts = _grammar_prefix(request.grammar, drafts)
-        if not drafts:
-            self._states[request.request_id] = after_no_match(state)
         return drafts
 
     def skipped(self, request: Request) -> None:

@@ -1,14 +1,11 @@
 """When a request's drafts stop paying: a running acceptance rate per request; below the threshold the
-request drafts nothing for a number of steps that doubles each time it fails again, then tries again.
-A lookup that finds nothing costs little, but a request that keeps finding nothing keeps the engine
-from overlapping its steps: after MISSES_BEFORE_BACKOFF of them in a row it backs off too."""
+request drafts nothing for a number of steps that doubles each time it fails again, then tries again."""
 
 from dataclasses import dataclass
 
 SMOOTHING = 0.5  # weight of the newest step in the running rate
 FIRST_BACKOFF_STEPS = 8
 MAX_BACKOFF_STEPS = 256
-MISSES_BEFORE_BACKOFF = 16
 
 
 @dataclass(frozen=True)
@@ -16,7 +13,6 @@ class DraftState:
     acceptance: float = 1.0  # running rate of drafts accepted
     skip_steps: int = 0  # steps left without drafts
     backoff_steps: int = FIRST_BACKOFF_STEPS  # the next pause, if the rate falls again
-    misses: int = 0  # lookups in a row that found nothing
 
     @property
     def drafting(self) -> bool:
@@ -31,13 +27,7 @@ def after_verify(state: DraftState, proposed: int, accepted: int, min_acceptance
     return DraftState(min_acceptance, state.backoff_steps, min(state.backoff_steps * 2, MAX_BACKOFF_STEPS))
 
 
-def after_no_match(state: DraftState) -> DraftState:
-    if state.misses + 1 < MISSES_BEFORE_BACKOFF:
-        return DraftState(state.acceptance, 0, state.backoff_steps, state.misses + 1)
-    return DraftState(state.acceptance, state.backoff_steps, min(state.backoff_steps * 2, MAX_BACKOFF_STEPS))
-
-
 def after_step_without_drafts(state: DraftState) -> DraftState:
     if state.skip_steps == 0:
         return state
-    return DraftState(state.acceptance, state.skip_steps - 1, state.backoff_steps, state.misses)
+    return DraftState(state.acceptance, state.skip_steps - 1, state.backoff_steps)

@@ -1,13 +1,6 @@
 """Prompt-lookup drafting and the acceptance backoff: pure functions."""
 
-from shoal.runtime.speculative.backoff import (
-    FIRST_BACKOFF_STEPS,
-    MISSES_BEFORE_BACKOFF,
-    DraftState,
-    after_no_match,
-    after_step_without_drafts,
-    after_verify,
-)
+from shoal.runtime.speculative.backoff import FIRST_BACKOFF_STEPS, DraftState, after_step_without_drafts, after_verify
 from shoal.runtime.speculative.ngram import propose
 
 
@@ -34,13 +27,3 @@ def test_acceptance_below_the_threshold_pauses_drafting_longer_each_time():
     assert state.skip_steps == 2 * FIRST_BACKOFF_STEPS
     good = after_verify(DraftState(), proposed=4, accepted=3, min_acceptance=0.6)
     assert good.drafting and good.acceptance > 0.6
-
-
-def test_lookups_that_keep_finding_nothing_back_off_after_a_run_of_misses():
-    state = DraftState()
-    for _ in range(MISSES_BEFORE_BACKOFF - 1):
-        state = after_no_match(state)
-        assert state.drafting
-    state = after_no_match(state)
-    assert not state.drafting and state.skip_steps == FIRST_BACKOFF_STEPS
-    assert after_verify(DraftState(misses=5), 4, 4, 0.2).misses == 0
