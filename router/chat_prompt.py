@@ -27,9 +27,13 @@ def checked_chat(chat: pb.ChatMessages, name: Callable[[str], str]) -> pb.ChatMe
         _check_message(message, f"messages[{index}]", name)
         if message.role == "developer":
             message.role = "system"
-    tool_names = _check_tools(chat.tools, name)
-    _check_tool_choice(chat, tool_names, name)
+    check_tools(chat, name)
     return checked
+
+
+def check_tools(chat: pb.ChatMessages, name: Callable[[str], str]) -> None:
+    """The tools (names, schemas) and the choice among them; the messages are not looked at."""
+    _check_tool_choice(chat, _check_tools(chat.tools, name), name)
 
 
 def _check_message(message: pb.ChatMessage, path: str, name: Callable[[str], str]) -> None:

@@ -17,7 +17,7 @@ import itertools
 import uuid
 from dataclasses import dataclass, replace
 
-from shoal.router.chat_prompt import checked_chat
+from shoal.router.chat_prompt import check_tools
 from shoal.router.openai.fields import Body
 from shoal.router.openai.flat_tools import public_choice, public_tools, read_flat_choice, read_flat_tools
 from shoal.router.request import INT32_MAX
@@ -87,7 +87,10 @@ def apply_settings(settings: SessionSettings, data: object) -> SessionSettings:
     body.done()
     settings = replace(settings, **changes)
     if "tools" in changes or "tool_choice" in changes:  # the tools with the choice, as a request will carry them
-        _check_tools(settings.tools, settings.tool_choice, settings.tool_choice_name)
+        chat = pb.ChatMessages(
+            tools=settings.tools, tool_choice=settings.tool_choice, tool_choice_name=settings.tool_choice_name
+        )
+        check_tools(chat, str)  # the checks of every surface's chat prompt, as the tools arrive
     return settings
 
 
@@ -102,13 +105,3 @@ def response_object(
         "output": output or [],
         "usage": usage,
     }
-
-
-def _check_tools(tools: tuple[pb.Tool, ...], choice: int, choice_name: str) -> None:
-    """The checks of every surface's chat prompt (names, schemas, a forced choice among the tools),
-    as the tools arrive. They run on a whole chat prompt, so one stand-in user turn carries the
-    tools; a message check cannot fail on it."""
-    stand_in = pb.ChatMessage(role="user")
-    checked_chat(
-        pb.ChatMessages(messages=[stand_in], tools=tools, tool_choice=choice, tool_choice_name=choice_name), str
-    )

@@ -159,11 +159,6 @@ class LLMEngine:
             outputs.append(self.abort_request(request_id, reason))
         return outputs
 
-    def finish_in_flight(self) -> list[RequestOutput]:
-        """Reads the step in flight (async scheduling), if any: after it the device is idle and the
-        requests' state is whole, so the engine may pause, or its weights change."""
-        return self._finish_in_flight()
-
     def has_unfinished(self) -> bool:
         return self.scheduler.has_unfinished() or self._in_flight is not None
 
@@ -175,7 +170,7 @@ class LLMEngine:
         started = time.perf_counter()
         outputs = []
         if self._in_flight is not None and not self._can_overlap():
-            outputs += self._finish_in_flight()
+            outputs += self.finish_in_flight()
         scheduled = self.scheduler.schedule()
         launched, bitmask = None, self._bitmask(scheduled)
         failed = {}
@@ -186,14 +181,14 @@ class LLMEngine:
             self._read_early = []
             if launched is None:
                 # The step before is good: read its draws first, as one may finish a request this step held.
-                outputs += self._finish_in_flight()
+                outputs += self.finish_in_flight()
                 failed = self._fail_out_of_memory(scheduled)
             else:
                 self.scheduler.advance(scheduled)
-        outputs += self._finish_in_flight()
+        outputs += self.finish_in_flight()
         self._in_flight = (scheduled, launched) if launched is not None else None
         if not self.async_scheduling:
-            outputs += self._finish_in_flight()
+            outputs += self.finish_in_flight()
         mask_s = bitmask.fill_s if bitmask is not None else None
         return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started, failed, mask_s)
 
@@ -252,11 +247,13 @@ class LLMEngine:
         masks follow the tokens that step draws. The worker calls this once it has queued this step's
         forward pass: the step before's draws are read (the scheduler feeds them to the grammars) while
         the device runs this one."""
-        self._read_early += self._finish_in_flight()
+        self._read_early += self.finish_in_flight()
 
-    def _finish_in_flight(self) -> list[RequestOutput]:
-        """Waits for the launched step's draws; the scheduler appends them and applies the token-level
-        stops, the output processor detokenizes and finds stop strings, which the scheduler applies."""
+    def finish_in_flight(self) -> list[RequestOutput]:
+        """Waits for the launched step's draws, if any; the scheduler appends them and applies the
+        token-level stops, the output processor detokenizes and finds stop strings, which the scheduler
+        applies. After it the device is idle and the requests' state whole: the engine may pause, or
+        its weights change."""
         if self._in_flight is None:
             return []
         scheduled, launched = self._in_flight

@@ -102,80 +102,65 @@ class RuntimeMetrics:
         self.registry = registry
         ProcessCollector(registry=registry)  # process_start_time_seconds, CPU and memory, as vLLM exposes
         self.label_values = (model_name, pool, revision)
-        labels = list(names.RUNTIME_LABELS)
 
-        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
-            return Counter(name, doc, labels + list(extra), registry=registry)
-
-        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-            return Histogram(name, doc, labels, buckets=buckets, registry=registry)
-
-        self.prompt_tokens = counter(names.PROMPT_TOKENS, "Prompt tokens processed.").labels(*self.label_values)
-        self.generation_tokens = counter(names.GENERATION_TOKENS, "Tokens generated.").labels(*self.label_values)
-        self.request_success = counter(
+        self.prompt_tokens = self._counter(names.PROMPT_TOKENS, "Prompt tokens processed.").labels(*self.label_values)
+        self.generation_tokens = self._counter(names.GENERATION_TOKENS, "Tokens generated.").labels(*self.label_values)
+        self.request_success = self._counter(
             names.REQUEST_SUCCESS, "Requests that ran to their end, by finish reason.", (names.LABEL_FINISHED_REASON,)
         )
-        self.request_aborts = counter(
+        self.request_aborts = self._counter(
             names.REQUEST_ABORTS, "Requests cut short: cancelled by the client, or aborted while draining."
         ).labels(*self.label_values)
-        self.request_errors = counter(
+        self.request_errors = self._counter(
             names.REQUEST_ERRORS, "Requests refused or failed, by gRPC status code.", (names.LABEL_CODE,)
         )
-        self.ttft = histogram(names.TIME_TO_FIRST_TOKEN, "Time to first token, seconds.", TTFT_BUCKETS).labels(
+        self.ttft = self._histogram(names.TIME_TO_FIRST_TOKEN, "Time to first token, seconds.", TTFT_BUCKETS).labels(
             *self.label_values
         )
-        self.itl = histogram(names.INTER_TOKEN_LATENCY, "Time between output tokens, seconds.", ITL_BUCKETS).labels(
-            *self.label_values
-        )
-        self.e2e = histogram(
+        self.itl = self._histogram(
+            names.INTER_TOKEN_LATENCY, "Time between output tokens, seconds.", ITL_BUCKETS
+        ).labels(*self.label_values)
+        self.e2e = self._histogram(
             names.E2E_REQUEST_LATENCY, "Request latency, arrival to last token, seconds.", E2E_BUCKETS
         ).labels(*self.label_values)
-        self.request_prompt_tokens = histogram(
+        self.request_prompt_tokens = self._histogram(
             names.REQUEST_PROMPT_TOKENS, "Prompt length of finished requests.", TOKEN_BUCKETS
         ).labels(*self.label_values)
-        self.request_generation_tokens = histogram(
+        self.request_generation_tokens = self._histogram(
             names.REQUEST_GENERATION_TOKENS, "Generated length of finished requests.", TOKEN_BUCKETS
         ).labels(*self.label_values)
-        self.iteration_tokens = histogram(names.ITERATION_TOKENS, "Tokens per engine step.", TOKEN_BUCKETS).labels(
-            *self.label_values
-        )
-        self.step_duration = histogram(
+        self.iteration_tokens = self._histogram(
+            names.ITERATION_TOKENS, "Tokens per engine step.", TOKEN_BUCKETS
+        ).labels(*self.label_values)
+        self.step_duration = self._histogram(
             names.ENGINE_STEP_DURATION, "Engine step wall time, seconds.", STEP_BUCKETS
         ).labels(*self.label_values)
-        self.structured_requests = counter(
+        self.structured_requests = self._counter(
             names.STRUCTURED_OUTPUT_REQUESTS, "Constrained requests, by kind of constraint.", (names.LABEL_KIND,)
         )
-        self.grammar_compile = histogram(
+        self.grammar_compile = self._histogram(
             names.GRAMMAR_COMPILE_DURATION, "Compiling a request's grammar, seconds (cached ones too).", STEP_BUCKETS
         ).labels(*self.label_values)
-        self.mask_duration = histogram(
+        self.mask_duration = self._histogram(
             names.GRAMMAR_MASK_DURATION, "Filling a step's allowed-token masks, seconds.", STEP_BUCKETS
         ).labels(*self.label_values)
 
     def watch_lifecycle(self, paused: Callable[[], bool], weights_version: str) -> None:
         """The pause read at every scrape; the weights' version as an info gauge."""
-        Gauge(
-            names.ENGINE_PAUSED,
-            "1 while RuntimeAdmin has the engine paused.",
-            list(names.RUNTIME_LABELS),
-            registry=self.registry,
-        ).labels(*self.label_values).set_function(lambda: float(paused()))
-        self._weights_info = Gauge(
+        self._gauge(names.ENGINE_PAUSED, "1 while RuntimeAdmin has the engine paused.").labels(
+            *self.label_values
+        ).set_function(lambda: float(paused()))
+        self._weights_info = self._gauge(
             names.WEIGHTS_INFO,
             "The weights being served (1, labelled with their version).",
-            [*names.RUNTIME_LABELS, names.LABEL_WEIGHTS_VERSION],
-            registry=self.registry,
+            (names.LABEL_WEIGHTS_VERSION,),
         )
         self._weights_info.labels(*self.label_values, weights_version).set(1)
-        self._weight_updates = Counter(
-            names.WEIGHT_UPDATES, "Weight updates applied in place.", list(names.RUNTIME_LABELS), registry=self.registry
-        ).labels(*self.label_values)
-        self._weight_update_duration = Histogram(
-            names.WEIGHT_UPDATE_DURATION,
-            "Applying a weight update, seconds.",
-            list(names.RUNTIME_LABELS),
-            buckets=UPDATE_BUCKETS,
-            registry=self.registry,
+        self._weight_updates = self._counter(names.WEIGHT_UPDATES, "Weight updates applied in place.").labels(
+            *self.label_values
+        )
+        self._weight_update_duration = self._histogram(
+            names.WEIGHT_UPDATE_DURATION, "Applying a weight update, seconds.", UPDATE_BUCKETS
         ).labels(*self.label_values)
 
     def record_weight_update(self, weights_version: str, duration_s: float) -> None:
@@ -185,14 +170,24 @@ class RuntimeMetrics:
         self._weight_update_duration.observe(duration_s)
 
     def record_startup(self, startup: StartupBreakdown) -> None:
-        gauge = Gauge(
+        gauge = self._gauge(
             names.STARTUP_PHASE_SECONDS,
             "How long the runtime took to start, by phase (total: process start to serving), seconds.",
-            [*names.RUNTIME_LABELS, names.LABEL_PHASE],
-            registry=self.registry,
+            (names.LABEL_PHASE,),
         )
         for phase, seconds in startup.seconds.items():
             gauge.labels(*self.label_values, phase).set(seconds)
+
+    # Every family carries the runtime's labels (model, pool, revision), then its own `extra` ones.
+
+    def _counter(self, name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, doc, [*names.RUNTIME_LABELS, *extra], registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, extra: tuple[str, ...] = ()) -> Gauge:
+        return Gauge(name, doc, [*names.RUNTIME_LABELS, *extra], registry=self.registry)
+
+    def _histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(name, doc, list(names.RUNTIME_LABELS), buckets=buckets, registry=self.registry)
 
     def watch_engine(self, stats: Callable[[], EngineStats], num_waiting: Callable[[], int]) -> None:
         """Reads scheduler and KV-cache state at every scrape."""

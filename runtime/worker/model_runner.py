@@ -90,8 +90,9 @@ class ModelRunner:
         if len(rows) != batch.num_tokens:
             hidden = hidden[to_device(rows, torch.int64, self.device)]
         sample_rows = [step.rows[slot] for slot in batch.sample_slots]
-        drafts = draft_positions(sample_rows, batch.sample_slots)
-        metadata = self._sampling_metadata(sample_rows, drafts)
+        places = sampling_places(batch.sample_slots) if any(row.num_drafts for row in step.rows) else None
+        drafts = None if places is None else verified_drafts(sample_rows, places)
+        metadata = self._sampling_metadata(sample_rows, places)
         logits = self.model.compute_logits(hidden)
         if step.token_bitmask is not None:  # filled now, while the device runs the forward pass
             apply_bitmask(logits, step.token_bitmask())
@@ -133,15 +134,13 @@ class ModelRunner:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _sampling_metadata(self, rows: list[RowInput], drafts: list[int] | None) -> SamplingMetadata:
+    def _sampling_metadata(self, rows: list[RowInput], places: list[int] | None) -> SamplingMetadata:
         params = [r.sampling for r in rows]
         history = None
         if any(r.prompt_token_ids is not None for r in rows):  # some row has penalties
             outputs = [r.output_token_ids or [] for r in rows]
-            if drafts is not None:  # a draft's verification counts the drafts before it as output
-                outputs = [
-                    o + r.token_ids[1 : 1 + i] for o, r, i in zip(outputs, rows, _draft_indices(rows), strict=True)
-                ]
+            if places is not None:  # a draft's verification counts the drafts before it as output
+                outputs = [o + r.token_ids[1 : 1 + p] for o, r, p in zip(outputs, rows, places, strict=True)]
             history = ([r.prompt_token_ids or [] for r in rows], outputs)
         return build_sampling_metadata(params, [self._generator(r) for r in rows], self.device, history)
 
@@ -164,25 +163,19 @@ class ModelRunner:
         return to_device(batch.pending_token_indices, torch.int64, self.device), draws
 
 
-def draft_positions(rows: list[RowInput], slots: list[int]) -> list[int] | None:
-    """Per sampling row, the draft it verifies (-1: none); None when no row has drafts."""
-    if not any(row.num_drafts for row in rows):
-        return None
-    drafts = []
-    for row, index in zip(rows, _draft_indices(rows), strict=True):
-        # Sampling row i of a row with k drafts verifies draft i (token_ids[1 + i]); row k verifies none.
-        drafts.append(row.token_ids[1 + index] if index < row.num_drafts else -1)
-    return drafts
+def sampling_places(sample_slots: list[int]) -> list[int]:
+    """Each sampling row's place among its step row's sampling rows (0 for a row without drafts): a
+    row's sampling rows are consecutive in the batch."""
+    places = []
+    for index, slot in enumerate(sample_slots):
+        places.append(places[-1] + 1 if index and sample_slots[index - 1] == slot else 0)
+    return places
 
 
-def _draft_indices(rows: list[RowInput]) -> list[int]:
-    """Each sampling row's place among its step row's sampling rows (0 for a row without drafts)."""
-    indices, seen = [], {}
-    for row in rows:
-        index = seen.get(id(row), -1) + 1
-        seen[id(row)] = index
-        indices.append(index)
-    return indices
+def verified_drafts(rows: list[RowInput], places: list[int]) -> list[int]:
+    """Per sampling row, the draft it verifies (-1: none): sampling row i of a row with k drafts
+    verifies draft i (token_ids[1 + i]); row k verifies none."""
+    return [row.token_ids[1 + p] if p < row.num_drafts else -1 for row, p in zip(rows, places, strict=True)]
 
 
 def _drafts_tensor(drafts: list[int] | None, device: torch.device) -> torch.Tensor | None:
