@@ -268,6 +268,16 @@ def test_prefix_affinity_keeps_a_prompt_on_one_replica(loop_thread, start_fake):
     )
     router = RouterInThread(loop_thread, config)
     try:
+        # Affinity hashes over the ready replicas: a request sent before every health probe has
+        # answered would hash over fewer of them and may land elsewhere.
+        def all_ready():
+            backends = router.router.backends.backends()
+            return len(backends) == 3 and all(b.ready for b in backends)
+
+        deadline = time.monotonic() + 10
+        while not loop_thread.call(all_ready):
+            assert time.monotonic() < deadline, "the replicas never all became ready"
+            time.sleep(0.05)
         asyncio.run(send(router.base_url, 30, concurrency=1))  # one prompt: one replica
         counts = sorted(r.counters.requests for r in replicas)
         assert counts == [0, 0, 30]
