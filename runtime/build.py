@@ -19,13 +19,16 @@ from shoal.runtime.engine.stop_conditions import StopLimits
 from shoal.runtime.layers.attention_torch import TorchAttentionBackend
 from shoal.runtime.layers.ops import Kernels, TorchOps, TritonOps
 from shoal.runtime.model.arch_config import ModelArchConfig
+from shoal.runtime.model.llama import LlamaForCausalLM
 from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.placement import Placement
 from shoal.runtime.sampling.sampler import Sampler
+from shoal.runtime.speculative.config import DRAFT_MODEL
 from shoal.runtime.startup import StartupBreakdown, StartupClock
 from shoal.runtime.structured.compiler import GrammarCompiler
 from shoal.runtime.tokenization.tokenizer import eos_token_ids, load_tokenizer
 from shoal.runtime.warmup import warm_up
+from shoal.runtime.worker.draft_runner import DraftModelRunner
 from shoal.runtime.worker.fault_injection import StepMemoryLimit
 from shoal.runtime.worker.kv_cache_sizing import (
     CPU_DEFAULT_KV_CACHE_BYTES,
@@ -119,6 +122,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     tokenizer = load_tokenizer(source.directory)
     kernels = select_kernels(config.kernels, arch, config.block_size, placement)
     model = build_model(arch, source, kernels, placement, max_model_len, config.seed)
+    draft = _build_draft_model(config, arch, placement, max_model_len)
     clock.lap("model_load")
 
     free_memory_tokens = None
@@ -136,7 +140,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
         )
     else:
         budget = CPU_DEFAULT_KV_CACHE_BYTES
-    num_blocks = num_kv_blocks(arch, dtype, config.block_size, budget)
+    num_blocks = num_kv_blocks([arch] + ([draft.arch] if draft is not None else []), dtype, config.block_size, budget)
     capacity = num_blocks * config.block_size
     if max_model_len > capacity:
         if config.max_model_len is not None:
@@ -159,9 +163,12 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
         )
     kv = KVCacheShape(num_blocks, config.block_size, placement)
     runner = ModelRunner(model, Sampler(device, config.seed), kv, memory_limit)
+    draft_runner = DraftModelRunner(draft, kv) if draft is not None else None
     clock.lap("kv_cache")
     if device.type == "cuda" and not config.enforce_eager:
         runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
+        if draft_runner is not None:
+            draft_runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
         clock.lap("cuda_graphs")
     log.info(
         "scheduler: a budget of %d tokens per step (%s), at most %d sequences",
@@ -179,7 +186,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
             SchedulerConfig(config.max_num_seqs, token_budget),
             BlockManager(num_blocks, config.block_size, config.enable_prefix_caching),
             StopLimits(frozenset(eos), max_model_len),
-            Drafter(config.speculative) if config.speculative.enabled else None,
+            Drafter(config.speculative, draft_runner) if config.speculative.enabled else None,
         )
         return LLMEngine(
             runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, async_scheduling
@@ -208,6 +215,28 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
         startup=clock.breakdown(),
     )
     return BuiltEngine(new_engine(), tokenizer, info, grammars)
+
+
+def _build_draft_model(
+    config: EngineConfig, arch: ModelArchConfig, placement: Placement, max_model_len: int
+) -> LlamaForCausalLM | None:
+    """The draft model of the draft_model method, on the target's device and dtype, loaded as the
+    target is (random weights under --load-format dummy: the same seed then makes a draft with the
+    target's own shapes the very same model, which accepts everything)."""
+    speculative = config.speculative
+    if speculative.method != DRAFT_MODEL:
+        return None
+    load_format = "dummy" if config.load_format == "dummy" else "auto"
+    source = materialize(resolve_model_source(speculative.model, load_format))
+    draft_arch = ModelArchConfig.from_hf(load_hf_config(source))
+    if draft_arch.vocab_size != arch.vocab_size:
+        raise ValueError(
+            f"the draft model {speculative.model!r} has a vocabulary of {draft_arch.vocab_size} tokens and the "
+            f"model {arch.vocab_size}: a draft model must share the model's tokenizer"
+        )
+    kernels = select_kernels(config.kernels, draft_arch, config.block_size, placement)
+    log.info("draft model: %s (%d layers)", source.describe(), draft_arch.num_hidden_layers)
+    return build_model(draft_arch, source, kernels, placement, max_model_len, config.seed)
 
 
 def _use_compile_cache(directory: str | None) -> None:

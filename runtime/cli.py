@@ -110,7 +110,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=speculative_config,
         default=engine.speculative,
         help='speculative decoding, as vLLM takes it: JSON such as \'{"method": "ngram", '
-        '"num_speculative_tokens": 4, "prompt_lookup_max": 3}\' (keys: those of runtime/speculative/config.py)',
+        '"num_speculative_tokens": 4, "prompt_lookup_max": 3}\' or \'{"method": "draft_model", "model": DIR}\' '
+        "(keys: those of runtime/speculative/config.py)",
     )
 
     cache = parser.add_argument_group("KV cache")

@@ -61,3 +61,16 @@ class SampledToken:
     # A row with drafts: the drafts accepted, in order, before this token (the correction, or the
     # bonus token when every draft was accepted).
     accepted: list["SampledToken"] | None = None
+
+
+@dataclass(frozen=True)
+class DraftQuery:
+    """What a draft model needs to propose a request's next drafts: every token known so far (the
+    last one not yet run by the target), the block table (its cache uses the same slots as the
+    target's, and the step's allocation already covers the positions the drafts are run at), and
+    how many drafts to propose."""
+
+    request_id: str
+    token_ids: list[int]
+    block_ids: list[int]
+    num_drafts: int

@@ -55,6 +55,7 @@ class ScheduledRequest:
     num_new_tokens: int
     # After this step every token is computed, so the step samples the next token.
     completes_prompt: bool
+    num_drafts_planned: int = 0  # slots allocated for drafts; the drafts, maybe fewer, come after
     draft_token_ids: list[int] = field(default_factory=list)  # run after the last token, to verify
 
 
@@ -166,10 +167,10 @@ class Scheduler:
                 return  # preempted earlier in this step, or only its last token is still in flight
             uncomputed = request.num_uncomputed_tokens
             num_new = min(uncomputed, budget)
-            drafts = self._drafts(request, budget) if uncomputed == 1 else []
-            if drafts and self.block_manager.allocate(request, num_new + len(drafts)):
-                scheduled[request.request_id] = ScheduledRequest(request, num_new + len(drafts), True, drafts)
-                budget -= num_new + len(drafts)
+            num_drafts = self._num_drafts(request, budget) if uncomputed == 1 else 0
+            if num_drafts and self.block_manager.allocate(request, num_new + num_drafts):
+                scheduled[request.request_id] = ScheduledRequest(request, num_new + num_drafts, True, num_drafts)
+                budget -= num_new + num_drafts
                 return
             while not self.block_manager.allocate(request, num_new):
                 victim = max(self.running, key=Request.sort_key)
@@ -217,6 +218,7 @@ class Scheduler:
         for request in yielding:
             schedule_running(request)
 
+        self._fill_drafts(list(scheduled.values()))
         # Decodes first, those with drafts among them (the worker runs a row with drafts as decodes).
         ordered = sorted(scheduled.values(), key=lambda s: s.num_new_tokens - len(s.draft_token_ids) > 1)
         finished_ids = []
@@ -270,15 +272,28 @@ class Scheduler:
                 return drawn[:count]
         return drawn
 
-    def _drafts(self, request: Request, budget: int) -> list[int]:
-        """Drafts for a decode: as many as the budget and the request's max_tokens leave room for."""
+    def _num_drafts(self, request: Request, budget: int) -> int:
+        """Drafts planned for a decode: as many as the budget and the request's max_tokens leave room for."""
         if self.drafter is None:
-            return []
+            return 0
         if request.num_pending_tokens:
             self.drafter.skipped(request)
-            return []
+            return 0
         room = min(budget - 1, request.max_tokens - request.num_output_tokens - 1)
-        return self.drafter.propose(request, room, len(self.running))
+        return self.drafter.plan(request, room, len(self.running))
+
+    def _fill_drafts(self, scheduled: list[ScheduledRequest]) -> None:
+        """The planned rows get their drafts (the slots of any they lack stay allocated, for later tokens)."""
+        if self.drafter is None:
+            return
+        planned = [s for s in scheduled if s.num_drafts_planned]
+        block_ids = self.block_manager.block_ids
+        drafted = self.drafter.fill(
+            [(s.request, list(block_ids(s.request.request_id)), s.num_drafts_planned) for s in planned]
+        )
+        for item, drafts in zip(planned, drafted, strict=True):
+            item.draft_token_ids = drafts
+            item.num_new_tokens -= item.num_drafts_planned - len(drafts)
 
     def _admit(self, request: Request, num_hit_tokens: int) -> None:
         if request.num_preemptions == 0:
@@ -304,6 +319,8 @@ class Scheduler:
     def _preempt(self, request: Request) -> None:
         self.running.remove(request)
         self.block_manager.free(request.request_id, keep_hashes=True)
+        if self.drafter is not None:  # a draft model's cache of it lived in those blocks
+            self.drafter.forget(request.request_id)
         request.num_computed_tokens = 0
         request.status = RequestStatus.WAITING
         request.num_preemptions += 1

@@ -43,12 +43,14 @@ def kv_block_bytes(arch: ModelArchConfig, dtype: torch.dtype, block_size: int) -
     return arch.kv_bytes_per_token(dtype.itemsize) * block_size
 
 
-def num_kv_blocks(arch: ModelArchConfig, dtype: torch.dtype, block_size: int, budget_bytes: int) -> int:
-    blocks = budget_bytes // kv_block_bytes(arch, dtype, block_size)
+def num_kv_blocks(archs: list[ModelArchConfig], dtype: torch.dtype, block_size: int, budget_bytes: int) -> int:
+    """Blocks of every model whose cache the block table addresses: the target's, and a draft model's."""
+    block_bytes = sum(kv_block_bytes(arch, dtype, block_size) for arch in archs)
+    blocks = budget_bytes // block_bytes
     if blocks < 1:
         raise ValueError(
             f"the KV cache budget of {budget_bytes} bytes holds no block of {block_size} tokens "
-            f"({kv_block_bytes(arch, dtype, block_size)} bytes); raise --kv-cache-memory or --gpu-memory-utilization"
+            f"({block_bytes} bytes); raise --kv-cache-memory or --gpu-memory-utilization"
         )
     return blocks
 

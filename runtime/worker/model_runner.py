@@ -75,14 +75,7 @@ class ModelRunner:
         if self.memory_limit is not None:
             self.memory_limit.check(step)
         batch = build_batch(step, self.block_size)
-        in_flight = self._in_flight_inputs(batch)
-        if self.decode_graphs is not None and self.decode_graphs.fits(batch):
-            hidden = self.decode_graphs.run(batch, in_flight)
-        else:
-            input_ids, positions, meta = batch.to_device(self.device)
-            if in_flight is not None:
-                input_ids.index_copy_(0, *in_flight)
-            hidden = self.model(input_ids, positions, meta)
+        hidden = forward(self.model, self.decode_graphs, batch, self._in_flight_inputs(batch), self.device)
         self._last_draws, self._last_draw_rows = None, {}
         if not batch.sample_slots:
             return LaunchedStep(len(step.rows), [], None)
@@ -161,6 +154,23 @@ class ModelRunner:
         rows = [self._last_draw_rows[request_id] for request_id in batch.pending_request_ids]
         draws = self._last_draws[to_device(rows, torch.int64, self.device)]
         return to_device(batch.pending_token_indices, torch.int64, self.device), draws
+
+
+def forward(
+    model: LlamaForCausalLM,
+    graphs: DecodeGraphs | None,
+    batch: BatchInputs,
+    in_flight: tuple[torch.Tensor, torch.Tensor] | None,
+    device: torch.device,
+) -> torch.Tensor:
+    """The batch's hidden states, replayed from a CUDA graph where one fits; `in_flight` fills input
+    tokens that are still on the device (flat positions, token ids)."""
+    if graphs is not None and graphs.fits(batch):
+        return graphs.run(batch, in_flight)
+    input_ids, positions, meta = batch.to_device(device)
+    if in_flight is not None:
+        input_ids.index_copy_(0, *in_flight)
+    return model(input_ids, positions, meta)
 
 
 def sampling_places(sample_slots: list[int]) -> list[int]:

@@ -1,6 +1,9 @@
-"""Prompt-lookup drafting and the acceptance backoff: pure functions."""
+"""Prompt-lookup drafting, the acceptance backoff and the speculative settings: pure functions."""
+
+import pytest
 
 from shoal.runtime.speculative.backoff import FIRST_BACKOFF_STEPS, DraftState, after_step_without_drafts, after_verify
+from shoal.runtime.speculative.config import SpeculativeConfig
 from shoal.runtime.speculative.ngram import propose
 
 
@@ -27,3 +30,11 @@ def test_acceptance_below_the_threshold_pauses_drafting_longer_each_time():
     assert state.skip_steps == 2 * FIRST_BACKOFF_STEPS
     good = after_verify(DraftState(), proposed=4, accepted=3, min_acceptance=0.6)
     assert good.drafting and good.acceptance > 0.6
+
+
+def test_a_draft_model_comes_with_its_method_and_only_with_it():
+    with pytest.raises(ValueError, match="draft model"):
+        SpeculativeConfig(method="draft_model")
+    with pytest.raises(ValueError, match="draft model"):
+        SpeculativeConfig(method="ngram", model="default")
+    assert SpeculativeConfig(method="draft_model", model="default").enabled

@@ -1,8 +1,10 @@
-"""Speculative decoding in the engine, on the CPU: with prompt lookup, greedy outputs are identical
-to decoding without it for 32 prompts (and with stop strings, penalties and logprobs), while drafts
-are accepted; a tiny-vocabulary model's sampled tokens follow the target's distribution exactly
-(chi-square against the distribution computed from the model, fixed seed); random cancels in the
-middle of speculation give every KV block back."""
+"""Speculative decoding in the engine, on the CPU, by both methods: prompt lookup, and a draft model
+(the embedded model's first layers, bench/truncated_model.py). Greedy outputs are identical to
+decoding without drafts for 32 prompts (and with stop strings, penalties, logprobs and grammars),
+while drafts are accepted; a draft model that is the model itself has every draft accepted (its
+cache follows the target's exactly); a tiny-vocabulary model's sampled tokens follow the target's
+distribution exactly (chi-square against the distribution computed from the model, fixed seed);
+random cancels in the middle of speculation give every KV block back."""
 
 import json
 import random
@@ -11,18 +13,43 @@ import jsonschema
 import pytest
 import torch
 
+from bench.truncated_model import write_truncated_copy
 from shoal.runtime.sampling.params import SamplingParams
 from shoal.runtime.speculative.config import SpeculativeConfig
 from tests.runtime.engine_harness import build, run_to_completion
 
 pytestmark = pytest.mark.integration
 NGRAM = SpeculativeConfig(method="ngram", num_speculative_tokens=4)
+DRAFT_LAYERS = 10  # of the embedded model's 30
 CHI_SQUARE_7_DF_AT_0_001 = 24.32  # above this, a distribution that fits is rejected once in 1,000
+METHODS = ["ngram", "draft_model"]
 
 
 @pytest.fixture(scope="module")
-def engines(smollm_dir):
-    return build(smollm_dir), build(smollm_dir, speculative=NGRAM)
+def plain(smollm_dir):
+    return build(smollm_dir)
+
+
+@pytest.fixture(scope="module")
+def truncated_draft(smollm_dir, tmp_path_factory):
+    return write_truncated_copy(smollm_dir, DRAFT_LAYERS, tmp_path_factory.mktemp("draft"))
+
+
+@pytest.fixture(scope="module")
+def speculating(smollm_dir, truncated_draft):
+    """Engines that speculate, by method (built on first use)."""
+    configs = {
+        "ngram": NGRAM,
+        "draft_model": SpeculativeConfig(method="draft_model", model=str(truncated_draft), num_speculative_tokens=4),
+    }
+    built = {}
+
+    def engine(method: str):
+        if method not in built:
+            built[method] = build(smollm_dir, speculative=configs[method])
+        return built[method]
+
+    return engine
 
 
 def prompts(tokenizer) -> list[list[int]]:
@@ -43,14 +70,28 @@ def prompts(tokenizer) -> list[list[int]]:
     return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
 
-def test_greedy_outputs_are_identical_with_drafts_accepted(engines, smollm_tokenizer):
-    plain, speculative = engines
+@pytest.mark.parametrize("method", METHODS)
+def test_greedy_outputs_are_identical_with_drafts_accepted(plain, speculating, smollm_tokenizer, method):
+    speculative = speculating(method)
     asked = prompts(smollm_tokenizer)
     greedy = SamplingParams(temperature=0, max_tokens=48)
     assert run_to_completion(speculative.engine, asked, greedy) == run_to_completion(plain.engine, asked, greedy)
     drafts = speculative.engine.stats().drafts
-    assert drafts.num_accepted_tokens > 100 and drafts.num_drafts > 50
-    assert drafts.accepted_per_position[0] >= drafts.accepted_per_position[-1] > 0
+    assert drafts.num_drafts > 50 and drafts.num_accepted_tokens > (100 if method == "ngram" else 20)
+    assert drafts.accepted_per_position[0] >= drafts.accepted_per_position[-1]
+    assert drafts.accepted_per_position[-1 if method == "ngram" else 1] > 0
+
+
+def test_a_draft_model_that_is_the_model_itself_has_every_draft_accepted(plain, smollm_dir, smollm_tokenizer):
+    """What the draft's cache holds after each verification (the accepted drafts kept, the rest run
+    again) must match the target's: any slip would show as a rejected draft."""
+    itself = SpeculativeConfig(method="draft_model", model=str(smollm_dir), num_speculative_tokens=4)
+    speculative = build(smollm_dir, speculative=itself)
+    asked = prompts(smollm_tokenizer)[:12]
+    greedy = SamplingParams(temperature=0, max_tokens=40)
+    assert run_to_completion(speculative.engine, asked, greedy) == run_to_completion(plain.engine, asked, greedy)
+    drafts = speculative.engine.stats().drafts
+    assert drafts.num_drafts > 50 and drafts.num_accepted_tokens == drafts.num_draft_tokens
 
 
 @pytest.mark.parametrize(
@@ -62,8 +103,11 @@ def test_greedy_outputs_are_identical_with_drafts_accepted(engines, smollm_token
     ],
     ids=["stop-strings", "penalties", "logprobs"],
 )
-def test_greedy_with_stop_strings_penalties_and_logprobs_is_identical(engines, smollm_tokenizer, sampling):
-    plain, speculative = engines
+@pytest.mark.parametrize("method", METHODS)
+def test_greedy_with_stop_strings_penalties_and_logprobs_is_identical(
+    plain, speculating, smollm_tokenizer, sampling, method
+):
+    speculative = speculating(method)
     asked = prompts(smollm_tokenizer)[:8]
     expected = _outputs(plain.engine, asked, sampling)
     got = _outputs(speculative.engine, asked, sampling)
@@ -86,9 +130,9 @@ def _outputs(engine, asked, sampling):
     return [(tokens, "".join(text), logprobs) for tokens, text, logprobs in results.values()]
 
 
-def test_random_cancels_mid_speculation_give_every_block_back(engines, smollm_tokenizer):
-    _, speculative = engines
-    engine, rng = speculative.engine, random.Random(7)
+@pytest.mark.parametrize("method", METHODS)
+def test_random_cancels_mid_speculation_give_every_block_back(speculating, smollm_tokenizer, method):
+    engine, rng = speculating(method).engine, random.Random(7)
     asked = prompts(smollm_tokenizer)
     for i, prompt in enumerate(asked):
         engine.add_request(f"c{i}", prompt, SamplingParams(temperature=0.8, max_tokens=64, seed=i))
@@ -129,10 +173,21 @@ def peaked_tiny_model(tmp_path_factory):
     return path, model
 
 
-def test_sampled_tokens_follow_the_target_distribution(peaked_tiny_model):
+def test_a_draft_model_with_another_vocabulary_is_refused(smollm_dir, peaked_tiny_model):
+    path, _ = peaked_tiny_model
+    with pytest.raises(ValueError, match="must share the model's tokenizer"):
+        build(smollm_dir, speculative=SpeculativeConfig(method="draft_model", model=str(path)))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_sampled_tokens_follow_the_target_distribution(peaked_tiny_model, tmp_path, method):
     path, hf = peaked_tiny_model
     prompt = list(range(8)) * 2  # every token seen, so each position has something to draft
-    engine = build(path, max_num_seqs=512, speculative=SpeculativeConfig(method="ngram", num_speculative_tokens=2))
+    config = SpeculativeConfig(method="ngram", num_speculative_tokens=2)
+    if method == "draft_model":  # its first layer: a draft that agrees with it some of the time
+        draft = write_truncated_copy(path, 1, tmp_path / "draft")
+        config = SpeculativeConfig(method="draft_model", model=str(draft), num_speculative_tokens=2)
+    engine = build(path, max_num_seqs=512, speculative=config)
     num_samples = 6000
     sampling = SamplingParams(temperature=1.0, max_tokens=3, ignore_eos=True)
     outputs = run_to_completion(engine.engine, [prompt] * num_samples, sampling)
@@ -163,11 +218,12 @@ def _exact_token_distributions(hf, prompt: list[int]) -> dict[int, torch.Tensor]
     return {1: joint2.sum(0), 2: (joint2[:, :, None] * p3).sum((0, 1))}
 
 
-def test_constrained_requests_draft_within_their_grammar_and_say_the_same(engines, smollm_tokenizer):
+@pytest.mark.parametrize("method", METHODS)
+def test_constrained_requests_draft_within_their_grammar_and_say_the_same(plain, speculating, smollm_tokenizer, method):
     from shoal.runtime.structured.spec import JSON_SCHEMA, StructuredOutput
     from tests.runtime.test_structured_outputs import SCHEMAS
 
-    plain, speculative = engines
+    speculative = speculating(method)
     ask = smollm_tokenizer.apply_chat_template(
         [{"role": "user", "content": "Describe a person as JSON."}], add_generation_prompt=True, tokenize=False
     )
