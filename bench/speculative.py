@@ -1,7 +1,12 @@
 """What speculative decoding buys: per-request output tokens/s and inter-token latency at batch 1, 8
-and 64, with prompt-lookup drafts against the same engine without them (the anchor, measured in the
-same run, with everything it would otherwise use: async scheduling, CUDA graphs), with the
-acceptance the drafts got.
+and 64, with drafts (prompt lookup, or a draft model) against the same engine without them (the
+anchor, measured in the same run, with everything it would otherwise use: async scheduling, CUDA
+graphs), with the acceptance the drafts got.
+
+A draft model is a directory (`--draft-model`), or the model's own first layers (`--draft-layers`,
+bench/truncated_model.py). With random weights (`--load-format dummy`), `--draft-model` naming the
+model's own directory makes the draft the very model (same seed, same weights): everything is
+accepted, which measures the mechanism's ceiling, not a real draft's gain.
 
 Two workloads: `rewrite` (the model is asked to rewrite a text it is given, which a real model copies
 much of: where prompt lookup pays) and `random` (random prompt tokens; with random weights acceptance
@@ -11,6 +16,7 @@ that turns drafting off for such requests).
     python bench/speculative.py                                             # CPU, embedded SmolLM2, rewrite
     python bench/speculative.py --model .gpu/smollm2 --batch-sizes 1 8 64   # GPU, real weights
     python bench/speculative.py --model bench/configs/llama-3.1-8b --load-format dummy --workload random
+    python bench/speculative.py --method draft_model --draft-layers 10           # CPU, a truncated draft
 """
 
 import argparse
@@ -18,6 +24,7 @@ import gc
 import random
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,10 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import markdown_table, write_report  # noqa: E402
+from bench.truncated_model import write_truncated_copy  # noqa: E402
 from shoal.runtime.build import BuiltEngine, build_engine, freeze_long_lived_objects  # noqa: E402
 from shoal.runtime.config import EngineConfig  # noqa: E402
+from shoal.runtime.model.loader import materialize, resolve_model_source  # noqa: E402
 from shoal.runtime.sampling.params import SamplingParams  # noqa: E402
-from shoal.runtime.speculative.config import SpeculativeConfig  # noqa: E402
+from shoal.runtime.speculative.config import DRAFT_MODEL, NGRAM, SpeculativeConfig  # noqa: E402
 
 TEXT = (
     "The harbour was quiet in the early morning. Fishing boats rocked gently against the pier while gulls "
@@ -119,6 +128,30 @@ def measure(built: BuiltEngine, args: argparse.Namespace, speculative: bool) -> 
     return runs
 
 
+def speculative_config(args: argparse.Namespace) -> SpeculativeConfig:
+    k = args.num_speculative_tokens
+    if args.method == NGRAM:
+        return SpeculativeConfig(method=NGRAM, num_speculative_tokens=k)
+    if (args.draft_model is None) == (args.draft_layers is None):
+        raise SystemExit("--method draft_model takes one of --draft-model and --draft-layers")
+    draft = args.draft_model
+    if draft is None:
+        source = materialize(resolve_model_source(args.model, args.load_format)).directory
+        draft = str(write_truncated_copy(source, args.draft_layers, Path(tempfile.mkdtemp(prefix="draft-"))))
+    return SpeculativeConfig(method=DRAFT_MODEL, model=draft, num_speculative_tokens=k)
+
+
+def drafts_description(args: argparse.Namespace) -> str:
+    if args.method == NGRAM:
+        return "prompt lookup"
+    if args.draft_layers is not None:
+        return f"draft model: the model's first {args.draft_layers} layers"
+    same = Path(args.draft_model).resolve() == Path(args.model).resolve()
+    if same and args.load_format == "dummy":
+        return "draft model: the model itself (same random weights: the mechanism's ceiling, everything accepted)"
+    return f"draft model: {args.draft_model}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default")
@@ -127,6 +160,9 @@ def main() -> None:
     parser.add_argument("--workload", choices=("rewrite", "random"), default="rewrite")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--method", choices=(NGRAM, DRAFT_MODEL), default=NGRAM)
+    parser.add_argument("--draft-model", default=None, help="draft_model: the draft's directory")
+    parser.add_argument("--draft-layers", type=int, default=None, help="draft_model: the model's first N layers")
     parser.add_argument("--num-speculative-tokens", type=int, default=4)
     parser.add_argument("--kv-cache-memory", type=int, default=None, help="bytes")
     parser.add_argument("--name", default=None)
@@ -134,7 +170,7 @@ def main() -> None:
 
     base = {"model": args.model, "load_format": args.load_format, "device": args.device}
     base["kv_cache_memory"] = args.kv_cache_memory
-    spec = SpeculativeConfig(method="ngram", num_speculative_tokens=args.num_speculative_tokens)
+    spec = speculative_config(args)
     all_runs, info = [], None
     for speculative in (False, True):  # one engine at a time: a large model does not fit twice
         built = build_engine(EngineConfig(**base, speculative=spec if speculative else SpeculativeConfig()))
@@ -164,7 +200,8 @@ def main() -> None:
         payload_rows.append({"plain": asdict(plain), "speculative": asdict(drafted), "speedup": speedup})
     description = (
         f"{info.served_model_name} ({args.load_format} weights) on {info.device}, {info.dtype}; greedy, "
-        f"max_tokens {args.max_tokens}; workload {args.workload}; prompt lookup, k = {args.num_speculative_tokens}"
+        f"max_tokens {args.max_tokens}; workload {args.workload}; {drafts_description(args)}, "
+        f"k = {args.num_speculative_tokens}"
     )
     table = markdown_table(
         [
@@ -183,10 +220,12 @@ def main() -> None:
     print(table)
     device = info.device.split(":")[0]
     name = args.name or f"speculative_{info.served_model_name.lower()}_{device}_{args.workload}"
+    if args.method == DRAFT_MODEL and not args.name:
+        name += "_draft-model"
     payload = {"benchmark": "speculative decoding", "settings": vars(args), "description": description}
     payload["model"] = asdict(info)
     payload["runs"] = payload_rows
-    markdown = f"# Speculative decoding (prompt lookup)\n\n{description}.\n\n{table}\n"
+    markdown = f"# Speculative decoding\n\n{description}.\n\n{table}\n"
     print("wrote", *write_report(name, payload, markdown))
 
 
