@@ -22,7 +22,7 @@ import xgrammar as xgr
 from shoal.runtime.engine.messages import DraftQuery
 from shoal.runtime.engine.request import Request
 from shoal.runtime.speculative import ngram
-from shoal.runtime.speculative.backoff import DraftState, after_step_without_drafts, after_verify
+from shoal.runtime.speculative.backoff import ENGINE_SMOOTHING, DraftState, after_step_without_drafts, after_verify
 from shoal.runtime.speculative.config import NGRAM, SpeculativeConfig
 from shoal.runtime.structured.grammar import feed
 
@@ -52,6 +52,8 @@ class Drafter:
         self.proposer = proposer
         self.counters = DraftCounters(accepted_per_position=[0] * config.num_speculative_tokens)
         self._states: dict[str, DraftState] = {}
+        # Over every request: where a new one starts. Unproven at first, so the first failure pauses it.
+        self._engine_state = DraftState(acceptance=config.min_acceptance)
         self._looked_up: dict[str, list[int]] = {}  # prompt lookup: this step's drafts, found in `plan`
         self._ended: list[str] = []  # requests forgotten since the proposer last heard
 
@@ -60,7 +62,7 @@ class Drafter:
         flight first: drafts are built from the tokens it brings). For prompt lookup, a lookup in the
         tokens known so far stands in for the one after: a request whose text repeats nothing lets
         steps overlap."""
-        if not self._eligible(request) or not self._states.get(request.request_id, DraftState()).drafting:
+        if not self._eligible(request) or not self._state(request.request_id).drafting:
             return False
         return self.proposer is not None or bool(self._lookup(request, 1))
 
@@ -70,8 +72,7 @@ class Drafter:
         limit = self.config.disable_batch_size
         if room < 1 or not self._eligible(request) or (limit is not None and num_running > limit):
             return 0
-        state = self._states.get(request.request_id, DraftState())
-        if not state.drafting:
+        if not self._state(request.request_id).drafting:
             self.skipped(request)
             return 0
         k = min(room, self.config.num_speculative_tokens)
@@ -99,8 +100,8 @@ class Drafter:
 
     def skipped(self, request: Request) -> None:
         """A decode without drafts (the request in backoff, or its last token still in flight)."""
-        state = self._states.get(request.request_id)
-        if state is not None:
+        state = self._state(request.request_id)
+        if not state.drafting:
             self._states[request.request_id] = after_step_without_drafts(state)
 
     def verified(self, request_id: str, proposed: int, accepted: int) -> None:
@@ -110,13 +111,17 @@ class Drafter:
         counters.num_accepted_tokens += accepted
         for position in range(accepted):
             counters.accepted_per_position[position] += 1
-        state = self._states.get(request_id, DraftState())
-        self._states[request_id] = after_verify(state, proposed, accepted, self.config.min_acceptance)
+        minimum = self.config.min_acceptance
+        self._states[request_id] = after_verify(self._state(request_id), proposed, accepted, minimum)
+        self._engine_state = after_verify(self._engine_state, proposed, accepted, minimum, ENGINE_SMOOTHING)
 
     def forget(self, request_id: str) -> None:
         self._states.pop(request_id, None)
         if self.proposer is not None:
             self._ended.append(request_id)
+
+    def _state(self, request_id: str) -> DraftState:
+        return self._states.get(request_id, self._engine_state)
 
     def _lookup(self, request: Request, k: int) -> list[int]:
         config = self.config

@@ -1,7 +1,11 @@
-"""Prompt-lookup drafting, the acceptance backoff and the speculative settings: pure functions."""
+"""Prompt-lookup drafting, the acceptance backoff (per request and for the engine) and the
+speculative settings, without a model."""
 
 import pytest
 
+from shoal.runtime.engine.drafter import Drafter
+from shoal.runtime.engine.request import Request
+from shoal.runtime.sampling.params import SamplingParams
 from shoal.runtime.speculative.backoff import FIRST_BACKOFF_STEPS, DraftState, after_step_without_drafts, after_verify
 from shoal.runtime.speculative.config import SpeculativeConfig
 from shoal.runtime.speculative.ngram import propose
@@ -38,3 +42,21 @@ def test_a_draft_model_comes_with_its_method_and_only_with_it():
     with pytest.raises(ValueError, match="draft model"):
         SpeculativeConfig(method="ngram", model="default")
     assert SpeculativeConfig(method="draft_model", model="default").enabled
+
+
+def test_a_new_request_starts_paused_while_nobody_s_drafts_pay():
+    drafter = Drafter(SpeculativeConfig(method="ngram", min_acceptance=0.5))
+    first, second, third = (_request(f"r{i}") for i in range(3))
+    assert drafter.plan(first, room=4, num_running=1) == 4  # unproven: the first one tries
+    drafter.verified("r0", proposed=4, accepted=0)
+    assert drafter.plan(second, room=4, num_running=2) == 0  # nobody's pay: a newcomer waits too
+    for _ in range(FIRST_BACKOFF_STEPS):
+        drafter.skipped(second)
+    assert drafter.plan(second, room=4, num_running=2) == 4
+    drafter.verified("r1", proposed=4, accepted=4)
+    assert drafter.plan(third, room=4, num_running=3) == 4  # someone's pay again
+
+
+def _request(request_id: str) -> Request:
+    tokens = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1]  # a lookup always finds 2 3 4 5
+    return Request(request_id, tokens, SamplingParams(temperature=0), max_tokens=16)

@@ -40,7 +40,10 @@ def speculating(smollm_dir, truncated_draft):
     """Engines that speculate, by method (built on first use)."""
     configs = {
         "ngram": NGRAM,
-        "draft_model": SpeculativeConfig(method="draft_model", model=str(truncated_draft), num_speculative_tokens=4),
+        # Its drafts are seldom accepted: without the backoff (min_acceptance 0) it keeps drafting.
+        "draft_model": SpeculativeConfig(
+            method="draft_model", model=str(truncated_draft), num_speculative_tokens=4, min_acceptance=0
+        ),
     }
     built = {}
 
@@ -183,10 +186,10 @@ def test_a_draft_model_with_another_vocabulary_is_refused(smollm_dir, peaked_tin
 def test_sampled_tokens_follow_the_target_distribution(peaked_tiny_model, tmp_path, method):
     path, hf = peaked_tiny_model
     prompt = list(range(8)) * 2  # every token seen, so each position has something to draft
-    config = SpeculativeConfig(method="ngram", num_speculative_tokens=2)
+    config = SpeculativeConfig(method="ngram", num_speculative_tokens=2, min_acceptance=0)  # every row drafts
     if method == "draft_model":  # its first layer: a draft that agrees with it some of the time
         draft = write_truncated_copy(path, 1, tmp_path / "draft")
-        config = SpeculativeConfig(method="draft_model", model=str(draft), num_speculative_tokens=2)
+        config = SpeculativeConfig(method="draft_model", model=str(draft), num_speculative_tokens=2, min_acceptance=0)
     engine = build(path, max_num_seqs=512, speculative=config)
     num_samples = 6000
     sampling = SamplingParams(temperature=1.0, max_tokens=3, ignore_eos=True)
