@@ -16,6 +16,11 @@ and the operator's, and it exposes counters and gauges, no control.
     PUT    /admin/pools/{pool}/weights                   body {"stable"?, "canary", "canary_weight"};
                                                          409 if it would send traffic to a rolled-back revision
     GET    /admin/pools/{pool}/rollback                  verdicts: revision, rules broken, observed values, time
+    GET    /admin/pools/{pool}/load?window_s=60          what the operator sizes the pool from (shoal/pool_load.py):
+                                                         replicas and ready ones, requests held while none is
+                                                         ready and the oldest one's wait, the runtimes' waiting
+                                                         and running requests and mean KV cache usage as last
+                                                         scraped, p95 TTFT and requests over the window
     POST   /admin/pools/{pool}/revisions/{revision}/reset  forget a verdict (its weight stays 0 until set)
     GET    /admin/measurements?window_s=60               windows per pool x revision x QoS class, and how many
                                                          of each revision's runtimes' /metrics fail
@@ -27,11 +32,13 @@ config file and read by the same parser (`name` may be left out; if present it m
 model, stable, canary, canary_weight, revisions {rev: {endpoints: [{target, metrics_url}]}}, qos,
 rollback_rules, prefix_affinity, sticky, tenants [{name, max_concurrent?, tokens_per_minute?}],
 limits on this pool on top of the router-wide ones (a name the router has no tenant for is accepted
-and logged: it has no keys), and speculative {qos_classes?, tenants_off?, max_load?}, which requests
-may speculate (traffic/speculation.py). A changed route keeps the pool's verdicts, measurements and requests
-in flight; a refused one changes nothing, endpoints included; the same route again changes nothing at all, so
-the operator repeats it every few seconds and a restarted router has its routes back at once. Its
-endpoints join those of the config file's source (routes.py, backends/route_table.py).
+and logged: it has no keys), speculative {qos_classes?, tenants_off?, max_load?}, which requests may
+speculate (traffic/speculation.py), and cold_start {enabled?, max_queued?, max_wait_s?}, how its
+requests wait while it has no ready runtime (cold_start.py). A changed route keeps the pool's
+verdicts, measurements, held requests and requests in flight; a refused one changes nothing,
+endpoints included; the same route again changes nothing at all, so the operator repeats it every
+few seconds and a restarted router has its routes back at once. Its endpoints join those of the
+config file's source (routes.py, backends/route_table.py).
 
 Why the admin API and not a ConfigMap the router watches: a push is acknowledged (the operator sees
 200, 400 or 409, and a 409 names the rolled-back revision), it takes effect at once rather than
@@ -181,7 +188,7 @@ def build_admin_app(
             ) from None
         except ValueError as error:
             raise _error(400, str(error)) from None
-        pool.refresh_capacity(backends)
+        pool.refresh(backends)
         return web.json_response(weights(pool))
 
     async def get_rollback(request: web.Request) -> web.Response:
@@ -194,6 +201,11 @@ def build_admin_app(
         if not pool.rollout.reset(revision):
             raise _error(404, f"revision {revision!r} of pool {pool.name!r} is not rolled back")
         return web.json_response({"pool": pool.name, "revision": revision, "reset": True, "weights": weights(pool)})
+
+    async def get_load(request: web.Request) -> web.Response:
+        pool = pool_or_404(request)
+        window_s = _window_s(request.query.get("window_s", "60"))
+        return web.json_response(pool.measured_load(backends, measurements, window_s, clock()).to_json())
 
     async def get_measurements(request: web.Request) -> web.Response:
         window_s = _window_s(request.query.get("window_s", "60"))
@@ -230,6 +242,7 @@ def build_admin_app(
     app.router.add_put("/admin/pools/{pool}/weights", put_weights)
     app.router.add_get("/admin/pools/{pool}/rollback", get_rollback)
     app.router.add_post("/admin/pools/{pool}/revisions/{revision}/reset", reset)
+    app.router.add_get("/admin/pools/{pool}/load", get_load)
     app.router.add_get("/admin/measurements", get_measurements)
     app.router.add_get("/admin/tenants", get_tenants)
     app.router.add_get(METRICS_PATH, metrics)

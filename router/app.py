@@ -68,7 +68,7 @@ class Router:
         self.source = source or StaticEndpointSource(config.pools)
         self.scraper = Scraper(self.backends, self.measurements, config.scrape_interval_s)
         self.prober = HealthProber(self.backends, config.health_interval_s)
-        self.backends.on_change.append(self._refresh_capacity)
+        self.backends.on_change.append(self._backends_changed)
         self.metrics.watch(self.pools, self.measurements, self.backends, lambda: len(self.realtime.open))
         self.draining = False
         self.http_port = self.admin_port = self.grpc_port = 0
@@ -141,7 +141,11 @@ class Router:
         await self.backends.close_all()
 
     def in_flight(self) -> int:
-        return sum(p.gate.in_flight(q) + p.gate.queued(q) for p in self.pools.values() for q in ("realtime", "batch"))
+        """Requests running, queued for a slot, or held until a runtime is ready."""
+        return sum(
+            p.hold.held() + sum(p.gate.in_flight(q) + p.gate.queued(q) for q in ("realtime", "batch"))
+            for p in self.pools.values()
+        )
 
     async def _serve_http(self, app: web.Application, host: str, port: int, **runner_options) -> int:
         # aiohttp's keep-alive timer runs from the moment a connection opens or a response ends, and
@@ -174,23 +178,25 @@ class Router:
             self.measurements.prune(now)
             await asyncio.sleep(self.config.control_interval_s)
 
-    def _refresh_capacity(self) -> None:
+    def _backends_changed(self) -> None:
         for pool in self.pools.values():
-            pool.refresh_capacity(self.backends)
+            pool.refresh(self.backends)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def _ready(self, request: web.Request) -> web.Response:
         """The readiness probe: 200 while the router can serve something, so Kubernetes keeps it in
-        its Service only then. That is: not draining, and at least one pool has a ready backend in a
-        revision it sends traffic to (stable, or the canary while its weight is above 0), a ready
-        backend being a runtime whose last gRPC Health probe answered SERVING and whose /metrics has
-        not failed repeatedly (registry.py's Backend.ready); 503 otherwise. A router with no pools at
-        all is ready: there is nothing behind it to wait for, and `helm install --wait` of a fresh
-        release (no ModelPool yet) must not hang; it answers 404 for every model, as it should. The
-        operator reaches routers on their admin port whether Ready or not (operator/router_client.py),
-        so a new replica gets its routes within a reconcile pass."""
+        its Service only then. That is: not draining, and at least one pool takes requests: it has a
+        ready backend in a revision it sends traffic to (stable, or the canary while its weight is
+        above 0), a ready backend being a runtime whose last gRPC Health probe answered SERVING
+        (registry.py's Backend.ready), or it holds its requests until it has one (its route's
+        cold_start, on by default): a pool scaled to zero wakes on the requests that reach it, so the
+        router must stay in its Service while the pool has no runtime. 503 otherwise. A router with
+        no pools at all is ready: there is nothing behind it to wait for, and `helm install --wait`
+        of a fresh release (no ModelPool yet) must not hang; it answers 404 for every model, as it
+        should. The operator reaches routers on their admin port whether Ready or not
+        (operator/router_client.py), so a new replica gets its routes within a reconcile pass."""
         if self.draining:
             return web.Response(status=503, text="draining")
         if not self.pools:
@@ -200,12 +206,10 @@ class Router:
         return web.Response(text="ready")
 
     def serving(self) -> bool:
-        """Whether some pool has a ready backend in a revision it routes to."""
+        """Whether some pool takes requests: it has a ready backend in a revision it routes to, or it
+        holds them until it has one."""
         return any(
-            b.ready
-            for pool in self.pools.values()
-            for revision in pool.routable_revisions()
-            for b in self.backends.backends(pool.name, revision)
+            pool.config.cold_start.enabled or pool.has_ready_backend(self.backends) for pool in self.pools.values()
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:

@@ -3,11 +3,11 @@
 A YAML or JSON file (`shoal router --config FILE`; `router/examples/local.yaml` is the local one):
 where to listen, the admin API's bearer token (`admin.token_file`, required unless the admin API
 listens on a loopback address only), the pools (model name, revisions and their runtime endpoints,
-the stable/canary split, rollback rules, QoS, per-pool tenant limits, which requests may speculate),
-the tenants and their limits, and the API-key file that maps keys to tenants (a separate file, so a
-Kubernetes Secret can hold it). `pools` may be empty: the operator then pushes each pool's route
-through the admin API. A `pools[]` entry and a pushed route are the same Route
-(shoal/route_contract.py), read by the same `parse_route`.
+the stable/canary split, rollback rules, QoS, per-pool tenant limits, which requests may speculate,
+how requests wait while the pool has no ready runtime), the tenants and their limits, and the
+API-key file that maps keys to tenants (a separate file, so a Kubernetes Secret can hold it).
+`pools` may be empty: the operator then pushes each pool's route through the admin API. A `pools[]`
+entry and a pushed route are the same Route (shoal/route_contract.py), read by the same `parse_route`.
 """
 
 import hashlib

@@ -1,13 +1,16 @@
 """Where every request goes, whatever surface it came in on:
 
-    model -> pool (404 if none) -> tenant limits, router-wide then the pool's (429) -> QoS queue (429 when shed)
-          -> canary split -> replica (balancer) -> may it speculate (the pool's rule) -> runtime Generate stream
+    model -> pool (404 if none) -> tenant limits, router-wide then the pool's (429)
+          -> held while the pool has no ready runtime (its cold_start: 429 when full, 503 past max_wait_s)
+          -> QoS queue (429 when shed) -> canary split -> replica (balancer)
+          -> may it speculate (the pool's rule) -> runtime Generate stream
 
 `Dispatcher.start` does all of that and waits for the runtime's first message, so an error (a bad
 parameter the runtime refused, a full queue, a dead backend) is raised before a surface has sent
-its client anything. The returned Generation streams the rest; closing it early (client gone,
-`response.cancel`) cancels the runtime call, which frees its KV blocks. Either way it records the
-request once: measurement windows, Prometheus metrics, tenant tokens, QoS slot, backend load.
+its client anything (a request held for a pool that is starting waits there too, streamed or not).
+The returned Generation streams the rest; closing it early (client gone, `response.cancel`) cancels
+the runtime call, which frees its KV blocks. Either way it records the request once: measurement
+windows, Prometheus metrics, tenant tokens, QoS slot, backend load.
 """
 
 import asyncio
@@ -83,7 +86,8 @@ class Dispatcher:
             self.metrics.refused("", request.qos, request.tenant, error.http_status)  # no pool to name
             raise
         try:
-            if not pool.routable_revisions() or not any(
+            # A pool without endpoints refuses at once, unless it holds its requests (begin() waits then).
+            if not pool.config.cold_start.enabled and not any(
                 self.backends.backends(pool.name, r) for r in pool.routable_revisions()
             ):
                 raise Unavailable(f"No runtime is serving `{request.model}` right now. Please retry later.")
@@ -147,11 +151,14 @@ class Generation:
         return 0 if self.request.qos == REALTIME else self.pool.config.qos.batch_priority
 
     async def begin(self) -> None:
-        """Admission, routing and the runtime's first message; on any error the request is closed."""
+        """The hold, admission, routing and the runtime's first message; on any error the request is closed."""
         try:
+            if self.pool.config.cold_start.enabled and not self.pool.has_ready_backend(self.d.backends):
+                await self.pool.hold.wait(self.request.model)
+            queued_at = self.d.clock()
             await self.pool.gate.acquire(self.request.qos)
             self._admitted = True
-            self.d.metrics.queue_time.labels(self.pool.name, self.request.qos).observe(self.d.clock() - self.arrival)
+            self.d.metrics.queue_time.labels(self.pool.name, self.request.qos).observe(self.d.clock() - queued_at)
             head = self.request.prompt.head(self.pool.config.prefix_affinity.prefix_chars)
             self.backend = self.pool.choose(self.d.backends, self.request.session_key, head, self.d.rng)
             if self.backend is None:

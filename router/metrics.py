@@ -1,8 +1,8 @@
 """The router's Prometheus metrics (names in shoal.metric_names, `shoal:router_` prefix).
 
 Events (requests, tokens, latencies, refusals, rollbacks) are counted as they happen; live state
-(queues, weights, verdicts, backends) and the rolling windows the rollback rules read are computed
-at scrape time from the objects that hold them, so they are never stale. Labels are pool, revision,
+(queues, held requests, weights, verdicts, backends) and the rolling windows the rollback rules read
+are computed at scrape time from the objects that hold them, so they are never stale. Labels are pool, revision,
 qos_class, tenant and a few closed sets (status, reason, rule, decision): bounded, never a request id.
 """
 
@@ -156,6 +156,7 @@ class _StateCollector(Collector):
         gauge = lambda name, doc, labels: GaugeMetricFamily(name, doc, labels=labels)  # noqa: E731
         running = gauge(names.ROUTER_REQUESTS_RUNNING, "Requests in flight to runtimes.", [L_POOL, L_QOS])
         waiting = gauge(names.ROUTER_REQUESTS_WAITING, "Requests waiting in the router's QoS queue.", [L_POOL, L_QOS])
+        held = gauge(names.ROUTER_HELD_REQUESTS, "Requests held until the pool has a ready runtime.", [L_POOL])
         batch_limit = gauge(names.ROUTER_BATCH_CONCURRENCY_LIMIT, "Batch requests the pool may run at once.", [L_POOL])
         weight = gauge(names.ROUTER_REVISION_WEIGHT, "Percent of new requests sent to the revision.", [L_POOL, L_REV])
         rolled_back = gauge(names.ROUTER_REVISION_ROLLED_BACK, "1 while the revision is rolled back.", [L_POOL, L_REV])
@@ -168,12 +169,19 @@ class _StateCollector(Collector):
         shed = CounterMetricFamily(
             names.ROUTER_SHED, "Requests shed by QoS admission.", labels=[L_POOL, L_QOS, names.LABEL_REASON]
         )
+        hold_timeouts = CounterMetricFamily(
+            names.ROUTER_HOLD_TIMEOUTS,
+            "Held requests answered 503 because no runtime of the pool became ready in time.",
+            labels=[L_POOL],
+        )
         for pool in self.pools.values():
             for qos in QOS_CLASSES:
                 running.add_metric([pool.name, qos], pool.gate.in_flight(qos))
                 waiting.add_metric([pool.name, qos], pool.gate.queued(qos))
             for (qos, reason), count in pool.gate.shed_counts.items():
                 shed.add_metric([pool.name, qos, reason], count)
+            held.add_metric([pool.name], pool.hold.held())
+            hold_timeouts.add_metric([pool.name], pool.hold.timed_out)
             batch_limit.add_metric([pool.name], pool.gate.policy.batch_limit)
             split = pool.rollout.split
             weight.add_metric([pool.name, split.stable], split.stable_weight)
@@ -185,7 +193,7 @@ class _StateCollector(Collector):
                 backends = self.backends.backends(pool.name, revision)
                 ready.add_metric([pool.name, revision], sum(b.ready for b in backends))
                 unscraped.add_metric([pool.name, revision], sum(b.metrics_failing for b in backends))
-        yield from (running, waiting, batch_limit, weight, rolled_back, ready, unscraped, shed)
+        yield from (running, waiting, held, batch_limit, weight, rolled_back, ready, unscraped, shed, hold_timeouts)
         sessions = gauge(names.ROUTER_REALTIME_SESSIONS, "Open WebSocket realtime sessions.", [])
         sessions.add_metric([], self.sessions())
         yield sessions

@@ -1,14 +1,17 @@
 """One pool's live state: its rollout (split and verdicts), its QoS gate and batch share, its tenant
-limits, and the decisions that need them: which revision and replica a request goes to, and the
-periodic control step (rollback rules, batch share, capacity). A new route reconfigures it in place."""
+limits, the requests it holds while no runtime is ready, and the decisions that need them: which
+revision and replica a request goes to, the periodic control step (rollback rules, batch share,
+capacity), and its load as the operator reads it. A new route reconfigures it in place."""
 
 import logging
 import random
 import time
 from collections.abc import Callable
 
+from shoal.pool_load import PoolLoad
 from shoal.route_contract import Route
 from shoal.router.backends.registry import Backend, BackendRegistry
+from shoal.router.cold_start import ColdStartHold
 from shoal.router.qos_gate import QosGate
 from shoal.router.traffic import rollback
 from shoal.router.traffic.measurements import Measurements
@@ -30,6 +33,7 @@ class PoolState:
         self.gate = QosGate(config.qos, clock)
         self.batch_share = BatchShare(config.qos)
         self.limiter = TenantLimiter(config.tenants, clock(), scope=f"pool {config.name}")
+        self.hold = ColdStartHold(config.cold_start, clock)
 
     def reconfigure(self, config: Route) -> None:
         """A new route for this pool. Verdicts, queues, requests in flight and token buckets carry over;
@@ -39,6 +43,7 @@ class PoolState:
         self.gate.reconfigure(config.qos)
         self.batch_share.reconfigure(config.qos)
         self.limiter.reconfigure(config.tenants, self.clock())
+        self.hold.reconfigure(config.cold_start)
 
     def routable_revisions(self) -> list[str]:
         split = self.rollout.split
@@ -60,9 +65,43 @@ class PoolState:
                 return backend
         return None
 
-    def refresh_capacity(self, registry: BackendRegistry) -> None:
+    def has_ready_backend(self, registry: BackendRegistry) -> bool:
+        """Whether a revision it routes to has a runtime whose last health probe answered SERVING."""
+        return any(b.ready for revision in self.routable_revisions() for b in registry.backends(self.name, revision))
+
+    def refresh(self, registry: BackendRegistry) -> None:
+        """After its endpoints, their readiness or its split changed: the QoS capacity from the endpoints
+        and, once a runtime is ready, the requests held until then (capacity first: they go on to the gate)."""
         endpoints = sum(len(registry.backends(self.name, revision)) for revision in self.routable_revisions())
+        if self.config.cold_start.enabled:
+            # At zero the hold in front of the gate keeps requests; a gate of no capacity would queue
+            # the few that passed it as the last runtime went, out of the hold's (and the operator's) sight.
+            endpoints = max(endpoints, 1)
         self.gate.set_capacity(endpoints * self.config.qos.max_concurrency_per_endpoint, self.batch_share.share)
+        if self.has_ready_backend(registry):
+            self.hold.release()
+
+    def measured_load(
+        self, registry: BackendRegistry, measurements: Measurements, window_s: float, now: float
+    ) -> PoolLoad:
+        """What the operator sizes the pool from; see shoal/pool_load.py for each figure."""
+        backends = registry.backends(self.name)
+        scraped = [b.known_load for b in backends if b.known_load is not None]
+        kv = [b.known_load.kv_usage for b in backends if b.ready and b.known_load is not None]
+        stats = measurements.stats(self.name, None, window_s, now)
+        return PoolLoad(
+            pool=self.name,
+            ready_replicas=sum(b.ready for b in backends),
+            replicas=len(backends),
+            held_requests=self.hold.held(),
+            oldest_held_s=round(self.hold.queue.oldest_s(now), 3),
+            waiting_requests=sum(load.waiting for load in scraped),
+            running_requests=sum(load.running for load in scraped),
+            kv_cache_usage=sum(kv) / len(kv) if kv else 0.0,
+            ttft_p95_s=stats.quantile("ttft", 0.95),
+            requests=stats.requests,
+            window_s=stats.window_s,
+        )
 
     def control(
         self, measurements: Measurements, registry: BackendRegistry, now: float, wall_now: float
@@ -82,5 +121,5 @@ class PoolState:
                 log.warning("pool %s: canary %s rolled back: %s", self.name, verdict.revision, verdict.reason)
         realtime = measurements.stats(self.name, None, QOS_CONTROL_WINDOW_S, now, qos=REALTIME)
         self.batch_share.update(realtime.quantile("ttft", 0.95))
-        self.refresh_capacity(registry)
+        self.refresh(registry)
         return verdict

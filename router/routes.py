@@ -56,7 +56,7 @@ class Routes:
             self._log_change(config)
         self.measurements.retain(config.longest_window_s)
         self.table.push(config.name, listed_endpoints([config]))
-        pool.refresh_capacity(self.backends)
+        pool.refresh(self.backends)
         return pool
 
     def _log_change(self, config: Route) -> None:

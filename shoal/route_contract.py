@@ -1,15 +1,17 @@
 """What the operator and the router exchange over the router's admin API, typed, with its JSON here
-and nowhere else.
+and nowhere else (but for a pool's load, in shoal/pool_load.py).
 
 Operator -> router: a pool's Route (PUT /admin/pools/{pool}/route): the model clients ask for, each
 live revision's runtime endpoints, the stable/canary split, the rollback rules the router judges the
-canary by, QoS, per-tenant limits and which requests may speculate. Its JSON is one `pools[]` entry
-of the router's config file, so a route written by hand (router/examples/local.yaml) and one pushed
-by the operator are read by the same `parse_route`.
+canary by, QoS, per-tenant limits, which requests may speculate, and how its requests wait while it
+has no ready runtime (cold_start). Its JSON is one `pools[]` entry of the router's config file, so a
+route written by hand (router/examples/local.yaml) and one pushed by the operator are read by the
+same `parse_route`.
 
 Router -> operator: Verdicts (GET /admin/pools/{pool}/rollback), the router's judgement that a
 canary broke a rule, and MeasuredWindows (GET /admin/measurements), from which the operator counts
-the canary's samples before it steps the rollout on.
+the canary's samples before it steps the rollout on; and a pool's load (GET
+/admin/pools/{pool}/load, shoal/pool_load.py's PoolLoad), from which it sizes the pool.
 """
 
 import dataclasses
@@ -160,6 +162,19 @@ class Speculation:
 
 
 @dataclass(frozen=True)
+class ColdStart:
+    """While none of the pool's runtimes is ready (it scaled to zero, or every replica is starting), its
+    requests wait at the router: up to max_queued of them (more are refused at once, 429), each for up
+    to max_wait_s (then 503 with Retry-After), and all go on, oldest first, when a runtime is ready
+    (router/cold_start.py). The router stays Ready meanwhile, so the request that wakes the pool
+    reaches it. Off: such a request is answered 503 at once."""
+
+    enabled: bool = True
+    max_queued: int = 64
+    max_wait_s: float = 120.0
+
+
+@dataclass(frozen=True)
 class Route:
     name: str  # the pool's name at the router (the operator's: namespace.name)
     model: str  # what clients send as `model`
@@ -173,6 +188,7 @@ class Route:
     prefix_affinity: PrefixAffinity = PrefixAffinity()
     tenants: tuple[TenantLimit, ...] = ()
     speculative: Speculation = Speculation()
+    cold_start: ColdStart = ColdStart()
 
     @property
     def longest_window_s(self) -> float:
@@ -261,6 +277,7 @@ def route_to_json(route: Route) -> dict:
                     "max_load": route.speculative.max_load,
                 }
             ),
+            "cold_start": dataclasses.asdict(route.cold_start),
         }
     )
 
@@ -296,6 +313,7 @@ def parse_route(f: Fields) -> Route:
         prefix_affinity=_affinity(f.sub("prefix_affinity")),
         tenants=tenants,
         speculative=_speculation(f.sub("speculative")),
+        cold_start=_cold_start(f.sub("cold_start")),
     )
     f.done()
     return route
@@ -429,6 +447,17 @@ def _speculation(f: Fields) -> Speculation:
     )
     f.done()
     return speculation
+
+
+def _cold_start(f: Fields) -> ColdStart:
+    d = ColdStart
+    cold_start = ColdStart(
+        enabled=f.get("enabled", bool, d.enabled),
+        max_queued=f.get("max_queued", int, d.max_queued, minimum=1),
+        max_wait_s=f.get("max_wait_s", float, d.max_wait_s, minimum=0.0),
+    )
+    f.done()
+    return cold_start
 
 
 def read_tenant_limit(f: Fields) -> TenantLimit:

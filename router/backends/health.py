@@ -50,4 +50,4 @@ class HealthProber:
                 log.info("runtime is serving: %s", backend.describe())
             else:
                 log.warning("runtime is not serving: %s: %s", backend.describe(), why or "NOT_SERVING")
-        backend.serving = serving
+        self.backends.set_serving(backend, serving)

@@ -2,9 +2,9 @@
 
 A source publishes endpoint sets; `apply` opens channels for new endpoints and retires removed
 ones (their channel closes once the requests still in flight there have finished, so a weight or
-endpoint change never drops a request). The health prober (health.py) writes whether each runtime
-answers SERVING, the scraper its load; the dispatcher picks backends through the balancer and counts
-its outstanding requests.
+endpoint change never drops a request). The health prober (health.py) reports whether each runtime
+answers SERVING (`set_serving`), the scraper writes its load; the dispatcher picks backends through
+the balancer and counts its outstanding requests.
 
 Only the health probe decides whether a runtime is ready. A runtime whose /metrics cannot be read
 (the scrape target is down, the runtime itself may be fine) keeps its traffic; its scraped load is
@@ -86,8 +86,13 @@ class Backend:
         e = self.endpoint
         return f"pool={e.pool} revision={e.revision} target={e.target}"
 
+    @property
+    def known_load(self) -> ScrapedLoad | None:
+        """What the last scrape read, unless its /metrics has been failing: then its load is unknown."""
+        return None if self.metrics_failing else self.scraped
+
     def load(self) -> balancer.Load:
-        scraped = self.scraped if self.scraped is not None and not self.metrics_failing else ScrapedLoad()
+        scraped = self.known_load or ScrapedLoad()
         return balancer.Load(self.endpoint.target, self.outstanding, scraped.waiting, scraped.kv_usage)
 
 
@@ -97,7 +102,9 @@ class BackendRegistry:
         self._backends: dict[Endpoint, Backend] = {}
         self._retiring: list[Backend] = []  # removed, closing once their requests have finished
         self._closing: set[asyncio.Task] = set()
-        self.on_change = []  # callables run after every apply (pools refresh their capacity)
+        # Callables run after every apply and every change of a backend's readiness: pools refresh
+        # their capacity, and release the requests they hold once a runtime is ready.
+        self.on_change = []
 
     def apply(self, endpoints: frozenset[Endpoint]) -> None:
         for endpoint in endpoints - self._backends.keys():
@@ -110,6 +117,15 @@ class BackendRegistry:
             self._retiring.append(backend)
             log.info("backend removed: %s", backend.describe())
         self.close_idle_retired()
+        self._changed()
+
+    def set_serving(self, backend: Backend, serving: bool) -> None:
+        """A health probe's answer; a change is reported to on_change."""
+        if serving != backend.serving:
+            backend.serving = serving
+            self._changed()
+
+    def _changed(self) -> None:
         for callback in self.on_change:
             callback()
 

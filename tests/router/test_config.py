@@ -5,7 +5,15 @@ import json
 
 import pytest
 
-from shoal.route_contract import DEFAULT_RULES, ErrorRateRule, LatencyRatioRule, Speculation, TenantLimit, route_to_json
+from shoal.route_contract import (
+    DEFAULT_RULES,
+    ColdStart,
+    ErrorRateRule,
+    LatencyRatioRule,
+    Speculation,
+    TenantLimit,
+    route_to_json,
+)
 from shoal.router.config import ConfigError, load_config, parse_config, parse_pool
 from shoal.router.dev import LOCAL_CONFIG
 
@@ -85,6 +93,31 @@ def test_who_may_speculate_defaults_to_everyone_at_any_load_and_reads_back():
 def test_speculation_mistakes_name_the_field(speculative, message):
     with pytest.raises(ConfigError) as error:
         parse_config(minimal(speculative=speculative))
+    assert str(error.value).startswith(message)
+
+
+def test_a_pool_holds_its_requests_while_it_has_no_ready_runtime_by_default_and_reads_back():
+    assert parse_config(minimal()).pools[0].cold_start == ColdStart(enabled=True, max_queued=64, max_wait_s=120.0)
+    route = parse_config(minimal(cold_start={"max_queued": 8, "max_wait_s": 30})).pools[0]
+    assert route.cold_start == ColdStart(max_queued=8, max_wait_s=30.0)
+    assert route_to_json(route)["cold_start"] == {"enabled": True, "max_queued": 8, "max_wait_s": 30.0}
+    assert parse_pool(json.loads(json.dumps(route_to_json(route)))) == route
+    assert not parse_pool(minimal(cold_start={"enabled": False})["pools"][0]).cold_start.enabled
+
+
+@pytest.mark.parametrize(
+    ("cold_start", "message"),
+    [
+        ("on", "pools[0].cold_start: must be dict"),
+        ({"enabled": "yes"}, "pools[0].cold_start.enabled: must be bool"),
+        ({"max_queued": 0}, "pools[0].cold_start.max_queued: must be >= 1"),
+        ({"max_wait_s": -1}, "pools[0].cold_start.max_wait_s: must be >= 0.0"),
+        ({"timeout_s": 5}, "pools[0].cold_start.timeout_s: unknown field"),
+    ],
+)
+def test_cold_start_mistakes_name_the_field(cold_start, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(minimal(cold_start=cold_start))
     assert str(error.value).startswith(message)
 
 

@@ -1,6 +1,8 @@
 """The router in front of a fake runtime that goes away and comes back: /ready follows whether a
 runtime answers its health probe, 5xx answers never name the runtime's address, and traffic is back
-within 2 s of the runtime serving again, however long it was down."""
+within 2 s of the runtime serving again, however long it was down. The pool does not hold its
+requests while it has no ready runtime (cold_start off): they are refused at once, and the router
+leaves its Service (test_scale_from_zero.py has the pool that holds them)."""
 
 import asyncio
 import time
@@ -48,7 +50,8 @@ def assert_no_address(reply, fake) -> None:
 @pytest.fixture
 def router(loop_thread, start_fake):
     fake = start_fake(tokens=2)
-    router = RouterInThread(loop_thread, make_config([pool("fake", {"v1": [fake]}, model=MODEL)]))
+    config = make_config([pool("fake", {"v1": [fake]}, model=MODEL, cold_start={"enabled": False})])
+    router = RouterInThread(loop_thread, config)
     router.fake = fake
     wait_for(lambda: ready_status(router) == 200, timeout_s=5)
     yield router

@@ -2,8 +2,8 @@
 on real ports in front of fake runtimes: pools come and go and change in place, requests in flight
 finish where they are, verdicts survive the operator's repeated pushes, per-pool tenant limits hold,
 and a router that starts with no pools is ready (nothing to wait for), takes routes on its admin
-port, is unready while a pushed pool has no runtime answering its health probe, and ready again
-once one does."""
+port, is unready while a pushed pool that does not hold its requests (cold_start off) has no runtime
+answering its health probe, and ready again once one does."""
 
 import asyncio
 import json
@@ -87,10 +87,11 @@ def test_a_router_without_pools_is_ready_and_with_one_only_once_a_runtime_serves
     assert text(router.base_url + "/health")[0] == 200
     assert asyncio.run(_get(router.base_url + "/v1/models"))["data"] == []
     assert complete(router).status == 404
-    status, described = put_route(router, "fake", pool("fake", {"v1": []}, model=MODEL))  # the admin port answers
+    no_hold = {"enabled": False}  # a pool that holds its requests keeps the router ready (test_scale_from_zero.py)
+    status, described = put_route(router, "fake", pool("fake", {"v1": []}, model=MODEL, cold_start=no_hold))
     assert status == 200 and described["name"] == "fake" and described["weights"]["stable"] == "v1"
     assert text(router.base_url + "/ready")[0] == 503  # a pool, but nowhere to send its requests yet
-    status, described = put_route(router, "fake", pool("fake", {"v1": [fake]}, model=MODEL))
+    status, described = put_route(router, "fake", pool("fake", {"v1": [fake]}, model=MODEL, cold_start=no_hold))
     assert status == 200 and described["revisions"]["v1"]["endpoints"][0]["target"] == fake.target
     assert wait_ready_status(router, 200) == "ready"
     reply = complete(router)

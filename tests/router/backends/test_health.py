@@ -1,5 +1,6 @@
 """The health prober: a runtime is serving while its gRPC Health says so, and not once it says
-NOT_SERVING or cannot be reached."""
+NOT_SERVING or cannot be reached; each change is reported to the registry's on_change (held
+requests go on when a runtime turns ready)."""
 
 import asyncio
 
@@ -15,17 +16,21 @@ def test_probes_mark_backends_serving_or_not():
         registry = BackendRegistry()
         registry.apply(frozenset({Endpoint("p", "v1", fake.target), Endpoint("p", "v1", "127.0.0.1:1")}))
         prober = HealthProber(registry, interval_s=1.0, timeout_s=1.0)
+        changes = []
+        registry.on_change.append(lambda: changes.append({b.endpoint.target: b.ready for b in registry.backends()}))
         seen = []
-        for serving in (True, False):
+        for serving in (True, True, False):
             fake.serving = serving
             await prober.probe_once()
             seen.append({b.endpoint.target: b.ready for b in registry.backends()})
         await fake.stop()
         await registry.close_all()
-        return fake.target, seen
+        return fake.target, seen, changes
 
-    target, seen = asyncio.run(main())
-    assert seen == [{target: True, "127.0.0.1:1": False}, {target: False, "127.0.0.1:1": False}]
+    target, seen, changes = asyncio.run(main())
+    up, down = {target: True, "127.0.0.1:1": False}, {target: False, "127.0.0.1:1": False}
+    assert seen == [up, up, down]
+    assert changes == [up, down]  # once per change, not per probe
 
 
 def test_a_backend_removed_while_probed_does_not_stop_the_prober():
