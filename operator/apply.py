@@ -1,20 +1,25 @@
 """Applies a Plan (plan.py): only the differences, in an order that never strands a request.
 
-Children first (a route must not name endpoints of a Deployment not yet asked for), then the
-route (weights move before anything is taken away), then deletions of what no revision needs.
-The runtimes' admin token comes before all of them: the pods mount it.
+The autoscaler's replicas first, through the pool's scale subresource (spec.replicas is the record
+the next pass starts from; the Deployments below follow it). Children next (a route must not name
+endpoints of a Deployment not yet asked for), then the route (weights move before anything is
+taken away), then deletions of what no revision needs. The runtimes' admin token comes before all
+of them: the pods mount it.
 """
 
 import base64
 import secrets
 
 from shoal.operator.children import ADMIN_TOKEN_KEY, PoolRef, admin_secret_name, desired_admin_secret
-from shoal.operator.kube_api import DEPLOYMENTS, SECRETS, SERVICES, KubeApi
+from shoal.operator.kube_api import DEPLOYMENTS, MODELPOOLS, SECRETS, SERVICES, KubeApi
 from shoal.operator.plan import TEMPLATE_HASH_ANNOTATION, Plan
 from shoal.operator.router_client import RouterClient
 
 
 async def apply_plan(kube: KubeApi, routers: RouterClient, pool: PoolRef, plan: Plan, deployments: list[dict]) -> None:
+    if plan.scale is not None:
+        scale = {"spec": {"replicas": plan.scale}}
+        await kube.merge_patch(MODELPOOLS, pool.namespace, pool.name, scale, subresource="scale")
     current = {d["metadata"]["name"]: d for d in deployments}
     for name, desired in plan.deployments.items():
         existing = current.get(name)

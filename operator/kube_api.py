@@ -11,6 +11,8 @@ from urllib.parse import quote
 import aiohttp
 import kopf
 
+from shoal.constants import API_VERSION, PLURAL
+
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -38,6 +40,7 @@ DEPLOYMENTS = Resource("apis/apps/v1", "deployments")
 SERVICES = Resource("api/v1", "services")
 PODS = Resource("api/v1", "pods")
 SECRETS = Resource("api/v1", "secrets")
+MODELPOOLS = Resource(f"apis/{API_VERSION}", PLURAL)
 
 
 def login(settings: kopf.OperatorSettings | None = None) -> kopf.ConnectionInfo:

@@ -7,12 +7,15 @@ nothing here talks to anything, so every transition is tested directly.
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shoal.operator import children
+from shoal.operator.autoscale.decide import ScaleHistory, ScaleInputs, decide_scale
+from shoal.operator.autoscale.report import scaling_condition, scaling_events, scaling_status
 from shoal.operator.revisions import pool_spec_of_template, revision_name, template_of
 from shoal.operator.rollout import ABORT, PROMOTE, Event, Observations, RolloutState, RouterView, Wanted, advance
 from shoal.operator.route import is_serving, pod_endpoints, route_for
+from shoal.operator.router_client import RouterLoad
 from shoal.operator.spec import PoolSpec, SpecError, parse_pool_spec
 from shoal.operator.status import Condition, merge_conditions, phase_of, state_from_status, status_of_state
 from shoal.operator.weights_rollout import Lifecycle, Progress, WeightsStep, decide, replicas_of
@@ -39,6 +42,8 @@ class Observed:
     pods: list[dict]
     lifecycles: dict[str, Lifecycle | str] = field(default_factory=dict)  # pod -> GetLifecycle, or why not
     weights: Progress = Progress()  # the operator's weights step on the pool
+    load: RouterLoad | None = None  # the routers' load for the pool, read only with spec.autoscaling
+    scale_history: ScaleHistory = ScaleHistory()  # the autoscaler's memory of the pool
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class Plan:
     reset_verdict: str | None = None
     clear_action: bool = False
     weights_step: WeightsStep | None = None  # to start once the route is applied and status written
+    scale: int | None = None  # spec.replicas to write through the scale subresource, before the children
+    scale_history: ScaleHistory | None = None  # to keep for the next pass; None: nothing autoscales the pool
 
 
 def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: float, drain_s: float) -> Plan:
@@ -62,8 +69,13 @@ def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: floa
         desired = revision_name(spec)
     except SpecError as error:
         return _invalid(pool, str(error), now)
+    before = state_from_status(pool.status)
+    seen = _scale_inputs(spec, before, observed, now)
+    scaled = decide_scale(spec.autoscaling, seen, observed.scale_history) if seen else None
+    if scaled is not None:  # the rollout sizes its revisions from the autoscaled total
+        spec = replace(spec, replicas=scaled.replicas)
     decision = advance(
-        state_from_status(pool.status),
+        before,
         Wanted(desired, template_of(pool.spec)),
         spec,
         Observations(_ready_counts(observed.pods), router, action, now),
@@ -92,6 +104,11 @@ def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: floa
     )
     conditions = _conditions(spec, state, desired, observed.pods, router) + [weights.condition]
     status = status_of_state(state) | _counts(pool.ref, state, observed.pods)
+    status["autoscaling"] = None
+    if scaled is not None:
+        conditions.append(scaling_condition(scaled))
+        status["autoscaling"] = scaling_status(scaled, seen, pool.status.get("autoscaling"))
+        events += scaling_events(scaled, seen)
     status |= {
         "observedGeneration": pool.generation,
         "phase": phase_of(conditions),
@@ -108,7 +125,17 @@ def plan_for(pool: PoolObject, observed: Observed, router: RouterView, now: floa
         reset_verdict=decision.reset_verdict,
         clear_action=annotation is not None,
         weights_step=weights.step,
+        scale=scaled.replicas if scaled and scaled.replicas != seen.replicas else None,
+        scale_history=scaled.history if scaled else None,
     )
+
+
+def _scale_inputs(spec: PoolSpec, state: RolloutState, observed: Observed, now: float) -> ScaleInputs | None:
+    """What the autoscaler decides from; None when nothing autoscales the pool."""
+    if spec.autoscaling is None or observed.load is None:
+        return None
+    last_rollback = (state.last_rollback or {}).get("at")
+    return ScaleInputs(spec.replicas, observed.load, now, state.canary is not None, last_rollback)
 
 
 def _deployments(

@@ -1,6 +1,7 @@
 """One reconcile pass against the live API: read the pool and its children fresh, ask the
-routers (and, while it rolls weights, the runtimes), compute the Plan (plan.py), apply it
-(apply.py), write status, post events, and start the plan's weights step in the background.
+routers (and, while it rolls weights, the runtimes; with autoscaling, the pool's load), compute
+the Plan (plan.py), apply it (apply.py), write status, post events, and start the plan's weights
+step in the background.
 
 Passes for one pool never overlap (a lock per pool), and each reads the pool from the API
 server rather than from a cached body, so two triggers close together cannot act twice.
@@ -13,11 +14,11 @@ from dataclasses import dataclass, field
 
 import kopf
 
-from shoal.constants import API_VERSION, PLURAL
 from shoal.operator.apply import apply_plan, ensure_admin_secret
+from shoal.operator.autoscale.decide import LOAD_WINDOW_S, ScaleHistory
 from shoal.operator.children import PoolRef, pool_selector
 from shoal.operator.config import OperatorConfig
-from shoal.operator.kube_api import DEPLOYMENTS, PODS, KubeApi, Resource
+from shoal.operator.kube_api import DEPLOYMENTS, MODELPOOLS, PODS, KubeApi
 from shoal.operator.metrics import OperatorMetrics, sample_of
 from shoal.operator.plan import ACTION_ANNOTATION, Observed, PoolObject, plan_for
 from shoal.operator.route import grpc_target, is_serving
@@ -26,7 +27,6 @@ from shoal.operator.runtime_admin_client import RuntimeAdminClient, WeightSteps
 from shoal.operator.status import Condition, merge_conditions, seconds
 from shoal.operator.weights_rollout import watched
 
-MODELPOOLS = Resource(f"apis/{API_VERSION}", PLURAL)
 log = logging.getLogger(__name__)
 
 
@@ -39,6 +39,10 @@ class OperatorContext:
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     runtimes: RuntimeAdminClient = field(default_factory=RuntimeAdminClient)
     weight_steps: WeightSteps = field(default_factory=WeightSteps)
+    # The autoscaler's memory of each pool (its stabilization windows, step limits, idle period):
+    # in memory only, as the HPA's is; it starts empty after a restart (autoscale/decide.py says why
+    # that is safe).
+    scale_histories: dict[str, ScaleHistory] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         return self.locks.setdefault(f"{namespace}/{name}", asyncio.Lock())
@@ -73,7 +77,10 @@ async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> Non
         canary = pool.status.get("canaryRevision")
         started = seconds(pool.status.get("stepStartedAt"))
         view = await ctx.routers.view(ref.router_pool, canary, now - started if canary and started else None)
-        observed = Observed(deployments, pods, lifecycles, progress)
+        autoscaled = pool.spec.get("autoscaling") is not None
+        load = await ctx.routers.load(ref.router_pool, LOAD_WINDOW_S) if autoscaled else None
+        history = ctx.scale_histories.get(ref.router_pool, ScaleHistory())
+        observed = Observed(deployments, pods, lifecycles, progress, load, history)
         plan = plan_for(pool, observed, view, now, ctx.config.drain_s)
         try:
             await apply_plan(ctx.kube, ctx.routers, ref, plan, deployments)
@@ -83,6 +90,10 @@ async def reconcile_pool(ctx: OperatorContext, namespace: str, name: str) -> Non
                 f"applying the plan failed: {error}", delay=ctx.config.reconcile_interval_s
             ) from error
         await ctx.kube.merge_patch(MODELPOOLS, namespace, name, {"status": plan.status}, subresource="status")
+        if plan.scale_history is None:
+            ctx.scale_histories.pop(ref.router_pool, None)
+        else:
+            ctx.scale_histories[ref.router_pool] = plan.scale_history
         ctx.weight_steps.settled(ref.router_pool)
         if plan.weights_step is not None:  # the replica is out of the route (when it had to be): go
             ctx.weight_steps.start(ref.router_pool, plan.weights_step, ctx.runtimes.run(plan.weights_step, token))
@@ -126,4 +137,5 @@ async def forget_pool(ctx: OperatorContext, namespace: str, name: str, uid: str)
     await ctx.weight_steps.cancel(router_pool)
     await ctx.routers.delete_route(router_pool)
     ctx.metrics.forget(router_pool)
+    ctx.scale_histories.pop(router_pool, None)
     ctx.locks.pop(f"{namespace}/{name}", None)

@@ -6,6 +6,10 @@ restarted is whole again on the next pass). Verdicts, canary samples and scrape 
 from each replica and combined: any replica's verdict aborts, samples add up, the replica that
 reads the fewest of a revision's runtimes' /metrics speaks for it, and one unreachable replica
 makes the view unreachable, so a rollout never steps forward on partial evidence.
+
+A pool's load, for the autoscaler, is read the same way but combined from whichever replicas
+answer (`combined_load`): a load that leaves some out is marked partial, and the autoscaler then
+scales up on it but never down. shoal/pool_load.py's PoolLoad is the router's side of the same JSON.
 """
 
 import asyncio
@@ -19,6 +23,7 @@ from shoal.constants import ROUTER_ADMIN_PORT
 from shoal.fields import FieldError
 from shoal.operator.kube_api import PODS, KubeApi
 from shoal.operator.rollout import RouterView
+from shoal.pool_load import PoolLoad
 from shoal.route_contract import (
     Route,
     ScrapeHealth,
@@ -34,6 +39,51 @@ TIMEOUT = aiohttp.ClientTimeout(total=5.0)
 
 class RouteRejected(RuntimeError):
     """A router answered 4xx to a route: the message is the router's."""
+
+
+@dataclass(frozen=True)
+class RouterLoad:
+    """A pool's load as the routers measure it (GET /admin/pools/{pool}/load), every replica that
+    answered together (`combined_load`); one replica's answer is shoal/pool_load.py's PoolLoad."""
+
+    ready_replicas: int = 0  # of every revision, as the router's endpoints have them
+    replicas: int = 0
+    held_requests: int = 0  # held by the router: no ready replica to send them to
+    oldest_held_s: float = 0.0
+    waiting_requests: int = 0  # the runtimes' own queues, as last scraped
+    running_requests: int = 0
+    kv_cache_usage: float = 0.0  # fraction in use, 0-1, the runtimes' mean
+    ttft_p95_s: float | None = None  # None: no request timed in the window
+    requests: int = 0  # finished within the window
+    window_s: float = 60.0
+    answered: int = 1  # router replicas whose figures these are
+    missed: tuple[str, ...] = ()  # the others, and why each is missing
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.missed)
+
+
+def combined_load(loads: list[PoolLoad], missed: list[str]) -> RouterLoad:
+    """The requests a router replica holds and answers are its own, so they add up. The rest is what
+    every replica sees of the same runtimes (their endpoints, and the queues and KV caches scraped
+    from their /metrics), so it is the highest any replica reports, not a sum that would count each
+    runtime's queue once per router replica."""
+    ttfts = [load.ttft_p95_s for load in loads if load.ttft_p95_s is not None]
+    return RouterLoad(
+        ready_replicas=max((load.ready_replicas for load in loads), default=0),
+        replicas=max((load.replicas for load in loads), default=0),
+        held_requests=sum(load.held_requests for load in loads),
+        oldest_held_s=max((load.oldest_held_s for load in loads), default=0.0),
+        waiting_requests=max((load.waiting_requests for load in loads), default=0),
+        running_requests=max((load.running_requests for load in loads), default=0),
+        kv_cache_usage=max((load.kv_cache_usage for load in loads), default=0.0),
+        ttft_p95_s=max(ttfts) if ttfts else None,
+        requests=sum(load.requests for load in loads),
+        window_s=max((load.window_s for load in loads), default=0.0),
+        answered=len(loads),
+        missed=tuple(missed),
+    )
 
 
 @dataclass(frozen=True)
@@ -133,6 +183,33 @@ class RouterClient:
             canary_requests=sum(r.canary_requests for r in replies),
             unscraped=unscraped,
         )
+
+    async def load(self, pool: str, window_s: float) -> RouterLoad:
+        """The pool's load from every router replica that answers; `answered` 0 when none does."""
+        try:
+            urls = await self.urls()
+        except (TimeoutError, aiohttp.ClientError, OSError) as error:  # router discovery lists pods
+            return combined_load([], [f"finding the routers: {type(error).__name__}: {error}"])
+        if not urls:
+            return combined_load([], ["no router replicas found"])
+        replies = await asyncio.gather(*(self._load_one(url, pool, window_s) for url in urls))
+        return combined_load(
+            [reply for reply in replies if isinstance(reply, PoolLoad)],
+            [reply for reply in replies if isinstance(reply, str)],
+        )
+
+    async def _load_one(self, url: str, pool: str, window_s: float) -> PoolLoad | str:
+        """One replica's figures, or why there are none."""
+        try:
+            params = {"window_s": f"{window_s:g}"}
+            async with self._session.get(f"{url}/admin/pools/{quote(pool)}/load", params=params) as response:
+                if response.status == 404:  # no route for the pool there (yet), or a router without /load
+                    return f"{url}: no load figures for {pool} (HTTP 404)"
+                response.raise_for_status()
+                return PoolLoad.from_json(await response.json())
+        # ValueError: not JSON, or not the load's shape (FieldError): a router of another version.
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
+            return f"{url}: {type(error).__name__}: {error}"
 
     async def _put(self, url: str, pool: str, body: dict) -> None:
         async with self._session.put(f"{url}/admin/pools/{quote(pool)}/route", json=body) as response:

@@ -27,6 +27,11 @@ BLOCK_SIZES = (8, 16, 32, 64)
 # The runtime's methods a pool may name; `draft` (with a draftModel) comes once the runtime has it.
 SPECULATIVE_METHODS = ("none", "ngram")
 MAX_SPECULATIVE_TOKENS = 16
+# The autoscaler's signals, as the router measures them for a pool: requests waiting (in the runtimes'
+# queues and held by the router) per ready replica; the KV cache's used fraction; p95 TTFT, seconds.
+WAITING_PER_REPLICA, KV_CACHE_USAGE, TTFT_P95 = "waitingPerReplica", "kvCacheUsage", "ttftP95"
+AUTOSCALING_SIGNALS = (WAITING_PER_REPLICA, KV_CACHE_USAGE, TTFT_P95)
+MAX_REPLICAS = 1000  # the CRD's bound on spec.replicas and on autoscaling.maxReplicas
 DEFAULT_PAUSE = "1m"  # a step written without a pause holds this long (the CRD's default too)
 REVISION_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$")
 WEIGHTS_VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$")
@@ -145,6 +150,42 @@ class SpeculativeSpec:
 
 
 @dataclass(frozen=True)
+class MetricTarget:
+    """One signal and the value per replica the autoscaler holds it to."""
+
+    signal: str  # one of AUTOSCALING_SIGNALS
+    target: float  # waiting requests per replica, a fraction of the KV cache (0-1], or seconds
+
+
+@dataclass(frozen=True)
+class ScalingRules:
+    """How fast the autoscaler may move one way (the HPA's behavior.scaleUp / scaleDown): a
+    recommendation holds only once it has lasted the stabilization window, and within any period
+    at most max_step_replicas or max_step_percent more (or fewer), whichever allows more; None: that
+    limit is not set."""
+
+    stabilization_window_s: float
+    max_step_replicas: int | None
+    max_step_percent: int | None
+    period_s: float = 15.0
+
+
+@dataclass(frozen=True)
+class AutoscalingSpec:
+    """The autoscaler owns spec.replicas (it writes it through the scale subresource, as an HPA
+    would); these bound and pace it. Defaults are the HPA's where it has one."""
+
+    max_replicas: int
+    min_replicas: int = 1  # 0: the pool may scale to zero once idle for scale_to_zero_after_s
+    metrics: tuple[MetricTarget, ...] = (MetricTarget(KV_CACHE_USAGE, 0.8), MetricTarget(WAITING_PER_REPLICA, 2.0))
+    scale_up: ScalingRules = ScalingRules(0.0, 4, 100)
+    scale_down: ScalingRules = ScalingRules(300.0, None, 100)
+    tolerance: float = 0.1  # a signal within this fraction of its target moves nothing
+    scale_to_zero_after_s: float = 300.0  # no request for this long: down to min_replicas at once
+    rollback_cooldown_s: float = 300.0  # after a canary rollback, no scaling down for this long
+
+
+@dataclass(frozen=True)
 class Placement:
     """Where pods may run; passed to the pod template as written."""
 
@@ -164,6 +205,7 @@ class PoolSpec:
     qos: QosSpec = QosSpec()
     tenants: tuple[TenantSpec, ...] = ()
     speculative: SpeculativeSpec = SpeculativeSpec()
+    autoscaling: AutoscalingSpec | None = None  # None: spec.replicas is the user's
     # Deprecated fields the spec still uses, each with what replaces it; shown in status.
     deprecated: tuple[str, ...] = ()
 
@@ -194,8 +236,21 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
     if len(set(names)) != len(names):
         raise SpecError(f"spec.tenants: duplicate names in {names}")
     speculative = _speculative(f.sub("speculative"))
+    autoscaling = _autoscaling(f.sub("autoscaling")) if f.has("autoscaling") else None
     f.done()
-    return PoolSpec(model, replicas, runtime, resources, placement, rollout, qos, tenants, speculative, deprecated)
+    return PoolSpec(
+        model=model,
+        replicas=replicas,
+        runtime=runtime,
+        resources=resources,
+        placement=placement,
+        rollout=rollout,
+        qos=qos,
+        tenants=tenants,
+        speculative=speculative,
+        autoscaling=autoscaling,
+        deprecated=deprecated,
+    )
 
 
 def _model(f: Fields) -> ModelSpec:
@@ -369,6 +424,62 @@ def _speculative(f: Fields) -> SpeculativeSpec:
             raise SpecError(f"{f.name('qosClasses')}[{index}]: {qos!r} is listed twice")
     f.done()
     return SpeculativeSpec(SpeculativeConfig(**config), qos_classes)
+
+
+def _autoscaling(f: Fields) -> AutoscalingSpec:
+    d = AutoscalingSpec
+    max_replicas = f.get("maxReplicas", int, minimum=1, maximum=MAX_REPLICAS)
+    min_replicas = f.get("minReplicas", int, d.min_replicas, minimum=0, maximum=MAX_REPLICAS)
+    if min_replicas > max_replicas:
+        raise SpecError(f"{f.name('minReplicas')}: must not exceed maxReplicas ({max_replicas})")
+    metrics = tuple(_metric_target(item) for item in f.items("metrics")) if f.has("metrics") else d.metrics
+    signals = [m.signal for m in metrics]
+    if not metrics or len(set(signals)) != len(signals):
+        raise SpecError(f"{f.name('metrics')}: must name each signal at most once, and at least one; got {signals}")
+    behavior = f.sub("behavior")
+    autoscaling = AutoscalingSpec(
+        max_replicas=max_replicas,
+        min_replicas=min_replicas,
+        metrics=metrics,
+        scale_up=_scaling_rules(behavior.sub("scaleUp"), d.scale_up),
+        scale_down=_scaling_rules(behavior.sub("scaleDown"), d.scale_down),
+        tolerance=f.get("tolerance", float, d.tolerance, minimum=0.0, maximum=1.0),
+        scale_to_zero_after_s=float(
+            f.get("scaleToZeroAfterSeconds", int, d.scale_to_zero_after_s, minimum=1, maximum=604800)
+        ),
+        rollback_cooldown_s=float(
+            f.get("rollbackCooldownSeconds", int, d.rollback_cooldown_s, minimum=0, maximum=86400)
+        ),
+    )
+    behavior.done()
+    f.done()
+    return autoscaling
+
+
+def _metric_target(f: Fields) -> MetricTarget:
+    signal = f.get("type", str, choices=AUTOSCALING_SIGNALS)
+    target = f.get("target", float, maximum=1.0 if signal == KV_CACHE_USAGE else None)
+    if target <= 0:
+        raise SpecError(f"{f.name('target')}: must be > 0, got {target}")
+    f.done()
+    return MetricTarget(signal, target)
+
+
+def _scaling_rules(f: Fields, default: ScalingRules) -> ScalingRules:
+    """Step limits given replace both defaults, as an HPA's policies replace its default policies:
+    a lone maxStepReplicas: 1 is then the only limit, not outdone by the default percent."""
+    replicas = f.get("maxStepReplicas", int, None, minimum=1, maximum=MAX_REPLICAS)
+    percent = f.get("maxStepPercent", int, None, minimum=1, maximum=1000)
+    rules = ScalingRules(
+        stabilization_window_s=float(
+            f.get("stabilizationWindowSeconds", int, default.stabilization_window_s, minimum=0, maximum=3600)
+        ),
+        max_step_replicas=replicas if replicas or percent else default.max_step_replicas,
+        max_step_percent=percent if replicas or percent else default.max_step_percent,
+        period_s=float(f.get("periodSeconds", int, default.period_s, minimum=1, maximum=1800)),
+    )
+    f.done()
+    return rules
 
 
 def _tenant(f: Fields) -> TenantSpec:

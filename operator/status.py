@@ -1,13 +1,21 @@
 """The ModelPool's status: the rollout state kept there (read back after a restart) and the
 conditions users and tools read (Ready, Progressing, Degraded, RolledBack, MetricsScraped,
-WeightsUpdated), in the shape core Kubernetes objects use."""
+WeightsUpdated, and AutoscalingActive with spec.autoscaling), in the shape core Kubernetes objects use."""
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from shoal.operator.rollout import Retiring, RolloutState
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "RolledBack", "MetricsScraped", "WeightsUpdated")
+CONDITION_TYPES = (
+    "Ready",
+    "Progressing",
+    "Degraded",
+    "RolledBack",
+    "MetricsScraped",
+    "WeightsUpdated",
+    "AutoscalingActive",
+)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,8 @@ ROUTER_RATE_LIMITED = ROUTER_PREFIX + "rate_limited"  # refused by a tenant limi
 ROUTER_ROLLBACKS = ROUTER_PREFIX + "rollbacks"  # canaries pulled out, by the first rule broken
 # Requests sent to a runtime, by whether they may speculate and, if not, the first reason why.
 ROUTER_SPECULATION_DECISIONS = ROUTER_PREFIX + "speculation_decisions"
+# Requests held while their pool had no ready runtime that waited out its cold_start.max_wait_s (503).
+ROUTER_HOLD_TIMEOUTS = ROUTER_PREFIX + "hold_timeouts"
 
 # Latencies as clients see them (histograms, seconds).
 ROUTER_TIME_TO_FIRST_TOKEN = ROUTER_PREFIX + "time_to_first_token_seconds"
@@ -118,6 +120,7 @@ ROUTER_QUEUE_TIME = ROUTER_PREFIX + "queue_time_seconds"
 # Live state (gauges).
 ROUTER_REQUESTS_RUNNING = ROUTER_PREFIX + "num_requests_running"
 ROUTER_REQUESTS_WAITING = ROUTER_PREFIX + "num_requests_waiting"
+ROUTER_HELD_REQUESTS = ROUTER_PREFIX + "held_requests"  # waiting for the pool's first ready runtime
 ROUTER_BATCH_CONCURRENCY_LIMIT = ROUTER_PREFIX + "batch_concurrency_limit"
 ROUTER_REVISION_WEIGHT = ROUTER_PREFIX + "revision_weight_percent"
 ROUTER_REVISION_ROLLED_BACK = ROUTER_PREFIX + "revision_rolled_back"
@@ -146,3 +149,12 @@ OPERATOR_ROLLOUT_CANARY_WEIGHT = OPERATOR_PREFIX + "rollout_canary_weight_percen
 OPERATOR_ROLLOUT_LAST_PROGRESS = OPERATOR_PREFIX + "rollout_last_progress_timestamp_seconds"
 OPERATOR_ROLLOUTS = OPERATOR_PREFIX + "rollouts"  # counter by outcome: promoted, rolled_back; _total suffix
 LABEL_OUTCOME = "outcome"
+# The autoscaler (spec.autoscaling): the replicas it wants (against OPERATOR_REPLICAS_READY), each
+# signal's value and target as it read them (label signal: waitingPerReplica, kvCacheUsage, ttftP95),
+# and the replica changes it made (a counter by direction: up, down; _total suffix).
+OPERATOR_AUTOSCALER_DESIRED = OPERATOR_PREFIX + "autoscaler_desired_replicas"
+OPERATOR_AUTOSCALER_SIGNAL_VALUE = OPERATOR_PREFIX + "autoscaler_signal_value"
+OPERATOR_AUTOSCALER_SIGNAL_TARGET = OPERATOR_PREFIX + "autoscaler_signal_target"
+OPERATOR_AUTOSCALER_SCALE_EVENTS = OPERATOR_PREFIX + "autoscaler_scale_events"
+LABEL_SIGNAL = "signal"
+LABEL_DIRECTION = "direction"

@@ -113,6 +113,28 @@ FULL_SPEC = {
         "minAcceptance": 0.3,
         "qosClasses": ["batch"],
     },
+    "autoscaling": {
+        "minReplicas": 0,
+        "maxReplicas": 12,
+        "metrics": [{"type": "ttftP95", "target": 0.5}, {"type": "kvCacheUsage", "target": 0.7}],
+        "behavior": {
+            "scaleUp": {
+                "stabilizationWindowSeconds": 30,
+                "maxStepReplicas": 2,
+                "maxStepPercent": 50,
+                "periodSeconds": 60,
+            },
+            "scaleDown": {
+                "stabilizationWindowSeconds": 600,
+                "maxStepReplicas": 1,
+                "maxStepPercent": 10,
+                "periodSeconds": 120,
+            },
+        },
+        "tolerance": 0.05,
+        "scaleToZeroAfterSeconds": 900,
+        "rollbackCooldownSeconds": 120,
+    },
 }
 
 
@@ -239,6 +261,36 @@ VALID = {
             "speculative": {"method": "ngram", "promptLookupMin": 2, "promptLookupMax": 2, "qosClasses": []},
         },
         {"speculative.promptLookupMax": 2, "speculative.qosClasses": []},
+    ),
+    "autoscaling with only maxReplicas gets every default": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 4}},
+        {
+            "autoscaling": {
+                "maxReplicas": 4,
+                "minReplicas": 1,
+                "metrics": [{"type": "kvCacheUsage", "target": 0.8}, {"type": "waitingPerReplica", "target": 2}],
+                "behavior": {
+                    "scaleUp": {"stabilizationWindowSeconds": 0, "periodSeconds": 15},
+                    "scaleDown": {"stabilizationWindowSeconds": 300, "periodSeconds": 15},
+                },
+                "tolerance": 0.1,
+                "scaleToZeroAfterSeconds": 300,
+                "rollbackCooldownSeconds": 300,
+            },
+            "replicas": 1,
+        },
+    ),
+    "autoscaling between zero and one replica": (
+        {"model": MODEL, "autoscaling": {"minReplicas": 0, "maxReplicas": 1}},
+        {"autoscaling.minReplicas": 0},
+    ),
+    "autoscaling with minReplicas equal to maxReplicas": (
+        {"model": MODEL, "autoscaling": {"minReplicas": 3, "maxReplicas": 3}},
+        {"autoscaling.maxReplicas": 3},
+    ),
+    "a kvCacheUsage target of 1, written as an integer": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 3, "metrics": [{"type": "kvCacheUsage", "target": 1}]}},
+        {"autoscaling.metrics": [{"type": "kvCacheUsage", "target": 1}]},
     ),
     "tenants with distinct names": (
         {"model": MODEL, "tenants": [{"name": "a"}, {"name": "b", "maxConcurrent": 4}]},
@@ -444,6 +496,95 @@ INVALID = {
     "a draft model before there is a draft method": (
         {"model": MODEL, "speculative": {"draftModel": "/models/draft"}},
         "spec.speculative.draftModel",
+        "unknown field",
+    ),
+    "autoscaling without maxReplicas": (
+        {"model": MODEL, "autoscaling": {"minReplicas": 1}},
+        "spec.autoscaling.maxReplicas",
+        "Required value",
+    ),
+    "autoscaling minReplicas above maxReplicas": (
+        {"model": MODEL, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+        "spec.autoscaling.minReplicas",
+        "Invalid value: autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
+    ),
+    "autoscaling maxReplicas 0": (
+        {"model": MODEL, "autoscaling": {"minReplicas": 0, "maxReplicas": 0}},
+        "spec.autoscaling.maxReplicas",
+        "should be greater than or equal to 1",
+    ),
+    "autoscaling negative minReplicas": (
+        {"model": MODEL, "autoscaling": {"minReplicas": -1, "maxReplicas": 2}},
+        "spec.autoscaling.minReplicas",
+        "should be greater than or equal to 0",
+    ),
+    "autoscaling on an unknown signal": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "gpuUtilization", "target": 0.5}]}},
+        "spec.autoscaling.metrics[0].type",
+        'Unsupported value: "gpuUtilization": supported values: "waitingPerReplica", "kvCacheUsage", "ttftP95"',
+    ),
+    "autoscaling target negative": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "ttftP95", "target": -1}]}},
+        "spec.autoscaling.metrics[0].target",
+        "should be greater than 0",
+    ),
+    "autoscaling target 0": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "waitingPerReplica", "target": 0}]}},
+        "spec.autoscaling.metrics[0].target",
+        "should be greater than 0",
+    ),
+    "autoscaling kvCacheUsage target as a percentage": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "kvCacheUsage", "target": 80}]}},
+        "spec.autoscaling.metrics[0].target",
+        "Invalid value: a kvCacheUsage target is a fraction of the KV cache: at most 1",
+    ),
+    "autoscaling on one signal twice": (
+        {
+            "model": MODEL,
+            "autoscaling": {
+                "maxReplicas": 2,
+                "metrics": [{"type": "ttftP95", "target": 1}, {"type": "ttftP95", "target": 2}],
+            },
+        },
+        "spec.autoscaling.metrics[1]",
+        'Duplicate value: {"type":"ttftP95"}',
+    ),
+    "autoscaling with no metrics": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "metrics": []}},
+        "spec.autoscaling.metrics",
+        "should have at least 1 items",
+    ),
+    "autoscaling metric without a target": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "ttftP95"}]}},
+        "spec.autoscaling.metrics[0].target",
+        "Required value",
+    ),
+    "autoscaling step of 0 replicas": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "behavior": {"scaleDown": {"maxStepReplicas": 0}}}},
+        "spec.autoscaling.behavior.scaleDown.maxStepReplicas",
+        "should be greater than or equal to 1",
+    ),
+    "autoscaling with a negative stabilization window": (
+        {
+            "model": MODEL,
+            "autoscaling": {"maxReplicas": 2, "behavior": {"scaleUp": {"stabilizationWindowSeconds": -5}}},
+        },
+        "spec.autoscaling.behavior.scaleUp.stabilizationWindowSeconds",
+        "should be greater than or equal to 0",
+    ),
+    "autoscaling idle period 0": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "scaleToZeroAfterSeconds": 0}},
+        "spec.autoscaling.scaleToZeroAfterSeconds",
+        "should be greater than or equal to 1",
+    ),
+    "autoscaling tolerance above 1": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "tolerance": 1.5}},
+        "spec.autoscaling.tolerance",
+        "should be less than or equal to 1",
+    ),
+    "autoscaling with an HPA's targetCPUUtilizationPercentage": (
+        {"model": MODEL, "autoscaling": {"maxReplicas": 2, "targetCPUUtilizationPercentage": 80}},
+        "spec.autoscaling.targetCPUUtilizationPercentage",
         "unknown field",
     ),
     "unknown field in spec": (

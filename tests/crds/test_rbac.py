@@ -10,6 +10,7 @@ from tests.crds.files import CRDS
 EXPECTED = {
     ("shoal.dev", "modelpools"): {"get", "list", "watch", "patch"},
     ("shoal.dev", "modelpools/status"): {"patch"},
+    ("shoal.dev", "modelpools/scale"): {"patch"},  # the autoscaler's replicas (spec.autoscaling)
     ("apps", "deployments"): {"list", "create", "patch", "delete"},
     ("", "services"): {"get", "create"},
     ("", "secrets"): {"get", "create"},  # the pools' runtime admin tokens

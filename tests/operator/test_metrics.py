@@ -86,3 +86,28 @@ def test_series_follow_the_pool_and_go_with_it():
 
     metrics.forget("default.chat")
     assert not [key for key in samples(metrics) if pool in key[1]]
+
+
+def test_the_autoscalers_series_follow_its_decisions_and_go_without_it():
+    scaled = {
+        "autoscaling": {
+            "desiredReplicas": 6,
+            "metrics": [
+                {"type": "waitingPerReplica", "target": 2.0, "value": 4.5, "recommendedReplicas": 6},
+                {"type": "ttftP95", "target": 1.0},  # no figure yet
+            ],
+        }
+    }
+    metrics = OperatorMetrics()
+    metrics.record("default.chat", sample_of(plan(scaled, (Event("Normal", "ScaledUp", "..."),)), []))
+    seen = samples(metrics)
+    pool = ("pool", "default.chat")
+    assert seen["shoal:operator_autoscaler_desired_replicas", (pool,)] == 6
+    assert seen["shoal:operator_autoscaler_signal_value", (pool, ("signal", "waitingPerReplica"))] == 4.5
+    assert seen["shoal:operator_autoscaler_signal_target", (pool, ("signal", "ttftP95"))] == 1.0
+    assert ("shoal:operator_autoscaler_signal_value", (pool, ("signal", "ttftP95"))) not in seen
+    assert seen["shoal:operator_autoscaler_scale_events_total", (("direction", "up"), pool)] == 1
+    assert seen["shoal:operator_autoscaler_scale_events_total", (("direction", "down"), pool)] == 0
+
+    metrics.record("default.chat", sample_of(plan({"autoscaling": None}), []))  # spec.autoscaling removed
+    assert not [key for key in samples(metrics) if key[0].startswith("shoal:operator_autoscaler_")]

@@ -9,6 +9,7 @@ import yaml
 from shoal.operator.revisions import revision_name
 from shoal.operator.spec import (
     SPECULATIVE_METHODS,
+    AutoscalingSpec,
     CompileCache,
     SpecError,
     SpeculativeSpec,
@@ -85,6 +86,42 @@ def test_defaults_match_the_crd_defaults(server_dry_run):
             "spec.speculative.qosClasses[1]: 'batch' is listed twice",
         ),
         ({"model": {"revision": "v1"}, "speculative": {"draftModel": "x"}}, "spec.speculative.draftModel: unknown"),
+        ({"model": {"revision": "v1"}, "autoscaling": {}}, "spec.autoscaling.maxReplicas: required"),
+        ({"model": {"revision": "v1"}, "autoscaling": {"maxReplicas": 0}}, "spec.autoscaling.maxReplicas"),
+        (
+            {"model": {"revision": "v1"}, "autoscaling": {"minReplicas": 4, "maxReplicas": 2}},
+            "spec.autoscaling.minReplicas: must not exceed maxReplicas (2)",
+        ),
+        (
+            {"model": {"revision": "v1"}, "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "gpu", "target": 1}]}},
+            "spec.autoscaling.metrics[0].type: must be one of waitingPerReplica, kvCacheUsage, ttftP95",
+        ),
+        (
+            {
+                "model": {"revision": "v1"},
+                "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "ttftP95", "target": 0}]},
+            },
+            "spec.autoscaling.metrics[0].target: must be > 0",
+        ),
+        (
+            {
+                "model": {"revision": "v1"},
+                "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "kvCacheUsage", "target": 80}]},
+            },
+            "spec.autoscaling.metrics[0].target: must be <= 1.0",
+        ),
+        (
+            {
+                "model": {"revision": "v1"},
+                "autoscaling": {"maxReplicas": 2, "metrics": [{"type": "ttftP95", "target": 1}] * 2},
+            },
+            "spec.autoscaling.metrics: must name each signal at most once",
+        ),
+        ({"model": {"revision": "v1"}, "autoscaling": {"maxReplicas": 2, "metrics": []}}, "spec.autoscaling.metrics"),
+        (
+            {"model": {"revision": "v1"}, "autoscaling": {"maxReplicas": 2, "behavior": {"scaleUp": {"maxStep": 1}}}},
+            "spec.autoscaling.behavior.scaleUp.maxStep: unknown field",
+        ),
     ],
 )
 def test_what_the_schema_would_catch_is_caught_again_with_the_field_named(spec, field):
@@ -215,6 +252,17 @@ def test_the_api_server_refuses_weights_the_operator_would(server_dry_run, weigh
         parse_pool_spec(spec)
 
 
+def test_the_api_server_and_the_operator_read_autoscaling_alike(server_dry_run):
+    """Only maxReplicas given: stored with every default, parsed as the dataclass's defaults; and an
+    autoscaling pool is the same revision as one without (no rollout to turn it on)."""
+    manifest = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata": {"name": "m"}}
+    spec = {"model": {"revision": "v1"}, "autoscaling": {"maxReplicas": 8}}
+    (stored,) = server_dry_run.apply({**manifest, "spec": spec})
+    assert parse_pool_spec(stored["spec"]) == parse_pool_spec(spec)
+    assert parse_pool_spec(spec).autoscaling == AutoscalingSpec(max_replicas=8)
+    assert revision_name(parse_pool_spec(spec)) == "v1-f1363a"
+
+
 def _crd_defaults(schema: dict, path: str = "") -> dict:
     """Dotted path -> the `default:` the CRD gives it (objects defaulted to {} left out)."""
     found = {}
@@ -276,6 +324,15 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         "speculative.promptLookupMax": SpeculativeSpec.config.prompt_lookup_max,
         "speculative.minAcceptance": SpeculativeSpec.config.min_acceptance,
         "speculative.qosClasses": list(SpeculativeSpec.qos_classes),
+        "autoscaling.minReplicas": AutoscalingSpec.min_replicas,
+        "autoscaling.metrics": [{"type": m.signal, "target": m.target} for m in AutoscalingSpec.metrics],
+        "autoscaling.behavior.scaleUp.stabilizationWindowSeconds": AutoscalingSpec.scale_up.stabilization_window_s,
+        "autoscaling.behavior.scaleUp.periodSeconds": AutoscalingSpec.scale_up.period_s,
+        "autoscaling.behavior.scaleDown.stabilizationWindowSeconds": AutoscalingSpec.scale_down.stabilization_window_s,
+        "autoscaling.behavior.scaleDown.periodSeconds": AutoscalingSpec.scale_down.period_s,
+        "autoscaling.tolerance": AutoscalingSpec.tolerance,
+        "autoscaling.scaleToZeroAfterSeconds": AutoscalingSpec.scale_to_zero_after_s,
+        "autoscaling.rollbackCooldownSeconds": AutoscalingSpec.rollback_cooldown_s,
     }
     durations = {"rollout.steps[].pause", "rollout.progressDeadline"}
     crd = {
@@ -286,6 +343,17 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         {"weight": s["weight"], "pause_s": parse_duration(s["pause"], "x")} for s in crd["rollout.steps"]
     ]
     assert crd == expected
+    # The step limits have no schema default (one given replaces both, spec.py); the description
+    # states the operator's.
+    up, down = AutoscalingSpec.scale_up, AutoscalingSpec.scale_down
+    behavior = spec_schema["properties"]["autoscaling"]["properties"]["behavior"]
+    assert (up.max_step_replicas, up.max_step_percent, down.max_step_replicas, down.max_step_percent) == (
+        4,
+        100,
+        None,
+        100,
+    )
+    assert "neither: up 4 replicas or 100 %, down 100 % per 15 s" in behavior["description"]
     # The runtime's defaults are the runtime's own, and so are the CRD's.
     assert (RuntimeSpec.max_num_seqs, RuntimeSpec.max_num_batched_tokens, RuntimeSpec.block_size) == (
         EngineConfig.max_num_seqs,
