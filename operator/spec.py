@@ -25,7 +25,7 @@ DEVICES = ("cuda", "cpu")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 BLOCK_SIZES = (8, 16, 32, 64)
 # The runtime's methods a pool may name; `draft` (with a draftModel) comes once the runtime has it.
-SPECULATIVE_METHODS = ("none", "ngram")
+SPECULATIVE_METHODS = ("none", "ngram", "draft_model")
 MAX_SPECULATIVE_TOKENS = 16
 # The autoscaler's signals, as the router measures them for a pool: requests waiting (in the runtimes'
 # queues and held by the router) per ready replica; the KV cache's used fraction; p95 TTFT, seconds.
@@ -413,9 +413,12 @@ def _speculative(f: Fields) -> SpeculativeSpec:
         "prompt_lookup_max": f.get("promptLookupMax", int, d.prompt_lookup_max, minimum=1),
         "disable_batch_size": f.get("disableBatchSize", int, d.disable_batch_size, minimum=1),
         "min_acceptance": f.get("minAcceptance", float, d.min_acceptance, minimum=0.0, maximum=1.0),
+        "model": f.get("draftModel", str, d.model),
     }
     if config["prompt_lookup_min"] > config["prompt_lookup_max"]:
         raise SpecError(f"{f.name('promptLookupMin')}: must not exceed promptLookupMax ({config['prompt_lookup_max']})")
+    if (config["method"] == "draft_model") != (config["model"] is not None):
+        raise SpecError(f"{f.name('draftModel')}: given with method draft_model, and only with it")
     qos_classes = tuple(f.strings("qosClasses")) if f.has("qosClasses") else SpeculativeSpec.qos_classes
     for index, qos in enumerate(qos_classes):
         if qos not in QOS_CLASSES:

@@ -105,7 +105,8 @@ FULL_SPEC = {
     },
     "tenants": [{"name": "search", "maxConcurrent": 100, "tokensPerMinute": 1_000_000}, {"name": "evals"}],
     "speculative": {
-        "method": "ngram",
+        "method": "draft_model",
+        "draftModel": "/models/draft",
         "numSpeculativeTokens": 6,
         "promptLookupMin": 2,
         "promptLookupMax": 4,
@@ -261,6 +262,10 @@ VALID = {
             "speculative": {"method": "ngram", "promptLookupMin": 2, "promptLookupMax": 2, "qosClasses": []},
         },
         {"speculative.promptLookupMax": 2, "speculative.qosClasses": []},
+    ),
+    "speculative draft_model with its draftModel": (
+        {"model": MODEL, "speculative": {"method": "draft_model", "draftModel": "/models/small"}},
+        {"speculative.method": "draft_model", "speculative.draftModel": "/models/small"},
     ),
     "autoscaling with only maxReplicas gets every default": (
         {"model": MODEL, "autoscaling": {"maxReplicas": 4}},
@@ -463,10 +468,20 @@ INVALID = {
         "spec.speculative.promptLookupMin",
         "must not exceed",
     ),
-    "speculative method draft (not yet)": (
+    "speculative method draft (unknown)": (
         {"model": MODEL, "speculative": {"method": "draft"}},
         "spec.speculative.method",
-        'Unsupported value: "draft": supported values: "none", "ngram"',
+        'Unsupported value: "draft": supported values: "none", "ngram", "draft_model"',
+    ),
+    "speculative draft_model without its draftModel": (
+        {"model": MODEL, "speculative": {"method": "draft_model"}},
+        "spec.speculative.draftModel",
+        "Required value: speculative.draftModel is required",
+    ),
+    "speculative draftModel with ngram": (
+        {"model": MODEL, "speculative": {"method": "ngram", "draftModel": "/models/small"}},
+        "spec.speculative.draftModel",
+        "Forbidden: speculative.draftModel applies only",
     ),
     "17 speculative tokens": (
         {"model": MODEL, "speculative": {"numSpeculativeTokens": 17}},
@@ -493,10 +508,10 @@ INVALID = {
         "spec.speculative.qosClasses[1]",
         'Duplicate value: "batch"',
     ),
-    "a draft model before there is a draft method": (
+    "a draft model with no method": (
         {"model": MODEL, "speculative": {"draftModel": "/models/draft"}},
         "spec.speculative.draftModel",
-        "unknown field",
+        "Forbidden: speculative.draftModel applies only",
     ),
     "autoscaling without maxReplicas": (
         {"model": MODEL, "autoscaling": {"minReplicas": 1}},

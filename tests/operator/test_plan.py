@@ -287,6 +287,11 @@ def test_speculation_is_the_runtimes_speculative_config_flag():
     (deployment,) = plan_for(pool(unlimited), Observed([], []), OK, T0, 30).deployments.values()
     args = args_of(deployment)
     assert SpeculativeConfig(**json.loads(args[args.index("--speculative-config") + 1])) == SpeculativeConfig("ngram")
+    drafted = {**SPEC, "speculative": {"method": "draft_model", "draftModel": "/models/small"}}
+    (deployment,) = plan_for(pool(drafted), Observed([], []), OK, T0, 30).deployments.values()
+    args = args_of(deployment)
+    config = SpeculativeConfig(**json.loads(args[args.index("--speculative-config") + 1]))
+    assert config == SpeculativeConfig("draft_model", model="/models/small")
     for off in (SPEC, {**SPEC, "speculative": {"method": "none", "numSpeculativeTokens": 8}}):
         (deployment,) = plan_for(pool(off), Observed([], []), OK, T0, 30).deployments.values()
         assert "--speculative-config" not in args_of(deployment)

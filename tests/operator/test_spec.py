@@ -85,7 +85,11 @@ def test_defaults_match_the_crd_defaults(server_dry_run):
             {"model": {"revision": "v1"}, "speculative": {"qosClasses": ["batch", "batch"]}},
             "spec.speculative.qosClasses[1]: 'batch' is listed twice",
         ),
-        ({"model": {"revision": "v1"}, "speculative": {"draftModel": "x"}}, "spec.speculative.draftModel: unknown"),
+        ({"model": {"revision": "v1"}, "speculative": {"draftModel": "x"}}, "spec.speculative.draftModel: given with"),
+        (
+            {"model": {"revision": "v1"}, "speculative": {"method": "draft_model"}},
+            "spec.speculative.draftModel: given with method draft_model",
+        ),
         ({"model": {"revision": "v1"}, "autoscaling": {}}, "spec.autoscaling.maxReplicas: required"),
         ({"model": {"revision": "v1"}, "autoscaling": {"maxReplicas": 0}}, "spec.autoscaling.maxReplicas"),
         (
