@@ -166,7 +166,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     draft_runner = DraftModelRunner(draft, kv) if draft is not None else None
     clock.lap("kv_cache")
     if device.type == "cuda" and not config.enforce_eager:
-        runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
+        runner.capture_decode_graphs(_decode_graph_batch(config), max_model_len)
         if draft_runner is not None:
             draft_runner.capture_decode_graphs(config.max_num_seqs, max_model_len)
         clock.lap("cuda_graphs")
@@ -215,6 +215,12 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
         startup=clock.breakdown(),
     )
     return BuiltEngine(new_engine(), tokenizer, info, grammars)
+
+
+def _decode_graph_batch(config: EngineConfig) -> int:
+    """The most sequences a decode-shaped step has: a request with k drafts runs as k + 1 of them."""
+    speculative = config.speculative
+    return config.max_num_seqs * (1 + speculative.num_speculative_tokens if speculative.enabled else 1)
 
 
 def _build_draft_model(
