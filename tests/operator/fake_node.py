@@ -5,12 +5,15 @@ each pod bound here as a tests.router.fake_runtime.FakeRuntime instead of a cont
 Each pod gets a loopback address of its own (127.77.0.2, .3, ...; the node's is .1): Linux routes
 all of 127/8 to lo, so every pod can listen on the ports it declares (an address another test
 session's fake node holds is skipped). Its fake runtime fails every request when the container
-was given the fault flag. Its status is reported the kubelet's way: a merge patch of pods/status
-(podIP, phase, Ready...), never the whole status, which the API server shares (status.qosClass is
-its own). A pod marked for deletion has its runtime stopped and is then deleted for good (grace 0,
-this pod's uid only), as a kubelet does once the containers have exited. Volumes, probes and env
-are ignored: nothing runs in a pod. (The EndpointSlice controller refuses loopback addresses and says so in its
-log; nothing here needs the slices: the operator reads pods.)
+was given the fault flag; it runs as many requests at once as the container's --max-num-seqs (the
+pool's spec.runtime.maxNumSeqs), the others wait, as in a runtime's batch, and its /metrics show it
+(fake_runtime.py); it answers at once, or at SPEED_FLAG's seconds a token. Its status is reported
+the kubelet's way: a merge patch of pods/status (podIP, phase, Ready...), never the whole status,
+which the API server shares (status.qosClass is its own). A pod marked for deletion has its
+runtime stopped and is then deleted for good (grace 0, this pod's uid only), as a kubelet does once
+the containers have exited. Volumes, probes and env are ignored: nothing runs in a pod. (The
+EndpointSlice controller refuses loopback addresses and says so in its log; nothing here needs the
+slices: the operator reads pods.)
 
     with fake_node_in_thread(access) as node:  # pool pods with PLACEMENT's selector and toleration
         ...
@@ -40,6 +43,7 @@ NAME = "fake-runtimes"
 LABEL = ("shoal.dev/test-node", "fake-runtimes")
 SUBNET = "127.77.0.0/16"
 FAULT_FLAG = "--fault-error-rate"  # a pool's runtime arg: its fake runtimes fail every request
+SPEED_FLAG = "--fake-token-delay-s"  # a pool's runtime arg, the fake runtimes' only: seconds a token
 POLL_S = 0.2
 BIND_ATTEMPTS = 20
 READY_TIMEOUT_S = 30.0
@@ -112,8 +116,14 @@ class FakeNode:
     async def _start(self, pod: dict[str, Any]) -> None:
         container = pod["spec"]["containers"][0]
         labels = pod["metadata"].get("labels") or {}
-        runtime = FakeRuntime(revision=labels.get("shoal.dev/revision", "?"), model=labels.get("shoal.dev/pool", "?"))
-        if FAULT_FLAG in (container.get("args") or ()):
+        args = container.get("args") or []
+        runtime = FakeRuntime(
+            revision=labels.get("shoal.dev/revision", "?"),
+            model=labels.get("shoal.dev/pool", "?"),
+            delay_s=float(_arg(args, SPEED_FLAG, "0")),
+            max_num_seqs=int(_arg(args, "--max-num-seqs", "0")) or None,
+        )
+        if FAULT_FLAG in args:
             runtime.error = grpc.StatusCode.INTERNAL
         ports = {p["name"]: p["containerPort"] for p in container.get("ports") or ()}
         for _ in range(BIND_ATTEMPTS):
@@ -168,6 +178,12 @@ def running_status(pod: dict[str, Any], address: str, host_ip: str) -> dict[str,
         state={"running": {"startedAt": at}},
     )
     return pod_status(state)
+
+
+def _arg(args: list[str], flag: str, default: str) -> str:
+    """The value after `flag` in a container's args (the last, as argparse takes it), else `default`."""
+    values = [value for name, value in zip(args, args[1:], strict=False) if name == flag]
+    return values[-1] if values else default
 
 
 def _reported(pod: dict[str, Any]) -> bool:

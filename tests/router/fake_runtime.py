@@ -4,7 +4,10 @@ tests and the router benchmark can go fast and make the backend misbehave on pur
 Each Generate streams `max_tokens` (or `tokens`) messages of `text`, `delay_s` apart, then a final
 one with usage; or fails with `error` (a gRPC status) before the first. It counts what happened
 (requests, cancellations, messages sent, priorities seen) and serves a Prometheus /metrics page with
-the runtime's names, whose values the test sets. Run it in a test's event loop (`await start()`),
+the runtime's names, whose values the test sets; or, with `max_num_seqs`, live ones: it then runs
+that many requests at once, as a serving engine's batch, the others wait their turn
+(num_requests_waiting), and each running one holds 1/max_num_seqs of its KV cache
+(kv_cache_usage_perc). Run it in a test's event loop (`await start()`),
 or as a process: `python -m tests.router.fake_runtime --port 50070`.
 """
 
@@ -40,6 +43,7 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         delay_s: float = 0.0,
         revision: str = "fake",
         model: str = "fake-model",
+        max_num_seqs: int | None = None,
     ):
         self.tokens = tokens
         self.text = text
@@ -58,6 +62,8 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         self.started_at: float | None = None  # process_start_time_seconds, if set
         self.metrics_status = 200  # what /metrics answers; other than 200, with no body
         self.serving = True  # what Health answers
+        self.max_num_seqs = max_num_seqs
+        self._batch: asyncio.Semaphore | None = None  # its free places, with max_num_seqs
         self.counters = FakeCounters()
         self.port = self.metrics_port = 0
         self._server: grpc.aio.Server | None = None
@@ -101,6 +107,7 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
             c.failed += 1
             await context.abort(self.error, self.error_message, trailing_metadata=self.error_trailers)
         tokens = request.sampling.max_tokens if request.sampling.HasField("max_tokens") else self.tokens
+        await self._join_batch()
         c.in_flight += 1
         ended = False  # finished, or failed on purpose
         try:
@@ -133,6 +140,20 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         finally:  # a client that cancels shows up as CancelledError, or as a failed write while blocked
             c.cancelled += not ended
             c.in_flight -= 1
+            if self._batch is not None:
+                self._batch.release()
+
+    async def _join_batch(self) -> None:
+        """Returns once the request has a place in the batch; meanwhile it counts as waiting."""
+        if self.max_num_seqs is None:
+            return
+        if self._batch is None:
+            self._batch = asyncio.Semaphore(self.max_num_seqs)
+        self.waiting += 1
+        try:
+            await self._batch.acquire()
+        finally:
+            self.waiting -= 1
 
     async def Health(self, request, context) -> pb.HealthResponse:
         status = pb.HealthResponse.SERVING if self.serving else pb.HealthResponse.NOT_SERVING
@@ -148,10 +169,11 @@ class FakeRuntime(runtime_pb2_grpc.RuntimeServicer):
         if self.metrics_status != 200:
             return web.Response(status=self.metrics_status)
         labels = f'model_name="{self.model}",pool="",revision="{self.revision}"'
+        kv_usage = self.counters.in_flight / self.max_num_seqs if self.max_num_seqs else self.kv_usage
         text = "\n".join(
             [
                 f"# TYPE {names.KV_CACHE_USAGE_PERC} gauge",
-                f"{names.KV_CACHE_USAGE_PERC}{{{labels}}} {self.kv_usage}",
+                f"{names.KV_CACHE_USAGE_PERC}{{{labels}}} {kv_usage}",
                 f"# TYPE {names.NUM_REQUESTS_WAITING} gauge",
                 f"{names.NUM_REQUESTS_WAITING}{{{labels}}} {self.waiting}",
                 f"# TYPE {names.NUM_REQUESTS_RUNNING} gauge",
