@@ -65,6 +65,7 @@ def route_for(
     return Route(
         name=pool.router_pool,
         model=spec.model.served_name or pool.name,
+        qos_classes=qos.classes,
         stable=state.stable,
         canary=state.canary,
         canary_weight=float(state.canary_weight) if state.canary else 0.0,
@@ -91,4 +92,5 @@ def route_for(
         ),
         tenants=tuple(TenantLimit(t.name, t.max_concurrent, t.tokens_per_minute) for t in spec.tenants),
         speculative=Speculation(qos_classes=spec.speculative.qos_classes),
+        cold_start=spec.cold_start,
     )

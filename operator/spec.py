@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from shoal.fields import FieldError, Fields
-from shoal.route_contract import QOS_CLASSES
+from shoal.route_contract import QOS_CLASSES, ColdStart, read_qos_classes
 from shoal.runtime.config import GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 from shoal.runtime.engine.lifecycle import INITIAL_WEIGHTS_VERSION
 from shoal.runtime.speculative.config import SpeculativeConfig
@@ -127,6 +127,7 @@ class RolloutSpec:
 
 @dataclass(frozen=True)
 class QosSpec:
+    classes: tuple[str, ...] = QOS_CLASSES  # of the model's requests, those this pool takes (the route's qos_classes)
     max_concurrency_per_replica: int = 16
     realtime_ttft_target_s: float = 1.0
     batch_share_min: float = 0.1
@@ -205,6 +206,7 @@ class PoolSpec:
     qos: QosSpec = QosSpec()
     tenants: tuple[TenantSpec, ...] = ()
     speculative: SpeculativeSpec = SpeculativeSpec()
+    cold_start: ColdStart = ColdStart()  # the router's hold while no runtime is ready (the route's)
     autoscaling: AutoscalingSpec | None = None  # None: spec.replicas is the user's
     # Deprecated fields the spec still uses, each with what replaces it; shown in status.
     deprecated: tuple[str, ...] = ()
@@ -236,6 +238,7 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
     if len(set(names)) != len(names):
         raise SpecError(f"spec.tenants: duplicate names in {names}")
     speculative = _speculative(f.sub("speculative"))
+    cold_start = _cold_start(f.sub("coldStart"))
     autoscaling = _autoscaling(f.sub("autoscaling")) if f.has("autoscaling") else None
     f.done()
     return PoolSpec(
@@ -248,6 +251,7 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
         qos=qos,
         tenants=tenants,
         speculative=speculative,
+        cold_start=cold_start,
         autoscaling=autoscaling,
         deprecated=deprecated,
     )
@@ -391,6 +395,7 @@ def _rollout(f: Fields) -> RolloutSpec:
 def _qos(f: Fields) -> QosSpec:
     d = QosSpec
     qos = QosSpec(
+        classes=read_qos_classes(f, "classes", d.classes, at_least_one=True),
         max_concurrency_per_replica=f.get("maxConcurrencyPerReplica", int, d.max_concurrency_per_replica, minimum=1),
         realtime_ttft_target_s=f.get("realtimeTtftTargetSeconds", float, d.realtime_ttft_target_s, minimum=0.001),
         batch_share_min=f.get("batchShareMin", float, d.batch_share_min, minimum=0.0, maximum=1.0),
@@ -427,6 +432,17 @@ def _speculative(f: Fields) -> SpeculativeSpec:
             raise SpecError(f"{f.name('qosClasses')}[{index}]: {qos!r} is listed twice")
     f.done()
     return SpeculativeSpec(SpeculativeConfig(**config), qos_classes)
+
+
+def _cold_start(f: Fields) -> ColdStart:
+    d = ColdStart
+    cold_start = ColdStart(
+        enabled=f.get("enabled", bool, d.enabled),
+        max_queued=f.get("maxQueued", int, d.max_queued, minimum=1),
+        max_wait_s=f.get("maxWaitSeconds", float, d.max_wait_s, minimum=0.0),
+    )
+    f.done()
+    return cold_start
 
 
 def _autoscaling(f: Fields) -> AutoscalingSpec:

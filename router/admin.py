@@ -10,7 +10,8 @@ and the operator's, and it exposes counters and gauges, no control.
     GET    /admin/pools/{pool}                           one pool
     PUT    /admin/pools/{pool}/route                     create or change the pool (body below); 200 with the pool;
                                                          400 naming the field; 409 if its split would send traffic
-                                                         to a rolled-back revision or another pool serves its model
+                                                         to a rolled-back revision or another pool of its model
+                                                         takes one of its QoS classes
     DELETE /admin/pools/{pool}/route                     remove the pool (404 if none): its model answers 404
     GET    /admin/pools/{pool}/weights                   {"stable", "canary", "canary_weight", "stable_weight"}
     PUT    /admin/pools/{pool}/weights                   body {"stable"?, "canary", "canary_weight"};
@@ -29,16 +30,17 @@ and the operator's, and it exposes counters and gauges, no control.
 
 A route's body is a Route as JSON (shoal/route_contract.py), the same as one `pools[]` entry of the
 config file and read by the same parser (`name` may be left out; if present it must be the path's):
-model, stable, canary, canary_weight, revisions {rev: {endpoints: [{target, metrics_url}]}}, qos,
-rollback_rules, prefix_affinity, sticky, tenants [{name, max_concurrent?, tokens_per_minute?}],
-limits on this pool on top of the router-wide ones (a name the router has no tenant for is accepted
-and logged: it has no keys), speculative {qos_classes?, tenants_off?, max_load?}, which requests may
-speculate (traffic/speculation.py), and cold_start {enabled?, max_queued?, max_wait_s?}, how its
-requests wait while it has no ready runtime (cold_start.py). A changed route keeps the pool's
-verdicts, measurements, held requests and requests in flight; a refused one changes nothing,
-endpoints included; the same route again changes nothing at all, so the operator repeats it every
-few seconds and a restarted router has its routes back at once. Its endpoints join those of the
-config file's source (routes.py, backends/route_table.py).
+model, qos_classes (which of the model's QoS classes it takes, default both; another pool of the
+model may take the others: traffic/model_pools.py), stable, canary, canary_weight, revisions {rev:
+{endpoints: [{target, metrics_url}]}}, qos, rollback_rules, prefix_affinity, sticky, tenants [{name,
+max_concurrent?, tokens_per_minute?}], limits on this pool on top of the router-wide ones (a name
+the router has no tenant for is accepted and logged: it has no keys), speculative {qos_classes?,
+tenants_off?, max_load?}, which requests may speculate (traffic/speculation.py), and cold_start
+{enabled?, max_queued?, max_wait_s?}, how its requests wait while it has no ready runtime
+(cold_start.py). A changed route keeps the pool's verdicts, measurements, held requests and requests
+in flight; a refused one changes nothing, endpoints included; the same route again changes nothing
+at all, so the operator repeats it every few seconds and a restarted router has its routes back at
+once. Its endpoints join those of the config file's source (routes.py, backends/route_table.py).
 
 Why the admin API and not a ConfigMap the router watches: a push is acknowledged (the operator sees
 200, 400 or 409, and a 409 names the rolled-back revision), it takes effect at once rather than
@@ -128,7 +130,7 @@ def build_admin_app(
             "qos": {
                 "capacity": gate.policy.capacity,
                 "batch_limit": gate.policy.batch_limit,
-                "batch_share": round(pool.batch_share.share, 4),
+                "batch_share": round(pool.batch_share_now(), 4),
                 "in_flight": {q: gate.in_flight(q) for q in QOS_CLASSES},
                 "queued": {q: gate.queued(q) for q in QOS_CLASSES},
             },

@@ -115,7 +115,7 @@ class Router:
             await self._grpc_server.start()
         log.info(
             "router serving %s: OpenAI API on http://%s:%d/v1, admin API and /metrics on :%d, gRPC on :%s",
-            ", ".join(p.config.model for p in self.pools.values()) or "no pools until routes are pushed",
+            ", ".join(self.dispatcher.models()) or "no pools until routes are pushed",
             self.config.listen.host,
             self.http_port,
             self.admin_port,

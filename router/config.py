@@ -2,10 +2,12 @@
 
 A YAML or JSON file (`shoal router --config FILE`; `router/examples/local.yaml` is the local one):
 where to listen, the admin API's bearer token (`admin.token_file`, required unless the admin API
-listens on a loopback address only), the pools (model name, revisions and their runtime endpoints,
-the stable/canary split, rollback rules, QoS, per-pool tenant limits, which requests may speculate,
-how requests wait while the pool has no ready runtime), the tenants and their limits, and the
-API-key file that maps keys to tenants (a separate file, so a Kubernetes Secret can hold it).
+listens on a loopback address only), the pools (model name and the QoS classes of it each takes,
+revisions and their runtime endpoints, the stable/canary split, rollback rules, QoS, per-pool tenant
+limits, which requests may speculate, how requests wait while the pool has no ready runtime), the
+tenants and their limits, and the API-key file that maps keys to tenants (a separate file, so a
+Kubernetes Secret can hold it). Two pools may serve one model, each taking its own QoS classes
+(traffic/model_pools.py).
 `pools` may be empty: the operator then pushes each pool's route through the admin API. A `pools[]`
 entry and a pushed route are the same Route (shoal/route_contract.py), read by the same `parse_route`.
 """
@@ -28,6 +30,7 @@ from shoal.route_contract import (
     route_from_json,
     unique,
 )
+from shoal.router.traffic.model_pools import clash
 
 
 class ConfigError(FieldError):
@@ -99,7 +102,10 @@ def parse_config(data: dict, base_dir: Path = Path(".")) -> RouterConfig:
     f.get("pools", list)  # required, but may be empty (the operator pushes the pools)
     pools = tuple(parse_route(p) for p in f.items("pools"))
     unique(f, "pools", [p.name for p in pools], "name")
-    unique(f, "pools", [p.model for p in pools], "model")
+    for index, pool in enumerate(pools):
+        reason = clash(pool, pools[:index])
+        if reason is not None:
+            raise ConfigError(f"pools[{index}]: {reason}")
     tenants = tuple(_tenant(t) for t in f.items("tenants"))
     unique(f, "tenants", [t.name for t in tenants], "name")
     names = sorted(t.name for t in tenants)

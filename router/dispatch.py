@@ -1,6 +1,7 @@
 """Where every request goes, whatever surface it came in on:
 
-    model -> pool (404 if none) -> tenant limits, router-wide then the pool's (429)
+    model and QoS class -> pool (traffic/model_pools.py; 404 if none)
+          -> tenant limits, router-wide then the pool's (429)
           -> held while the pool has no ready runtime (its cold_start: 429 when full, 503 past max_wait_s)
           -> QoS queue (429 when shed) -> canary split -> replica (balancer)
           -> may it speculate (the pool's rule) -> runtime Generate stream
@@ -28,6 +29,7 @@ from shoal.router.metrics import FinishedRequest, RouterMetrics
 from shoal.router.pools import PoolState
 from shoal.router.request import InferenceRequest
 from shoal.router.traffic.measurements import Measurements
+from shoal.router.traffic.model_pools import serving
 from shoal.router.traffic.qos import REALTIME
 from shoal.router.traffic.speculation import SpeculationDecision, decide
 from shoal.router.traffic.tenants import Lease, RateLimited, TenantLimiter, estimate_tokens, tighter
@@ -57,34 +59,31 @@ class Dispatcher:
         self.rng = rng or random.Random()
 
     def models(self) -> list[str]:
-        return [pool.config.model for pool in self.pools.values()]
+        """The model names clients may send, each once (two pools may serve one, by QoS class)."""
+        return list(dict.fromkeys(pool.config.model for pool in self.pools.values()))
 
-    def pool_for(self, model: str) -> PoolState:
-        pool = self._serving(model)
-        if pool is None:
-            raise ModelNotFound(model)
-        return pool
-
-    def _serving(self, model: str | None) -> PoolState | None:
+    def _serving(self, model: str | None, qos: str) -> PoolState | None:
         # A scan, not an index: routes add, rename and remove pools at run time, and pools are few.
-        return next((pool for pool in self.pools.values() if pool.config.model == model), None)
+        route = serving((pool.config for pool in self.pools.values()), model, qos)
+        return None if route is None else self.pools[route.name]
 
-    def limit_headers(self, tenant: str, model: str | None = None) -> dict[str, str]:
-        """The tenant's x-ratelimit-* headers: the router-wide limits, or the model's pool's where tighter."""
+    def limit_headers(self, tenant: str, model: str | None, qos: str) -> dict[str, str]:
+        """The tenant's x-ratelimit-* headers: the router-wide limits, or those of the pool the model's
+        requests of class `qos` go to, where tighter."""
         now = self.clock()
         status = self.limiter.status(tenant, now)
-        pool = self._serving(model)
+        pool = self._serving(model, qos)
         if pool is not None:
             status = tighter(status, pool.limiter.status(tenant, now))
         return status.headers()
 
     async def start(self, request: InferenceRequest) -> "Generation":
         arrival = self.clock()
-        try:
-            pool = self.pool_for(request.model)
-        except ModelNotFound as error:
+        pool = self._serving(request.model, request.qos)
+        if pool is None:
+            error = ModelNotFound(request.model)
             self.metrics.refused("", request.qos, request.tenant, error.http_status)  # no pool to name
-            raise
+            raise error
         try:
             # A pool without endpoints refuses at once, unless it holds its requests (begin() waits then).
             if not pool.config.cold_start.enabled and not any(

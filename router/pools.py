@@ -77,9 +77,15 @@ class PoolState:
             # At zero the hold in front of the gate keeps requests; a gate of no capacity would queue
             # the few that passed it as the last runtime went, out of the hold's (and the operator's) sight.
             endpoints = max(endpoints, 1)
-        self.gate.set_capacity(endpoints * self.config.qos.max_concurrency_per_endpoint, self.batch_share.share)
+        self.gate.set_capacity(endpoints * self.config.qos.max_concurrency_per_endpoint, self.batch_share_now())
         if self.has_ready_backend(registry):
             self.hold.release()
+
+    def batch_share_now(self) -> float:
+        """Batch's share of the pool's concurrency: the one that shrinks as realtime TTFT nears its
+        target, or all of it in a pool that takes no realtime requests: there is no realtime latency
+        to protect there, and a batch pool held to half its capacity would only scale out to idle."""
+        return self.batch_share.share if REALTIME in self.config.qos_classes else 1.0
 
     def measured_load(
         self, registry: BackendRegistry, measurements: Measurements, window_s: float, now: float

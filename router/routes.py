@@ -3,9 +3,10 @@ the admin API (`PUT` and `DELETE /admin/pools/{pool}/route`), each applied all o
 
 A changed route keeps the pool's state: rollout verdicts, measurements, queues, requests in flight,
 token buckets. Its split goes through PoolRollout.set_weights, so a route that would send traffic
-to a rolled-back revision is refused (RolloutConflict) before anything changes, as is one whose model
-another pool serves (RouteConflict). Requests in flight finish where they are: the registry retires
-removed endpoints once their requests end, and a removed pool's requests hold on to its state.
+to a rolled-back revision is refused (RolloutConflict) before anything changes, as is one that takes
+a QoS class of its model that another pool takes (RouteConflict; traffic/model_pools.py). Requests in
+flight finish where they are: the registry retires removed endpoints once their requests end, and a
+removed pool's requests hold on to its state.
 """
 
 import logging
@@ -17,6 +18,7 @@ from shoal.router.backends.registry import BackendRegistry
 from shoal.router.backends.route_table import RouteTable
 from shoal.router.pools import PoolState
 from shoal.router.traffic.measurements import Measurements
+from shoal.router.traffic.model_pools import clash
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,9 @@ class Routes:
     def put(self, config: Route) -> PoolState:
         """Creates the pool or changes it in place. Raises RouteConflict or RolloutConflict, and then
         nothing has changed."""
-        for other in self.pools.values():
-            if other.name != config.name and other.config.model == config.model:
-                raise RouteConflict(f"model {config.model!r} is served by pool {other.name!r}")
+        reason = clash(config, (other.config for other in self.pools.values()))
+        if reason is not None:
+            raise RouteConflict(reason)
         pool = self.pools.get(config.name)
         changed = pool is None or config != pool.config
         if pool is None:

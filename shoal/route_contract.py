@@ -1,10 +1,11 @@
 """What the operator and the router exchange over the router's admin API, typed, with its JSON here
 and nowhere else (but for a pool's load, in shoal/pool_load.py).
 
-Operator -> router: a pool's Route (PUT /admin/pools/{pool}/route): the model clients ask for, each
-live revision's runtime endpoints, the stable/canary split, the rollback rules the router judges the
-canary by, QoS, per-tenant limits, which requests may speculate, and how its requests wait while it
-has no ready runtime (cold_start). Its JSON is one `pools[]` entry of the router's config file, so a
+Operator -> router: a pool's Route (PUT /admin/pools/{pool}/route): the model clients ask for and
+which of its QoS classes the pool takes (another pool may take the others), each live revision's
+runtime endpoints, the stable/canary split, the rollback rules the router judges the canary by, QoS,
+per-tenant limits, which requests may speculate, and how its requests wait while it has no ready
+runtime (cold_start). Its JSON is one `pools[]` entry of the router's config file, so a
 route written by hand (router/examples/local.yaml) and one pushed by the operator are read by the
 same `parse_route`.
 
@@ -179,6 +180,9 @@ class Route:
     name: str  # the pool's name at the router (the operator's: namespace.name)
     model: str  # what clients send as `model`
     stable: str  # revision names
+    # The QoS classes of the model's requests it takes; another pool of the same model may take the
+    # others (router/traffic/model_pools.py: each class of a model goes to one pool at most).
+    qos_classes: tuple[str, ...] = QOS_CLASSES
     canary: str | None = None
     canary_weight: float = 0.0  # percent of requests to the canary
     sticky: bool = True  # a session key (header or `user`) keeps a client on one revision
@@ -256,6 +260,8 @@ def route_to_json(route: Route) -> dict:
         {
             "name": route.name,
             "model": route.model,
+            # Left out when both: a router older than the field still takes the routes that do not use it.
+            "qos_classes": list(route.qos_classes) if route.qos_classes != QOS_CLASSES else None,
             "stable": route.stable,
             "canary": route.canary,
             "canary_weight": route.canary_weight,
@@ -304,6 +310,7 @@ def parse_route(f: Fields) -> Route:
         name=name,
         model=f.get("model", str, name),
         stable=stable,
+        qos_classes=read_qos_classes(f, "qos_classes", Route.qos_classes, at_least_one=True),
         canary=canary,
         canary_weight=f.get("canary_weight", float, Route.canary_weight, minimum=0.0, maximum=100.0),
         sticky=f.get("sticky", bool, Route.sticky),
@@ -433,11 +440,7 @@ def _affinity(f: Fields) -> PrefixAffinity:
 
 def _speculation(f: Fields) -> Speculation:
     d = Speculation
-    qos_classes = d.qos_classes if f.get("qos_classes", list, None) is None else tuple(f.strings("qos_classes"))
-    for index, qos in enumerate(qos_classes):
-        if qos not in QOS_CLASSES:
-            raise f.error(f"{f.name('qos_classes')}[{index}]: must be one of {', '.join(QOS_CLASSES)}, got {qos!r}")
-    unique(f, "qos_classes", list(qos_classes))
+    qos_classes = read_qos_classes(f, "qos_classes", d.qos_classes, at_least_one=False)
     tenants_off = tuple(f.strings("tenants_off"))
     unique(f, "tenants_off", list(tenants_off))
     speculation = Speculation(
@@ -447,6 +450,21 @@ def _speculation(f: Fields) -> Speculation:
     )
     f.done()
     return speculation
+
+
+def read_qos_classes(f: Fields, key: str, default: tuple[str, ...], at_least_one: bool) -> tuple[str, ...]:
+    """A list of QoS classes, each once; `default` when left out. Errors are f's kind (ConfigError,
+    SpecError), so a ModelPool's spec reads its classes the same way."""
+    if f.get(key, list, None) is None:
+        return default
+    classes = tuple(f.strings(key))
+    for index, qos in enumerate(classes):
+        if qos not in QOS_CLASSES:
+            raise f.error(f"{f.name(key)}[{index}]: must be one of {', '.join(QOS_CLASSES)}, got {qos!r}")
+    unique(f, key, list(classes))
+    if at_least_one and not classes:
+        raise f.error(f"{f.name(key)}: must list at least one of {', '.join(QOS_CLASSES)} (left out: both)")
+    return classes
 
 
 def _cold_start(f: Fields) -> ColdStart:

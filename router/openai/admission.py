@@ -70,7 +70,8 @@ class Admission:
         tenant's limit headers, naming what the runtime refused as the endpoint does."""
         tenant = self.auth.tenant(request.headers.get("Authorization"))
         parsed = inference = None
-        limit_headers = lambda: self.dispatcher.limit_headers(tenant, parsed.model if parsed else None)  # noqa: E731
+        qos = self.auth.default_qos(tenant)  # until the request says its own: it picks the model's pool
+        limit_headers = lambda: self.dispatcher.limit_headers(tenant, parsed.model if parsed else None, qos)  # noqa: E731
         try:
             parsed = parse(await read_json(request, self.body_timeout_s))
             qos = qos_class(

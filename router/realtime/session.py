@@ -30,7 +30,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from shoal.router.config import RealtimeConfig
 from shoal.router.dispatch import Dispatcher
-from shoal.router.errors import InvalidRequest, RouterError
+from shoal.router.errors import InvalidRequest, ModelNotFound, RouterError
 from shoal.router.identity import Authenticator, qos_class
 from shoal.router.realtime import events, items
 from shoal.router.realtime.peer import CLOSE_TIMEOUT_S, Peer, PeerGone
@@ -58,7 +58,8 @@ class RealtimeSessions:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         tenant = self.auth.tenant(request.headers.get("Authorization"))  # 401 before the upgrade
         model = request.query.get("model", "")
-        pool = self.dispatcher.pool_for(model)  # 404 before the upgrade
+        if model not in self.dispatcher.models():  # 404 before the upgrade; each response picks its pool
+            raise ModelNotFound(model)
         ws = web.WebSocketResponse(
             max_msg_size=self.config.max_message_bytes,
             writer_limit=self.config.send_buffer_bytes,
@@ -67,7 +68,7 @@ class RealtimeSessions:
         )
         await ws.prepare(request)
         peer = Peer(ws, request.transport, self.config.send_timeout_s)
-        session = Session(peer, self.dispatcher, tenant, self.auth.default_qos(tenant), pool.config.model, self.config)
+        session = Session(peer, self.dispatcher, tenant, self.auth.default_qos(tenant), model, self.config)
         self.open.add(session)
         try:
             await session.run()

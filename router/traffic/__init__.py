@@ -1,1 +1,2 @@
-"""Traffic decisions as pure logic: canary split, rollback rules, measurement windows, QoS admission, tenant limits."""
+"""Traffic decisions as pure logic: the pool of a model and QoS class, canary split, rollback rules, measurement
+windows, QoS admission, tenant limits."""

@@ -1,4 +1,5 @@
-"""Every example under crds/examples/ is one ModelPool the API server accepts, explained by a comment."""
+"""Every example under crds/examples/ is ModelPools the API server accepts (one, or a few that work
+together, such as two pools of one model), explained by a comment."""
 
 import pytest
 import yaml
@@ -13,9 +14,10 @@ def test_there_are_examples():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.name for path in EXAMPLES])
-def test_example_is_one_commented_valid_modelpool(server_dry_run, path):
+def test_example_is_commented_valid_modelpools(server_dry_run, path):
     text = path.read_text()
-    (manifest,) = yaml.safe_load_all(text)
-    assert text.startswith("# ")
-    assert (manifest["apiVersion"], manifest["kind"]) == ("shoal.dev/v1alpha1", "ModelPool")
-    server_dry_run.apply(manifest)
+    manifests = list(yaml.safe_load_all(text))
+    assert text.startswith("# ") and manifests
+    for manifest in manifests:
+        assert (manifest["apiVersion"], manifest["kind"]) == ("shoal.dev/v1alpha1", "ModelPool")
+    server_dry_run.apply(*manifests)

@@ -98,12 +98,14 @@ FULL_SPEC = {
         "progressDeadline": "30m",
     },
     "qos": {
+        "classes": ["batch"],
         "maxConcurrencyPerReplica": 64,
         "realtimeTtftTargetSeconds": 0.25,
         "batchShareMin": 0.2,
         "batchShareMax": 0.8,
     },
     "tenants": [{"name": "search", "maxConcurrent": 100, "tokensPerMinute": 1_000_000}, {"name": "evals"}],
+    "coldStart": {"enabled": True, "maxQueued": 32, "maxWaitSeconds": 45},
     "speculative": {
         "method": "draft_model",
         "draftModel": "/models/draft",
@@ -226,6 +228,10 @@ VALID = {
         {"resources": {"cpu": 2, "memory": "16Gi", "gpus": 1}},
     ),
     "cpu in millicores": ({"model": MODEL, "resources": {"cpu": "500m"}}, {"resources.cpu": "500m"}),
+    "a pool taking batch requests only": (
+        {"model": MODEL, "qos": {"classes": ["batch"]}},
+        {"qos.classes": ["batch"], "qos.batchShareMax": 0.5},
+    ),
     "batch shares equal": (
         {"model": MODEL, "qos": {"batchShareMin": 0.3, "batchShareMax": 0.3}},
         {"qos.batchShareMin": 0.3},
@@ -266,6 +272,10 @@ VALID = {
     "speculative draft_model with its draftModel": (
         {"model": MODEL, "speculative": {"method": "draft_model", "draftModel": "/models/small"}},
         {"speculative.method": "draft_model", "speculative.draftModel": "/models/small"},
+    ),
+    "coldStart {} gets its fields' defaults": (
+        {"model": MODEL, "coldStart": {}},
+        {"coldStart": {"enabled": True, "maxQueued": 64, "maxWaitSeconds": 120}},
     ),
     "autoscaling with only maxReplicas gets every default": (
         {"model": MODEL, "autoscaling": {"maxReplicas": 4}},
@@ -508,10 +518,30 @@ INVALID = {
         "spec.speculative.qosClasses[1]",
         'Duplicate value: "batch"',
     ),
+    "a pool taking no QoS class": (
+        {"model": MODEL, "qos": {"classes": []}},
+        "spec.qos.classes",
+        "should have at least 1 items",
+    ),
+    "a pool taking an unknown QoS class": (
+        {"model": MODEL, "qos": {"classes": ["bulk"]}},
+        "spec.qos.classes[0]",
+        'Unsupported value: "bulk"',
+    ),
+    "a QoS class a pool takes listed twice": (
+        {"model": MODEL, "qos": {"classes": ["batch", "batch"]}},
+        "spec.qos.classes[1]",
+        'Duplicate value: "batch"',
+    ),
     "a draft model with no method": (
         {"model": MODEL, "speculative": {"draftModel": "/models/draft"}},
         "spec.speculative.draftModel",
         "Forbidden: speculative.draftModel applies only",
+    ),
+    "coldStart holding no request": (
+        {"model": MODEL, "coldStart": {"maxQueued": 0}},
+        "spec.coldStart.maxQueued",
+        "should be greater than or equal to 1",
     ),
     "autoscaling without maxReplicas": (
         {"model": MODEL, "autoscaling": {"minReplicas": 1}},

@@ -5,11 +5,15 @@ status.autoscaling, the AutoscalingActive condition and an Event. First by the b
 no figures.
 
 On the router's figures (its GET .../load, from the real router in the test's loop): an idle pool
-goes to zero, and a request the router holds for it brings a replica back, which answers it.
+goes to zero, and a request the router holds for it brings a replica back, which answers it; a
+request for a pool at zero that nothing scales up gets a 503 with Retry-After once the pool's
+coldStart wait is over.
 """
 
 import asyncio
+import time
 
+import aiohttp
 import pytest
 
 from tests.operator.harness import (
@@ -118,3 +122,32 @@ async def test_an_idle_pool_scales_to_zero_and_a_held_request_brings_it_back(
             reason == "ScaledDown" and message.startswith("replicas 1 -> 0: no request for")
             for reason, message in scaled
         )
+
+
+async def test_a_request_held_past_the_pools_cold_start_wait_gets_503_with_retry_after(
+    operator_rbac, namespace, api, router, tmp_path
+):
+    """A pool at zero that nothing scales up: the router holds the request for coldStart's
+    maxWaitSeconds, then answers 503 with a Retry-After; the request is not left hanging."""
+    operator = token(operator_rbac, tmp_path / "operator.kubeconfig")
+    async with running_operator(
+        operator.kubeconfig, admin_url(router), tmp_path / "operator.log", namespaces=[namespace]
+    ):
+        manifest = modelpool("v1", replicas=0)
+        manifest["spec"]["coldStart"] = {"maxWaitSeconds": 1}
+        await api.create(pools(namespace), manifest)
+        url = f"http://127.0.0.1:{router.http_port}/v1/chat/completions"
+        body = {"model": POOL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer sk-test-quiet"}) as session:
+
+            async def post() -> tuple[int, float, dict, dict]:
+                started = time.monotonic()
+                async with session.post(url, json=body) as response:
+                    return response.status, time.monotonic() - started, dict(response.headers), await response.json()
+
+            status, waited, headers, answer = await eventually(
+                post, lambda result: result[0] != 404, timeout=30, what="the pool's route at the router"
+            )
+        assert status == 503 and waited >= 1.0, (status, waited, answer)
+        assert int(headers["Retry-After"]) >= 1
+        assert answer["error"]["code"] == "service_unavailable" and "within 1s" in answer["error"]["message"]

@@ -15,6 +15,7 @@ from shoal.operator.route import route_for
 from shoal.operator.spec import parse_pool_spec
 from shoal.route_contract import (
     Breach,
+    ColdStart,
     MeasuredWindow,
     RuntimeEndpoint,
     ScrapeHealth,
@@ -39,6 +40,7 @@ SPEC = {
     "qos": {"maxConcurrencyPerReplica": 8, "batchShareMin": 0.2},
     "tenants": [{"name": "acme", "maxConcurrent": 2}, {"name": "evals", "tokensPerMinute": 6000}],
     "speculative": {"method": "ngram", "qosClasses": ["batch"]},
+    "coldStart": {"maxQueued": 8, "maxWaitSeconds": 30},
 }
 
 
@@ -60,6 +62,7 @@ def test_the_route_the_operator_builds_is_the_route_the_router_reads():
     assert parse_pool(wire(route_to_json(route))) == route
     assert route.canary_weight == 25.0 and route.qos.max_concurrency_per_endpoint == 8
     assert route.speculative.qos_classes == ("batch",)
+    assert route.cold_start == ColdStart(enabled=True, max_queued=8, max_wait_s=30.0)
     assert {r.name: r.window_s for r in route.rollback_rules} == {
         "latency_ratio:e2e_p99": 90.0,
         "error_rate": 90.0,

@@ -26,9 +26,9 @@ EXAMPLES = sorted((ROOT / "crds" / "examples").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_as_stored_by_the_api_server_parses(server_dry_run, path):
-    (stored,) = server_dry_run.apply(yaml.safe_load(path.read_text()))
-    spec = parse_pool_spec(stored["spec"])
-    assert revision_name(spec).startswith(spec.model.revision + "-")
+    for stored in server_dry_run.apply(*yaml.safe_load_all(path.read_text())):
+        spec = parse_pool_spec(stored["spec"])
+        assert revision_name(spec).startswith(spec.model.revision + "-")
 
 
 def test_defaults_match_the_crd_defaults(server_dry_run):
@@ -292,6 +292,7 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         RuntimeSpec,
         SpeculativeSpec,
     )
+    from shoal.route_contract import ColdStart
     from shoal.runtime.config import GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 
     (version,) = yaml.safe_load((ROOT / "crds" / "modelpool.yaml").read_text())["spec"]["versions"]
@@ -328,6 +329,9 @@ def test_the_crds_defaults_are_the_dataclasses_defaults():
         "speculative.promptLookupMax": SpeculativeSpec.config.prompt_lookup_max,
         "speculative.minAcceptance": SpeculativeSpec.config.min_acceptance,
         "speculative.qosClasses": list(SpeculativeSpec.qos_classes),
+        "coldStart.enabled": ColdStart.enabled,
+        "coldStart.maxQueued": ColdStart.max_queued,
+        "coldStart.maxWaitSeconds": ColdStart.max_wait_s,
         "autoscaling.minReplicas": AutoscalingSpec.min_replicas,
         "autoscaling.metrics": [{"type": m.signal, "target": m.target} for m in AutoscalingSpec.metrics],
         "autoscaling.behavior.scaleUp.stabilizationWindowSeconds": AutoscalingSpec.scale_up.stabilization_window_s,

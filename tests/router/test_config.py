@@ -105,6 +105,45 @@ def test_a_pool_holds_its_requests_while_it_has_no_ready_runtime_by_default_and_
     assert not parse_pool(minimal(cold_start={"enabled": False})["pools"][0]).cold_start.enabled
 
 
+def test_a_pool_takes_both_qos_classes_by_default_and_reads_back_the_ones_it_takes():
+    assert parse_config(minimal()).pools[0].qos_classes == ("realtime", "batch")
+    assert "qos_classes" not in route_to_json(parse_config(minimal()).pools[0])  # for routers older than it
+    route = parse_config(minimal(qos_classes=["batch"])).pools[0]
+    assert route.qos_classes == ("batch",) and route_to_json(route)["qos_classes"] == ["batch"]
+    assert parse_pool(json.loads(json.dumps(route_to_json(route)))) == route
+
+
+@pytest.mark.parametrize(
+    ("qos_classes", "message"),
+    [
+        ("batch", "pools[0].qos_classes: must be list"),
+        ([], "pools[0].qos_classes: must list at least one of realtime, batch (left out: both)"),
+        (["bulk"], "pools[0].qos_classes[0]: must be one of realtime, batch, got 'bulk'"),
+        (["batch", "batch"], "pools[0].qos_classes[1]: 'batch' is used twice"),
+    ],
+)
+def test_qos_class_mistakes_name_the_field(qos_classes, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(minimal(qos_classes=qos_classes))
+    assert str(error.value).startswith(message)
+
+
+def test_two_pools_may_serve_one_model_each_taking_its_own_qos_classes():
+    realtime = {**minimal()["pools"][0], "model": "llama", "qos_classes": ["realtime"]}
+    batch = {**realtime, "name": "chat-batch", "qos_classes": ["batch"]}
+    config = parse_config({"pools": [realtime, batch]})
+    assert [(p.name, p.model, p.qos_classes) for p in config.pools] == [
+        ("chat", "llama", ("realtime",)),
+        ("chat-batch", "llama", ("batch",)),
+    ]
+    with pytest.raises(ConfigError) as error:  # the second one takes both: realtime twice
+        parse_config({"pools": [realtime, {**batch, "qos_classes": ["batch", "realtime"]}]})
+    assert str(error.value) == (
+        "pools[1]: model 'llama' is served by pool 'chat' for realtime requests (its qos_classes: realtime): "
+        "pools of one model take different QoS classes"
+    )
+
+
 @pytest.mark.parametrize(
     ("cold_start", "message"),
     [
@@ -179,6 +218,10 @@ def test_a_pool_entry_alone_names_its_fields_from_its_top():
         ),
         ({**minimal(), "auth": {"anonymous_tenant": "ghost"}}, "tenant 'ghost' has keys but is not listed"),
         ({"pools": [minimal()["pools"][0], minimal()["pools"][0]]}, "pools[1].name: 'chat' is used twice"),
+        (
+            {"pools": [minimal()["pools"][0], {**minimal()["pools"][0], "name": "twin", "model": "chat"}]},
+            "pools[1]: model 'chat' is served by pool 'chat' for realtime and batch requests",
+        ),
     ],
 )
 def test_mistakes_name_the_field(data, message):
