@@ -424,12 +424,7 @@ def _speculative(f: Fields) -> SpeculativeSpec:
         raise SpecError(f"{f.name('promptLookupMin')}: must not exceed promptLookupMax ({config['prompt_lookup_max']})")
     if (config["method"] == "draft_model") != (config["model"] is not None):
         raise SpecError(f"{f.name('draftModel')}: given with method draft_model, and only with it")
-    qos_classes = tuple(f.strings("qosClasses")) if f.has("qosClasses") else SpeculativeSpec.qos_classes
-    for index, qos in enumerate(qos_classes):
-        if qos not in QOS_CLASSES:
-            raise SpecError(f"{f.name('qosClasses')}[{index}]: must be one of {', '.join(QOS_CLASSES)}, got {qos!r}")
-        if qos in qos_classes[:index]:
-            raise SpecError(f"{f.name('qosClasses')}[{index}]: {qos!r} is listed twice")
+    qos_classes = read_qos_classes(f, "qosClasses", SpeculativeSpec.qos_classes, at_least_one=False)
     f.done()
     return SpeculativeSpec(SpeculativeConfig(**config), qos_classes)
 

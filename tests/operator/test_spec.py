@@ -83,7 +83,7 @@ def test_defaults_match_the_crd_defaults(server_dry_run):
         ({"model": {"revision": "v1"}, "speculative": {"qosClasses": ["bulk"]}}, "spec.speculative.qosClasses[0]"),
         (
             {"model": {"revision": "v1"}, "speculative": {"qosClasses": ["batch", "batch"]}},
-            "spec.speculative.qosClasses[1]: 'batch' is listed twice",
+            "spec.speculative.qosClasses[1]: 'batch' is used twice",
         ),
         ({"model": {"revision": "v1"}, "speculative": {"draftModel": "x"}}, "spec.speculative.draftModel: given with"),
         (
