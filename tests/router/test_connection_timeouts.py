@@ -74,8 +74,8 @@ def test_a_body_trickled_slower_than_the_bound_gets_a_408(loop_thread, start_fak
             f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-test-quiet\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
+        started = time.monotonic()  # before the connection: the router's clock may start as it accepts
         with socket.create_connection(("127.0.0.1", router.router.http_port), timeout=5) as sock:
-            started = time.monotonic()
             sock.sendall(head + body[:10])  # then a byte now and then, never the whole body in time
             sock.settimeout(0.2)
             answer, sent = b"", 10
