@@ -78,16 +78,16 @@ def load_hf_config(source: ModelSource) -> PretrainedConfig:
 def build_model(
     arch: ModelArchConfig, source: ModelSource, kernels: Kernels, placement: Placement, max_position: int, seed: int = 0
 ) -> LlamaForCausalLM:
-    with _default_dtype(placement.dtype), torch.device(placement.device), _SkipDefaultInit():
+    with default_dtype(placement.dtype), torch.device(placement.device), SkipDefaultInit():
         model = LlamaForCausalLM(arch, kernels.attention, kernels.ops, max_position)
     if source.kind == "dummy":
         _init_random(model, seed)
     else:
-        model.load_weights(_checkpoint_tensors(source, placement.device))
+        model.load_weights(checkpoint_tensors(source, placement.device))
     return model.eval()
 
 
-def _checkpoint_tensors(source: ModelSource, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+def checkpoint_tensors(source: ModelSource, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
     """Each tensor as the checkpoint holds it, on the device: copying it into its parameter casts it
     in the same pass, where a cast here would copy every tensor of another dtype once more."""
     from safetensors import safe_open
@@ -98,7 +98,7 @@ def _checkpoint_tensors(source: ModelSource, device: torch.device) -> Iterator[t
                 yield name, f.get_tensor(name)
 
 
-class _SkipDefaultInit(TorchFunctionMode):
+class SkipDefaultInit(TorchFunctionMode):
     """Leaves parameters as allocated while the model is built. nn.Linear and nn.Embedding fill their
     weights with random values as they are made, a pass over every parameter that the checkpoint or
     _init_random overwrites next; on a CPU that pass was nearly all of building the model (0.63 of
@@ -128,7 +128,7 @@ def _init_random(model: LlamaForCausalLM, seed: int) -> None:
 
 
 @contextmanager
-def _default_dtype(dtype: torch.dtype):
+def default_dtype(dtype: torch.dtype):
     """Parameters are created in the serving dtype directly, never in float32 first."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

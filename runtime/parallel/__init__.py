@@ -1,0 +1,1 @@
+"""Tensor parallelism: one model split across ranks of a torch.distributed process group."""
