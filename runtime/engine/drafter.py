@@ -14,6 +14,7 @@ first its grammar refuses (the grammar is fed them and rolled back); each verify
 masked where the grammar stands after the drafts before it (structured/grammar.py).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -83,19 +84,20 @@ class Drafter:
             self._looked_up[request.request_id] = drafts
         return len(drafts)
 
-    def fill(self, planned: list[tuple[Request, list[int], int]]) -> list[list[int]]:
-        """The drafts of each (request, its block table, drafts planned), in order; a constrained
-        request's stop before the first its grammar refuses. Called every step, planned or not."""
+    def fill(self, planned: list[tuple[Request, int]], block_ids: Callable[[str], list[int]]) -> list[list[int]]:
+        """The drafts of each (request, drafts planned), in order; a constrained request's stop before
+        the first its grammar refuses. `block_ids` gives a request's block table (a draft model writes
+        into it). Called every step, planned or not."""
         if self.proposer is not None:
-            queries = [DraftQuery(r.request_id, r.token_ids, blocks, n) for r, blocks, n in planned]
+            queries = [DraftQuery(r.request_id, r.token_ids, block_ids(r.request_id), n) for r, n in planned]
             drafted = self.proposer.propose(queries, self._ended) if queries or self._ended else []
             self._ended = []
         else:
-            drafted = [self._looked_up.pop(r.request_id) for r, _, _ in planned]
+            drafted = [self._looked_up.pop(r.request_id) for r, _ in planned]
             self._looked_up.clear()  # planned for a request the same step then preempted
         return [
             _grammar_prefix(r.grammar, drafts) if drafts and r.grammar is not None else drafts
-            for (r, _, _), drafts in zip(planned, drafted, strict=True)
+            for (r, _), drafts in zip(planned, drafted, strict=True)
         ]
 
     def skipped(self, request: Request) -> None:

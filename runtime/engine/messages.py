@@ -68,7 +68,7 @@ class DraftQuery:
     """What a draft model needs to propose a request's next drafts: every token known so far (the
     last one not yet run by the target), the block table (its cache uses the same slots as the
     target's, and the step's allocation already covers the positions the drafts are run at), and
-    how many drafts to propose."""
+    how many drafts to propose. Read during the proposing call only: the lists are the request's own."""
 
     request_id: str
     token_ids: list[int]

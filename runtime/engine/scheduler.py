@@ -287,10 +287,7 @@ class Scheduler:
         if self.drafter is None:
             return
         planned = [s for s in scheduled if s.num_drafts_planned]
-        block_ids = self.block_manager.block_ids
-        drafted = self.drafter.fill(
-            [(s.request, list(block_ids(s.request.request_id)), s.num_drafts_planned) for s in planned]
-        )
+        drafted = self.drafter.fill([(s.request, s.num_drafts_planned) for s in planned], self.block_manager.block_ids)
         for item, drafts in zip(planned, drafted, strict=True):
             item.draft_token_ids = drafts
             item.num_new_tokens -= item.num_drafts_planned - len(drafts)
