@@ -52,14 +52,18 @@ class PoolState:
     def choose(
         self, registry: BackendRegistry, session_key: str | None, prompt_head: str, rng: random.Random
     ) -> Backend | None:
-        """The revision by the split (stable if the canary has no endpoints), then the replica."""
+        """The revision by the split, then the replica. A revision with no ready runtime (a canary whose
+        runtimes have not answered a health probe yet) gives way to one that has: its requests would
+        wait for a connection there. With none ready anywhere, one with endpoints is tried."""
         sticky_key = session_key if self.config.sticky else None
         revision = self.rollout.split.choose(sticky_key, rng)
         if revision in self.rollout.rolled_back:  # weights are 0 then; belt and braces
             revision = self.rollout.split.stable
         affinity = self.config.prefix_affinity
         affinity_key = (session_key or prompt_head) if affinity.enabled else None
-        for candidate in dict.fromkeys([revision] + self.routable_revisions()):
+        candidates = list(dict.fromkeys([revision] + self.routable_revisions()))
+        ready = [c for c in candidates if self._has_ready(registry, c)]
+        for candidate in ready or candidates:
             backend = registry.pick(self.name, candidate, affinity_key, affinity.max_load_factor)
             if backend is not None:
                 return backend
@@ -67,7 +71,10 @@ class PoolState:
 
     def has_ready_backend(self, registry: BackendRegistry) -> bool:
         """Whether a revision it routes to has a runtime whose last health probe answered SERVING."""
-        return any(b.ready for revision in self.routable_revisions() for b in registry.backends(self.name, revision))
+        return any(self._has_ready(registry, revision) for revision in self.routable_revisions())
+
+    def _has_ready(self, registry: BackendRegistry, revision: str) -> bool:
+        return any(b.ready for b in registry.backends(self.name, revision))
 
     def refresh(self, registry: BackendRegistry) -> None:
         """After its endpoints, their readiness or its split changed: the QoS capacity from the endpoints
