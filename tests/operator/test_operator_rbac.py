@@ -25,18 +25,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
 async def a_pools_life(api, router, namespace: str, name: str = POOL) -> None:
-    """Created, Ready, autoscaled (its replicas brought within maxReplicas through the scale
-    subresource), rolled to a new revision and promoted (the old Deployment deleted), deleted."""
+    """Created, Ready, rolled to a new revision and promoted (the old Deployment deleted), autoscaled
+    (its replicas brought within maxReplicas through the scale subresource), deleted. The scaling
+    comes after the rollout so that a stable pod being removed does not overlap the canary's start."""
     await api.create(pools(namespace), modelpool("v1", name=name))
     await eventually(
         lambda: pool_status(api, namespace, name), lambda s: s.get("phase") == "Ready", timeout=30, what=f"{name} Ready"
-    )
-    await api.merge_patch(pools(namespace, name), {"spec": {"autoscaling": {"maxReplicas": 1}}})
-    await eventually(
-        lambda: api.get(pools(namespace, name)),
-        lambda pool: pool["spec"]["replicas"] == 1,
-        timeout=30,
-        what=f"{name} scaled to its maxReplicas",
     )
     await api.merge_patch(pools(namespace, name), {"spec": {"model": {"revision": "v2"}}})
 
@@ -55,6 +49,13 @@ async def a_pools_life(api, router, namespace: str, name: str = POOL) -> None:
         lambda names: names == [f"{name}-{status['stableRevision']}"],
         timeout=30,
         what="old Deployment deleted",
+    )
+    await api.merge_patch(pools(namespace, name), {"spec": {"autoscaling": {"maxReplicas": 1}}})
+    await eventually(
+        lambda: api.get(pools(namespace, name)),
+        lambda pool: pool["spec"]["replicas"] == 1,
+        timeout=30,
+        what=f"{name} scaled to its maxReplicas",
     )
     await api.delete(pools(namespace, name))
     await eventually(
