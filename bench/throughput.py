@@ -25,10 +25,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.report import markdown_table, write_report  # noqa: E402
-from shoal.runtime.build import BuiltEngine, build_engine, freeze_long_lived_objects, resolve_device, resolve_dtype  # noqa: E402
+from shoal.runtime.build import BuiltEngine, build_engine, freeze_long_lived_objects  # noqa: E402
 from shoal.runtime.config import EngineConfig  # noqa: E402
 from shoal.runtime.model.arch_config import ModelArchConfig  # noqa: E402
 from shoal.runtime.model.loader import load_hf_config, materialize, resolve_model_source  # noqa: E402
+from shoal.runtime.rank_build import resolve_device, resolve_dtype  # noqa: E402
 from shoal.runtime.sampling.params import SamplingParams  # noqa: E402
 
 

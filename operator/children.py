@@ -17,6 +17,11 @@ MODEL_MOUNT = "/models"
 ADMIN_TOKEN_MOUNT = "/var/run/shoal/runtime-admin"
 ADMIN_TOKEN_KEY = "token"
 COMPILE_CACHE_MOUNT = "/var/cache/shoal/compile"  # --compile-cache-dir (Triton's kernel cache)
+# A runtime of several ranks (spec.parallelism) passes tensors between its processes through shared
+# memory (NCCL's intra-node transport, torch.multiprocessing): more than a container's default 64 MiB.
+# No sizeLimit: the pages count against the pod's memory (bounded by its limit, where set), and a
+# guessed cap would get the pod evicted when NCCL needs more than the guess.
+SHM_MOUNT = "/dev/shm"
 # SIGTERM makes the runtime finish what it is generating; long answers need time.
 TERMINATION_GRACE_S = 60
 
@@ -136,6 +141,8 @@ def volumes(pool: PoolRef, spec: PoolSpec) -> list[dict]:
     if cache is not None:
         claim = {"persistentVolumeClaim": {"claimName": cache.volume_claim}}
         found.append({"name": "compile-cache", **(claim if cache.volume_claim else {"emptyDir": {}})})
+    if spec.parallelism.world_size > 1:
+        found.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
     return found
 
 
@@ -145,6 +152,8 @@ def volume_mounts(spec: PoolSpec) -> list[dict]:
         mounts.append({"name": "models", "mountPath": MODEL_MOUNT, "readOnly": True})
     if spec.runtime.compile_cache is not None:
         mounts.append({"name": "compile-cache", "mountPath": COMPILE_CACHE_MOUNT})
+    if spec.parallelism.world_size > 1:
+        mounts.append({"name": "dshm", "mountPath": SHM_MOUNT})
     return mounts
 
 
@@ -214,6 +223,11 @@ def runtime_args(pool: PoolRef, revision: str, spec: PoolSpec) -> list[str]:
         args += ["--max-waiting", str(runtime.max_waiting)]
     if spec.speculative.config.enabled:
         args += ["--speculative-config", speculative_config_json(spec)]
+    # Only above 1, so that a pool without parallelism keeps its pods' args (and its revision's pods).
+    if spec.parallelism.tensor > 1:
+        args += ["--tensor-parallel-size", str(spec.parallelism.tensor)]
+    if spec.parallelism.pipeline > 1:
+        args += ["--pipeline-parallel-size", str(spec.parallelism.pipeline)]
     # $(POD_IP): the kubelet expands it from the env above; probes and the router reach the pod there.
     args += ["--host", "$(POD_IP)", "--port", str(GRPC_PORT), "--metrics-port", str(METRICS_PORT)]
     args += ["--pool", pool.router_pool, "--revision", revision]

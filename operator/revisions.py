@@ -1,11 +1,11 @@
 """What a revision is: the part of a ModelPool's spec its pods are made from, and its name.
 
-A change to the model, the runtime, the resources, the placement or how the runtime speculates
-makes a new revision (and so a canary rollout, whose analysis judges the new speed); replicas,
-rollout, QoS, tenants, model.weights and speculative.qosClasses (the router's) do not (new weights
-are rolled onto the running replicas in place: weights_rollout.py). The name joins the user's
-model.revision with a short hash of that part, as a Deployment's pod-template-hash does, so a
-runtime-only change under the same model.revision is still a distinct revision.
+A change to the model, the runtime, the resources, the parallelism, the placement or how the
+runtime speculates makes a new revision (and so a canary rollout, whose analysis judges the new
+speed); replicas, rollout, QoS, tenants, model.weights and speculative.qosClasses (the router's) do
+not (new weights are rolled onto the running replicas in place: weights_rollout.py). The name joins
+the user's model.revision with a short hash of that part, as a Deployment's pod-template-hash does,
+so a runtime-only change under the same model.revision is still a distinct revision.
 """
 
 import hashlib
@@ -14,7 +14,16 @@ from dataclasses import asdict
 
 from shoal.operator.spec import PoolSpec, parse_pool_spec
 
-TEMPLATE_FIELDS = ("model", "runtime", "resources", "nodeSelector", "tolerations", "affinity", "speculative")
+TEMPLATE_FIELDS = (
+    "model",
+    "runtime",
+    "resources",
+    "parallelism",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "speculative",
+)
 
 
 def template_of(spec: dict) -> dict:
@@ -47,5 +56,7 @@ def revision_name(spec: PoolSpec) -> str:
     }
     if spec.speculative.config.enabled:  # off, it changes no pod (no flag), so no revision
         parts["speculative"] = asdict(spec.speculative.config)
+    if spec.parallelism.world_size > 1:  # at 1, no flag and no /dev/shm: the pods of a pool without it
+        parts["parallelism"] = asdict(spec.parallelism)
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:6]
     return f"{spec.model.revision}-{digest}"

@@ -27,6 +27,9 @@ BLOCK_SIZES = (8, 16, 32, 64)
 # The runtime's methods a pool may name; `draft` (with a draftModel) comes once the runtime has it.
 SPECULATIVE_METHODS = ("none", "ngram", "draft_model")
 MAX_SPECULATIVE_TOKENS = 16
+# Every rank of a runtime is a process of its one pod, so all its GPUs are one node's: 8 on the
+# largest common nodes (the CRD's bound on parallelism.tensor x parallelism.pipeline too).
+MAX_WORLD_SIZE = 8
 # The autoscaler's signals, as the router measures them for a pool: requests waiting (in the runtimes'
 # queues and held by the router) per ready replica; the KV cache's used fraction; p95 TTFT, seconds.
 WAITING_PER_REPLICA, KV_CACHE_USAGE, TTFT_P95 = "waitingPerReplica", "kvCacheUsage", "ttftP95"
@@ -98,6 +101,20 @@ class ResourcesSpec:
     gpus: int = 1
     cpu: str | None = None
     memory: str | None = None
+
+
+@dataclass(frozen=True)
+class ParallelismSpec:
+    """How many GPUs of its pod one runtime splits the model over: each layer over `tensor`, the
+    layers over `pipeline` (vLLM's --tensor-parallel-size, --pipeline-parallel-size)."""
+
+    tensor: int = 1
+    pipeline: int = 1
+
+    @property
+    def world_size(self) -> int:
+        """The runtime's processes, one per GPU."""
+        return self.tensor * self.pipeline
 
 
 @dataclass(frozen=True)
@@ -201,6 +218,7 @@ class PoolSpec:
     replicas: int = 1
     runtime: RuntimeSpec = RuntimeSpec()
     resources: ResourcesSpec = ResourcesSpec()
+    parallelism: ParallelismSpec = ParallelismSpec()
     placement: Placement = Placement()
     rollout: RolloutSpec = RolloutSpec()
     qos: QosSpec = QosSpec()
@@ -226,6 +244,7 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
     replicas = f.get("replicas", int, PoolSpec.replicas, minimum=0)
     runtime, deprecated = _runtime(f.sub("runtime"))
     resources = _resources(f.sub("resources"), runtime.device)
+    parallelism = _parallelism(f.sub("parallelism"))
     placement = Placement(
         node_selector=dict(f.get("nodeSelector", dict, {})),
         tolerations=tuple(f.get("tolerations", list, [])),
@@ -238,6 +257,8 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
     if len(set(names)) != len(names):
         raise SpecError(f"spec.tenants: duplicate names in {names}")
     speculative = _speculative(f.sub("speculative"))
+    if f.has("parallelism"):
+        _check_parallelism(f, parallelism, resources, runtime.device, speculative)
     cold_start = _cold_start(f.sub("coldStart"))
     autoscaling = _autoscaling(f.sub("autoscaling")) if f.has("autoscaling") else None
     f.done()
@@ -246,6 +267,7 @@ def parse_pool_spec(spec: dict) -> PoolSpec:
         replicas=replicas,
         runtime=runtime,
         resources=resources,
+        parallelism=parallelism,
         placement=placement,
         rollout=rollout,
         qos=qos,
@@ -353,6 +375,39 @@ def _resources(f: Fields, device: str) -> ResourcesSpec:
     resources = ResourcesSpec(gpus, _quantity(f, "cpu"), _quantity(f, "memory"))
     f.done()
     return resources
+
+
+def _parallelism(f: Fields) -> ParallelismSpec:
+    d, bounds = ParallelismSpec, {"minimum": 1, "maximum": MAX_WORLD_SIZE}
+    parallelism = ParallelismSpec(
+        tensor=f.get("tensor", int, d.tensor, **bounds),
+        pipeline=f.get("pipeline", int, d.pipeline, **bounds),
+    )
+    f.done()
+    if parallelism.world_size > MAX_WORLD_SIZE:
+        raise SpecError(
+            f"{f.path}: tensor x pipeline ({parallelism.tensor} x {parallelism.pipeline}) must be at most "
+            f"{MAX_WORLD_SIZE}: every rank is a process of one pod, so the GPUs of one node"
+        )
+    return parallelism
+
+
+def _check_parallelism(
+    f: Fields, parallelism: ParallelismSpec, resources: ResourcesSpec, device: str, speculative: SpeculativeSpec
+) -> None:
+    """The CRD's rules across fields, for a spec that gives parallelism (one that leaves it out keeps
+    any resources.gpus, as before the field existed: its runtime uses one GPU)."""
+    size = parallelism.world_size
+    if device == "cuda" and resources.gpus != size:
+        raise SpecError(
+            f"{f.name('resources')}.gpus: must equal parallelism.tensor x parallelism.pipeline ({size}) "
+            f"when runtime.device is cuda, got {resources.gpus}"
+        )
+    if speculative.config.method == "draft_model" and size > 1:
+        raise SpecError(
+            f"{f.name('speculative')}.method: draft_model needs parallelism.tensor x parallelism.pipeline "
+            f"of 1 (the runtime's draft model runs on one GPU), got {size}"
+        )
 
 
 def _rollout(f: Fields) -> RolloutSpec:

@@ -114,6 +114,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(keys: those of runtime/speculative/config.py)",
     )
 
+    parallel = parser.add_argument_group("parallelism (one process per rank; NCCL on GPUs, gloo on a CPU)")
+    parallel.add_argument(
+        "--tensor-parallel-size",
+        "-tp",
+        type=int,
+        default=engine.tensor_parallel_size,
+        help="split every layer's heads, MLP columns and vocabulary over this many GPUs (ranks)",
+    )
+    parallel.add_argument(
+        "--pipeline-parallel-size",
+        "-pp",
+        type=int,
+        default=engine.pipeline_parallel_size,
+        help="split the layers into this many stages, one GPU (or tensor-parallel group) each",
+    )
+
     cache = parser.add_argument_group("KV cache")
     cache.add_argument("--block-size", type=int, default=engine.block_size, help="tokens per KV block")
     cache.add_argument(
@@ -246,6 +262,8 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
         warmup=args.warmup,
         async_scheduling=args.async_scheduling,
         speculative=args.speculative_config,
+        tensor_parallel_size=args.tensor_parallel_size,
+        pipeline_parallel_size=args.pipeline_parallel_size,
         fault_oom_above_tokens=args.fault_oom_above_tokens,
     )
     server = ServerConfig(

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from shoal.constants import RUNTIME_GRPC_PORT, RUNTIME_METRICS_PORT
 from shoal.runtime.engine.lifecycle import INITIAL_WEIGHTS_VERSION
-from shoal.runtime.speculative.config import SpeculativeConfig
+from shoal.runtime.speculative.config import DRAFT_MODEL, SpeculativeConfig
 from shoal.runtime.tools.family import AUTO_PARSER
 from shoal.runtime.tools.family import PARSERS as TOOL_CALL_PARSERS
 
@@ -48,6 +48,8 @@ class EngineConfig:
     warmup: bool | None = None  # synthetic requests before serving (runtime/warmup.py); None: on CUDA only
     async_scheduling: bool | None = None  # overlap step N+1's scheduling with step N's; None: on CUDA only
     speculative: SpeculativeConfig = SpeculativeConfig()  # off by default (runtime/speculative/)
+    tensor_parallel_size: int = 1  # ranks, one process (and GPU) each, that split every layer
+    pipeline_parallel_size: int = 1  # stages of consecutive layers
     # For testing only (runtime/worker/fault_injection.py): steps of more tokens run out of memory.
     fault_oom_above_tokens: int | None = None
 
@@ -66,6 +68,15 @@ class EngineConfig:
             _at_least("kv_cache_memory", self.kv_cache_memory, 1)
         if self.fault_oom_above_tokens is not None:
             _at_least("fault_oom_above_tokens", self.fault_oom_above_tokens, 0)
+        _at_least("tensor_parallel_size", self.tensor_parallel_size, 1)
+        _at_least("pipeline_parallel_size", self.pipeline_parallel_size, 1)
+        if self.pipeline_parallel_size > 1:
+            raise ValueError("pipeline parallelism is not available yet: pipeline_parallel_size must be 1")
+        if self.tensor_parallel_size > 1:
+            if self.speculative.method == DRAFT_MODEL:
+                raise ValueError("a draft model runs on one GPU: it cannot be used with tensor_parallel_size > 1")
+            if self.fault_oom_above_tokens is not None:
+                raise ValueError("fault_oom_above_tokens fails a step on rank 0 alone: not with tensor parallelism")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
 

@@ -50,3 +50,13 @@ class PartialUpdateError(RuntimeError):
     def __init__(self, version: str, cause: Exception):
         super().__init__(f"the update stopped half way ({cause}); the weights are now {version!r}: retry it")
         self.version = version
+
+
+class ParallelWorkerError(RuntimeError):
+    """A rank of a tensor-parallel runtime failed or exited: the ranks can no longer run a step
+    together, so the runtime stops serving (health NOT_SERVING, /health 503) and exits to be
+    restarted."""
+
+
+class NotSupportedError(RuntimeError):
+    """What was asked is not offered in this runtime's configuration (gRPC UNIMPLEMENTED)."""

@@ -2,6 +2,9 @@
 
 On SIGTERM or SIGINT the runtime drains: health turns NOT_SERVING and /ready 503, new requests get
 UNAVAILABLE, and requests in flight get up to `shutdown_grace_s` to finish before they are aborted.
+
+Under tensor parallelism a lost rank ends the runtime instead: requests in flight fail UNAVAILABLE,
+/health answers 503 naming the rank, and the process exits 1 a moment later to be restarted.
 """
 
 import asyncio
@@ -21,6 +24,7 @@ from shoal.runtime.config import EngineConfig, ServerConfig
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.engine.lifecycle import LifecycleConfig
 from shoal.runtime.engine.queue_limits import QueueLimits
+from shoal.runtime.errors import ParallelWorkerError
 from shoal.runtime.server.admin_service import RuntimeAdminService
 from shoal.runtime.server.fault_injection import FaultInjection
 from shoal.runtime.server.grpc_service import RuntimeService, Served
@@ -31,6 +35,7 @@ from shoal.v1 import runtime_admin_pb2_grpc, runtime_pb2, runtime_pb2_grpc
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = runtime_pb2.DESCRIPTOR.services_by_name["Runtime"].full_name
+LOST_RANK_EXIT_DELAY_S = 2.0
 
 
 async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> None:
@@ -89,7 +94,24 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
         server_config.metrics_port,
     )
 
-    await _wait_for_signal()
+    lost_rank = asyncio.Event()
+    if built.parallel is not None:
+        loop = asyncio.get_running_loop()
+
+        def rank_lost(message: str) -> None:
+            engine.fail(ParallelWorkerError(message))
+            loop.call_soon_threadsafe(lost_rank.set)
+
+        built.parallel.on_lost(rank_lost)
+    await _wait_for_signal_or(lost_rank)
+    if lost_rank.is_set():
+        for service in ("", SERVICE_NAME):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Long enough for a probe to read why in /health; then out, for the pod to be restarted.
+        await asyncio.sleep(LOST_RANK_EXIT_DELAY_S)
+        built.parallel.kill()
+        log.error("exiting: %s", engine.failure)
+        raise SystemExit(1)
     log.info("draining: up to %.0fs for %d requests in flight", server_config.shutdown_grace_s, engine.num_in_flight)
     engine.accepting = False
     for service in ("", SERVICE_NAME):
@@ -98,6 +120,7 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
     while engine.num_in_flight and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     await engine.stop()
+    built.close()
     await grpc_server.stop(grace=1.0)
     await http_runner.cleanup()
     log.info("stopped")
@@ -113,9 +136,9 @@ def _read_token(path: str | None) -> str | None:
     return token
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
+async def _wait_for_signal_or(event: asyncio.Event) -> None:
+    """Until SIGTERM or SIGINT, or `event`."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+        loop.add_signal_handler(sig, event.set)
+    await event.wait()

@@ -107,15 +107,26 @@ class AsyncEngine:
         self._thread.start()
 
     async def stop(self) -> None:
-        """Aborts whatever is left and ends the engine thread."""
+        """Aborts whatever is left and ends the engine thread. A failed engine's thread is left as it
+        is: it may be blocked for good (waiting on a lost tensor-parallel rank)."""
         self.accepting = False
         self._inbox.put(_STOP)
-        if self._thread is not None:
+        if self._thread is not None and self._failure is None:
             await asyncio.to_thread(self._thread.join)
+
+    def fail(self, error: BaseException) -> None:
+        """From any thread: the engine can no longer serve (e.g. a tensor-parallel rank was lost).
+        Every request in flight fails with it; health turns unhealthy, naming it."""
+        self._failure = error
+        self._loop.call_soon_threadsafe(self._fail_all, EngineUnavailableError(f"the engine failed: {error}"))
 
     @property
     def healthy(self) -> bool:
         return self._failure is None and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
 
     @property
     def num_in_flight(self) -> int:

@@ -87,7 +87,10 @@ class Drafter:
     def fill(self, planned: list[tuple[Request, int]], block_ids: Callable[[str], list[int]]) -> list[list[int]]:
         """The drafts of each (request, drafts planned), in order; a constrained request's stop before
         the first its grammar refuses. `block_ids` gives a request's block table (a draft model writes
-        into it). Called every step, planned or not."""
+        into it). Called every step, planned or not: a step without drafts counts down the engine's
+        pause too, so short requests that never outlive a pause of their own still try again."""
+        if not planned:
+            self._engine_state = after_step_without_drafts(self._engine_state)
         if self.proposer is not None:
             queries = [DraftQuery(r.request_id, r.token_ids, block_ids(r.request_id), n) for r, n in planned]
             drafted = self.proposer.propose(queries, self._ended) if queries or self._ended else []

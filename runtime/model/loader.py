@@ -81,7 +81,7 @@ def build_model(
     with default_dtype(placement.dtype), torch.device(placement.device), SkipDefaultInit():
         model = LlamaForCausalLM(arch, kernels.attention, kernels.ops, max_position)
     if source.kind == "dummy":
-        _init_random(model, seed)
+        init_random(model, seed)
     else:
         model.load_weights(checkpoint_tensors(source, placement.device))
     return model.eval()
@@ -101,9 +101,9 @@ def checkpoint_tensors(source: ModelSource, device: torch.device) -> Iterator[tu
 class SkipDefaultInit(TorchFunctionMode):
     """Leaves parameters as allocated while the model is built. nn.Linear and nn.Embedding fill their
     weights with random values as they are made, a pass over every parameter that the checkpoint or
-    _init_random overwrites next; on a CPU that pass was nearly all of building the model (0.63 of
+    init_random overwrites next; on a CPU that pass was nearly all of building the model (0.63 of
     0.66 s for SmolLM2-135M). Every parameter is written afterwards: load_weights refuses a checkpoint
-    that misses one, and _init_random covers them all."""
+    that misses one, and init_random covers them all."""
 
     SKIPPED = frozenset({nn.init.kaiming_uniform_, nn.init.uniform_, nn.init.normal_})
 
@@ -114,7 +114,7 @@ class SkipDefaultInit(TorchFunctionMode):
 
 
 @torch.no_grad()
-def _init_random(model: LlamaForCausalLM, seed: int) -> None:
+def init_random(model: LlamaForCausalLM, seed: int) -> None:
     """Weights like a freshly initialised HF model (normal, std 0.02; norms at 1): throughput does not
     depend on their values, but they keep activations in a realistic range."""
     generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)

@@ -1,1 +1,1 @@
-"""Tensor parallelism: one model split across ranks of a torch.distributed process group."""
+"""Tensor and pipeline parallelism, the model side: the layers and weights of one rank's share of a model."""

@@ -14,7 +14,7 @@ import torch
 from shoal.runtime.layers.ops import Kernels
 from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.llama import LlamaForCausalLM
-from shoal.runtime.model.loader import ModelSource, SkipDefaultInit, checkpoint_tensors, default_dtype
+from shoal.runtime.model.loader import ModelSource, SkipDefaultInit, checkpoint_tensors, default_dtype, init_random
 from shoal.runtime.model.placement import Placement
 from shoal.runtime.parallel.tensor_parallel import (
     ParallelLMHead,
@@ -61,11 +61,15 @@ def build_sharded_model(
     max_position: int,
     tp: TensorParallel,
 ) -> LlamaForCausalLM:
-    """This rank's model (the full `arch`), with its slice of the checkpoint's weights."""
+    """This rank's model (the full `arch`), with its slice of the checkpoint's weights; random ones
+    for a dummy source, seeded by the rank (they stand for no whole model, which throughput ignores)."""
     with default_dtype(placement.dtype), torch.device(placement.device), SkipDefaultInit():
         model = LlamaForCausalLM(shard_arch(arch, tp.world_size), kernels.attention, kernels.ops, max_position)
         _swap_parallel_layers(model, arch, tp)
-    load_sharded_weights(model, arch, checkpoint_tensors(source, placement.device), tp)
+    if source.kind == "dummy":
+        init_random(model, tp.rank)
+    else:
+        load_sharded_weights(model, arch, checkpoint_tensors(source, placement.device), tp)
     return model.eval()
 
 

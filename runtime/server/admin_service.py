@@ -4,7 +4,8 @@ reset (proto/shoal/v1/runtime_admin.proto).
 Every call needs the token of --admin-token-file as `authorization: Bearer <token>`; without that
 flag the service refuses every call (PERMISSION_DENIED): weights are not for anyone on the network
 to change. Errors: INVALID_ARGUMENT (a bad update, named; the old weights keep serving),
-FAILED_PRECONDITION (an update while not paused), UNAUTHENTICATED.
+FAILED_PRECONDITION (an update while not paused), UNIMPLEMENTED (an update under tensor parallelism),
+UNAUTHENTICATED.
 """
 
 import asyncio
@@ -19,7 +20,7 @@ import grpc
 from shoal.runtime.engine.async_engine import AsyncEngine
 from shoal.runtime.engine.lifecycle import PauseMode
 from shoal.runtime.engine.llm_engine import LLMEngine
-from shoal.runtime.errors import InvalidRequestError, NotPausedError, PartialUpdateError
+from shoal.runtime.errors import InvalidRequestError, NotPausedError, NotSupportedError, PartialUpdateError
 from shoal.runtime.server.weight_sources import (
     ChunkFeed,
     Update,
@@ -148,6 +149,8 @@ class RuntimeAdminService(runtime_admin_pb2_grpc.RuntimeAdminServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         except PartialUpdateError as error:
             await context.abort(grpc.StatusCode.ABORTED, str(error))
+        except NotSupportedError as error:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(error))
         if version is not None:
             seconds = time.perf_counter() - started
             log.info("weights updated to %r in %.2fs", version, seconds)

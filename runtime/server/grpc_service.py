@@ -92,7 +92,8 @@ class RuntimeService(runtime_pb2_grpc.RuntimeServicer):
 
     async def Health(self, request: pb.HealthRequest, context) -> pb.HealthResponse:
         if not self.engine.healthy:
-            return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message="the engine has failed")
+            message = f"the engine failed: {self.engine.failure}"
+            return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message=message)
         if not self.engine.accepting:
             return pb.HealthResponse(status=pb.HealthResponse.NOT_SERVING, message="draining for shutdown")
         if self.engine.paused:

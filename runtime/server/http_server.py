@@ -19,7 +19,10 @@ def build_http_app(engine: AsyncEngine, registry: CollectorRegistry, faults: Fau
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def health(_: web.Request) -> web.Response:
-        return web.Response(status=200 if engine.healthy else 503, text="ok" if engine.healthy else "engine failed")
+        if engine.healthy:
+            return web.Response(text="ok")
+        reason = f": {engine.failure}" if engine.failure is not None else ""
+        return web.Response(status=503, text=f"engine failed{reason}")
 
     async def ready(_: web.Request) -> web.Response:
         is_ready = engine.healthy and engine.accepting and not engine.paused

@@ -14,6 +14,7 @@ Worker state, keyed by request id: each seeded request's own generator (made the
 samples, dropped when the step input reports it finished) and where last step's draws are.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -74,25 +75,46 @@ class ModelRunner:
             self._generators.pop(request_id, None)
         if self.memory_limit is not None:
             self.memory_limit.check(step)
-        batch = build_batch(step, self.block_size)
-        hidden = forward(self.model, self.decode_graphs, batch, self._in_flight_inputs(batch), self.device)
-        self._last_draws, self._last_draw_rows = None, {}
-        if not batch.sample_slots:
+        batch, logits = self._logits(step)
+        if logits is None:
             return LaunchedStep(len(step.rows), [], None)
-        rows = batch.sample_token_indices
-        if len(rows) != batch.num_tokens:
-            hidden = hidden[to_device(rows, torch.int64, self.device)]
         sample_rows = [step.rows[slot] for slot in batch.sample_slots]
         places = sampling_places(batch.sample_slots) if any(row.num_drafts for row in step.rows) else None
         drafts = None if places is None else verified_drafts(sample_rows, places)
         metadata = self._sampling_metadata(sample_rows, places)
-        logits = self.model.compute_logits(hidden)
         if step.token_bitmask is not None:  # filled now, while the device runs the forward pass
             apply_bitmask(logits, step.token_bitmask())
         sampled = self.sampler.sample(logits, metadata, _drafts_tensor(drafts, self.device))
-        self._last_draws = sampled.token_ids
-        self._last_draw_rows = {r.request_id: i for i, r in enumerate(sample_rows)}
+        self._remember_draws(sampled.token_ids, sample_rows)
         return LaunchedStep(len(step.rows), batch.sample_slots, SampledBatch(sampled, metadata.logprobs))
+
+    @torch.inference_mode()
+    def follow(self, step: StepInput, receive_draws: Callable[[torch.Tensor], None]) -> None:
+        """A tensor-parallel worker rank's part of a step rank 0 launches: the same forward pass and
+        logits (their collectives need every rank), then, instead of sampling, the draws rank 0
+        sampled, received into a tensor (they are the next step's in-flight input tokens)."""
+        batch, logits = self._logits(step)
+        if logits is None:
+            return
+        draws = torch.empty(len(batch.sample_slots), dtype=torch.int64, device=self.device)
+        receive_draws(draws)
+        self._remember_draws(draws, [step.rows[slot] for slot in batch.sample_slots])
+
+    def _logits(self, step: StepInput) -> tuple[BatchInputs, torch.Tensor | None]:
+        """The step's batch, and the logits of its sampling rows (None when no row samples)."""
+        batch = build_batch(step, self.block_size)
+        hidden = forward(self.model, self.decode_graphs, batch, self._in_flight_inputs(batch), self.device)
+        self._last_draws, self._last_draw_rows = None, {}
+        if not batch.sample_slots:
+            return batch, None
+        rows = batch.sample_token_indices
+        if len(rows) != batch.num_tokens:
+            hidden = hidden[to_device(rows, torch.int64, self.device)]
+        return batch, self.model.compute_logits(hidden)
+
+    def _remember_draws(self, draws: torch.Tensor, sample_rows: list[RowInput]) -> None:
+        self._last_draws = draws
+        self._last_draw_rows = {r.request_id: i for i, r in enumerate(sample_rows)}
 
     def finish(self, step: LaunchedStep) -> list[SampledToken | None]:
         """A token per row that samples; a row with drafts gets its correction (or bonus) token,

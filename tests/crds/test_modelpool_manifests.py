@@ -79,7 +79,8 @@ FULL_SPEC = {
         "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
         "compileCache": {"volumeClaim": "triton-cache"},
     },
-    "resources": {"gpus": 2, "cpu": "7500m", "memory": "96Gi"},
+    "resources": {"gpus": 4, "cpu": "7500m", "memory": "96Gi"},
+    "parallelism": {"tensor": 2, "pipeline": 2},
     "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
@@ -107,8 +108,7 @@ FULL_SPEC = {
     "tenants": [{"name": "search", "maxConcurrent": 100, "tokensPerMinute": 1_000_000}, {"name": "evals"}],
     "coldStart": {"enabled": True, "maxQueued": 32, "maxWaitSeconds": 45},
     "speculative": {
-        "method": "draft_model",
-        "draftModel": "/models/draft",
+        "method": "ngram",
         "numSpeculativeTokens": 6,
         "promptLookupMin": 2,
         "promptLookupMax": 4,
@@ -169,14 +169,15 @@ def _value_paths(value, path=".spec"):
             yield from _value_paths(item, f"{path}[*]")
 
 
-# Deprecated names of fields FULL_SPEC sets (the CRD refuses both at once); VALID stores each.
-DEPRECATED = {".spec.runtime.kvCacheFraction"}
+# Fields the CRD refuses beside others FULL_SPEC sets; VALID stores each. The deprecated name of one
+# (the CRD refuses both at once), and the draft model (its runtime runs it on one GPU, FULL_SPEC's on 4).
+LEFT_OUT = {".spec.runtime.kvCacheFraction", ".spec.speculative.draftModel"}
 
 
 def test_the_full_pool_sets_every_declared_field():
     (version,) = MODELPOOL_CRD["spec"]["versions"]
     declared = {path for path in _declared_paths(version["schema"]["openAPIV3Schema"]) if path.startswith(".spec")}
-    assert declared - set(_value_paths(FULL_SPEC)) == DEPRECATED
+    assert declared - set(_value_paths(FULL_SPEC)) == LEFT_OUT
 
 
 def _at(obj: dict, dotted: str):
@@ -272,6 +273,34 @@ VALID = {
     "speculative draft_model with its draftModel": (
         {"model": MODEL, "speculative": {"method": "draft_model", "draftModel": "/models/small"}},
         {"speculative.method": "draft_model", "speculative.draftModel": "/models/small"},
+    ),
+    "parallelism {} gets its fields' defaults, one GPU": (
+        {"model": MODEL, "parallelism": {}},
+        {"parallelism": {"tensor": 1, "pipeline": 1}, "resources.gpus": 1},
+    ),
+    "without parallelism, any GPU count as before": (
+        {"model": MODEL, "resources": {"gpus": 2}},
+        {"resources.gpus": 2},
+    ),
+    "tensor 2 on 2 GPUs": (
+        {"model": MODEL, "parallelism": {"tensor": 2}, "resources": {"gpus": 2}},
+        {"parallelism": {"tensor": 2, "pipeline": 1}},
+    ),
+    "tensor 4 x pipeline 2, a whole node of 8 GPUs": (
+        {"model": MODEL, "parallelism": {"tensor": 4, "pipeline": 2}, "resources": {"gpus": 8}},
+        {"parallelism.pipeline": 2, "resources.gpus": 8},
+    ),
+    "tensor 2 on cpu, no GPU": (
+        {"model": MODEL, "parallelism": {"tensor": 2}, "runtime": {"device": "cpu"}, "resources": {"gpus": 0}},
+        {"parallelism.tensor": 2, "resources.gpus": 0},
+    ),
+    "a draft model at tensor 1": (
+        {
+            "model": MODEL,
+            "parallelism": {"tensor": 1},
+            "speculative": {"method": "draft_model", "draftModel": "/models/small"},
+        },
+        {"speculative.method": "draft_model"},
     ),
     "coldStart {} gets its fields' defaults": (
         {"model": MODEL, "coldStart": {}},
@@ -405,6 +434,42 @@ INVALID = {
         {"model": MODEL, "resources": {"gpus": 0}},
         "spec.resources.gpus",
         "runtime.device cuda needs resources.gpus >= 1",
+    ),
+    # On cpu: with cuda, resources.gpus would be refused too (it cannot equal a size of 0).
+    "tensor 0": (
+        {"model": MODEL, "parallelism": {"tensor": 0}, "runtime": {"device": "cpu"}, "resources": {"gpus": 0}},
+        "spec.parallelism.tensor",
+        "should be greater than or equal to 1",
+    ),
+    "tensor 4 x pipeline 4, more than one node": (
+        {"model": MODEL, "parallelism": {"tensor": 4, "pipeline": 4}, "resources": {"gpus": 16}},
+        "spec.parallelism",
+        "Invalid value: parallelism.tensor x parallelism.pipeline must be at most 8",
+    ),
+    "tensor 2 keeping the default gpus 1": (
+        {"model": MODEL, "parallelism": {"tensor": 2}},
+        "spec.resources.gpus",
+        "resources.gpus must equal parallelism.tensor x parallelism.pipeline when runtime.device is cuda",
+    ),
+    "parallelism {} beside 2 GPUs": (
+        {"model": MODEL, "parallelism": {}, "resources": {"gpus": 2}},
+        "spec.resources.gpus",
+        "resources.gpus must equal parallelism.tensor x parallelism.pipeline",
+    ),
+    "a draft model at tensor 2": (
+        {
+            "model": MODEL,
+            "parallelism": {"tensor": 2},
+            "resources": {"gpus": 2},
+            "speculative": {"method": "draft_model", "draftModel": "/models/small"},
+        },
+        "spec.speculative.method",
+        "Forbidden: speculative.method draft_model needs parallelism.tensor x parallelism.pipeline of 1",
+    ),
+    "unknown field in parallelism": (
+        {"model": MODEL, "parallelism": {"data": 2}},
+        "spec.parallelism.data",
+        "unknown field",
     ),
     "memory in GB": ({"model": MODEL, "resources": {"memory": "16GB"}}, "spec.resources.memory", "should match"),
     "cpu in words": ({"model": MODEL, "resources": {"cpu": "two"}}, "spec.resources.cpu", "should match"),

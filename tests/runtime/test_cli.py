@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from shoal.runtime.build import resolve_token_budget
 from shoal.runtime.cli import add_arguments, configs_from_args, parse_size
 from shoal.runtime.config import CPU_MAX_NUM_BATCHED_TOKENS, GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig, ServerConfig
+from shoal.runtime.rank_build import resolve_token_budget
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 import torch
-from shoal.runtime.build import select_kernels
+from shoal.runtime.rank_build import select_kernels
 from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.loader import build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.placement import Placement

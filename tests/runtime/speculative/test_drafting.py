@@ -57,6 +57,17 @@ def test_a_new_request_starts_paused_while_nobody_s_drafts_pay():
     assert drafter.plan(third, room=4, num_running=3) == 4  # someone's pay again
 
 
+def test_the_engine_s_pause_runs_out_with_its_steps_so_short_requests_try_again():
+    drafter = Drafter(SpeculativeConfig(method="ngram", min_acceptance=0.5))
+    assert drafter.plan(_request("r0"), room=4, num_running=1) == 4
+    drafter.verified("r0", proposed=4, accepted=0)
+    drafter.forget("r0")
+    for i in range(FIRST_BACKOFF_STEPS):  # steps in which only short, paused requests decode
+        assert drafter.plan(_request(f"short{i}"), room=4, num_running=1) == 0
+        assert drafter.fill([], lambda request_id: []) == []
+    assert drafter.plan(_request("late"), room=4, num_running=1) == 4
+
+
 def _request(request_id: str) -> Request:
     tokens = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1]  # a lookup always finds 2 3 4 5
     return Request(request_id, tokens, SamplingParams(temperature=0), max_tokens=16)

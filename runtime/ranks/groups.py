@@ -1,0 +1,49 @@
+"""Joining the ranks of a tensor-parallel runtime: the model's process group (NCCL on GPUs, gloo on
+a CPU) and a gloo group for rank 0's step commands, which may wait as long as the runtime is idle."""
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from shoal.runtime.parallel.tensor_parallel import TensorParallel
+from shoal.runtime.ranks.step_channel import StepChannel
+
+# The model's collectives: every rank reaches each one within a step, or within the start (a rank
+# loading its weights more slowly than the others).
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+# A worker waits for rank 0's next step as long as no request comes.
+IDLE_TIMEOUT = datetime.timedelta(days=365)
+
+
+@dataclass(frozen=True)
+class ParallelGroups:
+    tp: TensorParallel
+    channel: StepChannel
+
+
+def uses_cuda(device: str) -> bool:
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
+def join(rank: int, world_size: int, rendezvous: str, device: str) -> ParallelGroups:
+    """Called by every rank; returns once all have joined. On a CPU each rank takes its share of the
+    cores: ranks that each took all of them would slow one another down."""
+    if uses_cuda(device):
+        torch.cuda.set_device(rank)
+        backend = "nccl"
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+        backend = "gloo"
+    dist.init_process_group(
+        backend, init_method=rendezvous, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT
+    )
+    control = dist.new_group(backend="gloo", timeout=IDLE_TIMEOUT)
+    return ParallelGroups(TensorParallel(rank, world_size), StepChannel(control))
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

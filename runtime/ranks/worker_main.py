@@ -1,0 +1,45 @@
+"""A worker rank's process (rank 1 and up of a tensor-parallel runtime): join the groups, build the
+rank's model and KV pool alongside rank 0, then run each step rank 0 sends until told to stop.
+
+It exits 0 when stopped, 1 when anything fails (rank 0 gone included: its group's connections close);
+rank 0 watches for either (ranks/workers.py)."""
+
+import logging
+import sys
+from dataclasses import dataclass
+
+from shoal.runtime.config import EngineConfig
+from shoal.runtime.model.loader import materialize, resolve_model_source
+from shoal.runtime.rank_build import build_rank
+from shoal.runtime.ranks.groups import join, leave
+from shoal.runtime.ranks.step_channel import RunStep
+from shoal.runtime.startup import StartupClock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    rank: int
+    world_size: int
+    rendezvous: str  # init_method of torch.distributed, e.g. tcp://127.0.0.1:port
+    config: EngineConfig
+    log_level: int
+
+
+def worker_main(spec: WorkerSpec) -> None:
+    logging.basicConfig(
+        level=spec.log_level, format=f"%(asctime)s %(levelname)s rank {spec.rank} %(name)s: %(message)s"
+    )
+    try:
+        groups = join(spec.rank, spec.world_size, spec.rendezvous, spec.config.device)
+        config = spec.config
+        source = materialize(resolve_model_source(config.model, config.load_format))
+        runner = build_rank(config, source, groups.tp, StartupClock()).runner
+        log.info("rank %d of %d ready", spec.rank, spec.world_size)
+        while isinstance(command := groups.channel.receive(), RunStep):
+            runner.follow(command.step, groups.tp.broadcast_from_first)
+        leave()
+    except Exception:
+        log.exception("tensor-parallel rank %d failed", spec.rank)
+        sys.exit(1)

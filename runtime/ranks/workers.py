@@ -1,0 +1,103 @@
+"""Rank 0's side of a tensor-parallel runtime: it starts the other ranks as processes of their own
+(one per GPU), joins them, and watches them. A worker that exits while the runtime has not asked
+it to is reported at once to whoever listens (the server then stops serving): the other ranks would
+otherwise wait for it in their next collective forever. Before the runtime has started (`started`),
+nobody listens yet and rank 0 may be waiting for the lost worker to join or to take part in a
+collective of the start: the process then exits at once, with the reason in its log."""
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import socket
+import threading
+from collections.abc import Callable
+
+from shoal.runtime.config import EngineConfig
+from shoal.runtime.ranks.groups import ParallelGroups, join, leave
+from shoal.runtime.ranks.worker_main import WorkerSpec, worker_main
+
+log = logging.getLogger(__name__)
+
+STOP_WAIT_S = 10.0  # for a stopped worker to exit before it is killed
+
+
+class WorkerGroup:
+    def __init__(self, processes: list[multiprocessing.Process]):
+        self.processes = processes
+        self._listeners: list[Callable[[str], None]] = []
+        self._stopping = threading.Event()
+        self._started = False
+        self._watcher = threading.Thread(target=self._watch, name="shoal-tp-watch", daemon=True)
+        self._watcher.start()
+
+    def on_exit(self, listener: Callable[[str], None]) -> None:
+        """`listener(message)` is called, from the watching thread, when a worker exits unasked."""
+        self._listeners.append(listener)
+
+    def started(self) -> None:
+        """The runtime is built: from now on a lost worker is reported to the listeners."""
+        self._started = True
+
+    def stop(self) -> None:
+        """After rank 0 has told them to stop: waits for them, kills what is left."""
+        self._stopping.set()
+        for process in self.processes:
+            process.join(STOP_WAIT_S)
+        self.kill()
+
+    def kill(self) -> None:
+        self._stopping.set()
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    def _watch(self) -> None:
+        sentinels = {process.sentinel: rank for rank, process in enumerate(self.processes, start=1)}
+        ready = multiprocessing.connection.wait(list(sentinels))
+        if self._stopping.is_set():
+            return
+        rank = sentinels[ready[0]]
+        process = self.processes[rank - 1]
+        process.join()
+        message = f"tensor-parallel rank {rank} (pid {process.pid}) exited with code {process.exitcode}"
+        log.error("%s: the runtime cannot run a step without it", message)
+        if not self._started:
+            self.kill()
+            os._exit(1)
+        for listener in self._listeners:
+            listener(message)
+
+
+def start_workers(config: EngineConfig, log_level: int) -> tuple[ParallelGroups, WorkerGroup]:
+    """Ranks 1.. of config.tensor_parallel_size, started and joined with this process as rank 0."""
+    world_size = config.tensor_parallel_size
+    rendezvous = f"tcp://127.0.0.1:{_free_port()}"
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    processes = [
+        context.Process(
+            target=worker_main,
+            args=(WorkerSpec(rank, world_size, rendezvous, config, log_level),),
+            name=f"shoal-tp-rank-{rank}",
+            daemon=True,
+        )
+        for rank in range(1, world_size)
+    ]
+    for process in processes:
+        process.start()
+    workers = WorkerGroup(processes)
+    try:
+        groups = join(0, world_size, rendezvous, config.device)
+    except BaseException:
+        workers.kill()
+        leave()
+        raise
+    log.info("tensor parallel: %d ranks, workers %s", world_size, [p.pid for p in processes])
+    return groups, workers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
