@@ -17,7 +17,10 @@ in the same session, on the same machine.
 """
 
 import argparse
+import faulthandler
 import json
+import logging
+import signal
 import statistics
 import sys
 import time
@@ -82,9 +85,11 @@ def measure(args: argparse.Namespace) -> dict:
     }
     try:
         row["bs1_itl_ms"] = [bs1_itl_ms(built, info.vocab_size) for _ in ("cold", "warm")]
+        print(f"bs1 ITL ms (cold, warm): {row['bs1_itl_ms']}", flush=True)
         for name, workload in workloads(info.vocab_size, args.num_requests).items():
             runs = [run_shoal(built, workload) for _ in ("cold", "warm")]
             row[name] = [r.output_tokens_per_s for r in runs]
+            print(f"{name} output tok/s (cold, warm): {row[name]}", flush=True)
             row[f"{name}_workload"] = workload.description
     finally:
         built.close()
@@ -137,6 +142,8 @@ def main() -> None:
     parser.add_argument("--num-requests", type=int, default=256, help="per workload (a CPU check takes a few)")
     parser.add_argument("--name", default="parallel_llama_cuda")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # where a stuck run waits
 
     measured = measure(args)
     path = RESULTS_DIR / f"{args.name}.json"

@@ -3,10 +3,12 @@
 import argparse
 import asyncio
 import dataclasses
+import faulthandler
 import json
 import logging
 import os
 import re
+import signal
 
 from shoal.runtime.config import (
     CPU_MAX_NUM_BATCHED_TOKENS,
@@ -287,6 +289,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[EngineConfig, ServerCon
 
 
 def run(args: argparse.Namespace) -> int:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: every thread's stack, to the log
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from shoal.runtime.serve import serve
 

@@ -4,7 +4,9 @@ rank's model and KV pool alongside rank 0, then run each step rank 0 sends until
 It exits 0 when stopped, 1 when anything fails (rank 0 gone included: its group's connections close);
 rank 0 watches for either (ranks/workers.py)."""
 
+import faulthandler
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -28,6 +30,7 @@ class WorkerSpec:
 
 
 def worker_main(spec: WorkerSpec) -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where a stuck rank waits
     logging.basicConfig(
         level=spec.log_level, format=f"%(asctime)s %(levelname)s rank {spec.rank} %(name)s: %(message)s"
     )
