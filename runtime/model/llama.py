@@ -87,29 +87,60 @@ class LlamaDecoderLayer(nn.Module):
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, ops: LayerOps, max_position: int):
+    """The decoder stack. A pipeline stage (parallel/pipeline_stage.py) builds it without the ends
+    it does not run, the embedding (all but the first stage) or the final norm (all but the last):
+    those are None, never allocated."""
+
+    def __init__(
+        self,
+        arch: ModelArchConfig,
+        backend: AttentionBackend,
+        ops: LayerOps,
+        max_position: int,
+        with_embedding: bool = True,
+        with_norm: bool = True,
+    ):
         super().__init__()
-        self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size)
+        self.embed_tokens = nn.Embedding(arch.vocab_size, arch.hidden_size) if with_embedding else None
         rotary = RotaryEmbedding(arch.rope, arch.head_dim, max_position, ops)
         self.layers = nn.ModuleList(
             LlamaDecoderLayer(arch, rotary, backend, ops) for _ in range(arch.num_hidden_layers)
         )
-        self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops)
+        self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, ops) if with_norm else None
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
-        hidden, residual = self.embed_tokens(input_ids), None
-        for layer in self.layers:
-            hidden, residual = layer(positions, hidden, residual, meta)
+        hidden, residual = self.forward_layers(positions, self.embed_tokens(input_ids), None, meta)
         hidden, _ = self.norm(hidden, residual)
         return hidden
 
+    def forward_layers(
+        self, positions: torch.Tensor, hidden: torch.Tensor, residual: torch.Tensor | None, meta: AttentionMetadata
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder layers alone, from the hidden state and residual stream (None before the first
+        layer) to the same pair after the last: a pipeline stage starts and stops here."""
+        for layer in self.layers:
+            hidden, residual = layer(positions, hidden, residual, meta)
+        return hidden, residual
+
 
 class LlamaForCausalLM(nn.Module):
-    def __init__(self, arch: ModelArchConfig, backend: AttentionBackend, ops: LayerOps, max_position: int):
+    def __init__(
+        self,
+        arch: ModelArchConfig,
+        backend: AttentionBackend,
+        ops: LayerOps,
+        max_position: int,
+        with_embedding: bool = True,
+        with_head: bool = True,
+    ):
+        """`with_embedding`/`with_head` False leave out the embedding, or the final norm and LM head
+        (None): a pipeline stage that does not run them."""
         super().__init__()
+        if arch.tie_word_embeddings and not (with_embedding and with_head):
+            raise ValueError("tied word embeddings need both the embedding and the LM head in the model")
         self.arch = arch
-        self.model = LlamaModel(arch, backend, ops, max_position)
-        self.lm_head = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False)
+        self.model = LlamaModel(arch, backend, ops, max_position, with_embedding, with_norm=with_head)
+        self.lm_head = nn.Linear(arch.hidden_size, arch.vocab_size, bias=False) if with_head else None
         if arch.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 

@@ -45,5 +45,8 @@ def join(rank: int, world_size: int, rendezvous: str, device: str) -> ParallelGr
 
 
 def leave() -> None:
-    if dist.is_initialized():
+    """Ends this process's part in the groups, so that another runtime (a test's next one) may form
+    new ones. Not after NCCL: destroying a communicator whose collectives were captured in CUDA
+    graphs hangs (pytorch/pytorch#115388), and a GPU rank's process ends with its runtime anyway."""
+    if dist.is_initialized() and dist.get_backend() != "nccl":
         dist.destroy_process_group()

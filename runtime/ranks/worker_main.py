@@ -6,8 +6,8 @@ rank 0 watches for either (ranks/workers.py)."""
 
 import faulthandler
 import logging
+import os
 import signal
-import sys
 from dataclasses import dataclass
 
 from shoal.runtime.config import EngineConfig
@@ -45,4 +45,9 @@ def worker_main(spec: WorkerSpec) -> None:
         leave()
     except Exception:
         log.exception("tensor-parallel rank %d failed", spec.rank)
-        sys.exit(1)
+        logging.shutdown()
+        os._exit(1)
+    logging.shutdown()
+    # Out without the interpreter's teardown: it would destroy NCCL communicators that CUDA graphs
+    # captured collectives on, which hangs (see groups.leave).
+    os._exit(0)

@@ -1,0 +1,206 @@
+"""Pipeline parallelism, the model side: which decoder layers a stage runs, its model and weights, its
+forward, and the tensors it hands to the next stage.
+
+A stage's model is the ordinary LlamaForCausalLM built with only the stage's layers, so attention,
+rotary and the paged KV cache (one cache per layer the stage holds) run unchanged. Only the first
+stage holds the embedding, and only the last the final norm and LM head; elsewhere they are None and
+never allocated (a 70B model's embedding alone is 2 GB). Between stages flow the hidden state and the
+residual stream beside it (LlamaDecoderLayer carries both), point to point.
+
+Tensor parallelism inside a stage is not supported yet.
+"""
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
+
+import torch
+import torch.distributed as dist
+
+from shoal.runtime.layers.attention import AttentionMetadata
+from shoal.runtime.layers.ops import Kernels
+from shoal.runtime.model.arch_config import ModelArchConfig
+from shoal.runtime.model.llama import LlamaForCausalLM
+from shoal.runtime.model.loader import ModelSource, SkipDefaultInit, default_dtype, init_random
+from shoal.runtime.model.placement import Placement
+
+_LAYER_PREFIX = "model.layers."
+
+
+@dataclass(frozen=True)
+class StageLayout:
+    """Stage `stage` of `num_stages` runs the model's decoder layers [first_layer, end_layer)."""
+
+    stage: int
+    num_stages: int
+    first_layer: int
+    end_layer: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.stage < self.num_stages:
+            raise ValueError(f"pipeline stage {self.stage} is not in [0, num_stages={self.num_stages})")
+        if not 0 <= self.first_layer < self.end_layer:
+            raise ValueError(f"stage {self.stage}: layers [{self.first_layer}, {self.end_layer}) are empty")
+
+    @property
+    def is_first(self) -> bool:
+        return self.stage == 0
+
+    @property
+    def is_last(self) -> bool:
+        return self.stage == self.num_stages - 1
+
+    @property
+    def num_layers(self) -> int:
+        return self.end_layer - self.first_layer
+
+
+def split_layers(num_layers: int, num_stages: int) -> list[StageLayout]:
+    """vLLM's split (get_pp_indices, without its VLLM_PP_LAYER_PARTITION override): each stage gets
+    num_layers // num_stages layers, and the remaining ones go one each to the stages before the last,
+    from the last backwards. The last stage runs the LM head and the first holds the embedding, so the
+    middle stages take the extra layers first and the last never does."""
+    if num_stages < 1:
+        raise ValueError(f"pipeline parallel size must be at least 1, got {num_stages}")
+    if num_stages > num_layers:
+        raise ValueError(
+            f"pipeline parallel size {num_stages} exceeds the model's {num_layers} layers "
+            f"(every stage needs at least one); allowed sizes: 1 to {num_layers}"
+        )
+    counts = [num_layers // num_stages] * num_stages
+    for extra in range(num_layers % num_stages):
+        counts[-2 - extra] += 1
+    starts = [0, *accumulate(counts)]
+    return [StageLayout(stage, num_stages, starts[stage], starts[stage + 1]) for stage in range(num_stages)]
+
+
+def stage_arch(arch: ModelArchConfig, layout: StageLayout) -> ModelArchConfig:
+    """The shape of the stage's model: its layers only (so its KV cache sizing counts only those).
+    A split model's embedding and LM head live on different stages, so a tied LM head becomes one of
+    its own on the last stage, loaded from the embedding's tensor."""
+    return dataclasses.replace(
+        arch,
+        num_hidden_layers=layout.num_layers,
+        tie_word_embeddings=arch.tie_word_embeddings and layout.is_first and layout.is_last,
+    )
+
+
+def build_stage_model(
+    arch: ModelArchConfig,
+    source: ModelSource,
+    kernels: Kernels,
+    placement: Placement,
+    max_position: int,
+    layout: StageLayout,
+) -> LlamaForCausalLM:
+    """The stage's model (of the full `arch`), with the stage's share of the checkpoint's weights. A
+    dummy source's random weights are seeded by the stage index: only their shapes matter."""
+    if layout.end_layer > arch.num_hidden_layers:
+        raise ValueError(
+            f"stage {layout.stage} ends at layer {layout.end_layer}; the model has {arch.num_hidden_layers}"
+        )
+    with default_dtype(placement.dtype), torch.device(placement.device), SkipDefaultInit():
+        model = LlamaForCausalLM(
+            stage_arch(arch, layout),
+            kernels.attention,
+            kernels.ops,
+            max_position,
+            with_embedding=layout.is_first,
+            with_head=layout.is_last,
+        )
+    if source.kind == "dummy":
+        init_random(model, layout.stage)
+    else:
+        model.load_weights(stage_checkpoint_tensors(source, placement.device, layout, arch.tie_word_embeddings))
+    return model.eval()
+
+
+def stage_checkpoint_tensors(
+    source: ModelSource, device: torch.device, layout: StageLayout, tie_word_embeddings: bool
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """The stage's tensors of the full checkpoint, under the stage model's names. safetensors reads a
+    tensor only when asked for it, so the other stages' tensors never reach this stage's device."""
+    from safetensors import safe_open
+
+    for file in sorted(source.directory.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt", device=str(device)) as f:
+            for name in f.keys():
+                stage_name = stage_tensor_name(name, layout, tie_word_embeddings)
+                if stage_name is not None:
+                    yield stage_name, f.get_tensor(name)
+
+
+def stage_tensor_name(name: str, layout: StageLayout, tie_word_embeddings: bool) -> str | None:
+    """A checkpoint (HF) tensor's name in the stage's model, None where another stage holds it.
+    Names the stage does not know pass through, for load_weights to refuse."""
+    if name.startswith(_LAYER_PREFIX):
+        index, rest = name.removeprefix(_LAYER_PREFIX).split(".", 1)
+        if not layout.first_layer <= int(index) < layout.end_layer:
+            return None
+        return f"{_LAYER_PREFIX}{int(index) - layout.first_layer}.{rest}"
+    if name.startswith("model.embed_tokens."):
+        if layout.is_first:
+            return name
+        tied_head = tie_word_embeddings and layout.is_last
+        return name.replace("model.embed_tokens.", "lm_head.") if tied_head else None
+    if name.startswith("model.norm."):
+        return name if layout.is_last else None
+    if name.startswith("lm_head."):
+        # A tied model's head comes from the embedding (a checkpoint may store both).
+        return name if layout.is_last and not tie_word_embeddings else None
+    return name
+
+
+@dataclass
+class IntermediateTensors:
+    """What a stage hands the next: the hidden state and the residual stream, [num_tokens, hidden] each."""
+
+    hidden: torch.Tensor
+    residual: torch.Tensor
+
+
+def forward_stage(
+    model: LlamaForCausalLM,
+    layout: StageLayout,
+    input_ids: torch.Tensor,
+    positions: torch.Tensor,
+    meta: AttentionMetadata,
+    received: IntermediateTensors | None = None,
+) -> torch.Tensor | IntermediateTensors:
+    """The first stage starts from input_ids, the others from what the previous stage sent. The last
+    returns the final hidden states (after the norm) as LlamaForCausalLM.forward does, for
+    compute_logits; the others return what to send on. Branches only on the layout, never on data."""
+    if layout.is_first:
+        hidden, residual = model.model.embed_tokens(input_ids), None
+    else:
+        hidden, residual = received.hidden, received.residual
+    hidden, residual = model.model.forward_layers(positions, hidden, residual, meta)
+    if not layout.is_last:
+        return IntermediateTensors(hidden, residual)
+    hidden, _ = model.model.norm(hidden, residual)
+    return hidden
+
+
+def send_intermediate(tensors: IntermediateTensors, dst: int, group: dist.ProcessGroup | None = None) -> None:
+    """To the next stage's process (`dst` a global rank, as in dist.send); it posts recv_intermediate
+    for the same step."""
+    dist.send(tensors.hidden.contiguous(), dst, group=group)
+    dist.send(tensors.residual.contiguous(), dst, group=group)
+
+
+def recv_intermediate(
+    num_tokens: int,
+    hidden_size: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    src: int,
+    group: dist.ProcessGroup | None = None,
+) -> IntermediateTensors:
+    """From the previous stage's process (`src` a global rank). No shape message comes first: every
+    stage runs the same batch, so the receiver knows its number of tokens."""
+    hidden = torch.empty((num_tokens, hidden_size), dtype=dtype, device=device)
+    residual = torch.empty_like(hidden)
+    dist.recv(hidden, src, group=group)
+    dist.recv(residual, src, group=group)
+    return IntermediateTensors(hidden, residual)
