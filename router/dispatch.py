@@ -12,6 +12,13 @@ its client anything (a request held for a pool that is starting waits there too,
 The returned Generation streams the rest; closing it early (client gone, `response.cancel`) cancels
 the runtime call, which frees its KV blocks. Either way it records the request once: measurement
 windows, Prometheus metrics, tenant tokens, QoS slot, backend load.
+
+Its latencies are timed twice. The Prometheus histograms time what the client waited, from arrival.
+The measurement windows (rollback rules, QoS batch share, the operator's TTFT) start once the
+request leaves the cold-start hold: a held request waited for the pool to have any ready runtime,
+which no revision is to blame for (its revision is chosen after the hold), and the hold reports its
+own waits (held requests, the oldest one's wait). Otherwise a request held through a probe interval
+and then sent to a canary would give it a p99 of that wait, and roll it back.
 """
 
 import asyncio
@@ -131,6 +138,7 @@ class Generation:
         self.request = request
         self.leases = leases  # the router-wide limiter's and the pool's
         self.arrival = arrival
+        self.queued_at = arrival  # it reached the QoS queue, past the cold-start hold: the windows time from here
         self.backend: Backend | None = None
         self.call = None
         self.first: pb.GenerateResponse | None = None
@@ -154,10 +162,10 @@ class Generation:
         try:
             if self.pool.config.cold_start.enabled and not self.pool.has_ready_backend(self.d.backends):
                 await self.pool.hold.wait(self.request.model)
-            queued_at = self.d.clock()
+                self.queued_at = self.d.clock()
             await self.pool.gate.acquire(self.request.qos)
             self._admitted = True
-            self.d.metrics.queue_time.labels(self.pool.name, self.request.qos).observe(self.d.clock() - queued_at)
+            self.d.metrics.queue_time.labels(self.pool.name, self.request.qos).observe(self.d.clock() - self.queued_at)
             head = self.request.prompt.head(self.pool.config.prefix_affinity.prefix_chars)
             self.backend = self.pool.choose(self.d.backends, self.request.session_key, head, self.d.rng)
             if self.backend is None:
@@ -215,9 +223,9 @@ class Generation:
             raise error
         now = self.d.clock()
         if not self._last_at:
-            ttft = now - self.arrival
-            self.d.measurements.record_first_token(self.pool.name, self.revision, self.request.qos, ttft, now)
-            self.d.metrics.first_token(self.pool.name, self.revision, self.request.qos, ttft)
+            pool, revision, qos = self.pool.name, self.revision, self.request.qos
+            self.d.measurements.record_first_token(pool, revision, qos, now - self.queued_at, now)
+            self.d.metrics.first_token(pool, revision, qos, now - self.arrival)
         elif message.index in self._last_at:
             self._gaps.append(now - self._last_at[message.index])
         self._last_at[message.index] = now
@@ -285,7 +293,7 @@ class Generation:
                 qos,
                 now,
                 error=upstream_failed,
-                e2e_s=e2e,
+                e2e_s=now - self.queued_at if status == 200 else None,
                 token_gaps_s=self._gaps,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,

@@ -1,9 +1,9 @@
 """What the router measures per pool x revision x QoS class, over rolling windows.
 
-From its own requests: TTFT, inter-token latency and end-to-end latency samples, and counts of
-finished requests, errors (5xx and upstream failures) and tokens. From scraping each runtime's
-/metrics: KV free fraction (of the revision's fullest runtime), preemptions and out-of-memory
-errors. Rollback rules,
+From its own requests: TTFT, inter-token latency and end-to-end latency samples (timed from when
+the request left the cold-start hold; dispatch.py says why), and counts of finished requests,
+errors (5xx and upstream failures) and tokens. From scraping each runtime's /metrics: KV free
+fraction (of the revision's fullest runtime), preemptions and out-of-memory errors. Rollback rules,
 the QoS controller, the admin API and the router's /metrics all read it through `stats`.
 """
 

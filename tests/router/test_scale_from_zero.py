@@ -2,7 +2,8 @@
 route and the router stays Ready; its requests, streamed or not, wait and are answered once a runtime
 is ready (its health probe turns SERVING, or the operator pushes its first endpoint); a request that
 waits past the pool's cold_start.max_wait_s gets a 503 with Retry-After (gRPC: UNAVAILABLE with a
-retry-after trailer); a full hold refuses at once; a client that leaves is no longer held. The
+retry-after trailer); a full hold refuses at once; a client that leaves is no longer held; the wait
+is the client's latency, not the revision's that answers (a canary is not rolled back for it). The
 admin API's /load reports what the operator sizes the pool from."""
 
 import asyncio
@@ -188,6 +189,50 @@ def test_a_client_that_leaves_while_held_is_no_longer_held(routers, start_fake):
     assert 'shoal:router_held_requests{pool="fake"} 0.0' in metrics
     assert 'status="499"' in metrics  # counted as a client that left
     assert later.status == 200 and fake.counters.requests == 1  # the one that left never reached it
+
+
+def test_a_held_requests_wait_is_its_clients_latency_not_the_canarys(routers, start_fake):
+    """The request that waited for the pool's first ready runtime goes to a canary: its wait shows in
+    the router's histograms (the client's latency) but not in the windows the rollback rules judge,
+    so a canary that answers at once is not rolled back on latency for it."""
+    stable, canary = start_fake(tokens=2), start_fake(tokens=2)
+    stable.serving = canary.serving = False  # the route has just come: no probe has answered yet
+    rule = {"latency_ratio": {"metric": "e2e", "quantile": 0.99, "min_difference_s": 0.3, "min_samples": 3}}
+    router = routers(
+        {"v1": [stable], "v2": [canary]}, stable="v1", canary="v2", canary_weight=100, rollback_rules=[rule]
+    )
+    held_s = 1.0
+
+    async def main():
+        async with aiohttp.ClientSession() as session:
+            request = asyncio.create_task(post(session, completions(router), chat(MODEL)))
+            await held(router, 1)
+            await asyncio.sleep(held_s)
+            canary.serving = True  # the canary's runtime is found first: the held request goes there
+            first = await request
+            stable.serving = True
+            await eventually(lambda: load(router), lambda reply: reply[1]["ready_replicas"] == 2)
+            weights = f"{router.admin_url}/admin/pools/fake/weights"
+            assert (await asyncio.to_thread(get_json, weights, "PUT", {"canary_weight": 50}))[0] == 200
+            rest = [await post(session, completions(router), chat(MODEL)) for _ in range(40)]
+        await asyncio.sleep(0.5)  # control passes every 0.1 s: the rules have judged what came
+        return first, rest
+
+    first, rest = asyncio.run(main())
+    measured = {m["revision"]: m["all"] for m in get_json(router.admin_url + "/admin/measurements")[1]["measurements"]}
+    verdicts = get_json(router.admin_url + "/admin/pools/fake/rollback")[1]["rolled_back"]
+    metrics = text(router.admin_url + "/metrics")[1]
+    assert first.status == 200 and first.headers["x-shoal-revision"] == "v2"
+    assert all(reply.status == 200 for reply in rest)
+    assert all(m["e2e_s"]["samples"] >= 3 for m in measured.values())  # enough for the rule to judge
+    assert verdicts == []
+    assert measured["v2"]["e2e_s"]["p99"] < held_s / 2 and measured["v2"]["ttft_s"]["p99"] < held_s / 2
+    client_e2e = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("shoal:router_e2e_request_latency_seconds_sum{") and 'revision="v2"' in line
+    ]
+    assert sum(client_e2e) >= held_s
 
 
 def test_the_load_endpoint_reports_replicas_runtime_queues_and_window(routers, start_fake):
