@@ -19,7 +19,7 @@ from shoal.runtime.engine.stop_conditions import StopLimits
 from shoal.runtime.model.loader import materialize, resolve_model_source
 from shoal.runtime.rank_build import SINGLE_RANK, build_rank
 from shoal.runtime.ranks.groups import leave
-from shoal.runtime.ranks.tp_runner import TensorParallelRunner
+from shoal.runtime.ranks.rank_zero_runner import RankZeroRunner
 from shoal.runtime.ranks.workers import WorkerGroup, start_workers
 from shoal.runtime.startup import StartupBreakdown, StartupClock
 from shoal.runtime.structured.compiler import GrammarCompiler
@@ -46,6 +46,7 @@ class ModelInfo:
     free_memory_tokens: int | None  # on a GPU: what the memory free after loading the weights would hold
     startup: StartupBreakdown  # how long the start took, phase by phase
     tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
 
 
 @dataclass
@@ -54,7 +55,7 @@ class BuiltEngine:
     tokenizer: PreTrainedTokenizerBase | None
     info: ModelInfo
     grammars: GrammarCompiler | None  # for constrained requests; None without a tokenizer
-    parallel: "ParallelRanks | None" = None  # the other ranks, under tensor parallelism
+    parallel: "ParallelRanks | None" = None  # the other ranks, under tensor or pipeline parallelism
 
     def close(self) -> None:
         """Stops the other ranks, once the engine has stopped stepping (a no-op on one rank)."""
@@ -66,7 +67,7 @@ class BuiltEngine:
 class ParallelRanks:
     """Rank 0's hold on the other ranks: to tell them to stop, and to hear when one is lost."""
 
-    runner: TensorParallelRunner
+    runner: RankZeroRunner
     workers: WorkerGroup
 
     def on_lost(self, listener: Callable[[str], None]) -> None:
@@ -85,21 +86,24 @@ class ParallelRanks:
 def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> BuiltEngine:
     """The engine, ready to serve: on CUDA whatever it runs is compiled first (runtime/warmup.py).
     `clock` times the phases (runtime/startup.py); without one they are timed from this call on.
-    Under tensor parallelism this process is rank 0: the other ranks are started here, and stopped
-    by `BuiltEngine.close`."""
+    With several ranks (tensor or pipeline parallelism) this process is rank 0: the others are
+    started here, and stopped by `BuiltEngine.close`."""
     clock = clock or StartupClock()
     _use_compile_cache(config.compile_cache_dir)
     source = materialize(resolve_model_source(config.model, config.load_format))
     parallel = None
-    if config.tensor_parallel_size > 1:
+    if config.world_size > 1:
         parallel = start_workers(config, logging.getLogger().getEffectiveLevel())
     try:
-        rank = build_rank(config, source, parallel[0].tp if parallel else SINGLE_RANK, clock)
+        if parallel is None:
+            rank = build_rank(config, source, SINGLE_RANK, None, clock)
+        else:
+            rank = build_rank(config, source, parallel[0].tp, parallel[0].pipeline, clock)
     except BaseException:
         if parallel is not None:
             parallel[1].kill()
         raise
-    runner = rank.runner if parallel is None else TensorParallelRunner(rank.runner, parallel[0].channel, parallel[0].tp)
+    runner = rank.runner if parallel is None else RankZeroRunner(rank.runner, parallel[0].channel, parallel[0].tp)
     tokenizer = load_tokenizer(source.directory)
     arch, device, max_model_len = rank.arch, rank.device, rank.max_model_len
     log.info(
@@ -146,6 +150,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
         free_memory_tokens=rank.free_memory_tokens,
         startup=clock.breakdown(),
         tensor_parallel_size=config.tensor_parallel_size,
+        pipeline_parallel_size=config.pipeline_parallel_size,
     )
     if parallel is None:
         return BuiltEngine(new_engine(), tokenizer, info, grammars)

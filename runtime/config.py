@@ -53,6 +53,11 @@ class EngineConfig:
     # For testing only (runtime/worker/fault_injection.py): steps of more tokens run out of memory.
     fault_oom_above_tokens: int | None = None
 
+    @property
+    def world_size(self) -> int:
+        """Processes (GPUs) one runtime takes."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
     def __post_init__(self) -> None:
         _choice("load_format", self.load_format, LOAD_FORMATS)
         _choice("kernels", self.kernels, KERNELS)
@@ -70,13 +75,13 @@ class EngineConfig:
             _at_least("fault_oom_above_tokens", self.fault_oom_above_tokens, 0)
         _at_least("tensor_parallel_size", self.tensor_parallel_size, 1)
         _at_least("pipeline_parallel_size", self.pipeline_parallel_size, 1)
-        if self.pipeline_parallel_size > 1:
-            raise ValueError("pipeline parallelism is not available yet: pipeline_parallel_size must be 1")
-        if self.tensor_parallel_size > 1:
+        if self.tensor_parallel_size > 1 and self.pipeline_parallel_size > 1:
+            raise ValueError("tensor and pipeline parallelism together are not available yet: choose one")
+        if self.world_size > 1:
             if self.speculative.method == DRAFT_MODEL:
-                raise ValueError("a draft model runs on one GPU: it cannot be used with tensor_parallel_size > 1")
+                raise ValueError("a draft model runs on one GPU: not with tensor or pipeline parallelism")
             if self.fault_oom_above_tokens is not None:
-                raise ValueError("fault_oom_above_tokens fails a step on rank 0 alone: not with tensor parallelism")
+                raise ValueError("fault_oom_above_tokens fails a step on rank 0 alone: not with several ranks")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
 

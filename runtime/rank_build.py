@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from shoal.runtime.config import CPU_MAX_NUM_BATCHED_TOKENS, GPU_MAX_NUM_BATCHED_TOKENS, EngineConfig
 from shoal.runtime.layers.attention_torch import TorchAttentionBackend
@@ -17,6 +18,7 @@ from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.llama import LlamaForCausalLM
 from shoal.runtime.model.loader import ModelSource, build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.placement import Placement
+from shoal.runtime.parallel.pipeline_stage import PipelineGroups, build_stage_model, stage_arch
 from shoal.runtime.parallel.sharded_llama import build_sharded_model, shard_arch
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
 from shoal.runtime.sampling.sampler import Sampler
@@ -97,21 +99,32 @@ def select_kernels(name: str, arch: ModelArchConfig, block_size: int, placement:
     return Kernels(attention, TritonOps())
 
 
-def build_rank(config: EngineConfig, source: ModelSource, tp: TensorParallel, clock: StartupClock) -> RankBuild:
-    """This rank's model with its slice of the weights, its KV pool and CUDA graphs; ranks must call
-    it together."""
+def build_rank(
+    config: EngineConfig,
+    source: ModelSource,
+    tp: TensorParallel,
+    pipeline: PipelineGroups | None,
+    clock: StartupClock,
+) -> RankBuild:
+    """This rank's model with its share of the weights (its heads under tensor parallelism, its
+    layers as a pipeline stage), its KV pool and CUDA graphs; ranks must call it together."""
     arch = ModelArchConfig.from_hf(load_hf_config(source))
-    rank_arch = shard_arch(arch, tp.world_size)
-    device = resolve_device(config.device, tp.rank)
+    links = pipeline.links(arch.num_hidden_layers) if pipeline is not None else None
+    rank_arch = stage_arch(arch, links.layout) if links is not None else shard_arch(arch, tp.world_size)
+    device = resolve_device(config.device, tp.rank if links is None else links.layout.stage)
+    if links is not None and device.type == "cuda":
+        raise ValueError("pipeline parallelism runs on CPUs (gloo) so far; on GPUs use tensor parallelism")
     dtype = resolve_dtype(config.dtype, arch, device)
     max_model_len = context_window(config, arch)
     token_budget = resolve_token_budget(config.max_num_batched_tokens, device)
     placement = Placement(device, dtype)
     kernels = select_kernels(config.kernels, rank_arch, config.block_size, placement)
-    if tp.world_size == 1:
-        model = build_model(arch, source, kernels, placement, max_model_len, config.seed)
-    else:
+    if links is not None:
+        model = build_stage_model(arch, source, kernels, placement, max_model_len, links.layout)
+    elif tp.world_size > 1:
         model = build_sharded_model(arch, source, kernels, placement, max_model_len, tp)
+    else:
+        model = build_model(arch, source, kernels, placement, max_model_len, config.seed)
     draft = _build_draft_model(config, arch, placement, max_model_len)
     clock.lap("model_load")
 
@@ -132,7 +145,7 @@ def build_rank(config: EngineConfig, source: ModelSource, tp: TensorParallel, cl
         budget = CPU_DEFAULT_KV_CACHE_BYTES
     archs = [rank_arch] + ([draft.arch] if draft is not None else [])
     # Every rank holds the same blocks (one block table addresses all of them): the fewest any fits.
-    num_blocks = tp.min_over_ranks(num_kv_blocks(archs, dtype, config.block_size, budget), device)
+    num_blocks = fewest_over_ranks(num_kv_blocks(archs, dtype, config.block_size, budget), device)
     capacity = num_blocks * config.block_size
     if max_model_len > capacity:
         if config.max_model_len is not None:
@@ -154,7 +167,7 @@ def build_rank(config: EngineConfig, source: ModelSource, tp: TensorParallel, cl
             memory_limit.max_tokens,
         )
     kv = KVCacheShape(num_blocks, config.block_size, placement)
-    runner = ModelRunner(model, Sampler(device, config.seed), kv, memory_limit)
+    runner = ModelRunner(model, Sampler(device, config.seed), kv, memory_limit, links)
     draft_runner = DraftModelRunner(draft, kv) if draft is not None else None
     clock.lap("kv_cache")
     if device.type == "cuda" and not config.enforce_eager:
@@ -165,6 +178,15 @@ def build_rank(config: EngineConfig, source: ModelSource, tp: TensorParallel, cl
     return RankBuild(
         runner, draft_runner, arch, device, dtype, max_model_len, token_budget, num_blocks, free_memory_tokens
     )
+
+
+def fewest_over_ranks(value: int, device: torch.device) -> int:
+    """The smallest of every rank's value (each must call it); the value itself on one rank."""
+    if not dist.is_initialized():
+        return value
+    x = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(x, op=dist.ReduceOp.MIN)
+    return int(x.item())
 
 
 def context_window(config: EngineConfig, arch: ModelArchConfig) -> int:

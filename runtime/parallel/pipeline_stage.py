@@ -204,3 +204,40 @@ def recv_intermediate(
     dist.recv(hidden, src, group=group)
     dist.recv(residual, src, group=group)
     return IntermediateTensors(hidden, residual)
+
+
+@dataclass(frozen=True)
+class PipelineLinks:
+    """Where this process sits in a pipeline and how it reaches the others: activations go stage to
+    stage over `forward_group`; the last stage's logits come back to stage 0 (which samples) over
+    `return_group`, a group of its own so that the two directions never queue behind each other."""
+
+    layout: StageLayout
+    forward_group: dist.ProcessGroup | None  # None: the default group
+    return_group: dist.ProcessGroup | None
+
+    @property
+    def previous_rank(self) -> int:
+        return self.layout.stage - 1
+
+    @property
+    def next_rank(self) -> int:
+        return self.layout.stage + 1
+
+    @property
+    def last_rank(self) -> int:
+        return self.layout.num_stages - 1
+
+
+@dataclass(frozen=True)
+class PipelineGroups:
+    """A rank's stage and the pipeline's groups, before the model's layer count is known."""
+
+    stage: int
+    num_stages: int
+    forward_group: dist.ProcessGroup | None
+    return_group: dist.ProcessGroup | None
+
+    def links(self, num_layers: int) -> PipelineLinks:
+        layout = split_layers(num_layers, self.num_stages)[self.stage]
+        return PipelineLinks(layout, self.forward_group, self.return_group)

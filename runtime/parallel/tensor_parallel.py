@@ -40,14 +40,6 @@ class TensorParallel:
             dist.broadcast(x, src=dist.get_global_rank(self.group, 0) if self.group else 0, group=self.group)
         return x
 
-    def min_over_ranks(self, value: int, device: torch.device) -> int:
-        """The smallest of every rank's value (each must call it)."""
-        if self.world_size == 1:
-            return value
-        x = torch.tensor([value], dtype=torch.int64, device=device)
-        dist.all_reduce(x, op=dist.ReduceOp.MIN, group=self.group)
-        return int(x.item())
-
     def all_gather_last_dim(self, x: torch.Tensor) -> torch.Tensor:
         """Every rank's x, concatenated in rank order along the last dimension."""
         if self.world_size == 1:

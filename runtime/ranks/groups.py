@@ -1,5 +1,6 @@
-"""Joining the ranks of a tensor-parallel runtime: the model's process group (NCCL on GPUs, gloo on
-a CPU) and a gloo group for rank 0's step commands, which may wait as long as the runtime is idle."""
+"""Joining the ranks of a parallel runtime: the model's process group (NCCL on GPUs, gloo on a CPU),
+a gloo group for rank 0's step commands, which may wait as long as the runtime is idle, and under
+pipeline parallelism a group for the logits the last stage returns to stage 0."""
 
 import datetime
 import os
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from shoal.runtime.parallel.pipeline_stage import PipelineGroups
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
 from shoal.runtime.ranks.step_channel import StepChannel
 
@@ -21,6 +23,7 @@ IDLE_TIMEOUT = datetime.timedelta(days=365)
 @dataclass(frozen=True)
 class ParallelGroups:
     tp: TensorParallel
+    pipeline: PipelineGroups | None
     channel: StepChannel
 
 
@@ -28,9 +31,10 @@ def uses_cuda(device: str) -> bool:
     return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
-def join(rank: int, world_size: int, rendezvous: str, device: str) -> ParallelGroups:
-    """Called by every rank; returns once all have joined. On a CPU each rank takes its share of the
-    cores: ranks that each took all of them would slow one another down."""
+def join(rank: int, world_size: int, rendezvous: str, device: str, pipeline_size: int) -> ParallelGroups:
+    """Called by every rank; returns once all have joined. The ranks are one tensor-parallel group
+    (pipeline_size 1) or the stages of a pipeline, one rank each. On a CPU each rank takes its share
+    of the cores: ranks that each took all of them would slow one another down."""
     if uses_cuda(device):
         torch.cuda.set_device(rank)
         backend = "nccl"
@@ -41,7 +45,11 @@ def join(rank: int, world_size: int, rendezvous: str, device: str) -> ParallelGr
         backend, init_method=rendezvous, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT
     )
     control = dist.new_group(backend="gloo", timeout=IDLE_TIMEOUT)
-    return ParallelGroups(TensorParallel(rank, world_size), StepChannel(control))
+    if pipeline_size == 1:
+        return ParallelGroups(TensorParallel(rank, world_size), None, StepChannel(control))
+    returns = dist.new_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
+    pipeline = PipelineGroups(rank, pipeline_size, None, returns)
+    return ParallelGroups(TensorParallel(0, 1), pipeline, StepChannel(control))
 
 
 def leave() -> None:

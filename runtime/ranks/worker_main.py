@@ -1,5 +1,5 @@
-"""A worker rank's process (rank 1 and up of a tensor-parallel runtime): join the groups, build the
-rank's model and KV pool alongside rank 0, then run each step rank 0 sends until told to stop.
+"""A worker rank's process (rank 1 and up of a parallel runtime): join the groups, build the rank's
+model and KV pool alongside rank 0, then run its part of each step rank 0 sends until told to stop.
 
 It exits 0 when stopped, 1 when anything fails (rank 0 gone included: its group's connections close);
 rank 0 watches for either (ranks/workers.py)."""
@@ -35,16 +35,19 @@ def worker_main(spec: WorkerSpec) -> None:
         level=spec.log_level, format=f"%(asctime)s %(levelname)s rank {spec.rank} %(name)s: %(message)s"
     )
     try:
-        groups = join(spec.rank, spec.world_size, spec.rendezvous, spec.config.device)
         config = spec.config
+        groups = join(spec.rank, spec.world_size, spec.rendezvous, config.device, config.pipeline_parallel_size)
         source = materialize(resolve_model_source(config.model, config.load_format))
-        runner = build_rank(config, source, groups.tp, StartupClock()).runner
+        runner = build_rank(config, source, groups.tp, groups.pipeline, StartupClock()).runner
         log.info("rank %d of %d ready", spec.rank, spec.world_size)
         while isinstance(command := groups.channel.receive(), RunStep):
-            runner.follow(command.step, groups.tp.broadcast_from_first)
+            if groups.pipeline is not None:
+                runner.follow_stage(command.step)
+            else:
+                runner.follow(command.step, groups.tp.broadcast_from_first)
         leave()
     except Exception:
-        log.exception("tensor-parallel rank %d failed", spec.rank)
+        log.exception("rank %d failed", spec.rank)
         logging.shutdown()
         os._exit(1)
     logging.shutdown()

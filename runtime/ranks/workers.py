@@ -1,5 +1,5 @@
-"""Rank 0's side of a tensor-parallel runtime: it starts the other ranks as processes of their own
-(one per GPU), joins them, and watches them. A worker that exits while the runtime has not asked
+"""Rank 0's side of a parallel runtime: it starts the other ranks as processes of their own (one per
+GPU), joins them, and watches them. A worker that exits while the runtime has not asked
 it to is reported at once to whoever listens (the server then stops serving): the other ranks would
 otherwise wait for it in their next collective forever. Before the runtime has started (`started`),
 nobody listens yet and rank 0 may be waiting for the lost worker to join or to take part in a
@@ -61,7 +61,7 @@ class WorkerGroup:
         rank = sentinels[ready[0]]
         process = self.processes[rank - 1]
         process.join()
-        message = f"tensor-parallel rank {rank} (pid {process.pid}) exited with code {process.exitcode}"
+        message = f"rank {rank} (pid {process.pid}) exited with code {process.exitcode}"
         log.error("%s: the runtime cannot run a step without it", message)
         if not self._started:
             self.kill()
@@ -71,8 +71,8 @@ class WorkerGroup:
 
 
 def start_workers(config: EngineConfig, log_level: int) -> tuple[ParallelGroups, WorkerGroup]:
-    """Ranks 1.. of config.tensor_parallel_size, started and joined with this process as rank 0."""
-    world_size = config.tensor_parallel_size
+    """Ranks 1.. of config.world_size, started and joined with this process as rank 0."""
+    world_size = config.world_size
     rendezvous = f"tcp://127.0.0.1:{_free_port()}"
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
     processes = [
@@ -88,12 +88,18 @@ def start_workers(config: EngineConfig, log_level: int) -> tuple[ParallelGroups,
         process.start()
     workers = WorkerGroup(processes)
     try:
-        groups = join(0, world_size, rendezvous, config.device)
+        groups = join(0, world_size, rendezvous, config.device, config.pipeline_parallel_size)
     except BaseException:
         workers.kill()
         leave()
         raise
-    log.info("tensor parallel: %d ranks, workers %s", world_size, [p.pid for p in processes])
+    log.info(
+        "%d ranks (tensor parallel %d, pipeline %d), workers %s",
+        world_size,
+        config.tensor_parallel_size,
+        config.pipeline_parallel_size,
+        [p.pid for p in processes],
+    )
     return groups, workers
 
 

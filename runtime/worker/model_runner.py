@@ -21,6 +21,7 @@ import torch
 
 from shoal.runtime.engine.messages import RowInput, SampledToken, StepInput
 from shoal.runtime.model.llama import LlamaForCausalLM
+from shoal.runtime.parallel.pipeline_stage import PipelineLinks
 from shoal.runtime.sampling.metadata import SamplingMetadata, build_sampling_metadata, to_device
 from shoal.runtime.sampling.sampler import Sampler
 from shoal.runtime.structured.grammar import apply_bitmask
@@ -29,6 +30,7 @@ from shoal.runtime.worker.cuda_graphs import DecodeGraphs
 from shoal.runtime.worker.fault_injection import StepMemoryLimit
 from shoal.runtime.worker.kv_cache_sizing import KVCacheShape
 from shoal.runtime.worker.sampled_batch import SampledBatch
+from shoal.runtime.worker.stage_forward import first_stage_logits, later_stage
 
 
 @dataclass
@@ -45,8 +47,10 @@ class ModelRunner:
         sampler: Sampler,
         kv: KVCacheShape,
         memory_limit: StepMemoryLimit | None = None,  # for testing only (fault_injection.py)
+        pipeline: PipelineLinks | None = None,  # a pipeline stage's model (worker/stage_forward.py)
     ):
         self.model = model
+        self.pipeline = pipeline
         self.sampler = sampler
         self.num_blocks = kv.num_blocks
         self.block_size = kv.block_size
@@ -100,11 +104,20 @@ class ModelRunner:
         receive_draws(draws)
         self._remember_draws(draws, [step.rows[slot] for slot in batch.sample_slots])
 
+    @torch.inference_mode()
+    def follow_stage(self, step: StepInput) -> None:
+        """A pipeline stage after the first: its layers of a step stage 0 launched (the last stage's
+        logits go back to stage 0, which samples)."""
+        later_stage(self.model, self.pipeline, build_batch(step, self.block_size), self.device)
+
     def _logits(self, step: StepInput) -> tuple[BatchInputs, torch.Tensor | None]:
         """The step's batch, and the logits of its sampling rows (None when no row samples)."""
         batch = build_batch(step, self.block_size)
-        hidden = forward(self.model, self.decode_graphs, batch, self._in_flight_inputs(batch), self.device)
+        in_flight = self._in_flight_inputs(batch)
         self._last_draws, self._last_draw_rows = None, {}
+        if self.pipeline is not None:
+            return batch, first_stage_logits(self.model, self.pipeline, batch, in_flight, self.device)
+        hidden = forward(self.model, self.decode_graphs, batch, in_flight, self.device)
         if not batch.sample_slots:
             return batch, None
         rows = batch.sample_token_indices

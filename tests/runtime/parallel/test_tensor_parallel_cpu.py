@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from transformers import AutoConfig, LlamaConfig
-from transformers import LlamaForCausalLM as HFLlamaForCausalLM
+from transformers import AutoConfig
 
 from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.parallel.sharded_llama import shard_arch
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
-from tests.runtime.parallel.paged_greedy import full_model, greedy_decode, run_rank
+from tests.runtime.parallel.paged_greedy import full_model, greedy_decode, run_rank, save_random_llama
 
 MAX_NEW_TOKENS = 8
 TEXTS = ["The capital of France is", "def fibonacci(n):\n    ", "Shoal runs fleets of language-model servers on"]
@@ -26,23 +25,7 @@ TEXTS = ["The capital of France is", "def fibonacci(n):\n    ", "Shoal runs flee
 
 @pytest.fixture(scope="module")
 def tiny_llama_dir(tmp_path_factory) -> Path:
-    """Random weights, saved as an HF checkpoint: q/k/v and o biases, untied LM head, vocab 255."""
-    config = LlamaConfig(
-        vocab_size=255,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.2,  # decisive logits: greedy picks are not near-ties
-        attention_bias=True,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-llama-weights")
-    HFLlamaForCausalLM(config).save_pretrained(path)
-    return path
+    return save_random_llama(tmp_path_factory.mktemp("tiny-llama-weights"), num_hidden_layers=2)
 
 
 @pytest.mark.integration

@@ -1,8 +1,10 @@
-"""The step runner the engine drives under tensor parallelism, on rank 0.
+"""The step runner the engine drives on rank 0 of a parallel runtime.
 
-Each step goes to the other ranks first (they run the same forward pass; its collectives need them
-all), then runs here on rank 0's share. Only rank 0 samples; its draws are broadcast to the other
-ranks, whose next step reads its in-flight input tokens from them, as rank 0's does.
+Each step goes to the other ranks first, then runs here on rank 0's share: its heads under tensor
+parallelism (the others run the same forward pass; its collectives need them all), or the first
+stage of a pipeline (the others run theirs as the activations reach them). Only rank 0 samples.
+Under tensor parallelism its draws are broadcast to the other ranks, whose next step reads its
+in-flight input tokens from them, as rank 0's does; a pipeline's later stages take no input tokens.
 
 A step cannot fail on one rank alone: the others would wait in a collective that never comes, so
 any error here (a step out of memory included) is the engine's end, not the step's.
@@ -19,7 +21,7 @@ from shoal.runtime.ranks.step_channel import RunStep, StepChannel, Stop
 from shoal.runtime.worker.model_runner import LaunchedStep, ModelRunner
 
 
-class TensorParallelRunner:
+class RankZeroRunner:
     def __init__(self, runner: ModelRunner, channel: StepChannel, tp: TensorParallel):
         self.runner = runner
         self.channel = channel
@@ -30,8 +32,8 @@ class TensorParallelRunner:
         try:
             launched = self.runner.launch(step)
         except torch.OutOfMemoryError as error:
-            raise ParallelWorkerError(f"rank 0 ran out of memory in a tensor-parallel step: {error}") from error
-        if launched.sampled is not None:
+            raise ParallelWorkerError(f"rank 0 ran out of memory in a step of several ranks: {error}") from error
+        if launched.sampled is not None and self.tp.world_size > 1:
             self.tp.broadcast_from_first(launched.sampled.token_ids)
         return launched
 
@@ -47,7 +49,7 @@ class TensorParallelRunner:
 
     def weight_targets(self) -> dict[str, torch.Tensor]:
         raise NotSupportedError(
-            "weight updates are not supported under tensor parallelism yet (each rank holds a slice); "
+            "weight updates are not supported with several ranks yet (each holds a share of the weights); "
             "roll a new revision instead"
         )
 
