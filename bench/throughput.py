@@ -294,7 +294,7 @@ def main() -> None:
             "free_memory_tokens": built.info.free_memory_tokens,
             "max_model_len": built.info.max_model_len,
             "max_num_batched_tokens": built.engine.scheduler.config.max_num_batched_tokens,  # as resolved
-            "async_scheduling": built.engine.async_scheduling,
+            "async_scheduling": built.engine.overlap.async_scheduling,
             "cuda_graphs": built.engine.runner.decode_graphs is not None,
         },
         "anchors": [r.system for r in results[1:]],

@@ -12,12 +12,12 @@ from transformers import PreTrainedTokenizerBase
 from shoal.runtime.config import EngineConfig
 from shoal.runtime.engine.block_manager import BlockManager
 from shoal.runtime.engine.drafter import Drafter
-from shoal.runtime.engine.llm_engine import LLMEngine
+from shoal.runtime.engine.llm_engine import LLMEngine, StepOverlap
 from shoal.runtime.engine.output_processor import OutputProcessor
 from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
 from shoal.runtime.engine.stop_conditions import StopLimits
 from shoal.runtime.model.loader import materialize, resolve_model_source
-from shoal.runtime.rank_build import SINGLE_RANK, build_rank
+from shoal.runtime.rank_build import SINGLE_RANK, build_rank, check_parallel_fit
 from shoal.runtime.ranks.groups import leave
 from shoal.runtime.ranks.rank_zero_runner import RankZeroRunner
 from shoal.runtime.ranks.workers import WorkerGroup, start_workers
@@ -93,17 +93,18 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     source = materialize(resolve_model_source(config.model, config.load_format))
     parallel = None
     if config.world_size > 1:
+        check_parallel_fit(config, source)
         parallel = start_workers(config, logging.getLogger().getEffectiveLevel())
     try:
         if parallel is None:
             rank = build_rank(config, source, SINGLE_RANK, None, clock)
         else:
-            rank = build_rank(config, source, parallel[0].tp, parallel[0].pipeline, clock)
+            rank = build_rank(config, source, parallel.groups.tp, parallel.groups.pipeline, clock)
     except BaseException:
         if parallel is not None:
-            parallel[1].kill()
+            parallel.workers.kill()
         raise
-    runner = rank.runner if parallel is None else RankZeroRunner(rank.runner, parallel[0].channel, parallel[0].tp)
+    runner = rank.runner if parallel is None else RankZeroRunner(rank.runner, parallel.channel, parallel.groups.tp)
     tokenizer = load_tokenizer(source.directory)
     arch, device, max_model_len = rank.arch, rank.device, rank.max_model_len
     log.info(
@@ -114,6 +115,10 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     )
     eos = eos_token_ids(tokenizer, arch.eos_token_ids)
     async_scheduling = device.type == "cuda" if config.async_scheduling is None else config.async_scheduling
+    # A pipeline's stages overlap only with steps in flight: on by default there, on a CPU too.
+    if config.pipeline_parallel_size > 1 and config.async_scheduling is None:
+        async_scheduling = True
+    overlap = StepOverlap(async_scheduling, config.pipeline_parallel_size)
     grammars = GrammarCompiler(tokenizer, arch.vocab_size, eos) if tokenizer is not None else None
 
     def new_engine() -> LLMEngine:
@@ -124,9 +129,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
             StopLimits(frozenset(eos), max_model_len),
             Drafter(config.speculative, rank.draft_runner) if config.speculative.enabled else None,
         )
-        return LLMEngine(
-            runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, async_scheduling
-        )
+        return LLMEngine(runner, scheduler, OutputProcessor(tokenizer), max_model_len, arch.vocab_size, overlap)
 
     # The warm-up runs in an engine of its own, thrown away after it: the served one starts fresh.
     # By default not on a CPU, where nothing compiles (torch's CPU kernels are built ahead of time):
@@ -154,8 +157,8 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     )
     if parallel is None:
         return BuiltEngine(new_engine(), tokenizer, info, grammars)
-    parallel[1].started()
-    return BuiltEngine(new_engine(), tokenizer, info, grammars, ParallelRanks(runner, parallel[1]))
+    parallel.workers.started()
+    return BuiltEngine(new_engine(), tokenizer, info, grammars, ParallelRanks(runner, parallel.workers))
 
 
 def _use_compile_cache(directory: str | None) -> None:

@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--async-scheduling",
         action=argparse.BooleanOptionalAction,
         default=engine.async_scheduling,
-        help="schedule step N+1 while the GPU runs step N (default: on with CUDA)",
+        help="schedule step N+1 while the GPU runs step N (default: on with CUDA, and with pipeline stages)",
     )
 
     model.add_argument(

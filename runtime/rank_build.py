@@ -18,7 +18,7 @@ from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.llama import LlamaForCausalLM
 from shoal.runtime.model.loader import ModelSource, build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.placement import Placement
-from shoal.runtime.parallel.pipeline_stage import PipelineGroups, build_stage_model, stage_arch
+from shoal.runtime.parallel.pipeline_stage import PipelineGroups, build_stage_model, split_layers, stage_arch
 from shoal.runtime.parallel.sharded_llama import build_sharded_model, shard_arch
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
 from shoal.runtime.sampling.sampler import Sampler
@@ -97,6 +97,13 @@ def select_kernels(name: str, arch: ModelArchConfig, block_size: int, placement:
         arch.num_attention_heads, arch.num_key_value_heads, arch.head_dim, block_size, placement.dtype, device
     )
     return Kernels(attention, TritonOps())
+
+
+def check_parallel_fit(config: EngineConfig, source: ModelSource) -> None:
+    """Refuses, before any rank starts, a split the model's shape does not allow."""
+    arch = ModelArchConfig.from_hf(load_hf_config(source))
+    shard_arch(arch, config.tensor_parallel_size)
+    split_layers(arch.num_hidden_layers, config.pipeline_parallel_size)
 
 
 def build_rank(

@@ -79,6 +79,22 @@ class StepResult:
     mask_s: float | None = None  # filling the constrained rows' allowed-token masks; None: none had one
 
 
+@dataclass(frozen=True)
+class StepOverlap:
+    """How steps overlap. With `async_scheduling` a step is launched before the step before is read.
+    With `pipeline_stages` > 1 (a pipeline-parallel runner) the two steps take disjoint requests, at
+    most half of them each: stage 0 runs one micro-batch while the later stages run the other (a
+    request in the pipeline waits for its token before its next step). Two micro-batches are in
+    flight, which fills a pipeline of two stages."""
+
+    async_scheduling: bool = False
+    pipeline_stages: int = 1
+
+    @property
+    def micro_batches(self) -> bool:
+        return self.async_scheduling and self.pipeline_stages > 1
+
+
 class LLMEngine:
     def __init__(
         self,
@@ -87,14 +103,14 @@ class LLMEngine:
         output_processor: OutputProcessor,
         max_model_len: int,
         vocab_size: int,
-        async_scheduling: bool = False,
+        overlap: StepOverlap = StepOverlap(),
     ):
         self.runner = runner
         self.scheduler = scheduler
         self.output_processor = output_processor
         self.max_model_len = max_model_len
         self.vocab_size = vocab_size
-        self.async_scheduling = async_scheduling
+        self.overlap = overlap
         self._in_flight: tuple[SchedulerOutput, Any] | None = None
         self._read_early: list[RequestOutput] = []  # the step before's outputs, read during this launch
         self.num_oom_errors = 0
@@ -171,7 +187,7 @@ class LLMEngine:
         outputs = []
         if self._in_flight is not None and not self._can_overlap():
             outputs += self.finish_in_flight()
-        scheduled = self.scheduler.schedule()
+        scheduled = self._schedule()
         launched, bitmask = None, self._bitmask(scheduled)
         failed = {}
         if not scheduled.is_empty:
@@ -187,7 +203,7 @@ class LLMEngine:
                 self.scheduler.advance(scheduled)
         outputs += self.finish_in_flight()
         self._in_flight = (scheduled, launched) if launched is not None else None
-        if not self.async_scheduling:
+        if not self.overlap.async_scheduling:
             outputs += self.finish_in_flight()
         mask_s = bitmask.fill_s if bitmask is not None else None
         return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started, failed, mask_s)
@@ -219,10 +235,22 @@ class LLMEngine:
         self.num_oom_errors += len(failed)
         return failed
 
+    def _schedule(self) -> SchedulerOutput:
+        if not self.overlap.micro_batches:
+            return self.scheduler.schedule()
+        in_flight = frozenset()
+        if self._in_flight is not None:
+            in_flight = frozenset(item.request.request_id for item in self._in_flight[0].scheduled)
+        unfinished = self.scheduler.num_running + self.scheduler.num_waiting
+        return self.scheduler.schedule(in_flight, max_rows=max(1, -(-unfinished // 2)))
+
     def _can_overlap(self) -> bool:
         """Penalties count a request's output tokens on the host, and drafts are looked up in them, so
         both need last step's draws read. (A grammar's mask needs them too, but only once this step's
-        forward pass is queued: see `_read_step_before`.)"""
+        forward pass is queued: see `_read_step_before`.) Micro-batches leave out the requests in
+        flight, so nothing they run waits on its draws."""
+        if self.overlap.micro_batches:
+            return True
         drafter = self.scheduler.drafter
         return not any(
             r.sampling.needs_penalties or (drafter is not None and drafter.wants_drafts(r))

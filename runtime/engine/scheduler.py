@@ -148,10 +148,14 @@ class Scheduler:
         self.block_manager.uncache_uncomputed(request)
         self.finish(request, FinishReason.ABORT)
 
-    def schedule(self) -> SchedulerOutput:
+    def schedule(self, in_flight: frozenset[str] = frozenset(), max_rows: int | None = None) -> SchedulerOutput:
+        """`in_flight` and `max_rows` serve a pipeline's micro-batches: requests whose step is still
+        in the pipeline are left out (their next token is not drawn yet), and a step takes at most
+        `max_rows` requests, so that the requests split between the micro-batches in flight."""
         budget = self.config.max_num_batched_tokens
         scheduled: dict[str, ScheduledRequest] = {}
         preempted: list[Request] = []
+        max_rows = max_rows or self.config.max_num_seqs
 
         def preempt(victim: Request) -> None:
             nonlocal budget
@@ -165,6 +169,8 @@ class Scheduler:
             nonlocal budget
             if budget == 0 or request.status is not RequestStatus.RUNNING or request.is_generation_done:
                 return  # preempted earlier in this step, or only its last token is still in flight
+            if request.request_id in in_flight or len(scheduled) >= max_rows:
+                return
             uncomputed = request.num_uncomputed_tokens
             num_new = min(uncomputed, budget)
             num_drafts = self._num_drafts(request, budget) if uncomputed == 1 else 0
@@ -196,7 +202,7 @@ class Scheduler:
             schedule_running(request)
 
         # Waiting requests, admitted mid-flight.
-        while budget > 0 and (request := self._peek_waiting()) is not None:
+        while budget > 0 and len(scheduled) < max_rows and (request := self._peek_waiting()) is not None:
             if request in preempted or request.num_pending_tokens:
                 break  # never re-admit in the step that preempted it, nor before its last draw is read
             hits = self.block_manager.find_cached_prefix(request)

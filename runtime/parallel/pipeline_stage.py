@@ -182,6 +182,14 @@ def forward_stage(
     return hidden
 
 
+def isend_intermediate(
+    tensors: IntermediateTensors, dst: int, group: dist.ProcessGroup | None = None
+) -> list[dist.Work]:
+    """send_intermediate without waiting: the caller waits on the returned handles before it reuses
+    the tensors (stage 0 starts its next micro-batch while this one is on its way)."""
+    return [dist.isend(t.contiguous(), dst, group=group) for t in (tensors.hidden, tensors.residual)]
+
+
 def send_intermediate(tensors: IntermediateTensors, dst: int, group: dist.ProcessGroup | None = None) -> None:
     """To the next stage's process (`dst` a global rank, as in dist.send); it posts recv_intermediate
     for the same step."""

@@ -1,6 +1,5 @@
 """Joining the ranks of a parallel runtime: the model's process group (NCCL on GPUs, gloo on a CPU),
-a gloo group for rank 0's step commands, which may wait as long as the runtime is idle, and under
-pipeline parallelism a group for the logits the last stage returns to stage 0."""
+and under pipeline parallelism a group for the logits the last stage returns to stage 0."""
 
 import datetime
 import os
@@ -11,20 +10,16 @@ import torch.distributed as dist
 
 from shoal.runtime.parallel.pipeline_stage import PipelineGroups
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
-from shoal.runtime.ranks.step_channel import StepChannel
 
 # The model's collectives: every rank reaches each one within a step, or within the start (a rank
 # loading its weights more slowly than the others).
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
-# A worker waits for rank 0's next step as long as no request comes.
-IDLE_TIMEOUT = datetime.timedelta(days=365)
 
 
 @dataclass(frozen=True)
 class ParallelGroups:
     tp: TensorParallel
     pipeline: PipelineGroups | None
-    channel: StepChannel
 
 
 def uses_cuda(device: str) -> bool:
@@ -44,12 +39,10 @@ def join(rank: int, world_size: int, rendezvous: str, device: str, pipeline_size
     dist.init_process_group(
         backend, init_method=rendezvous, rank=rank, world_size=world_size, timeout=COLLECTIVE_TIMEOUT
     )
-    control = dist.new_group(backend="gloo", timeout=IDLE_TIMEOUT)
     if pipeline_size == 1:
-        return ParallelGroups(TensorParallel(rank, world_size), None, StepChannel(control))
+        return ParallelGroups(TensorParallel(rank, world_size), None)
     returns = dist.new_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
-    pipeline = PipelineGroups(rank, pipeline_size, None, returns)
-    return ParallelGroups(TensorParallel(0, 1), pipeline, StepChannel(control))
+    return ParallelGroups(TensorParallel(0, 1), PipelineGroups(rank, pipeline_size, None, returns))
 
 
 def leave() -> None:

@@ -18,7 +18,7 @@ from shoal.runtime.engine.messages import SampledToken, StepInput
 from shoal.runtime.errors import NotSupportedError, ParallelWorkerError
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
 from shoal.runtime.ranks.step_channel import RunStep, StepChannel, Stop
-from shoal.runtime.worker.model_runner import LaunchedStep, ModelRunner
+from shoal.runtime.worker.model_runner import LaunchedStage, LaunchedStep, ModelRunner
 
 
 class RankZeroRunner:
@@ -27,13 +27,13 @@ class RankZeroRunner:
         self.channel = channel
         self.tp = tp
 
-    def launch(self, step: StepInput) -> LaunchedStep:
+    def launch(self, step: StepInput) -> LaunchedStep | LaunchedStage:
         self.channel.send(RunStep(step))
         try:
             launched = self.runner.launch(step)
         except torch.OutOfMemoryError as error:
             raise ParallelWorkerError(f"rank 0 ran out of memory in a step of several ranks: {error}") from error
-        if launched.sampled is not None and self.tp.world_size > 1:
+        if self.tp.world_size > 1 and launched.sampled is not None:
             self.tp.broadcast_from_first(launched.sampled.token_ids)
         return launched
 

@@ -1,11 +1,12 @@
 """A worker rank's process (rank 1 and up of a parallel runtime): join the groups, build the rank's
 model and KV pool alongside rank 0, then run its part of each step rank 0 sends until told to stop.
 
-It exits 0 when stopped, 1 when anything fails (rank 0 gone included: its group's connections close);
+It exits 0 when stopped, 1 when anything fails (rank 0 gone included);
 rank 0 watches for either (ranks/workers.py)."""
 
 import faulthandler
 import logging
+import multiprocessing
 import os
 import signal
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from shoal.runtime.config import EngineConfig
 from shoal.runtime.model.loader import materialize, resolve_model_source
 from shoal.runtime.rank_build import build_rank
 from shoal.runtime.ranks.groups import join, leave
-from shoal.runtime.ranks.step_channel import RunStep
+from shoal.runtime.ranks.step_channel import RunStep, receive
 from shoal.runtime.startup import StartupClock
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class WorkerSpec:
     rendezvous: str  # init_method of torch.distributed, e.g. tcp://127.0.0.1:port
     config: EngineConfig
     log_level: int
+    commands: multiprocessing.Queue  # rank 0's StepChannel puts this rank's commands here
 
 
 def worker_main(spec: WorkerSpec) -> None:
@@ -40,7 +42,7 @@ def worker_main(spec: WorkerSpec) -> None:
         source = materialize(resolve_model_source(config.model, config.load_format))
         runner = build_rank(config, source, groups.tp, groups.pipeline, StartupClock()).runner
         log.info("rank %d of %d ready", spec.rank, spec.world_size)
-        while isinstance(command := groups.channel.receive(), RunStep):
+        while isinstance(command := receive(spec.commands), RunStep):
             if groups.pipeline is not None:
                 runner.follow_stage(command.step)
             else:

@@ -12,9 +12,11 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from shoal.runtime.config import EngineConfig
 from shoal.runtime.ranks.groups import ParallelGroups, join, leave
+from shoal.runtime.ranks.step_channel import StepChannel
 from shoal.runtime.ranks.worker_main import WorkerSpec, worker_main
 
 log = logging.getLogger(__name__)
@@ -70,16 +72,26 @@ class WorkerGroup:
             listener(message)
 
 
-def start_workers(config: EngineConfig, log_level: int) -> tuple[ParallelGroups, WorkerGroup]:
+@dataclass(frozen=True)
+class StartedRanks:
+    """Rank 0's view of the other ranks once all have joined."""
+
+    groups: ParallelGroups  # this process's place (rank 0)
+    channel: StepChannel  # to send them each step
+    workers: WorkerGroup  # to watch and stop them
+
+
+def start_workers(config: EngineConfig, log_level: int) -> StartedRanks:
     """Ranks 1.. of config.world_size, started and joined with this process as rank 0."""
     world_size = config.world_size
     rendezvous = f"tcp://127.0.0.1:{_free_port()}"
     context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
+    queues = [context.Queue() for _ in range(1, world_size)]
     processes = [
         context.Process(
             target=worker_main,
-            args=(WorkerSpec(rank, world_size, rendezvous, config, log_level),),
-            name=f"shoal-tp-rank-{rank}",
+            args=(WorkerSpec(rank, world_size, rendezvous, config, log_level, queues[rank - 1]),),
+            name=f"shoal-rank-{rank}",
             daemon=True,
         )
         for rank in range(1, world_size)
@@ -100,7 +112,7 @@ def start_workers(config: EngineConfig, log_level: int) -> tuple[ParallelGroups,
         config.pipeline_parallel_size,
         [p.pid for p in processes],
     )
-    return groups, workers
+    return StartedRanks(groups, StepChannel(queues), workers)
 
 
 def _free_port() -> int:

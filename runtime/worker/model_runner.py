@@ -10,6 +10,9 @@ last position. Decode-only batches replay CUDA graphs where they were captured.
 its input token from them there, so the host can schedule and launch step N+1 while the device
 still runs step N (async scheduling). `finish` waits for a step's draws.
 
+As a pipeline's stage 0 (`pipeline`), `launch` runs the first stage and hands its activations on;
+`finish` samples once the last stage's logits come back (worker/stage_forward.py).
+
 Worker state, keyed by request id: each seeded request's own generator (made the first time it
 samples, dropped when the step input reports it finished) and where last step's draws are.
 """
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 from shoal.runtime.engine.messages import RowInput, SampledToken, StepInput
 from shoal.runtime.model.llama import LlamaForCausalLM
@@ -30,7 +34,7 @@ from shoal.runtime.worker.cuda_graphs import DecodeGraphs
 from shoal.runtime.worker.fault_injection import StepMemoryLimit
 from shoal.runtime.worker.kv_cache_sizing import KVCacheShape
 from shoal.runtime.worker.sampled_batch import SampledBatch
-from shoal.runtime.worker.stage_forward import first_stage_logits, later_stage
+from shoal.runtime.worker.stage_forward import later_stage, receive_logits, run_first_stage
 
 
 @dataclass
@@ -38,6 +42,15 @@ class LaunchedStep:
     num_rows: int
     sample_slots: list[int]  # index into the step's rows of each draw
     sampled: SampledBatch | None
+
+
+@dataclass
+class LaunchedStage:
+    """A pipeline's step as stage 0 launched it: sampled once the last stage's logits come (`finish`)."""
+
+    step: StepInput
+    batch: BatchInputs
+    sent: list[dist.Work]  # the activations on their way to stage 1
 
 
 class ModelRunner:
@@ -74,12 +87,20 @@ class ModelRunner:
         return self.finish(self.launch(step))
 
     @torch.inference_mode()
-    def launch(self, step: StepInput) -> LaunchedStep:
+    def launch(self, step: StepInput) -> "LaunchedStep | LaunchedStage":
         for request_id in step.finished_request_ids:
             self._generators.pop(request_id, None)
         if self.memory_limit is not None:
             self.memory_limit.check(step)
+        if self.pipeline is not None:
+            batch = build_batch(step, self.block_size)
+            in_flight = self._in_flight_inputs(batch)
+            self._last_draws, self._last_draw_rows = None, {}
+            return LaunchedStage(step, batch, run_first_stage(self.model, self.pipeline, batch, in_flight, self.device))
         batch, logits = self._logits(step)
+        return self._sample(step, batch, logits)
+
+    def _sample(self, step: StepInput, batch: BatchInputs, logits: torch.Tensor | None) -> LaunchedStep:
         if logits is None:
             return LaunchedStep(len(step.rows), [], None)
         sample_rows = [step.rows[slot] for slot in batch.sample_slots]
@@ -110,13 +131,20 @@ class ModelRunner:
         logits go back to stage 0, which samples)."""
         later_stage(self.model, self.pipeline, build_batch(step, self.block_size), self.device)
 
+    def _sample_stage(self, launched: "LaunchedStage") -> LaunchedStep:
+        batch = launched.batch
+        logits = None
+        if batch.sample_slots:
+            logits = receive_logits(self.pipeline, len(batch.sample_slots), self.model.arch.vocab_size, self.device)
+        for work in launched.sent:
+            work.wait()
+        return self._sample(launched.step, batch, logits)
+
     def _logits(self, step: StepInput) -> tuple[BatchInputs, torch.Tensor | None]:
         """The step's batch, and the logits of its sampling rows (None when no row samples)."""
         batch = build_batch(step, self.block_size)
         in_flight = self._in_flight_inputs(batch)
         self._last_draws, self._last_draw_rows = None, {}
-        if self.pipeline is not None:
-            return batch, first_stage_logits(self.model, self.pipeline, batch, in_flight, self.device)
         hidden = forward(self.model, self.decode_graphs, batch, in_flight, self.device)
         if not batch.sample_slots:
             return batch, None
@@ -129,9 +157,12 @@ class ModelRunner:
         self._last_draws = draws
         self._last_draw_rows = {r.request_id: i for i, r in enumerate(sample_rows)}
 
-    def finish(self, step: LaunchedStep) -> list[SampledToken | None]:
+    @torch.inference_mode()
+    def finish(self, step: "LaunchedStep | LaunchedStage") -> list[SampledToken | None]:
         """A token per row that samples; a row with drafts gets its correction (or bonus) token,
-        carrying the drafts it accepted."""
+        carrying the drafts it accepted. A pipeline's step is sampled here, once its logits come."""
+        if isinstance(step, LaunchedStage):
+            step = self._sample_stage(step)
         results: list[SampledToken | None] = [None] * step.num_rows
         if step.sampled is None:
             return results

@@ -1,8 +1,9 @@
 """A step's forward pass split into pipeline stages (runtime/parallel/pipeline_stage.py): stage 0 runs
-the batch's first layers and hands the activations on; each later stage receives them, runs its own
-layers and hands them on; the last computes the logits of the rows that sample and returns them to
-stage 0, which samples (it holds the requests' generators and grammars). Every stage builds the
-same batch from the same StepInput, so nothing but tensors crosses between them."""
+the batch's first layers and hands the activations on without waiting; each later stage receives
+them, runs its own layers and hands them on; the last computes the logits of the rows that sample
+and returns them to stage 0, which samples (it holds the requests' generators and grammars) when
+the engine reads the step: by then it has launched its next micro-batch, so the stages overlap.
+Every stage builds the same batch from the same StepInput, so nothing but tensors crosses."""
 
 import torch
 import torch.distributed as dist
@@ -12,6 +13,7 @@ from shoal.runtime.parallel.pipeline_stage import (
     IntermediateTensors,
     PipelineLinks,
     forward_stage,
+    isend_intermediate,
     recv_intermediate,
     send_intermediate,
 )
@@ -19,23 +21,25 @@ from shoal.runtime.sampling.metadata import to_device
 from shoal.runtime.worker.batch_inputs import BatchInputs
 
 
-def first_stage_logits(
+def run_first_stage(
     model: LlamaForCausalLM,
     links: PipelineLinks,
     batch: BatchInputs,
     in_flight: tuple[torch.Tensor, torch.Tensor] | None,
     device: torch.device,
-) -> torch.Tensor | None:
-    """Stage 0's part, then the logits of the batch's sampling rows, once the last stage sends them
-    (None when no row samples)."""
+) -> list[dist.Work]:
+    """Stage 0's layers, their output on its way to stage 1 (wait on the handles before reading the
+    step's logits): stage 0 may start its next micro-batch meanwhile."""
     input_ids, positions, meta = batch.to_device(device)
     if in_flight is not None:
         input_ids.index_copy_(0, *in_flight)
     sent = forward_stage(model, links.layout, input_ids, positions, meta)
-    send_intermediate(sent, links.next_rank, links.forward_group)
-    if not batch.sample_slots:
-        return None
-    logits = torch.empty((len(batch.sample_slots), model.arch.vocab_size), dtype=torch.float32, device=device)
+    return isend_intermediate(sent, links.next_rank, links.forward_group)
+
+
+def receive_logits(links: PipelineLinks, num_rows: int, vocab_size: int, device: torch.device) -> torch.Tensor:
+    """The logits of a step's sampling rows, from the last stage, in the order the steps were run."""
+    logits = torch.empty((num_rows, vocab_size), dtype=torch.float32, device=device)
     dist.recv(logits, links.last_rank, group=links.return_group)
     return logits
 

@@ -5,6 +5,7 @@ Tensor parallelism: the embedded SmolLM2 has 9 heads and 3 KV heads, so it split
 does not divide them). Pipeline parallelism: its 30 layers split into 2 stages of 15.
 """
 
+import multiprocessing
 import os
 import signal
 import time
@@ -89,9 +90,12 @@ def test_tensor_and_pipeline_parallelism_together_are_refused_with_a_reason(smol
         build(smollm_dir, tensor_parallel_size=3, pipeline_parallel_size=2)
 
 
-def test_a_size_that_does_not_divide_the_heads_is_refused_before_any_rank_starts(smollm_dir):
+def test_a_split_the_model_does_not_allow_is_refused_before_any_rank_starts(smollm_dir):
     with pytest.raises(ValueError, match="tensor parallel size 2 must divide num_attention_heads"):
         build(smollm_dir, tensor_parallel_size=2)
+    with pytest.raises(ValueError, match="pipeline parallel size 31 exceeds the model.s 30 layers"):
+        build(smollm_dir, pipeline_parallel_size=31)
+    assert not multiprocessing.active_children()
 
 
 def test_a_killed_rank_makes_the_runtime_unhealthy_at_once_and_it_exits(smollm_dir):

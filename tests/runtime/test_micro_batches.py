@@ -1,0 +1,78 @@
+"""A pipeline's micro-batches (StepOverlap with two stages): a step is launched while the one before
+is still in the pipeline, the two take disjoint requests, at most half of them each, and every
+request's tokens are what it gets one step at a time. The worker here is a recording stand-in whose
+draw for a row is a function of the request and its position, so the outputs do not depend on how
+the requests were batched."""
+
+import pytest
+
+from shoal.runtime.engine.block_manager import BlockManager
+from shoal.runtime.engine.llm_engine import LLMEngine, StepOverlap
+from shoal.runtime.engine.messages import SampledToken, StepInput
+from shoal.runtime.engine.output_processor import OutputProcessor
+from shoal.runtime.engine.scheduler import Scheduler, SchedulerConfig
+from shoal.runtime.engine.stop_conditions import StopLimits
+from shoal.runtime.sampling.params import SamplingParams
+
+VOCAB = 1000
+
+
+class RecordingRunner:
+    """Draws token (position * 7 + request number) % VOCAB; records launches and finishes in order."""
+
+    def __init__(self):
+        self.events: list[tuple[str, frozenset[str]]] = []
+
+    def launch(self, step: StepInput) -> StepInput:
+        self.events.append(("launch", frozenset(row.request_id for row in step.rows)))
+        return step
+
+    def finish(self, step: StepInput) -> list[SampledToken | None]:
+        self.events.append(("finish", frozenset(row.request_id for row in step.rows)))
+        return [
+            SampledToken((row.end * 7 + int(row.request_id)) % VOCAB) if row.sampling is not None else None
+            for row in step.rows
+        ]
+
+    def release_cached_memory(self) -> None:
+        pass
+
+
+def run(overlap: StepOverlap, num_requests: int) -> tuple[dict[str, list[int]], RecordingRunner]:
+    runner = RecordingRunner()
+    scheduler = Scheduler(
+        SchedulerConfig(max_num_seqs=64, max_num_batched_tokens=64),
+        BlockManager(512, 16),
+        StopLimits(frozenset(), 10_000),
+    )
+    engine = LLMEngine(runner, scheduler, OutputProcessor(None), 10_000, VOCAB, overlap)
+    for i in range(num_requests):
+        engine.add_request(str(i), [1 + i] * (5 + 3 * i), SamplingParams(max_tokens=12, ignore_eos=True))
+    outputs: dict[str, list[int]] = {str(i): [] for i in range(num_requests)}
+    while engine.has_unfinished():
+        for output in engine.step().outputs:
+            outputs[output.request_id] += output.new_token_ids
+    assert scheduler.block_manager.num_free_blocks == 512
+    return outputs, runner
+
+
+@pytest.mark.parametrize("num_requests", [1, 2, 5, 8])
+def test_two_micro_batches_are_in_flight_with_disjoint_requests_and_outputs_do_not_change(num_requests):
+    one_at_a_time, _ = run(StepOverlap(), num_requests)
+    pipelined, runner = run(StepOverlap(async_scheduling=True, pipeline_stages=2), num_requests)
+    assert pipelined == one_at_a_time
+    assert all(len(tokens) == 12 for tokens in pipelined.values())
+
+    in_flight: list[frozenset[str]] = []
+    overlapped = 0
+    for event, requests in runner.events:
+        if event == "launch":
+            assert all(not (requests & other) for other in in_flight), "a request was in two micro-batches"
+            assert len(requests) <= -(-num_requests // 2)
+            in_flight.append(requests)
+            overlapped += len(in_flight) == 2
+        else:
+            assert in_flight.pop(0) == requests  # read in launch order
+        assert len(in_flight) <= 2
+    if num_requests > 1:  # both stages kept busy for most of the run
+        assert overlapped >= 0.8 * sum(event == "launch" for event, _ in runner.events)
