@@ -75,8 +75,6 @@ class EngineConfig:
             _at_least("fault_oom_above_tokens", self.fault_oom_above_tokens, 0)
         _at_least("tensor_parallel_size", self.tensor_parallel_size, 1)
         _at_least("pipeline_parallel_size", self.pipeline_parallel_size, 1)
-        if self.tensor_parallel_size > 1 and self.pipeline_parallel_size > 1:
-            raise ValueError("tensor and pipeline parallelism together are not available yet: choose one")
         if self.world_size > 1:
             if self.speculative.method == DRAFT_MODEL:
                 raise ValueError("a draft model runs on one GPU: not with tensor or pipeline parallelism")

@@ -18,8 +18,8 @@ from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.llama import LlamaForCausalLM
 from shoal.runtime.model.loader import ModelSource, build_model, load_hf_config, materialize, resolve_model_source
 from shoal.runtime.model.placement import Placement
-from shoal.runtime.parallel.pipeline_stage import PipelineGroups, build_stage_model, split_layers, stage_arch
-from shoal.runtime.parallel.sharded_llama import build_sharded_model, shard_arch
+from shoal.runtime.parallel.pipeline_stage import PipelineGroups, split_layers, stage_arch
+from shoal.runtime.parallel.sharded_llama import ModelShare, build_sharded_model, shard_arch
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
 from shoal.runtime.sampling.sampler import Sampler
 from shoal.runtime.speculative.config import DRAFT_MODEL
@@ -116,9 +116,10 @@ def build_rank(
     """This rank's model with its share of the weights (its heads under tensor parallelism, its
     layers as a pipeline stage), its KV pool and CUDA graphs; ranks must call it together."""
     arch = ModelArchConfig.from_hf(load_hf_config(source))
-    links = pipeline.links(arch.num_hidden_layers) if pipeline is not None else None
-    rank_arch = stage_arch(arch, links.layout) if links is not None else shard_arch(arch, tp.world_size)
-    device = resolve_device(config.device, tp.rank if links is None else links.layout.stage)
+    links = pipeline.links(arch) if pipeline is not None else None
+    layout = links.layout if links is not None else None
+    rank_arch = shard_arch(stage_arch(arch, layout) if layout is not None else arch, tp.world_size)
+    device = resolve_device(config.device, tp.rank + (layout.stage * tp.world_size if layout is not None else 0))
     if links is not None and device.type == "cuda":
         raise ValueError("pipeline parallelism runs on CPUs (gloo) so far; on GPUs use tensor parallelism")
     dtype = resolve_dtype(config.dtype, arch, device)
@@ -126,12 +127,10 @@ def build_rank(
     token_budget = resolve_token_budget(config.max_num_batched_tokens, device)
     placement = Placement(device, dtype)
     kernels = select_kernels(config.kernels, rank_arch, config.block_size, placement)
-    if links is not None:
-        model = build_stage_model(arch, source, kernels, placement, max_model_len, links.layout)
-    elif tp.world_size > 1:
-        model = build_sharded_model(arch, source, kernels, placement, max_model_len, tp)
-    else:
+    if links is None and tp.world_size == 1:
         model = build_model(arch, source, kernels, placement, max_model_len, config.seed)
+    else:
+        model = build_sharded_model(arch, source, kernels, placement, max_model_len, ModelShare(tp, layout))
     draft = _build_draft_model(config, arch, placement, max_model_len)
     clock.lap("model_load")
 

@@ -7,7 +7,7 @@ stage holds the embedding, and only the last the final norm and LM head; elsewhe
 never allocated (a 70B model's embedding alone is 2 GB). Between stages flow the hidden state and the
 residual stream beside it (LlamaDecoderLayer carries both), point to point.
 
-Tensor parallelism inside a stage is not supported yet.
+A stage's model, split over tensor-parallel ranks or not, is built by sharded_llama.build_sharded_model.
 """
 
 import dataclasses
@@ -19,11 +19,9 @@ import torch
 import torch.distributed as dist
 
 from shoal.runtime.layers.attention import AttentionMetadata
-from shoal.runtime.layers.ops import Kernels
 from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.llama import LlamaForCausalLM
-from shoal.runtime.model.loader import ModelSource, SkipDefaultInit, default_dtype, init_random
-from shoal.runtime.model.placement import Placement
+from shoal.runtime.model.loader import ModelSource
 
 _LAYER_PREFIX = "model.layers."
 
@@ -84,36 +82,6 @@ def stage_arch(arch: ModelArchConfig, layout: StageLayout) -> ModelArchConfig:
         num_hidden_layers=layout.num_layers,
         tie_word_embeddings=arch.tie_word_embeddings and layout.is_first and layout.is_last,
     )
-
-
-def build_stage_model(
-    arch: ModelArchConfig,
-    source: ModelSource,
-    kernels: Kernels,
-    placement: Placement,
-    max_position: int,
-    layout: StageLayout,
-) -> LlamaForCausalLM:
-    """The stage's model (of the full `arch`), with the stage's share of the checkpoint's weights. A
-    dummy source's random weights are seeded by the stage index: only their shapes matter."""
-    if layout.end_layer > arch.num_hidden_layers:
-        raise ValueError(
-            f"stage {layout.stage} ends at layer {layout.end_layer}; the model has {arch.num_hidden_layers}"
-        )
-    with default_dtype(placement.dtype), torch.device(placement.device), SkipDefaultInit():
-        model = LlamaForCausalLM(
-            stage_arch(arch, layout),
-            kernels.attention,
-            kernels.ops,
-            max_position,
-            with_embedding=layout.is_first,
-            with_head=layout.is_last,
-        )
-    if source.kind == "dummy":
-        init_random(model, layout.stage)
-    else:
-        model.load_weights(stage_checkpoint_tensors(source, placement.device, layout, arch.tie_word_embeddings))
-    return model.eval()
 
 
 def stage_checkpoint_tensors(
@@ -216,36 +184,50 @@ def recv_intermediate(
 
 @dataclass(frozen=True)
 class PipelineLinks:
-    """Where this process sits in a pipeline and how it reaches the others: activations go stage to
-    stage over `forward_group`; the last stage's logits come back to stage 0 (which samples) over
-    `return_group`, a group of its own so that the two directions never queue behind each other."""
+    """Where this process sits in a pipeline and how it reaches the others. A stage is `tp_size` ranks
+    (its tensor-parallel group, global ranks stage * tp_size + tp_rank); activations go from each to
+    the rank of the same tp_rank in the next stage, over `forward_group`. The last stage's logits
+    come back to rank 0 (which samples) from its tp_rank 0, over `return_group`, a group of their
+    own so that the two directions never queue behind each other."""
 
     layout: StageLayout
+    tp_rank: int
+    tp_size: int
+    vocab_size: int  # the whole model's: the logits' width (a tensor-parallel rank holds a slice)
     forward_group: dist.ProcessGroup | None  # None: the default group
     return_group: dist.ProcessGroup | None
 
     @property
     def previous_rank(self) -> int:
-        return self.layout.stage - 1
+        return (self.layout.stage - 1) * self.tp_size + self.tp_rank
 
     @property
     def next_rank(self) -> int:
-        return self.layout.stage + 1
+        return (self.layout.stage + 1) * self.tp_size + self.tp_rank
 
     @property
     def last_rank(self) -> int:
-        return self.layout.num_stages - 1
+        """The rank that sends the logits: tp_rank 0 of the last stage."""
+        return (self.layout.num_stages - 1) * self.tp_size
+
+    @property
+    def sends_logits(self) -> bool:
+        return self.layout.is_last and self.tp_rank == 0
 
 
 @dataclass(frozen=True)
 class PipelineGroups:
-    """A rank's stage and the pipeline's groups, before the model's layer count is known."""
+    """A rank's place in the pipeline and the pipeline's groups, before the model's layer count is known."""
 
     stage: int
     num_stages: int
+    tp_rank: int
+    tp_size: int
     forward_group: dist.ProcessGroup | None
     return_group: dist.ProcessGroup | None
 
-    def links(self, num_layers: int) -> PipelineLinks:
-        layout = split_layers(num_layers, self.num_stages)[self.stage]
-        return PipelineLinks(layout, self.forward_group, self.return_group)
+    def links(self, arch: ModelArchConfig) -> PipelineLinks:
+        """The links of this rank in a pipeline of the whole model `arch`."""
+        layout = split_layers(arch.num_hidden_layers, self.num_stages)[self.stage]
+        groups = (self.forward_group, self.return_group)
+        return PipelineLinks(layout, self.tp_rank, self.tp_size, arch.vocab_size, *groups)

@@ -1,4 +1,5 @@
-"""One rank's part of a LlamaForCausalLM under tensor parallelism, and its weights.
+"""One rank's part of a LlamaForCausalLM under tensor parallelism (inside a pipeline stage, or of the
+whole model), and its weights.
 
 The rank's model is the ordinary LlamaForCausalLM built from a per-rank shape (its heads, KV heads,
 MLP columns and vocabulary slice), so attention, rotary and the paged KV cache run unchanged on
@@ -8,6 +9,7 @@ o_proj and down_proj become row-parallel, the embedding vocab-parallel, the LM h
 
 import dataclasses
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 
@@ -16,6 +18,7 @@ from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.llama import LlamaForCausalLM
 from shoal.runtime.model.loader import ModelSource, SkipDefaultInit, checkpoint_tensors, default_dtype, init_random
 from shoal.runtime.model.placement import Placement
+from shoal.runtime.parallel.pipeline_stage import StageLayout, stage_arch, stage_checkpoint_tensors
 from shoal.runtime.parallel.tensor_parallel import (
     ParallelLMHead,
     RowParallelLinear,
@@ -53,23 +56,48 @@ def _divisors_of_all(arch: ModelArchConfig) -> list[int]:
     return [n for n in range(1, arch.num_key_value_heads + 1) if all(size % n == 0 for size in sizes)]
 
 
+@dataclass(frozen=True)
+class ModelShare:
+    """The part of a model one rank holds: its tensor-parallel slice of its pipeline stage's layers."""
+
+    tp: TensorParallel
+    layout: StageLayout | None = None  # None: every layer (no pipeline)
+
+
 def build_sharded_model(
     arch: ModelArchConfig,
     source: ModelSource,
     kernels: Kernels,
     placement: Placement,
     max_position: int,
-    tp: TensorParallel,
+    share: ModelShare,
 ) -> LlamaForCausalLM:
-    """This rank's model (the full `arch`), with its slice of the checkpoint's weights; random ones
+    """This rank's model (the full `arch`), with its share of the checkpoint's weights; random ones
     for a dummy source, seeded by the rank (they stand for no whole model, which throughput ignores)."""
+    tp, layout = share.tp, share.layout
+    whole = stage_arch(arch, layout) if layout is not None else arch
     with default_dtype(placement.dtype), torch.device(placement.device), SkipDefaultInit():
-        model = LlamaForCausalLM(shard_arch(arch, tp.world_size), kernels.attention, kernels.ops, max_position)
-        _swap_parallel_layers(model, arch, tp)
+        model = LlamaForCausalLM(
+            shard_arch(whole, tp.world_size),
+            kernels.attention,
+            kernels.ops,
+            max_position,
+            with_embedding=layout is None or layout.is_first,
+            with_head=layout is None or layout.is_last,
+        )
+        if tp.world_size > 1:
+            _swap_parallel_layers(model, whole, tp)
     if source.kind == "dummy":
-        init_random(model, tp.rank)
+        init_random(model, (layout.stage if layout is not None else 0) * tp.world_size + tp.rank)
+        return model.eval()
+    if layout is None:
+        tensors = checkpoint_tensors(source, placement.device)
     else:
-        load_sharded_weights(model, arch, checkpoint_tensors(source, placement.device), tp)
+        tensors = stage_checkpoint_tensors(source, placement.device, layout, arch.tie_word_embeddings)
+    if tp.world_size > 1:
+        load_sharded_weights(model, whole, tensors, tp)
+    else:
+        model.load_weights(tensors)
     return model.eval()
 
 
@@ -78,8 +106,10 @@ def _swap_parallel_layers(model: LlamaForCausalLM, arch: ModelArchConfig, tp: Te
     for layer in model.model.layers:
         layer.self_attn.o_proj = RowParallelLinear(rank_arch.q_size, arch.hidden_size, arch.o_bias, tp)
         layer.mlp.down_proj = RowParallelLinear(rank_arch.intermediate_size, arch.hidden_size, arch.mlp_bias, tp)
-    model.model.embed_tokens = VocabParallelEmbedding(arch.vocab_size, arch.hidden_size, tp)
-    model.lm_head = ParallelLMHead(arch.hidden_size, arch.vocab_size, tp)
+    if model.model.embed_tokens is not None:  # a pipeline's first stage, or no pipeline
+        model.model.embed_tokens = VocabParallelEmbedding(arch.vocab_size, arch.hidden_size, tp)
+    if model.lm_head is not None:  # its last stage
+        model.lm_head = ParallelLMHead(arch.hidden_size, arch.vocab_size, tp)
     if arch.tie_word_embeddings:  # both hold the same vocabulary slice
         model.lm_head.weight = model.model.embed_tokens.weight
 

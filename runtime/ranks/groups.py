@@ -27,9 +27,10 @@ def uses_cuda(device: str) -> bool:
 
 
 def join(rank: int, world_size: int, rendezvous: str, device: str, pipeline_size: int) -> ParallelGroups:
-    """Called by every rank; returns once all have joined. The ranks are one tensor-parallel group
-    (pipeline_size 1) or the stages of a pipeline, one rank each. On a CPU each rank takes its share
-    of the cores: ranks that each took all of them would slow one another down."""
+    """Called by every rank; returns once all have joined. The ranks are `pipeline_size` stages of
+    world_size / pipeline_size tensor-parallel ranks each (global rank = stage * tp + tp_rank). On a
+    CPU each rank takes its share of the cores: ranks that each took all of them would slow one
+    another down."""
     if uses_cuda(device):
         torch.cuda.set_device(rank)
         backend = "nccl"
@@ -41,8 +42,16 @@ def join(rank: int, world_size: int, rendezvous: str, device: str, pipeline_size
     )
     if pipeline_size == 1:
         return ParallelGroups(TensorParallel(rank, world_size), None)
+    tp_size = world_size // pipeline_size
+    stage, tp_rank = divmod(rank, tp_size)
+    stage_group = None
+    for s in range(pipeline_size):  # every rank takes part in making every group
+        group = dist.new_group(list(range(s * tp_size, (s + 1) * tp_size)), timeout=COLLECTIVE_TIMEOUT)
+        if s == stage:
+            stage_group = group
     returns = dist.new_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
-    return ParallelGroups(TensorParallel(0, 1), PipelineGroups(rank, pipeline_size, None, returns))
+    pipeline = PipelineGroups(stage, pipeline_size, tp_rank, tp_size, None, returns)
+    return ParallelGroups(TensorParallel(tp_rank, tp_size, stage_group), pipeline)
 
 
 def leave() -> None:

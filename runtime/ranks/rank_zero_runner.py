@@ -33,7 +33,7 @@ class RankZeroRunner:
             launched = self.runner.launch(step)
         except torch.OutOfMemoryError as error:
             raise ParallelWorkerError(f"rank 0 ran out of memory in a step of several ranks: {error}") from error
-        if self.tp.world_size > 1 and launched.sampled is not None:
+        if self.tp.world_size > 1 and self.runner.pipeline is None and launched.sampled is not None:
             self.tp.broadcast_from_first(launched.sampled.token_ids)
         return launched
 

@@ -127,15 +127,21 @@ class ModelRunner:
 
     @torch.inference_mode()
     def follow_stage(self, step: StepInput) -> None:
-        """A pipeline stage after the first: its layers of a step stage 0 launched (the last stage's
-        logits go back to stage 0, which samples)."""
-        later_stage(self.model, self.pipeline, build_batch(step, self.block_size), self.device)
+        """A pipeline rank's part of a step rank 0 launched: its layers (the last stage's logits go
+        back to rank 0, which samples). Rank 0's tensor-parallel partners in the first stage have no
+        logits to wait for; their micro-batches never take an in-flight token."""
+        batch = build_batch(step, self.block_size)
+        if not self.pipeline.layout.is_first:
+            later_stage(self.model, self.pipeline, batch, self.device)
+            return
+        for work in run_first_stage(self.model, self.pipeline, batch, None, self.device):
+            work.wait()
 
     def _sample_stage(self, launched: "LaunchedStage") -> LaunchedStep:
         batch = launched.batch
         logits = None
         if batch.sample_slots:
-            logits = receive_logits(self.pipeline, len(batch.sample_slots), self.model.arch.vocab_size, self.device)
+            logits = receive_logits(self.pipeline, len(batch.sample_slots), self.device)
         for work in launched.sent:
             work.wait()
         return self._sample(launched.step, batch, logits)

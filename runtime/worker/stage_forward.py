@@ -37,9 +37,9 @@ def run_first_stage(
     return isend_intermediate(sent, links.next_rank, links.forward_group)
 
 
-def receive_logits(links: PipelineLinks, num_rows: int, vocab_size: int, device: torch.device) -> torch.Tensor:
+def receive_logits(links: PipelineLinks, num_rows: int, device: torch.device) -> torch.Tensor:
     """The logits of a step's sampling rows, from the last stage, in the order the steps were run."""
-    logits = torch.empty((num_rows, vocab_size), dtype=torch.float32, device=device)
+    logits = torch.empty((num_rows, links.vocab_size), dtype=torch.float32, device=device)
     dist.recv(logits, links.last_rank, group=links.return_group)
     return logits
 
@@ -60,4 +60,6 @@ def later_stage(model: LlamaForCausalLM, links: PipelineLinks, batch: BatchInput
     rows = batch.sample_token_indices
     if len(rows) != batch.num_tokens:
         out = out[to_device(rows, torch.int64, device)]
-    dist.send(model.compute_logits(out).contiguous(), 0, group=links.return_group)
+    logits = model.compute_logits(out)  # every tensor-parallel rank of the stage takes part
+    if links.sends_logits:
+        dist.send(logits.contiguous(), 0, group=links.return_group)

@@ -25,13 +25,12 @@ from shoal.runtime.model.loader import ModelSource, build_model, load_hf_config
 from shoal.runtime.model.placement import Placement
 from shoal.runtime.parallel.pipeline_stage import (
     StageLayout,
-    build_stage_model,
     forward_stage,
     recv_intermediate,
     send_intermediate,
     split_layers,
 )
-from shoal.runtime.parallel.sharded_llama import build_sharded_model
+from shoal.runtime.parallel.sharded_llama import ModelShare, build_sharded_model
 from shoal.runtime.parallel.tensor_parallel import TensorParallel
 from shoal.runtime.sampling.params import SamplingParams
 from shoal.runtime.worker.batch_inputs import build_batch
@@ -102,7 +101,7 @@ def run_rank(rank: int, world_size: int, init_file: Path, model_dir: Path, promp
 
     def build(arch: ModelArchConfig, source: ModelSource) -> LlamaForCausalLM:
         tp = TensorParallel(rank, world_size)
-        return build_sharded_model(arch, source, KERNELS, PLACEMENT, arch.max_position_embeddings, tp)
+        return build_sharded_model(arch, source, KERNELS, PLACEMENT, arch.max_position_embeddings, ModelShare(tp))
 
     _decode_in_group(rank, world_size, init_file, model_dir, build, prompts, max_new_tokens, out, saving_rank=0)
 
@@ -113,7 +112,9 @@ def run_stage(rank: int, world_size: int, init_file: Path, model_dir: Path, prom
 
     def build(arch: ModelArchConfig, source: ModelSource) -> PipelinedStage:
         layout = split_layers(arch.num_hidden_layers, world_size)[rank]
-        model = build_stage_model(arch, source, KERNELS, PLACEMENT, arch.max_position_embeddings, layout)
+        model = build_sharded_model(
+            arch, source, KERNELS, PLACEMENT, arch.max_position_embeddings, ModelShare(TensorParallel(0, 1), layout)
+        )
         return PipelinedStage(model, layout)
 
     last = world_size - 1

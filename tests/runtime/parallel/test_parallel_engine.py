@@ -2,7 +2,8 @@
 processes of their own that follow each step; outputs are those of one rank.
 
 Tensor parallelism: the embedded SmolLM2 has 9 heads and 3 KV heads, so it splits over 3 ranks (2
-does not divide them). Pipeline parallelism: its 30 layers split into 2 stages of 15.
+does not divide them). Pipeline parallelism: its 30 layers split into 2 stages of 15. Both together:
+a tiny random Llama in 2 stages of 2 ranks.
 """
 
 import multiprocessing
@@ -20,6 +21,7 @@ from shoal.runtime.sampling.params import SamplingParams
 from shoal.runtime.speculative.config import SpeculativeConfig
 from shoal.v1 import runtime_pb2 as pb
 from tests.runtime.engine_harness import build, run_to_completion
+from tests.runtime.parallel.paged_greedy import save_random_llama
 from tests.runtime.server_process import RuntimeProcess
 
 pytestmark = pytest.mark.integration
@@ -85,9 +87,17 @@ def test_two_pipeline_stages_decode_what_one_rank_does(smollm_dir, prompts, one_
     assert [p.exitcode for p in built.parallel.workers.processes] == [0]
 
 
-def test_tensor_and_pipeline_parallelism_together_are_refused_with_a_reason(smollm_dir):
-    with pytest.raises(ValueError, match="tensor and pipeline parallelism together"):
-        build(smollm_dir, tensor_parallel_size=3, pipeline_parallel_size=2)
+def test_two_stages_of_two_tensor_parallel_ranks_decode_what_one_rank_does(tmp_path):
+    """A tiny random Llama (4 heads, 2 KV heads, 2 layers): 4 ranks, each a stage's half of its heads."""
+    model_dir = save_random_llama(tmp_path / "tiny", num_hidden_layers=2)
+    prompts = [[(7 * i + 3 * n) % 255 for i in range(5 + 9 * n)] for n in range(4)]
+    expected = run_to_completion(build(model_dir).engine, prompts, GREEDY)
+    built = build(model_dir, tensor_parallel_size=2, pipeline_parallel_size=2)
+    try:
+        assert run_to_completion(built.engine, prompts, GREEDY, arrival_steps=[0, 0, 3, 5]) == expected
+    finally:
+        built.close()
+    assert [p.exitcode for p in built.parallel.workers.processes] == [0, 0, 0]
 
 
 def test_a_split_the_model_does_not_allow_is_refused_before_any_rank_starts(smollm_dir):

@@ -20,11 +20,12 @@ from shoal.runtime.model.loader import ModelSource, load_hf_config
 from shoal.runtime.parallel.pipeline_stage import (
     IntermediateTensors,
     StageLayout,
-    build_stage_model,
     forward_stage,
     split_layers,
     stage_tensor_name,
 )
+from shoal.runtime.parallel.sharded_llama import ModelShare, build_sharded_model
+from shoal.runtime.parallel.tensor_parallel import TensorParallel
 from tests.runtime.parallel.paged_greedy import (
     KERNELS,
     PLACEMENT,
@@ -120,7 +121,11 @@ def test_each_stage_holds_only_its_layers_and_ends_and_together_they_are_the_mod
     source = ModelSource("safetensors", tiny_llama_dir)
     arch = ModelArchConfig.from_hf(load_hf_config(source))
     layouts = split_layers(arch.num_hidden_layers, 3)
-    stages = [(build_stage_model(arch, source, KERNELS, PLACEMENT, 256, layout), layout) for layout in layouts]
+    one_rank = TensorParallel(0, 1)
+    stages = [
+        (build_sharded_model(arch, source, KERNELS, PLACEMENT, 256, ModelShare(one_rank, layout)), layout)
+        for layout in layouts
+    ]
 
     for model, layout in stages:
         assert len(model.model.layers) == model.arch.num_hidden_layers == layout.num_layers
