@@ -1,4 +1,5 @@
-"""Tensor parallelism against one GPU: the same workloads through an engine of 1 and of N ranks.
+"""Tensor and pipeline parallelism against one GPU: the same workloads through an engine of 1 and of
+N ranks.
 
 Per setting (one process each: a tensor-parallel engine's ranks are processes of their own):
 - bs1 decode: one request, a 512-token prompt, 256 tokens out; the mean time between its tokens;
@@ -68,6 +69,7 @@ def measure(args: argparse.Namespace) -> dict:
         model=args.model,
         load_format=args.load_format,
         tensor_parallel_size=args.tensor_parallel_size,
+        pipeline_parallel_size=args.pipeline_parallel_size,
         max_model_len=args.max_model_len,
         enforce_eager=args.enforce_eager,
     )
@@ -78,7 +80,8 @@ def measure(args: argparse.Namespace) -> dict:
     row = {
         "model": Path(args.model).name,
         "tensor_parallel_size": args.tensor_parallel_size,
-        "gpus": args.tensor_parallel_size,
+        "pipeline_parallel_size": args.pipeline_parallel_size,
+        "gpus": args.tensor_parallel_size * args.pipeline_parallel_size,
         "cuda_graphs": not args.enforce_eager,
         "startup_s": clock.breakdown().seconds[TOTAL],
         "kv_cache_tokens": info.kv_cache_tokens,
@@ -97,7 +100,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 
 def render(rows: list[dict]) -> str:
-    anchor = {r["model"]: r for r in rows if r["tensor_parallel_size"] == 1}
+    anchor = {r["model"]: r for r in rows if r["gpus"] == 1}
     table = []
     for r in rows:
         one = anchor.get(r["model"])
@@ -106,7 +109,7 @@ def render(rows: list[dict]) -> str:
         table.append(
             [
                 r["model"],
-                r["tensor_parallel_size"],
+                f"{r['tensor_parallel_size']} x {r['pipeline_parallel_size']}",
                 "yes" if r["cuda_graphs"] else "no (eager)",
                 f"{r['bs1_itl_ms'][0]:.2f} / {r['bs1_itl_ms'][1]:.2f}",
                 itl_ratio,
@@ -119,13 +122,13 @@ def render(rows: list[dict]) -> str:
         )
     headers = [
         "model",
-        "TP",
+        "TP x PP",
         "CUDA graphs",
         "bs1 ITL ms (cold / warm)",
-        "bs1 ITL vs TP=1",
+        "bs1 ITL vs one GPU",
         "512/256 output tok/s (cold / warm)",
         "random output tok/s (cold / warm)",
-        "random vs TP=1",
+        "random vs one GPU",
         "random tok/s per GPU",
         "start s",
     ]
@@ -137,6 +140,7 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--load-format", default="dummy")
     parser.add_argument("--tensor-parallel-size", type=int, default=1)
+    parser.add_argument("--pipeline-parallel-size", type=int, default=1)
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--enforce-eager", action="store_true")
     parser.add_argument("--num-requests", type=int, default=256, help="per workload (a CPU check takes a few)")
@@ -148,9 +152,11 @@ def main() -> None:
     measured = measure(args)
     path = RESULTS_DIR / f"{args.name}.json"
     previous = json.loads(path.read_text())["rows"] if path.exists() else []
-    key = (measured["row"]["model"], measured["row"]["tensor_parallel_size"])
-    rows = [r for r in previous if (r["model"], r["tensor_parallel_size"]) != key] + [measured["row"]]
-    rows.sort(key=lambda r: (r["model"], r["tensor_parallel_size"]))
+
+    def key(row: dict) -> tuple:
+        return row["model"], row["tensor_parallel_size"], row["pipeline_parallel_size"]
+
+    rows = sorted([r for r in previous if key(r) != key(measured["row"])] + [measured["row"]], key=key)
     table = render(rows)
     print(table)
     info = measured["info"]
@@ -160,8 +166,9 @@ def main() -> None:
         f"out. 512/256: {rows[-1]['512/256_workload']}. random: {rows[-1]['random_workload']}. Cold: the first run "
         "after the engine started; warm: the second."
     )
-    payload = {"benchmark": "tensor parallelism", "settings": vars(args), "description": description, "rows": rows}
-    markdown = f"# Tensor parallelism\n\n{description}\n\n{table}\n"
+    payload = {"benchmark": "tensor and pipeline parallelism", "settings": vars(args), "description": description}
+    payload["rows"] = rows
+    markdown = f"# Tensor and pipeline parallelism\n\n{description}\n\n{table}\n"
     print("wrote", *write_report(args.name, payload, markdown))
 
 
