@@ -103,6 +103,7 @@ def build_engine(config: EngineConfig, clock: StartupClock | None = None) -> Bui
     except BaseException:
         if parallel is not None:
             parallel.workers.kill()
+            leave()
         raise
     runner = rank.runner if parallel is None else RankZeroRunner(rank.runner, parallel.channel, parallel.groups.tp)
     tokenizer = load_tokenizer(source.directory)

@@ -151,7 +151,9 @@ def build_rank(
         budget = CPU_DEFAULT_KV_CACHE_BYTES
     archs = [rank_arch] + ([draft.arch] if draft is not None else [])
     # Every rank holds the same blocks (one block table addresses all of them): the fewest any fits.
-    num_blocks = fewest_over_ranks(num_kv_blocks(archs, dtype, config.block_size, budget), device)
+    num_blocks = num_kv_blocks(archs, dtype, config.block_size, budget)
+    if config.world_size > 1:
+        num_blocks = fewest_over_ranks(num_blocks, device)
     capacity = num_blocks * config.block_size
     if max_model_len > capacity:
         if config.max_model_len is not None:
@@ -187,9 +189,7 @@ def build_rank(
 
 
 def fewest_over_ranks(value: int, device: torch.device) -> int:
-    """The smallest of every rank's value (each must call it); the value itself on one rank."""
-    if not dist.is_initialized():
-        return value
+    """The smallest of every rank's value, over the default process group (each rank must call it)."""
     x = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(x, op=dist.ReduceOp.MIN)
     return int(x.item())

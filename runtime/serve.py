@@ -94,16 +94,17 @@ async def serve(engine_config: EngineConfig, server_config: ServerConfig) -> Non
         server_config.metrics_port,
     )
 
-    lost_rank = asyncio.Event()
+    stop, lost_rank = asyncio.Event(), asyncio.Event()
     if built.parallel is not None:
         loop = asyncio.get_running_loop()
 
         def rank_lost(message: str) -> None:
             engine.fail(ParallelWorkerError(message))
             loop.call_soon_threadsafe(lost_rank.set)
+            loop.call_soon_threadsafe(stop.set)
 
         built.parallel.on_lost(rank_lost)
-    await _wait_for_signal_or(lost_rank)
+    await _wait_for_signal_or(stop)
     if lost_rank.is_set():
         for service in ("", SERVICE_NAME):
             await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import torch.distributed
 
 from shoal.runtime.sampling.params import SamplingParams
 from shoal.runtime.speculative.config import SpeculativeConfig
@@ -34,6 +35,14 @@ TEXTS = [
     "List three colours: red, green,",
 ]
 GREEDY = SamplingParams(temperature=0, max_tokens=16, ignore_eos=True)
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_process_group():
+    """A test's ranks are gone after it: the process groups too, or a later one-rank engine would
+    find a group whose peers have left."""
+    yield
+    assert not torch.distributed.is_initialized()
 
 
 @pytest.fixture(scope="module")
