@@ -30,7 +30,7 @@ class WorkerGroup:
         self._listeners: list[Callable[[str], None]] = []
         self._stopping = threading.Event()
         self._started = False
-        self._watcher = threading.Thread(target=self._watch, name="shoal-tp-watch", daemon=True)
+        self._watcher = threading.Thread(target=self._watch, name="shoal-rank-watch", daemon=True)
         self._watcher.start()
 
     def on_exit(self, listener: Callable[[str], None]) -> None:
