@@ -403,6 +403,11 @@ def _check_parallelism(
             f"{f.name('resources')}.gpus: must equal parallelism.tensor x parallelism.pipeline ({size}) "
             f"when runtime.device is cuda, got {resources.gpus}"
         )
+    if device == "cuda" and parallelism.pipeline > 1:
+        raise SpecError(
+            f"{f.name('parallelism')}.pipeline: above 1 runs on CPU pools only so far (the runtime's pipeline "
+            f"stages do not run on GPUs yet), got {parallelism.pipeline} with runtime.device cuda"
+        )
     if speculative.config.method == "draft_model" and size > 1:
         raise SpecError(
             f"{f.name('speculative')}.method: draft_model needs parallelism.tensor x parallelism.pipeline "

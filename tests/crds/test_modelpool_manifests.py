@@ -80,7 +80,7 @@ FULL_SPEC = {
         "compileCache": {"volumeClaim": "triton-cache"},
     },
     "resources": {"gpus": 4, "cpu": "7500m", "memory": "96Gi"},
-    "parallelism": {"tensor": 2, "pipeline": 2},
+    "parallelism": {"tensor": 4, "pipeline": 1},
     "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": []}},
@@ -286,9 +286,18 @@ VALID = {
         {"model": MODEL, "parallelism": {"tensor": 2}, "resources": {"gpus": 2}},
         {"parallelism": {"tensor": 2, "pipeline": 1}},
     ),
-    "tensor 4 x pipeline 2, a whole node of 8 GPUs": (
-        {"model": MODEL, "parallelism": {"tensor": 4, "pipeline": 2}, "resources": {"gpus": 8}},
-        {"parallelism.pipeline": 2, "resources.gpus": 8},
+    "tensor 8, a whole node of 8 GPUs": (
+        {"model": MODEL, "parallelism": {"tensor": 8}, "resources": {"gpus": 8}},
+        {"parallelism.tensor": 8, "resources.gpus": 8},
+    ),
+    "tensor 4 x pipeline 2 on a CPU pool": (
+        {
+            "model": MODEL,
+            "parallelism": {"tensor": 4, "pipeline": 2},
+            "runtime": {"device": "cpu"},
+            "resources": {"gpus": 0},
+        },
+        {"parallelism.pipeline": 2, "resources.gpus": 0},
     ),
     "tensor 2 on cpu, no GPU": (
         {"model": MODEL, "parallelism": {"tensor": 2}, "runtime": {"device": "cpu"}, "resources": {"gpus": 0}},
@@ -442,7 +451,12 @@ INVALID = {
         "should be greater than or equal to 1",
     ),
     "tensor 4 x pipeline 4, more than one node": (
-        {"model": MODEL, "parallelism": {"tensor": 4, "pipeline": 4}, "resources": {"gpus": 16}},
+        {
+            "model": MODEL,
+            "parallelism": {"tensor": 4, "pipeline": 4},
+            "runtime": {"device": "cpu"},
+            "resources": {"gpus": 0},
+        },
         "spec.parallelism",
         "Invalid value: parallelism.tensor x parallelism.pipeline must be at most 8",
     ),
@@ -450,6 +464,11 @@ INVALID = {
         {"model": MODEL, "parallelism": {"tensor": 2}},
         "spec.resources.gpus",
         "resources.gpus must equal parallelism.tensor x parallelism.pipeline when runtime.device is cuda",
+    ),
+    "pipeline stages on a GPU pool": (
+        {"model": MODEL, "parallelism": {"pipeline": 2}, "resources": {"gpus": 2}},
+        "spec.parallelism.pipeline",
+        "parallelism.pipeline above 1 runs on CPU pools only so far",
     ),
     "parallelism {} beside 2 GPUs": (
         {"model": MODEL, "parallelism": {}, "resources": {"gpus": 2}},

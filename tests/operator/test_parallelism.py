@@ -18,13 +18,13 @@ MANIFEST = {"apiVersion": "shoal.dev/v1alpha1", "kind": "ModelPool", "metadata":
 
 
 def tp(tensor: int, pipeline: int = 1, **spec) -> dict:
-    """A cuda pool at tensor x pipeline, on as many GPUs (unless spec says otherwise)."""
-    return {
-        "model": MODEL,
-        "parallelism": {"tensor": tensor, "pipeline": pipeline},
-        "resources": {"gpus": tensor * pipeline},
-        **spec,
-    }
+    """A pool at tensor x pipeline (unless spec says otherwise): on cuda with as many GPUs, or, with
+    pipeline stages (which run on CPU pools only so far), on a CPU pool."""
+    if pipeline > 1:
+        place = {"runtime": {"device": "cpu"}, "resources": {"gpus": 0}}
+    else:
+        place = {"resources": {"gpus": tensor}}
+    return {"model": MODEL, "parallelism": {"tensor": tensor, "pipeline": pipeline}, **place, **spec}
 
 
 def pod_spec(spec: dict) -> dict:
@@ -102,7 +102,7 @@ def test_the_runtime_gets_each_size_only_above_one():
 
 
 def test_several_ranks_get_a_memory_backed_dev_shm_and_their_gpus():
-    single, split = pod_spec({"model": MODEL}), pod_spec(tp(2, 2))
+    single, split = pod_spec({"model": MODEL}), pod_spec(tp(4))
     assert not any(v.get("emptyDir", {}).get("medium") == "Memory" for v in single["volumes"])
     assert SHM_MOUNT not in [m["mountPath"] for m in single["containers"][0]["volumeMounts"]]
     (shm,) = [v for v in split["volumes"] if v.get("emptyDir", {}).get("medium") == "Memory"]
@@ -180,6 +180,11 @@ def test_the_api_server_and_the_operator_read_parallelism_alike(server_dry_run):
             tp(2, speculative={"method": "draft_model", "draftModel": "/models/small"}),
             "spec.speculative.method",
             "draft_model needs parallelism.tensor x parallelism.pipeline of 1",
+        ),
+        (
+            {"model": MODEL, "parallelism": {"pipeline": 2}, "resources": {"gpus": 2}},
+            "spec.parallelism.pipeline",
+            "runs on CPU pools only so far",
         ),
     ],
 )
