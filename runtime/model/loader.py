@@ -5,7 +5,7 @@ local HF directory with safetensors, and an HF config with random weights (`--lo
 for benchmarks at scale).
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,15 +87,21 @@ def build_model(
     return model.eval()
 
 
-def checkpoint_tensors(source: ModelSource, device: torch.device) -> Iterator[tuple[str, torch.Tensor]]:
+def checkpoint_tensors(
+    source: ModelSource, device: torch.device, rename: Callable[[str], str | None] | None = None
+) -> Iterator[tuple[str, torch.Tensor]]:
     """Each tensor as the checkpoint holds it, on the device: copying it into its parameter casts it
-    in the same pass, where a cast here would copy every tensor of another dtype once more."""
+    in the same pass, where a cast here would copy every tensor of another dtype once more. `rename`
+    gives a tensor's name in the model, None to leave it unread (safetensors reads a tensor only when
+    asked for it: a pipeline stage never loads the others' tensors)."""
     from safetensors import safe_open
 
     for file in sorted(source.directory.glob("*.safetensors")):
         with safe_open(str(file), framework="pt", device=str(device)) as f:
             for name in f.keys():
-                yield name, f.get_tensor(name)
+                target = name if rename is None else rename(name)
+                if target is not None:
+                    yield target, f.get_tensor(name)
 
 
 class SkipDefaultInit(TorchFunctionMode):

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from shoal.runtime.layers.attention import AttentionMetadata
 from shoal.runtime.model.arch_config import ModelArchConfig
 from shoal.runtime.model.llama import LlamaForCausalLM
-from shoal.runtime.model.loader import ModelSource
+from shoal.runtime.model.loader import ModelSource, checkpoint_tensors
 
 _LAYER_PREFIX = "model.layers."
 
@@ -87,16 +87,9 @@ def stage_arch(arch: ModelArchConfig, layout: StageLayout) -> ModelArchConfig:
 def stage_checkpoint_tensors(
     source: ModelSource, device: torch.device, layout: StageLayout, tie_word_embeddings: bool
 ) -> Iterator[tuple[str, torch.Tensor]]:
-    """The stage's tensors of the full checkpoint, under the stage model's names. safetensors reads a
-    tensor only when asked for it, so the other stages' tensors never reach this stage's device."""
-    from safetensors import safe_open
-
-    for file in sorted(source.directory.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt", device=str(device)) as f:
-            for name in f.keys():
-                stage_name = stage_tensor_name(name, layout, tie_word_embeddings)
-                if stage_name is not None:
-                    yield stage_name, f.get_tensor(name)
+    """The stage's tensors of the full checkpoint, under the stage model's names; the other stages'
+    tensors are never read."""
+    return checkpoint_tensors(source, device, lambda name: stage_tensor_name(name, layout, tie_word_embeddings))
 
 
 def stage_tensor_name(name: str, layout: StageLayout, tie_word_embeddings: bool) -> str | None:
@@ -161,8 +154,8 @@ def isend_intermediate(
 def send_intermediate(tensors: IntermediateTensors, dst: int, group: dist.ProcessGroup | None = None) -> None:
     """To the next stage's process (`dst` a global rank, as in dist.send); it posts recv_intermediate
     for the same step."""
-    dist.send(tensors.hidden.contiguous(), dst, group=group)
-    dist.send(tensors.residual.contiguous(), dst, group=group)
+    for work in isend_intermediate(tensors, dst, group):
+        work.wait()
 
 
 def recv_intermediate(

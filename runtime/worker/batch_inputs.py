@@ -8,6 +8,7 @@ import torch
 
 from shoal.runtime.engine.messages import RowInput, StepInput
 from shoal.runtime.layers.attention import AttentionMetadata
+from shoal.runtime.sampling.metadata import to_device
 
 
 @dataclass
@@ -43,6 +44,13 @@ class BatchInputs:
         for row, blocks in enumerate(self.block_tables):
             table[row, : len(blocks)] = blocks
         return table
+
+    def sampling_rows(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The hidden states of the sampling rows, from those of every token."""
+        rows = self.sample_token_indices
+        if len(rows) == self.num_tokens:
+            return hidden
+        return hidden[to_device(rows, torch.int64, hidden.device)]
 
     def to_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata]:
         """input_ids, positions and attention metadata on the device."""

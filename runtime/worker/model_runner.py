@@ -92,13 +92,10 @@ class ModelRunner:
             self._generators.pop(request_id, None)
         if self.memory_limit is not None:
             self.memory_limit.check(step)
+        batch, in_flight = self._batch(step)
         if self.pipeline is not None:
-            batch = build_batch(step, self.block_size)
-            in_flight = self._in_flight_inputs(batch)
-            self._last_draws, self._last_draw_rows = None, {}
             return LaunchedStage(step, batch, run_first_stage(self.model, self.pipeline, batch, in_flight, self.device))
-        batch, logits = self._logits(step)
-        return self._sample(step, batch, logits)
+        return self._sample(step, batch, self._logits(batch, in_flight))
 
     def _sample(self, step: StepInput, batch: BatchInputs, logits: torch.Tensor | None) -> LaunchedStep:
         if logits is None:
@@ -118,7 +115,8 @@ class ModelRunner:
         """A tensor-parallel worker rank's part of a step rank 0 launches: the same forward pass and
         logits (their collectives need every rank), then, instead of sampling, the draws rank 0
         sampled, received into a tensor (they are the next step's in-flight input tokens)."""
-        batch, logits = self._logits(step)
+        batch, in_flight = self._batch(step)
+        logits = self._logits(batch, in_flight)
         if logits is None:
             return
         draws = torch.empty(len(batch.sample_slots), dtype=torch.int64, device=self.device)
@@ -146,18 +144,19 @@ class ModelRunner:
             work.wait()
         return self._sample(launched.step, batch, logits)
 
-    def _logits(self, step: StepInput) -> tuple[BatchInputs, torch.Tensor | None]:
-        """The step's batch, and the logits of its sampling rows (None when no row samples)."""
+    def _batch(self, step: StepInput) -> tuple[BatchInputs, tuple[torch.Tensor, torch.Tensor] | None]:
+        """The step's batch and its in-flight input tokens (last step's draws), which it takes over."""
         batch = build_batch(step, self.block_size)
         in_flight = self._in_flight_inputs(batch)
         self._last_draws, self._last_draw_rows = None, {}
+        return batch, in_flight
+
+    def _logits(self, batch: BatchInputs, in_flight: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
+        """The logits of the batch's sampling rows (None when no row samples)."""
         hidden = forward(self.model, self.decode_graphs, batch, in_flight, self.device)
         if not batch.sample_slots:
-            return batch, None
-        rows = batch.sample_token_indices
-        if len(rows) != batch.num_tokens:
-            hidden = hidden[to_device(rows, torch.int64, self.device)]
-        return batch, self.model.compute_logits(hidden)
+            return None
+        return self.model.compute_logits(batch.sampling_rows(hidden))
 
     def _remember_draws(self, draws: torch.Tensor, sample_rows: list[RowInput]) -> None:
         self._last_draws = draws

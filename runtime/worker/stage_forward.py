@@ -17,7 +17,6 @@ from shoal.runtime.parallel.pipeline_stage import (
     recv_intermediate,
     send_intermediate,
 )
-from shoal.runtime.sampling.metadata import to_device
 from shoal.runtime.worker.batch_inputs import BatchInputs
 
 
@@ -57,9 +56,6 @@ def later_stage(model: LlamaForCausalLM, links: PipelineLinks, batch: BatchInput
         return
     if not batch.sample_slots:
         return
-    rows = batch.sample_token_indices
-    if len(rows) != batch.num_tokens:
-        out = out[to_device(rows, torch.int64, device)]
-    logits = model.compute_logits(out)  # every tensor-parallel rank of the stage takes part
+    logits = model.compute_logits(batch.sampling_rows(out))  # every tensor-parallel rank of the stage takes part
     if links.sends_logits:
         dist.send(logits.contiguous(), 0, group=links.return_group)
