@@ -14,6 +14,7 @@ from shoal.operator.reconcile import OperatorContext, forget_pool, reconcile_poo
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 FINALIZER = "shoal.dev/route-cleanup"
+DELETION_POLL_S = 1.0
 
 
 def build_registry(ctx: OperatorContext) -> kopf.OperatorRegistry:
@@ -28,6 +29,9 @@ def build_registry(ctx: OperatorContext) -> kopf.OperatorRegistry:
         settings.persistence.finalizer = FINALIZER
         settings.posting.level = logging.INFO  # INFO and above become Kubernetes Events
         settings.watching.server_timeout = 300
+        # A pool's deletion waits for its timer's pass in progress to end; kopf checks again only
+        # after this long (its default, 60 s, held a deleted pool's finalizer for a minute).
+        settings.background.cancellation_polling = DELETION_POLL_S
 
     async def trigger(namespace: str, name: str, **_) -> None:
         await reconcile_pool(ctx, namespace, name)

@@ -74,15 +74,17 @@ async def test_a_deployments_replicas_listen_on_one_port_each_at_its_own_address
                 assert (response.status, await response.text()) == (200, name)
 
     slices = object_path("discovery.k8s.io/v1", "endpointslices", namespace)
-    listed = await eventually(
+    # The EndpointSlice controller works from its own informer cache, so it may first list a pod
+    # that it has not yet seen Ready (ready: false) and mark it ready on a later sync.
+    await eventually(
         lambda: api.list(slices, label_selector="kubernetes.io/service-name=web"),
         lambda found: (
             sorted(a for s in found for e in s.get("endpoints") or [] for a in e["addresses"]) == sorted(addresses)
+            and all(e["conditions"]["ready"] for s in found for e in s["endpoints"])
         ),
         timeout=15,
-        what="the Service's EndpointSlice listing both pods",
+        what="the Service's EndpointSlice listing both pods, ready",
     )
-    assert all(e["conditions"]["ready"] for s in listed for e in s["endpoints"])
     deployment_path = object_path("apps/v1", "deployments", namespace, "web")
     await eventually(
         lambda: api.get(deployment_path),
