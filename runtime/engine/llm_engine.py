@@ -17,6 +17,7 @@ It owns no thread; `AsyncEngine` drives it from one.
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -82,10 +83,10 @@ class StepResult:
 @dataclass(frozen=True)
 class StepOverlap:
     """How steps overlap. With `async_scheduling` a step is launched before the step before is read.
-    With `pipeline_stages` > 1 (a pipeline-parallel runner) the two steps take disjoint requests, at
-    most half of them each: stage 0 runs one micro-batch while the later stages run the other (a
-    request in the pipeline waits for its token before its next step). Two micro-batches are in
-    flight, which fills a pipeline of two stages."""
+    With `pipeline_stages` > 1 (a pipeline-parallel runner) a micro-batch per stage is in flight:
+    steps that take disjoint requests, each an even share of those not in flight, so that while stage
+    0 runs the newest the later stages run the ones before it (a request in the pipeline waits for its
+    token before its next step)."""
 
     async_scheduling: bool = False
     pipeline_stages: int = 1
@@ -93,6 +94,13 @@ class StepOverlap:
     @property
     def micro_batches(self) -> bool:
         return self.async_scheduling and self.pipeline_stages > 1
+
+    @property
+    def steps_in_flight(self) -> int:
+        """How many launched steps stay unread when `step` returns."""
+        if not self.async_scheduling:
+            return 0
+        return self.pipeline_stages if self.micro_batches else 1
 
 
 class LLMEngine:
@@ -111,7 +119,7 @@ class LLMEngine:
         self.max_model_len = max_model_len
         self.vocab_size = vocab_size
         self.overlap = overlap
-        self._in_flight: tuple[SchedulerOutput, Any] | None = None
+        self._in_flight: deque[tuple[SchedulerOutput, Any]] = deque()  # launched, unread; oldest first
         self._read_early: list[RequestOutput] = []  # the step before's outputs, read during this launch
         self.num_oom_errors = 0
 
@@ -176,7 +184,7 @@ class LLMEngine:
         return outputs
 
     def has_unfinished(self) -> bool:
-        return self.scheduler.has_unfinished() or self._in_flight is not None
+        return self.scheduler.has_unfinished() or bool(self._in_flight)
 
     def reset_prefix_cache(self) -> int:
         """Forgets every cached prefix; returns how many blocks were forgotten."""
@@ -185,7 +193,7 @@ class LLMEngine:
     def step(self) -> StepResult:
         started = time.perf_counter()
         outputs = []
-        if self._in_flight is not None and not self._can_overlap():
+        if self._in_flight and not self._can_overlap():
             outputs += self.finish_in_flight()
         scheduled = self._schedule()
         launched, bitmask = None, self._bitmask(scheduled)
@@ -201,9 +209,13 @@ class LLMEngine:
                 failed = self._fail_out_of_memory(scheduled)
             else:
                 self.scheduler.advance(scheduled)
-        outputs += self.finish_in_flight()
-        self._in_flight = (scheduled, launched) if launched is not None else None
-        if not self.overlap.async_scheduling:
+        if launched is None:  # nothing new in flight: read the oldest step, whose requests may go on
+            outputs += self._finish_oldest()
+        else:
+            while len(self._in_flight) >= max(1, self.overlap.steps_in_flight):
+                outputs += self._finish_oldest()
+            self._in_flight.append((scheduled, launched))
+        if not self.overlap.steps_in_flight:
             outputs += self.finish_in_flight()
         mask_s = bitmask.fill_s if bitmask is not None else None
         return StepResult(outputs, scheduled.num_batched_tokens, time.perf_counter() - started, failed, mask_s)
@@ -238,11 +250,13 @@ class LLMEngine:
     def _schedule(self) -> SchedulerOutput:
         if not self.overlap.micro_batches:
             return self.scheduler.schedule()
-        in_flight = frozenset()
-        if self._in_flight is not None:
-            in_flight = frozenset(item.request.request_id for item in self._in_flight[0].scheduled)
-        unfinished = self.scheduler.num_running + self.scheduler.num_waiting
-        return self.scheduler.schedule(in_flight, max_rows=max(1, -(-unfinished // 2)))
+        in_flight = frozenset(
+            item.request.request_id for scheduled, _ in self._in_flight for item in scheduled.scheduled
+        )
+        # The requests not in the pipeline, shared evenly over the stages it has free.
+        free = self.scheduler.num_running + self.scheduler.num_waiting - len(in_flight)
+        stages_free = max(1, self.overlap.pipeline_stages - len(self._in_flight))
+        return self.scheduler.schedule(in_flight, max_rows=max(1, -(-free // stages_free)))
 
     def _can_overlap(self) -> bool:
         """Penalties count a request's output tokens on the host, and drafts are looked up in them, so
@@ -278,14 +292,20 @@ class LLMEngine:
         self._read_early += self.finish_in_flight()
 
     def finish_in_flight(self) -> list[RequestOutput]:
-        """Waits for the launched step's draws, if any; the scheduler appends them and applies the
-        token-level stops, the output processor detokenizes and finds stop strings, which the scheduler
-        applies. After it the device is idle and the requests' state whole: the engine may pause, or
-        its weights change."""
-        if self._in_flight is None:
+        """Waits for every launched step's draws, oldest first. After it the device is idle and the
+        requests' state whole: the engine may pause, or its weights change."""
+        outputs = []
+        while self._in_flight:
+            outputs += self._finish_oldest()
+        return outputs
+
+    def _finish_oldest(self) -> list[RequestOutput]:
+        """Waits for the oldest launched step's draws, if any; the scheduler appends them and applies
+        the token-level stops, the output processor detokenizes and finds stop strings, which the
+        scheduler applies."""
+        if not self._in_flight:
             return []
-        scheduled, launched = self._in_flight
-        self._in_flight = None
+        scheduled, launched = self._in_flight.popleft()
         outputs = []
         for request, tokens in self.scheduler.update(scheduled, self.runner.finish(launched)):
             for count, token in enumerate(tokens, start=1):

@@ -151,7 +151,7 @@ class Scheduler:
     def schedule(self, in_flight: frozenset[str] = frozenset(), max_rows: int | None = None) -> SchedulerOutput:
         """`in_flight` and `max_rows` serve a pipeline's micro-batches: requests whose step is still
         in the pipeline are left out (their next token is not drawn yet), and a step takes at most
-        `max_rows` requests, so that the requests split between the micro-batches in flight."""
+        `max_rows` requests, so that the requests split evenly between the micro-batches in flight."""
         budget = self.config.max_num_batched_tokens
         scheduled: dict[str, ScheduledRequest] = {}
         preempted: list[Request] = []

@@ -2,7 +2,7 @@
 processes of their own that follow each step; outputs are those of one rank.
 
 Tensor parallelism: the embedded SmolLM2 has 9 heads and 3 KV heads, so it splits over 3 ranks (2
-does not divide them). Pipeline parallelism: its 30 layers split into 2 stages of 15. Both together:
+does not divide them). Pipeline parallelism: its 30 layers split into 2 stages of 15, or 3 of 10. Both together:
 a tiny random Llama in 2 stages of 2 ranks.
 """
 
@@ -82,18 +82,24 @@ def test_drafts_verified_across_ranks_change_nothing(smollm_dir, prompts, one_ra
     assert drafted == run_to_completion(plain.engine, repeats, GREEDY)
 
 
-@pytest.mark.parametrize("async_scheduling", [False, True], ids=["in-turn", "async-scheduling"])
-def test_two_pipeline_stages_decode_what_one_rank_does(smollm_dir, prompts, one_rank_outputs, async_scheduling):
-    built = build(smollm_dir, pipeline_parallel_size=2, async_scheduling=async_scheduling)
+@pytest.mark.parametrize(
+    ("stages", "async_scheduling"),
+    [(2, False), (2, True), (3, True)],
+    ids=["2-stages-in-turn", "2-stages-async-scheduling", "3-stages-async-scheduling"],
+)
+def test_pipeline_stages_decode_what_one_rank_does(smollm_dir, prompts, one_rank_outputs, stages, async_scheduling):
+    """With async scheduling a micro-batch per stage is in flight (the scheduler's side is in
+    tests/runtime/test_micro_batches.py); a middle stage receives and sends on."""
+    built = build(smollm_dir, pipeline_parallel_size=stages, async_scheduling=async_scheduling)
     try:
-        assert built.info.pipeline_parallel_size == 2
+        assert built.info.pipeline_parallel_size == stages
         staggered = run_to_completion(built.engine, prompts, GREEDY, arrival_steps=[0, 0, 3, 5])
         assert staggered == one_rank_outputs
         stats = built.engine.stats()
         assert stats.kv_blocks_free == stats.kv_blocks_total
     finally:
         built.close()
-    assert [p.exitcode for p in built.parallel.workers.processes] == [0]
+    assert [p.exitcode for p in built.parallel.workers.processes] == [0] * (stages - 1)
 
 
 def test_two_stages_of_two_tensor_parallel_ranks_decode_what_one_rank_does(tmp_path):
