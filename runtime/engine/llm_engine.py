@@ -288,8 +288,10 @@ class LLMEngine:
         """Under async scheduling, this step was launched with the step before still in flight; its
         masks follow the tokens that step draws. The worker calls this once it has queued this step's
         forward pass: the step before's draws are read (the scheduler feeds them to the grammars) while
-        the device runs this one."""
-        self._read_early += self.finish_in_flight()
+        the device runs this one. A pipeline's micro-batch holds none of the requests in flight, so it
+        reads nothing: reading would drain the pipeline at every constrained step."""
+        if not self.overlap.micro_batches:
+            self._read_early += self.finish_in_flight()
 
     def finish_in_flight(self) -> list[RequestOutput]:
         """Waits for every launched step's draws, oldest first. After it the device is idle and the
